@@ -1,0 +1,98 @@
+"""One organization's part of a two-organization AWS Clean Rooms collaboration.
+
+The stack's config says which roles this organization plays; this file only
+reads it, builds the account's providers, composes the role components and
+exports what partners and the query runner need. See README.md.
+"""
+
+import pulumi
+
+from components import plan
+from components.analyst import Analyst, AnalystArgs
+from components.collaboration_owner import CollaborationOwner, CollaborationOwnerArgs
+from components.config import ANALYST, OWNER, PRODUCER, load_settings
+from components.data_producer import DataProducer, DataProducerArgs
+from components.engines import check_new_collaboration
+from components.membership import Member, MemberArgs
+from components.peers import read_peers
+from components.providers import make_providers
+from components.results_store import ResultsStore, ResultsStoreArgs
+from components.stack_config import config_reader
+
+settings = load_settings(config_reader(), pulumi.get_project(), pulumi.get_stack())
+org = settings.org
+providers = make_providers(settings)
+peers = read_peers(settings)
+plan.check_budget(settings, peers)
+opts = providers.opts
+
+# Analyst, part 1: the results destination, named by the membership.
+results = None
+if ANALYST in settings.roles:
+    results = ResultsStore(f"{org.name}-analyst", ResultsStoreArgs(
+        organization=org.name, account_id=org.account_id, region=settings.region,
+        bucket_name=f"{org.name}-cleanrooms-results-{org.account_id}", prefix=settings.analyst.results_prefix,
+        result_format=settings.analyst.result_format, protect=settings.protect), opts=opts())
+
+# The collaboration and this organization's membership in it.
+membership = collaboration_id = owner = None
+if OWNER in settings.roles:
+    check_new_collaboration(settings.analytics_engine)
+    owner = CollaborationOwner(f"{org.name}-owner", CollaborationOwnerArgs(
+        spec=settings.collaboration, creator=org, invited=settings.partners,
+        analytics_engine=settings.analytics_engine, results=results.destination if results else None,
+        budget=settings.budget, payer=settings.payer, query_logging=settings.query_logging,
+        protect=settings.protect), opts=opts())
+    membership, collaboration_id = owner.membership, owner.collaboration.collaboration_identifier
+elif (collaboration_id := plan.collaboration_id(settings, peers)) is not None:
+    membership = Member(f"{org.name}-member", MemberArgs(
+        collaboration_id=collaboration_id, pays_for_queries=settings.payer == org.name,
+        query_logging=settings.query_logging, results=results.destination if results else None,
+        protect=settings.protect), opts=opts()).membership
+
+# Data producer: this organization's table, associated once it is a member.
+producer = None
+if PRODUCER in settings.roles:
+    analyses, providers_allowed = plan.allowed_analyses(settings, peers)
+    producer = DataProducer(f"{org.name}-producer", DataProducerArgs(
+        organization=org.name, account_id=org.account_id, region=settings.region, dataset=settings.dataset,
+        rule=settings.analysis_rule, bucket_name=f"{org.name}-cleanrooms-{settings.dataset.name.replace('_', '-')}-{org.account_id}",
+        allowed_analyses=analyses, allowed_analysis_providers=providers_allowed,
+        membership_id=membership.membership_identifier if membership else None,
+        trusted_membership_arns=[membership.arn, *plan.partner_membership_arns(peers)] if membership else [],
+        member_account_ids=[m.account_id for m in settings.members],
+        result_receivers=plan.result_receivers(settings), protect=settings.protect), opts=opts())
+
+# Analyst, part 2: the analysis templates, once the tables they read are associated.
+analyst = None
+if ANALYST in settings.roles and membership is not None:
+    analyst = Analyst(f"{org.name}-analyst-templates", AnalystArgs(
+        membership_id=membership.membership_identifier, queries=settings.analyst.queries,
+        associated_tables=plan.associated_tables(settings, peers, own_associated=producer is not None),
+        dp_tables=plan.dp_tables(settings, peers),
+        depends_on=[producer.association] if producer and producer.association else []), opts=opts())
+
+pulumi.export("organization", org.name)
+pulumi.export("account_id", org.account_id)
+pulumi.export("region", settings.region)
+pulumi.export("roles", sorted(settings.roles))
+pulumi.export("analytics_engine", settings.analytics_engine)
+pulumi.export("collaboration_id", collaboration_id)
+pulumi.export("membership_id", membership.membership_identifier if membership else None)
+pulumi.export("membership_arn", membership.arn if membership else None)
+pulumi.export("partners_joined", sorted(p.partner.name for p in peers.values() if p.membership_arn))
+if producer:
+    pulumi.export("data_bucket", producer.storage.bucket.bucket)
+    pulumi.export("configured_table_id", producer.configured_table.configured_table_identifier)
+    pulumi.export("configured_table_association_name", producer.association.name if producer.association else None)
+    pulumi.export("differential_privacy", settings.analysis_rule.differential_privacy)
+if owner:
+    pulumi.export("privacy_budget_template_id",
+                  owner.budget_template.privacy_budget_template_identifier if owner.budget_template else None)
+if results:
+    pulumi.export("results_bucket", results.storage.bucket.bucket)
+    pulumi.export("results_prefix", settings.analyst.results_prefix)
+    pulumi.export("results_kms_key_arn", results.storage.key.arn)
+    pulumi.export("result_format", settings.analyst.result_format)
+    pulumi.export("analysis_templates", analyst.template_info if analyst else {})
+    pulumi.export("pending_templates", analyst.pending if analyst else {})

@@ -1,0 +1,66 @@
+"""Analyst: the analysis templates this organization runs.
+
+Templates come from data/queries/*.sql. A template is declared only once
+every table its SQL reads is associated with the collaboration: Clean Rooms
+checks a template against the collaboration's tables when it is created (and
+against their differential privacy rules).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import pulumi
+import pulumi_aws_native.cleanrooms as cleanrooms
+
+from components.queries import QueryTemplate
+
+
+@dataclass
+class AnalystArgs:
+    membership_id: pulumi.Input[str]
+    queries: Sequence[QueryTemplate]
+    associated_tables: set[str]
+    """Table aliases known to be associated with the collaboration now."""
+    dp_tables: set[str] = field(default_factory=set)
+    """Aliases of tables under differential privacy."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """This organization's own associations, created in the same run."""
+
+
+class Analyst(pulumi.ComponentResource):
+    templates: dict[str, cleanrooms.AnalysisTemplate]
+
+    def __init__(self, name: str, args: AnalystArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cleanrooms:roles:Analyst", name, None, opts)
+        self.templates = {}
+        self.pending: dict[str, list[str]] = {}
+        self.template_info: dict[str, dict] = {}
+        for query in args.queries:
+            missing = sorted(set(query.tables) - args.associated_tables)
+            if missing:
+                self.pending[query.name] = missing
+                pulumi.log.info(f"analysis template '{query.name}' waits for tables {missing} to be "
+                                "associated; run `pulumi up` again after the partner deploys")
+                continue
+            template = cleanrooms.AnalysisTemplate(
+                f"{name}-{query.name.replace('_', '-')}",
+                name=query.name,
+                description=query.description or None,
+                membership_identifier=args.membership_id,
+                format=cleanrooms.AnalysisTemplateFormat.SQL,
+                source=cleanrooms.AnalysisTemplateAnalysisSource0PropertiesArgs(text=query.sql),
+                analysis_parameters=[cleanrooms.AnalysisTemplateAnalysisParameterArgs(
+                    name=p.name, type=cleanrooms.AnalysisTemplateAnalysisParameterType(p.type),
+                    default_value=p.default) for p in query.parameters] or None,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            )
+            self.templates[query.name] = template
+            self.template_info[query.name] = {
+                "arn": template.arn,
+                "id": template.analysis_template_identifier,
+                "parameters": [{"name": p.name, "type": p.type, "default": p.default} for p in query.parameters],
+                "differential_privacy": bool(set(query.tables) & args.dp_tables),
+            }
+        self.register_outputs({"analysis_templates": self.template_info})

@@ -1,0 +1,108 @@
+"""CollaborationOwner: the collaboration, the owner's membership, the privacy budget.
+
+Members and their abilities are fixed when the collaboration is created
+(CloudFormation createOnlyProperties), so a change to them replaces the
+collaboration; it is protected so that a config edit cannot delete it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import pulumi
+import pulumi_aws_native.cleanrooms as cleanrooms
+
+from components.config import C3rSpec, CollaborationSpec, Member, PrivacyBudgetSpec
+from components.membership import ResultDestination, new_membership
+
+
+@dataclass
+class CollaborationOwnerArgs:
+    spec: CollaborationSpec
+    creator: Member
+    """This organization: the creator, with abilities from its roles."""
+    invited: Sequence[Member]
+    """The partners, each with abilities from its roles (an empty list for data producers)."""
+    analytics_engine: str
+    results: ResultDestination | None = None
+    """The owner's default result configuration, when it is the analyst."""
+    budget: PrivacyBudgetSpec | None = None
+    """Differential privacy budget; created when any table uses differential privacy."""
+    payer: str = ""
+    """Name of the member that pays for query compute."""
+    query_logging: bool = True
+    protect: bool = True
+
+
+def _payment(pays: bool) -> cleanrooms.CollaborationPaymentConfigurationArgs:
+    return cleanrooms.CollaborationPaymentConfigurationArgs(
+        query_compute=cleanrooms.CollaborationQueryComputePaymentConfigArgs(is_responsible=pays))
+
+
+def _c3r(c3r: C3rSpec | None) -> cleanrooms.CollaborationDataEncryptionMetadataArgs | None:
+    # Only with C3R: dataEncryptionMetadata turns the collaboration into one
+    # that expects client-side encrypted columns.
+    if c3r is None:
+        return None
+    return cleanrooms.CollaborationDataEncryptionMetadataArgs(
+        allow_cleartext=c3r.allow_cleartext, allow_duplicates=c3r.allow_duplicates,
+        allow_joins_on_columns_with_different_names=c3r.allow_joins_on_columns_with_different_names,
+        preserve_nulls=c3r.preserve_nulls)
+
+
+class CollaborationOwner(pulumi.ComponentResource):
+    collaboration: cleanrooms.Collaboration
+    membership: cleanrooms.Membership
+    budget_template: cleanrooms.PrivacyBudgetTemplate | None
+
+    def __init__(self, name: str, args: CollaborationOwnerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cleanrooms:roles:CollaborationOwner", name, None, opts)
+        spec = args.spec
+        log_status = "ENABLED" if args.query_logging else "DISABLED"
+        kept = pulumi.ResourceOptions(parent=self, protect=args.protect)
+
+        self.collaboration = cleanrooms.Collaboration(
+            f"{name}-collaboration",
+            name=spec.name,
+            description=spec.description,
+            creator_display_name=args.creator.display_name,
+            # Omitted abilities would leave the creator unable to do anything.
+            creator_member_abilities=[cleanrooms.CollaborationMemberAbility(a) for a in args.creator.abilities],
+            creator_payment_configuration=_payment(args.payer == args.creator.name),
+            members=[cleanrooms.CollaborationMemberSpecificationArgs(
+                account_id=m.account_id,
+                display_name=m.display_name,
+                # The service requires memberAbilities on every member; [] is a data contributor.
+                member_abilities=[cleanrooms.CollaborationMemberAbility(a) for a in m.abilities],
+                payment_configuration=_payment(args.payer == m.name),
+            ) for m in args.invited],
+            query_log_status=cleanrooms.CollaborationQueryLogStatus(log_status),
+            analytics_engine=cleanrooms.CollaborationAnalyticsEngine(args.analytics_engine),
+            data_encryption_metadata=_c3r(spec.c3r),
+            opts=kept,
+        )
+        self.membership = new_membership(
+            f"{name}-membership", self.collaboration.collaboration_identifier,
+            pays_for_queries=args.payer == args.creator.name, query_logging=args.query_logging,
+            results=args.results, opts=kept)
+
+        # One privacy budget template per collaboration (CreatePrivacyBudgetTemplate).
+        self.budget_template = None
+        if args.budget is not None:
+            self.budget_template = cleanrooms.PrivacyBudgetTemplate(
+                f"{name}-privacy-budget",
+                membership_identifier=self.membership.membership_identifier,
+                privacy_budget_type=cleanrooms.PrivacyBudgetTemplatePrivacyBudgetType.DIFFERENTIAL_PRIVACY,
+                auto_refresh=cleanrooms.PrivacyBudgetTemplateAutoRefresh(args.budget.auto_refresh),
+                parameters=cleanrooms.ParametersPropertiesArgs(
+                    epsilon=args.budget.epsilon, users_noise_per_query=args.budget.users_noise_per_query),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+        self.register_outputs({
+            "collaboration_id": self.collaboration.collaboration_identifier,
+            "membership_id": self.membership.membership_identifier,
+            "privacy_budget_template_id": self.budget_template.privacy_budget_template_identifier
+            if self.budget_template else None,
+        })

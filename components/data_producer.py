@@ -1,0 +1,210 @@
+"""DataProducer: an organization's dataset, offered to the collaboration.
+
+S3 (hardened bucket) -> Glue table with a declared schema -> Clean Rooms
+configured table with one analysis rule -> association into this
+organization's membership, through a role Clean Rooms assumes only on behalf
+of the collaboration's memberships.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_aws_native.cleanrooms as cleanrooms
+
+from components import iam
+from components.config import AnalysisRuleSpec
+from components.datasets import Dataset
+from components.secure_bucket import SecureBucket, SecureBucketArgs
+
+
+@dataclass
+class DataProducerArgs:
+    organization: str
+    """Short organization name; prefixes Glue and IAM names."""
+    account_id: str
+    region: str
+    dataset: Dataset
+    """Declared schema and CSV (already validated)."""
+    rule: AnalysisRuleSpec
+    """The table's analysis rule (validated against the schema and the engine)."""
+    bucket_name: str
+    allowed_analyses: Sequence[pulumi.Input[str]]
+    """Analysis template ARNs the CUSTOM rule allows, or ["ANY_QUERY"]. Empty allows nothing yet."""
+    allowed_analysis_providers: Sequence[str] = ()
+    membership_id: pulumi.Input[str] | None = None
+    """This organization's membership; None until the collaboration exists (no association then)."""
+    trusted_membership_arns: Sequence[pulumi.Input[str]] = ()
+    """Memberships Clean Rooms may act for when reading this table (every known member's)."""
+    member_account_ids: Sequence[str] = ()
+    result_receivers: Sequence[str] = ()
+    """Account ids allowed to receive results of queries over this table."""
+    protect: bool = True
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def analysis_rule(rule: AnalysisRuleSpec, allowed_analyses: Sequence[pulumi.Input[str]],
+                  providers: Sequence[str]) -> cleanrooms.ConfiguredTableAnalysisRuleArgs:
+    """The configured table's one analysis rule, from the validated config."""
+    if rule.type == "CUSTOM":
+        policy = cleanrooms.ConfiguredTableAnalysisRulePolicyV12PropertiesArgs(
+            custom=cleanrooms.ConfiguredTableAnalysisRuleCustomArgs(
+                allowed_analyses=list(allowed_analyses),
+                allowed_analysis_providers=list(providers) or None,
+                disallowed_output_columns=list(rule.disallowed_output_columns),
+                differential_privacy=cleanrooms.ConfiguredTableDifferentialPrivacyArgs(
+                    columns=[cleanrooms.ConfiguredTableDifferentialPrivacyColumnArgs(
+                        name=rule.differential_privacy_column)])
+                if rule.differential_privacy else None,
+                aggregation_thresholds=[cleanrooms.ConfiguredTableAggregationThresholdArgs(
+                    type=cleanrooms.ConfiguredTableAggregationThresholdType.COUNT_DISTINCT,
+                    identity_columns=[rule.threshold_column],
+                    minimum_identity_count=rule.threshold_minimum,
+                    # Only plain columns are aggregated: expressions over a
+                    # metric cannot be used to single people out.
+                    allowed_aggregate_expression_type=cleanrooms.ConfiguredTableAllowedAggregateExpressionType.COLUMNS_ONLY,
+                )] if rule.threshold_column else None,
+            ))
+    elif rule.type == "AGGREGATION":
+        policy = cleanrooms.ConfiguredTableAnalysisRulePolicyV11PropertiesArgs(
+            aggregation=cleanrooms.ConfiguredTableAnalysisRuleAggregationArgs(
+                aggregate_columns=[cleanrooms.ConfiguredTableAggregateColumnArgs(
+                    column_names=list(cols), function=cleanrooms.ConfiguredTableAggregateFunctionName(fn))
+                    for fn, cols in rule.aggregate_columns],
+                dimension_columns=list(rule.dimension_columns),
+                join_columns=list(rule.join_columns),
+                scalar_functions=[cleanrooms.ConfiguredTableScalarFunctions(f) for f in rule.scalar_functions],
+                output_constraints=[cleanrooms.ConfiguredTableAggregationConstraintArgs(
+                    column_name=col, minimum=minimum, type=cleanrooms.ConfiguredTableAggregationType.COUNT_DISTINCT)
+                    for col, minimum in rule.output_constraints],
+                join_required=cleanrooms.ConfiguredTableJoinRequiredOption.QUERY_RUNNER if rule.join_required else None,
+            ))
+    else:
+        policy = cleanrooms.ConfiguredTableAnalysisRulePolicyV10PropertiesArgs(
+            list=cleanrooms.ConfiguredTableAnalysisRuleListArgs(
+                join_columns=list(rule.join_columns), list_columns=list(rule.list_columns)))
+    return cleanrooms.ConfiguredTableAnalysisRuleArgs(
+        type=cleanrooms.ConfiguredTableAnalysisRuleType(rule.type),
+        policy=cleanrooms.ConfiguredTableAnalysisRulePolicyArgs(v1=policy))
+
+
+def association_rule(rule_type: str, receivers: Sequence[str]) -> cleanrooms.ConfiguredTableAssociationAnalysisRuleArgs:
+    """Who may receive results of queries over this table (same type as the table's rule)."""
+    key = {"CUSTOM": "custom", "AGGREGATION": "aggregation", "LIST": "list"}[rule_type]
+    body_cls = {"custom": cleanrooms.ConfiguredTableAssociationAnalysisRuleCustomArgs,
+                "aggregation": cleanrooms.ConfiguredTableAssociationAnalysisRuleAggregationArgs,
+                "list": cleanrooms.ConfiguredTableAssociationAnalysisRuleListArgs}[key]
+    v1_cls = {"list": cleanrooms.ConfiguredTableAssociationAnalysisRulePolicyV10PropertiesArgs,
+              "aggregation": cleanrooms.ConfiguredTableAssociationAnalysisRulePolicyV11PropertiesArgs,
+              "custom": cleanrooms.ConfiguredTableAssociationAnalysisRulePolicyV12PropertiesArgs}[key]
+    return cleanrooms.ConfiguredTableAssociationAnalysisRuleArgs(
+        type=cleanrooms.ConfiguredTableAssociationAnalysisRuleType(rule_type),
+        policy=cleanrooms.ConfiguredTableAssociationAnalysisRulePolicyArgs(
+            v1=v1_cls(**{key: body_cls(allowed_result_receivers=sorted(set(receivers)))})))
+
+
+class DataProducer(pulumi.ComponentResource):
+    configured_table: cleanrooms.ConfiguredTable
+    association: cleanrooms.ConfiguredTableAssociation | None
+
+    def __init__(self, name: str, args: DataProducerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cleanrooms:roles:DataProducer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        dataset = args.dataset
+        prefix = f"datasets/{dataset.name}"
+
+        self.storage = SecureBucket(f"{name}-data", SecureBucketArgs(
+            bucket_name=args.bucket_name, description=f"{args.organization}'s {dataset.name} dataset",
+            protect=args.protect), opts=child)
+        bucket, key = self.storage.bucket, self.storage.key
+
+        # FileAsset streams the file; its hash is the diff, so a changed CSV
+        # shows as an update in the preview.
+        self.data_object = aws.s3.BucketObjectv2(
+            f"{name}-csv",
+            bucket=bucket.id,
+            key=f"{prefix}/{dataset.file}",
+            source=pulumi.FileAsset(str(dataset.csv_path)),
+            content_type="text/csv",
+            server_side_encryption="aws:kms",
+            kms_key_id=key.arn,
+            bucket_key_enabled=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.storage.encryption]),
+        )
+
+        # Declared schema: no crawler to wait for or to guess types.
+        glue_name = f"{args.organization}_{dataset.name}".replace("-", "_")
+        self.database = aws.glue.CatalogDatabase(f"{name}-database", name=glue_name,
+                                                 description=f"{args.organization}'s clean rooms data", opts=child)
+        self.table = aws.glue.CatalogTable(
+            f"{name}-table",
+            name=dataset.name,
+            database_name=self.database.name,
+            description=dataset.description,
+            table_type="EXTERNAL_TABLE",
+            parameters={"classification": "csv", "skip.header.line.count": "1"},
+            storage_descriptor=aws.glue.CatalogTableStorageDescriptorArgs(
+                location=pulumi.Output.concat("s3://", bucket.bucket, f"/{prefix}/"),
+                input_format="org.apache.hadoop.mapred.TextInputFormat",
+                output_format="org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+                ser_de_info=aws.glue.CatalogTableStorageDescriptorSerDeInfoArgs(
+                    serialization_library="org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe",
+                    parameters={"field.delim": ",", "serialization.format": ","},
+                ),
+                columns=[aws.glue.CatalogTableStorageDescriptorColumnArgs(name=c.name, type=c.type, comment=c.role)
+                         for c in dataset.columns],
+            ),
+            opts=child,
+        )
+
+        self.configured_table = cleanrooms.ConfiguredTable(
+            f"{name}-configured-table",
+            name=f"{args.organization}-{dataset.name}",
+            description=dataset.description[:255] or None,
+            table_reference=cleanrooms.ConfiguredTableTableReference0PropertiesArgs(
+                glue=cleanrooms.ConfiguredTableGlueTableReferenceArgs(
+                    database_name=self.database.name, table_name=self.table.name)),
+            allowed_columns=dataset.column_names,
+            analysis_method=cleanrooms.ConfiguredTableAnalysisMethod.DIRECT_QUERY,
+            analysis_rules=[analysis_rule(args.rule, args.allowed_analyses, args.allowed_analysis_providers)],
+            opts=child,
+        )
+
+        self.role = None
+        self.association = None
+        if args.membership_id is not None:
+            self.role = aws.iam.Role(
+                f"{name}-cleanrooms-read",
+                name=f"{args.organization}-cleanrooms-read-{dataset.name}"[:64],
+                description=f"Clean Rooms reads {dataset.name} for the collaboration's memberships",
+                assume_role_policy=iam.cleanrooms_trust(args.member_account_ids, args.trusted_membership_arns),
+                opts=child,
+            )
+            read_policy = aws.iam.RolePolicy(
+                f"{name}-cleanrooms-read-policy",
+                role=self.role.id,
+                policy=iam.data_read_policy(account_id=args.account_id, region=args.region, bucket_arn=bucket.arn,
+                                            prefix=prefix, kms_key_arn=key.arn, database=self.database.name,
+                                            table=self.table.name),
+                opts=child,
+            )
+            # The association's name is the table's alias in every member's SQL.
+            self.association = cleanrooms.ConfiguredTableAssociation(
+                f"{name}-association",
+                name=dataset.name,
+                description=f"{args.organization}'s {dataset.name}",
+                configured_table_identifier=self.configured_table.configured_table_identifier,
+                membership_identifier=args.membership_id,
+                role_arn=self.role.arn,
+                configured_table_association_analysis_rules=[association_rule(args.rule.type, args.result_receivers)],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[read_policy, self.data_object]),
+            )
+
+        self.register_outputs({
+            "data_bucket": bucket.bucket,
+            "configured_table_id": self.configured_table.configured_table_identifier,
+            "configured_table_association_name": self.association.name if self.association else None,
+        })

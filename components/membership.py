@@ -1,0 +1,71 @@
+"""Joining a collaboration: a membership, owned or invited.
+
+The owner's membership is created by CollaborationOwner; an invited
+organization joins with the Member component below, using the collaboration
+id from the owner's stack. Both build their Membership here so the settings
+agree: query logging on, payment as the collaboration designated, and the
+analyst's default result configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws_native.cleanrooms as cleanrooms
+
+
+@dataclass
+class ResultDestination:
+    """Where Clean Rooms writes this member's query results (analysts only)."""
+
+    bucket: pulumi.Input[str]
+    key_prefix: str
+    result_format: str
+    role_arn: pulumi.Input[str]
+
+
+def new_membership(name: str, collaboration_id: pulumi.Input[str], *, pays_for_queries: bool,
+                   query_logging: bool, results: ResultDestination | None,
+                   opts: pulumi.ResourceOptions) -> cleanrooms.Membership:
+    return cleanrooms.Membership(
+        name,
+        collaboration_identifier=collaboration_id,
+        query_log_status=cleanrooms.MembershipQueryLogStatus.ENABLED if query_logging
+        else cleanrooms.MembershipQueryLogStatus.DISABLED,
+        # Must match what the collaboration designated, or the service refuses
+        # (botocore MembershipQueryComputePaymentConfig.isResponsible).
+        payment_configuration=cleanrooms.MembershipPaymentConfigurationArgs(
+            query_compute=cleanrooms.MembershipQueryComputePaymentConfigArgs(is_responsible=pays_for_queries)),
+        default_result_configuration=cleanrooms.MembershipProtectedQueryResultConfigurationArgs(
+            output_configuration=cleanrooms.MembershipProtectedQueryOutputConfigurationArgs(
+                s3=cleanrooms.MembershipProtectedQueryS3OutputConfigurationArgs(
+                    bucket=results.bucket, key_prefix=results.key_prefix,
+                    result_format=cleanrooms.MembershipResultFormat(results.result_format))),
+            role_arn=results.role_arn,
+        ) if results else None,
+        opts=opts,
+    )
+
+
+@dataclass
+class MemberArgs:
+    collaboration_id: pulumi.Input[str]
+    """From the owner's stack (reference or config)."""
+    pays_for_queries: bool
+    query_logging: bool = True
+    results: ResultDestination | None = None
+    protect: bool = True
+    """A member who deletes its membership can never rejoin the collaboration."""
+
+
+class Member(pulumi.ComponentResource):
+    membership: cleanrooms.Membership
+
+    def __init__(self, name: str, args: MemberArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cleanrooms:roles:Member", name, None, opts)
+        self.membership = new_membership(
+            f"{name}-membership", args.collaboration_id, pays_for_queries=args.pays_for_queries,
+            query_logging=args.query_logging, results=args.results,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+        self.register_outputs({"membership_id": self.membership.membership_identifier})

@@ -1,0 +1,78 @@
+"""What this stack knows about its partners: their stack outputs.
+
+Partners exchange ids through stack references (or, across backends, through
+values copied into config). Whether a resource that needs a partner's output
+is declared must be decided *before* declaring resources, from known values:
+creating resources inside ``apply()`` would hide them from previews. A
+partner stack that exists but was never deployed has no outputs; everything
+that needs them is left out with a log line, and the next `pulumi up` after
+the partner deploys adds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import pulumi
+from pulumi.runtime.sync_await import _sync_await
+
+from components.config import Partner, Settings
+
+
+@dataclass(frozen=True)
+class PeerOutputs:
+    """Known output values of one partner (empty when it has not deployed)."""
+
+    partner: Partner
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str) -> Any:
+        return self.values.get(key)
+
+    @property
+    def collaboration_id(self) -> str | None:
+        return self.get("collaboration_id")
+
+    @property
+    def membership_arn(self) -> str | None:
+        return self.get("membership_arn")
+
+    @property
+    def table_alias(self) -> str | None:
+        """Association name of the partner's table, once it is in the collaboration."""
+        return self.get("configured_table_association_name")
+
+    @property
+    def template_arns(self) -> list[str]:
+        return [t["arn"] for t in (self.get("analysis_templates") or {}).values()]
+
+
+# Output names a partner's stack may export that this stack reads.
+PEER_KEYS = ("collaboration_id", "membership_id", "membership_arn", "analytics_engine",
+             "configured_table_association_name", "differential_privacy", "analysis_templates")
+
+
+def read_peers(settings: Settings) -> dict[str, PeerOutputs]:
+    peers = {}
+    for partner in settings.partners:
+        if partner.stack:
+            ref = pulumi.StackReference(f"{settings.org.name}-peer-{partner.name}", stack_name=partner.stack)
+            values = {key: _known_value(ref, key) for key in PEER_KEYS}
+            values = {k: v for k, v in values.items() if v is not None}
+        else:
+            values = dict(partner.outputs)
+        if not values:
+            pulumi.log.info(f"partner '{partner.name}' has no outputs yet "
+                            f"({partner.stack or 'partners[].outputs is empty'}); resources that need "
+                            "them are left out until it deploys")
+        peers[partner.name] = PeerOutputs(partner, values)
+    return peers
+
+
+def _known_value(ref: pulumi.StackReference, key: str) -> Any:
+    # The Python SDK has no synchronous stack-output read; invokes use this same
+    # helper to block until a value is known. Stack references resolve during
+    # previews too, so the set of declared resources is the same in preview and up.
+    details = _sync_await(ref.get_output_details(key))
+    return details.value if details.value is not None else details.secret_value

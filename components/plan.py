@@ -1,0 +1,94 @@
+"""Decisions that combine this stack's config with its partners' outputs.
+
+Pure functions over known values, so what a stack declares is decided before
+any resource exists and is the same in preview and update.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.config import ANALYST, OWNER, PRODUCER, Settings
+from components.errors import ConfigError
+from components.peers import PeerOutputs
+
+
+def owner_peer(settings: Settings, peers: dict[str, PeerOutputs]) -> PeerOutputs | None:
+    for partner in settings.partners:
+        if OWNER in partner.roles:
+            return peers[partner.name]
+    return None
+
+
+def collaboration_id(settings: Settings, peers: dict[str, PeerOutputs]) -> str | None:
+    """The collaboration to join, for an organization that does not own it."""
+    owner = owner_peer(settings, peers)
+    if owner is None:
+        return None
+    engine = owner.get("analytics_engine")
+    if engine and engine != settings.analytics_engine:
+        raise ConfigError("analyticsEngine", f"is {settings.analytics_engine}, but the collaboration of "
+                          f"'{owner.partner.name}' uses {engine}; set analyticsEngine: {engine}")
+    if owner.collaboration_id is None:
+        pulumi.log.info(f"no collaboration id from '{owner.partner.name}' yet: the membership, table "
+                        "association and templates are left out until its stack is deployed")
+    return owner.collaboration_id
+
+
+def result_receivers(settings: Settings) -> list[str]:
+    return [m.account_id for m in settings.members if "CAN_RECEIVE_RESULTS" in m.abilities]
+
+
+def partner_membership_arns(peers: dict[str, PeerOutputs]) -> list[str]:
+    """Memberships of partners that have joined, for the data role's trust policy."""
+    return [p.membership_arn for p in peers.values() if p.membership_arn]
+
+
+def allowed_analyses(settings: Settings, peers: dict[str, PeerOutputs]) -> tuple[list[str], list[str]]:
+    """(allowedAnalyses, allowedAnalysisProviders) for this organization's CUSTOM rule."""
+    rule = settings.analysis_rule
+    if rule is None or rule.type != "CUSTOM":
+        return [], []
+    if rule.allowed_analyses == "ANY_QUERY":
+        return ["ANY_QUERY"], list(rule.allowed_analysis_providers)
+    if ANALYST in settings.roles:
+        # Our own templates need our table associated first, and the table's
+        # rule would need the templates: allow our own account instead.
+        raise ConfigError("analysisRule.allowedAnalyses", f"'templates' lists the analyst's templates, but "
+                          f"'{settings.org.name}' is the analyst itself; use allowedAnalyses: ANY_QUERY with "
+                          f"allowedAnalysisProviders: [\"{settings.org.account_id}\"]")
+    analyst = peers[settings.analyst_member.name]
+    arns = analyst.template_arns
+    if not arns:
+        pulumi.log.info(f"no analysis templates from '{analyst.partner.name}' yet: the analysis rule allows "
+                        "no analysis until they exist (run `pulumi up` again after the analyst deploys them)")
+    return sorted(arns), []
+
+
+def associated_tables(settings: Settings, peers: dict[str, PeerOutputs], own_associated: bool) -> set[str]:
+    tables = {p.table_alias for p in peers.values() if p.table_alias}
+    if own_associated and settings.dataset is not None:
+        tables.add(settings.dataset.name)
+    return tables
+
+
+def dp_tables(settings: Settings, peers: dict[str, PeerOutputs]) -> set[str]:
+    tables = {p.table_alias for p in peers.values() if p.table_alias and p.get("differential_privacy")}
+    if settings.analysis_rule is not None and settings.analysis_rule.differential_privacy:
+        tables.add(settings.dataset.name)
+    return tables
+
+
+def check_budget(settings: Settings, peers: dict[str, PeerOutputs]) -> None:
+    """The owner must configure a privacy budget once any table uses differential privacy."""
+    if OWNER not in settings.roles or settings.budget is not None:
+        return
+    protected = sorted(p.partner.name for p in peers.values() if p.get("differential_privacy"))
+    if protected:
+        raise ConfigError("differentialPrivacy", f"partner(s) {protected} protect their table with differential "
+                          "privacy; the collaboration needs a privacy budget: set differentialPrivacy "
+                          "(epsilon 1-20, usersNoisePerQuery 10-100, autoRefresh CALENDAR_MONTH or NONE)")
+
+
+def needs_data_role(settings: Settings) -> bool:
+    return PRODUCER in settings.roles

@@ -1,0 +1,100 @@
+"""Analysis templates from data/queries/*.sql.
+
+Each file is one template. Its header comments declare a description and
+typed parameters, which the SQL references as ``:name``:
+
+    -- description: Customers per age group and region.
+    -- param: min_orders INTEGER default 1
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlglot
+from sqlglot import exp
+
+from components.errors import ConfigError
+
+# AnalysisParameter.Type enum of AWS::CleanRooms::AnalysisTemplate (CloudFormation schema).
+PARAMETER_TYPES = (
+    "SMALLINT", "INTEGER", "BIGINT", "DECIMAL", "REAL", "DOUBLE_PRECISION", "BOOLEAN", "CHAR", "VARCHAR",
+    "DATE", "TIMESTAMP", "TIMESTAMPTZ", "TIME", "TIMETZ", "VARBYTE", "BINARY", "BYTE", "CHARACTER",
+    "DOUBLE", "FLOAT", "INT", "LONG", "NUMERIC", "SHORT", "STRING", "TIMESTAMP_LTZ", "TIMESTAMP_NTZ",
+    "TINYINT",
+)
+MAX_SQL_CHARS = 90_000  # AnalysisSource.Text maxLength
+_NAME = re.compile(r"^[a-z0-9_]{1,128}$")
+_PARAM_LINE = re.compile(r"^--\s*param:\s*(\w+)\s+(\w+)(?:\s+default\s+(.*?))?\s*$")
+_PARAM_USE = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str
+    default: str | None
+
+
+@dataclass(frozen=True)
+class QueryTemplate:
+    name: str
+    description: str
+    sql: str
+    parameters: tuple[Parameter, ...]
+    tables: tuple[str, ...]  # configured table association names the SQL reads
+
+
+def parse_query(path: Path) -> QueryTemplate:
+    name = path.stem
+    where = f"analyst.queries ({path})"
+    if not _NAME.match(name):
+        raise ConfigError(where, f"template file name '{name}' must be lowercase letters, digits, '_'")
+    text = path.read_text(encoding="utf-8")
+    if len(text) > MAX_SQL_CHARS:
+        raise ConfigError(where, f"SQL is {len(text)} characters; Clean Rooms allows {MAX_SQL_CHARS}")
+    description, params = "", []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("-- description:"):
+            description = stripped.split(":", 1)[1].strip()
+        elif stripped.startswith("-- param:"):
+            match = _PARAM_LINE.match(stripped)
+            if not match:
+                raise ConfigError(where, f"cannot read {stripped!r}; expected '-- param: NAME TYPE [default VALUE]'")
+            pname, ptype, default = match.groups()
+            if ptype not in PARAMETER_TYPES:
+                raise ConfigError(where, f"parameter '{pname}' has type {ptype}; allowed: {list(PARAMETER_TYPES)}")
+            params.append(Parameter(pname, ptype, default.strip("'") if default is not None else None))
+    body = "\n".join(l for l in text.splitlines() if not l.strip().startswith("--"))
+    used = set(_PARAM_USE.findall(body))
+    declared = {p.name for p in params}
+    if used != declared:
+        raise ConfigError(where, f"parameters used in the SQL {sorted(used)} differ from those declared "
+                          f"in '-- param:' lines {sorted(declared)}")
+    return QueryTemplate(name=name, description=description[:255], sql=text, parameters=tuple(params),
+                         tables=referenced_tables(body, where))
+
+
+def referenced_tables(sql: str, where: str = "analyst.queries") -> tuple[str, ...]:
+    """Table names the SQL reads (CTE names excluded)."""
+    # sqlglot reads ':name' placeholders as parameters in the Spark dialect.
+    try:
+        tree = sqlglot.parse_one(sql, read="spark")
+    except sqlglot.errors.ParseError as exc:
+        raise ConfigError(where, f"SQL does not parse: {exc}") from exc
+    ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
+    return tuple(sorted({t.name for t in tree.find_all(exp.Table)} - ctes))
+
+
+def load_queries(directory: Path, names: list[str]) -> tuple[QueryTemplate, ...]:
+    available = {p.stem: p for p in sorted(directory.glob("*.sql"))}
+    chosen = names or list(available)
+    unknown = [n for n in chosen if n not in available]
+    if unknown:
+        raise ConfigError("analyst.queries", f"no such query {unknown}; available: {sorted(available)}")
+    if len(chosen) > 25:
+        raise ConfigError("analyst.queries", "a membership holds at most 25 analysis templates")
+    return tuple(parse_query(available[n]) for n in chosen)

@@ -1,0 +1,64 @@
+"""ResultsStore: where Clean Rooms delivers the analyst's query results.
+
+Part of the analyst role. It is built before the membership, because the
+membership's default result configuration names this bucket and role.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components import iam
+from components.membership import ResultDestination
+from components.secure_bucket import SecureBucket, SecureBucketArgs
+
+
+@dataclass
+class ResultsStoreArgs:
+    organization: str
+    account_id: str
+    region: str
+    bucket_name: str
+    prefix: str
+    """Key prefix under which every query's results land."""
+    result_format: str
+    protect: bool = True
+
+
+class ResultsStore(pulumi.ComponentResource):
+    def __init__(self, name: str, args: ResultsStoreArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cleanrooms:roles:ResultsStore", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.storage = SecureBucket(f"{name}-results", SecureBucketArgs(
+            bucket_name=args.bucket_name, description=f"{args.organization}'s Clean Rooms query results",
+            protect=args.protect), opts=child)
+        bucket, key = self.storage.bucket, self.storage.key
+
+        # The membership that will use this role is created after it (the
+        # membership names the role), so its exact ARN cannot be in the trust
+        # policy; the pattern admits only memberships in this account and region.
+        self.role = aws.iam.Role(
+            f"{name}-cleanrooms-write",
+            name=f"{args.organization}-cleanrooms-results"[:64],
+            description="Clean Rooms writes this organization's query results",
+            assume_role_policy=iam.cleanrooms_trust(
+                [args.account_id], [f"arn:aws:cleanrooms:{args.region}:{args.account_id}:membership/*"],
+                arn_like=True),
+            opts=child,
+        )
+        self.policy = aws.iam.RolePolicy(
+            f"{name}-cleanrooms-write-policy",
+            role=self.role.id,
+            policy=iam.results_write_policy(account_id=args.account_id, region=args.region,
+                                            bucket_arn=bucket.arn, prefix=args.prefix, kms_key_arn=key.arn),
+            opts=child,
+        )
+        # The policy is part of the role's readiness: anything that uses the
+        # destination depends on the policy through this Output.
+        role_arn = pulumi.Output.all(self.role.arn, self.policy.id).apply(lambda v: v[0])
+        self.destination = ResultDestination(bucket=bucket.bucket, key_prefix=args.prefix,
+                                             result_format=args.result_format, role_arn=role_arn)
+        self.register_outputs({"results_bucket": bucket.bucket, "role_arn": self.role.arn})
