@@ -27,6 +27,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "cleanrooms-collab"
+LAST_MONITOR = None
 
 
 @dataclass
@@ -180,6 +181,8 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, pulumi.FileAsset):
+        return {"fileAsset": Path(value.path).resolve().relative_to(ROOT).as_posix()}
     return value
 
 
@@ -201,6 +204,8 @@ def run_under_mocks(program: Callable[[], Any], *, stack: str, config: dict[str,
     set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}, [])
     mocks = CloudMocks(stack, account_id, region, peer_outputs or {})
     monitor = RecordingMonitor(mocks)
+    global LAST_MONITOR
+    LAST_MONITOR = monitor  # what was declared, even when the program raised
     pulumi_settings.set_root_resource(None)  # a fresh stack per run
     logs: list[str] = []
     logger = _ListLogger(logs)

@@ -1,0 +1,227 @@
+"""Both stacks composed from the real Pulumi.org-a.yaml / Pulumi.org-b.yaml, and their bootstrap."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.harness import PROJECT, Run, run_stack, stack_config, stack_ref
+
+A, B = "111111111111", "222222222222"
+CR = "aws-native:cleanrooms"
+
+
+def signature(run: Run) -> list[tuple]:
+    """What a deployment would compare: every resource, its inputs and options."""
+    return sorted((r.typ, r.name, json.dumps(r.inputs, sort_keys=True), r.protect, r.parent) for r in run.resources)
+
+
+def trust_source_arns(run: Run, role_name: str) -> list[str]:
+    doc = json.loads(run.named(role_name).inputs["assumeRolePolicy"])
+    return doc["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"]
+
+
+def test_round1_org_a_creates_the_collaboration(bootstrap):
+    run = bootstrap.a1
+    collab = run.one(f"{CR}:Collaboration")
+    assert collab.inputs["creatorMemberAbilities"] == ["CAN_QUERY", "CAN_RECEIVE_RESULTS"]
+    assert collab.inputs["members"] == [{
+        "accountId": B, "displayName": "Org B (media)", "memberAbilities": [],
+        "paymentConfiguration": {"queryCompute": {"isResponsible": False}}}]
+    assert collab.inputs["creatorPaymentConfiguration"] == {"queryCompute": {"isResponsible": True}}
+    assert collab.inputs["queryLogStatus"] == "ENABLED"
+    assert collab.inputs["analyticsEngine"] == "SPARK"
+    assert "dataEncryptionMetadata" not in collab.inputs  # no C3R unless configured
+    assert collab.protect
+
+    membership = run.one(f"{CR}:Membership")
+    assert membership.inputs["collaborationIdentifier"] == collab.state["collaborationIdentifier"]
+    s3 = membership.input("defaultResultConfiguration.outputConfiguration.s3")
+    assert s3 == {"bucket": f"org-a-cleanrooms-results-{A}", "keyPrefix": "results", "resultFormat": "CSV"}
+    assert membership.input("defaultResultConfiguration.roleArn") == f"arn:aws:iam::{A}:role/org-a-cleanrooms-results"
+    assert membership.input("paymentConfiguration.queryCompute.isResponsible") is True
+    assert membership.protect and membership.inputs["queryLogStatus"] == "ENABLED"
+
+    budget = run.one(f"{CR}:PrivacyBudgetTemplate")
+    assert budget.inputs["parameters"] == {"epsilon": 10, "usersNoisePerQuery": 20}
+    assert budget.inputs["autoRefresh"] == "CALENDAR_MONTH"
+    assert budget.inputs["membershipIdentifier"] == membership.state["membershipIdentifier"]
+
+    # Org B has not deployed: its table is unknown, so no template can be created yet.
+    assert run.of_type(f"{CR}:AnalysisTemplate") == []
+    assert run.outputs["pending_templates"] == {"channel_reach": ["media_engagement"],
+                                                "customer_segments": ["media_engagement"]}
+    assert any("partner 'org-b' has no outputs yet" in line for line in run.logs)
+    # Org A's own table is associated, readable only on behalf of its own membership so far.
+    assert run.one(f"{CR}:ConfiguredTableAssociation").inputs["name"] == "retail_purchases"
+    assert trust_source_arns(run, "org-a-producer-cleanrooms-read") == [membership.state["arn"]]
+
+
+def test_round2_org_b_joins_with_org_a_ids(bootstrap):
+    a1, run = bootstrap.a1, bootstrap.b2
+    assert run.of_type(f"{CR}:Collaboration") == []
+    membership = run.one(f"{CR}:Membership")
+    assert membership.inputs["collaborationIdentifier"] == a1.outputs["collaboration_id"]
+    assert membership.protect
+    assert membership.input("paymentConfiguration.queryCompute.isResponsible") is False
+    assert "defaultResultConfiguration" not in membership.inputs  # org B receives no results
+
+    table = run.one(f"{CR}:ConfiguredTable")
+    custom = table.input("analysisRules.0.policy.v1.custom")
+    assert custom["allowedAnalyses"] == ["ANY_QUERY"] and custom["allowedAnalysisProviders"] == [A]
+    assert custom["differentialPrivacy"] == {"columns": [{"name": "customer_key"}]}
+    assert custom["disallowedOutputColumns"] == ["customer_key"]
+    assert table.inputs["allowedColumns"] == ["customer_key", "age_group", "region", "channel", "sessions",
+                                              "engagement_score"]
+    assert table.input("tableReference.glue") == {"databaseName": "org_b_media_engagement",
+                                                  "tableName": "media_engagement"}
+
+    association = run.one(f"{CR}:ConfiguredTableAssociation")
+    assert association.inputs["membershipIdentifier"] == membership.state["membershipIdentifier"]
+    assert association.input("configuredTableAssociationAnalysisRules.0.policy.v1.custom") == {
+        "allowedResultReceivers": [A]}
+    # Clean Rooms may read org B's table on behalf of both memberships, and nobody else.
+    assert sorted(trust_source_arns(run, "org-b-producer-cleanrooms-read")) == sorted(
+        [a1.outputs["membership_arn"], membership.state["arn"]])
+    assert run.outputs["differential_privacy"] is True
+
+
+def test_round3_org_a_completes_the_collaboration(bootstrap):
+    b2, run = bootstrap.b2, bootstrap.a3
+    templates = {t.inputs["name"]: t for t in run.of_type(f"{CR}:AnalysisTemplate")}
+    assert set(templates) == {"customer_segments", "channel_reach"}
+    segments = templates["customer_segments"]
+    assert segments.inputs["membershipIdentifier"] == run.outputs["membership_id"]
+    assert segments.inputs["format"] == "SQL"
+    assert segments.inputs["analysisParameters"] == [{"name": "min_orders", "type": "INTEGER", "defaultValue": "1"}]
+    assert "JOIN media_engagement m" in segments.input("source.text")
+    assert run.outputs["pending_templates"] == {}
+    exported = run.outputs["analysis_templates"]["customer_segments"]
+    assert exported["arn"] == segments.state["arn"] and exported["differential_privacy"] is True
+    assert run.outputs["partners_joined"] == ["org-b"]
+    assert b2.outputs["membership_arn"] in trust_source_arns(run, "org-a-producer-cleanrooms-read")
+
+
+def test_a_further_round_changes_nothing(bootstrap):
+    assert signature(bootstrap.a5) == signature(bootstrap.a3)
+    assert signature(bootstrap.b4) == signature(bootstrap.b2)
+    assert bootstrap.a5.outputs == bootstrap.a3.outputs
+
+
+def test_every_aws_resource_uses_the_stack_providers(bootstrap):
+    for run, account in ((bootstrap.a3, A), (bootstrap.b2, B)):
+        providers = {r.urn: r for r in run.resources if r.typ.startswith("pulumi:providers:")}
+        assert {p.typ for p in providers.values()} == {"pulumi:providers:aws", "pulumi:providers:aws-native"}
+        for provider in providers.values():
+            # Provider inputs reach the engine JSON-encoded.
+            assert json.loads(provider.inputs["allowedAccountIds"]) == [account]
+            assert provider.inputs["region"] == "us-east-1"
+        for resource in run.resources:
+            if resource.custom and resource.typ.split(":")[0] in ("aws", "aws-native"):
+                urn = resource.provider.split("::" + resource.provider.rsplit("::", 1)[-1])[0]
+                assert urn in providers, f"{resource.name} uses provider {resource.provider}"
+
+
+def test_default_providers_are_disabled_in_both_stacks():
+    for stack in ("org-a", "org-b"):
+        assert stack_config(stack)["pulumi:disable-default-providers"] == ["aws", "aws-native"]
+
+
+def test_protected_resources(bootstrap):
+    protected = {r.typ for r in bootstrap.a3.resources if r.protect}
+    assert protected == {f"{CR}:Collaboration", f"{CR}:Membership", "aws:s3/bucket:Bucket", "aws:kms/key:Key"}
+    assert {r.typ for r in bootstrap.b2.resources if r.protect} == {
+        f"{CR}:Membership", "aws:s3/bucket:Bucket", "aws:kms/key:Key"}
+    unprotected = run_stack("org-b", peer_outputs={stack_ref("org-a"): bootstrap.a3.outputs},
+                            overrides={"protect": False})
+    assert not any(r.protect for r in unprotected.resources)
+
+
+def test_preview_of_org_b_before_org_a_has_deployed():
+    run = run_stack("org-b", preview=True)
+    types = run.types()
+    assert f"{CR}:Membership" not in types and f"{CR}:ConfiguredTableAssociation" not in types
+    assert f"{CR}:ConfiguredTable" in types  # the data side is ready for the partner
+    assert run.outputs["collaboration_id"] is None
+    assert any("no collaboration id from 'org-a'" in line for line in run.logs)
+
+
+def test_partner_values_from_config_instead_of_a_stack_reference(bootstrap):
+    partner = dict(stack_config("org-b")[f"{PROJECT}:partners"][0])
+    partner.pop("stack")
+    partner["outputs"] = bootstrap.a3.outputs
+    run = run_stack("org-b", overrides={"partners": [partner]})
+    assert run.of_type("pulumi:pulumi:StackReference") == []
+    assert signature(run) == signature(bootstrap.b4) or \
+        [r for r in signature(run) if "StackReference" not in r[0]] == \
+        [r for r in signature(bootstrap.b4) if "StackReference" not in r[0]]
+
+
+def test_data_and_schema_reach_s3_and_glue(bootstrap):
+    run = bootstrap.a3
+    obj = run.one("aws:s3/bucketObjectv2:BucketObjectv2")
+    assert obj.inputs["key"] == "datasets/retail_purchases/retail_purchases.csv"
+    assert obj.inputs["source"] == {"fileAsset": "data/retail_purchases/retail_purchases.csv"}
+    assert obj.inputs["serverSideEncryption"] == "aws:kms"
+    table = run.one("aws:glue/catalogTable:CatalogTable")
+    columns = table.input("storageDescriptor.columns")
+    assert [(c["name"], c["type"]) for c in columns] == [
+        ("customer_key", "string"), ("age_group", "string"), ("region", "string"),
+        ("product_category", "string"), ("order_count", "int"), ("purchase_amount", "double")]
+    assert table.input("storageDescriptor.location") == \
+        f"s3://org-a-cleanrooms-retail-purchases-{A}/datasets/retail_purchases/"
+    assert table.inputs["parameters"]["skip.header.line.count"] == "1"
+    assert run.of_type("aws:glue/crawler:Crawler") == []
+
+
+# --------------------------------------------------------------------------
+# Org B as the analyst: only config changes.
+
+def _b_analyst_overrides():
+    a_config = stack_config("org-a")
+    partner_b = dict(a_config[f"{PROJECT}:partners"][0], roles=["data_producer", "analyst"])
+    org_a = {"roles": ["collaboration_owner", "data_producer"], "partners": [partner_b],
+             "analyst": None,
+             "analysisRule": {"type": "CUSTOM", "allowedAnalyses": "templates",
+                              "aggregationThreshold": {"column": "customer_key", "minimum": 3}}}
+    b_config = stack_config("org-b")
+    partner_a = dict(b_config[f"{PROJECT}:partners"][0], roles=["collaboration_owner", "data_producer"])
+    org_b = {"roles": ["data_producer", "analyst"], "partners": [partner_a],
+             "analysisRule": {"type": "CUSTOM", "allowedAnalyses": "ANY_QUERY",
+                              "allowedAnalysisProviders": [B],
+                              "differentialPrivacy": {"userIdentifierColumn": "customer_key"}},
+             "analyst": {"resultFormat": "PARQUET"}}
+    return org_a, org_b
+
+
+def test_org_b_as_analyst_is_a_config_change():
+    org_a, org_b = _b_analyst_overrides()
+    a1 = run_stack("org-a", overrides=org_a)
+    collab = a1.one(f"{CR}:Collaboration")
+    assert collab.inputs["creatorMemberAbilities"] == []
+    assert collab.inputs["members"][0]["memberAbilities"] == ["CAN_QUERY", "CAN_RECEIVE_RESULTS"]
+    assert collab.inputs["members"][0]["paymentConfiguration"] == {"queryCompute": {"isResponsible": True}}
+    assert "defaultResultConfiguration" not in a1.one(f"{CR}:Membership").inputs
+    # Org A approves org B's templates; none exist yet, so nothing is allowed.
+    assert a1.one(f"{CR}:ConfiguredTable").input("analysisRules.0.policy.v1.custom.allowedAnalyses") == []
+
+    b2 = run_stack("org-b", overrides=org_b, peer_outputs={stack_ref("org-a"): a1.outputs})
+    membership = b2.one(f"{CR}:Membership")
+    assert membership.input("paymentConfiguration.queryCompute.isResponsible") is True
+    assert membership.input("defaultResultConfiguration.outputConfiguration.s3.resultFormat") == "PARQUET"
+    templates = b2.of_type(f"{CR}:AnalysisTemplate")
+    assert {t.inputs["name"] for t in templates} == {"customer_segments", "channel_reach"}
+    assert all(t.inputs["membershipIdentifier"] == membership.state["membershipIdentifier"] for t in templates)
+
+    a3 = run_stack("org-a", overrides=org_a, peer_outputs={stack_ref("org-b"): b2.outputs})
+    allowed = a3.one(f"{CR}:ConfiguredTable").input("analysisRules.0.policy.v1.custom.allowedAnalyses")
+    assert allowed == sorted(t.state["arn"] for t in templates)
+    receivers = a3.one(f"{CR}:ConfiguredTableAssociation").input(
+        "configuredTableAssociationAnalysisRules.0.policy.v1.custom.allowedResultReceivers")
+    assert receivers == [B]
+
+
+def test_analyst_cannot_approve_its_own_templates_by_arn():
+    with pytest.raises(Exception, match="use allowedAnalyses: ANY_QUERY"):
+        run_stack("org-a", overrides={"analysisRule": {"type": "CUSTOM", "allowedAnalyses": "templates"}})
