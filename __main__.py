@@ -11,11 +11,13 @@ from components import plan
 from components.analyst import Analyst, AnalystArgs
 from components.collaboration_owner import CollaborationOwner, CollaborationOwnerArgs
 from components.config import ANALYST, OWNER, PRODUCER, load_settings
+from components.dashboard import Dashboard, DashboardArgs
 from components.data_producer import DataProducer, DataProducerArgs
 from components.engines import check_new_collaboration
 from components.membership import Member, MemberArgs
 from components.peers import read_peers
 from components.providers import make_providers
+from components.queries import QUERIES_DIR, published_prefix
 from components.results_store import ResultsStore, ResultsStoreArgs
 from components.stack_config import config_reader
 
@@ -72,6 +74,17 @@ if ANALYST in settings.roles and membership is not None:
         dp_tables=plan.dp_tables(settings, peers),
         depends_on=[producer.association] if producer and producer.association else []), opts=opts())
 
+# Analyst, part 3: a QuickSight dashboard over one template's results.
+dashboard = None
+if results and settings.quicksight.enabled:
+    qs = settings.quicksight
+    dashboard = Dashboard(f"{org.name}-dashboard", DashboardArgs(
+        aws_account_id=org.account_id, region=settings.region, results_bucket=results.storage.bucket.bucket,
+        results_bucket_arn=results.storage.bucket.arn, results_prefix=published_prefix(qs.template),
+        kms_key_arn=results.storage.key.arn, template_sql_path=QUERIES_DIR / f"{qs.template}.sql",
+        owner_principals=list(qs.owners), viewer_principals=list(qs.viewers),
+        result_format=settings.analyst.result_format, name_prefix=org.name), opts=opts())
+
 pulumi.export("organization", org.name)
 pulumi.export("account_id", org.account_id)
 pulumi.export("region", settings.region)
@@ -96,3 +109,7 @@ if results:
     pulumi.export("result_format", settings.analyst.result_format)
     pulumi.export("analysis_templates", analyst.template_info if analyst else {})
     pulumi.export("pending_templates", analyst.pending if analyst else {})
+    pulumi.export("quicksight", {"dataset_id": dashboard.dataset_id, "aws_account_id": org.account_id,
+                                 "dashboard_id": dashboard.dashboard_id,
+                                 "published_prefix": published_prefix(settings.quicksight.template)}
+                  if dashboard else None)

@@ -301,7 +301,7 @@ def load_settings(get: Callable[[str], Any], project: str, stack: str,
         settings["budget"] = _budget(get("differentialPrivacy"))
     if ANALYST in roles:
         settings["analyst"] = _analyst(get, engine, data_dir)
-    settings["quicksight"] = _quicksight(get("quicksight"), org, ANALYST in roles)
+    settings["quicksight"] = _quicksight(get("quicksight"), org, settings.get("analyst"))
     return Settings(**settings)
 
 
@@ -514,14 +514,14 @@ def _analyst(get, engine: str, data_dir: Path) -> AnalystSpec:
 _QS_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:quicksight:[a-z0-9-]+:\d{12}:(user|group)/[\w+=,.@/-]+$")
 
 
-def _quicksight(raw: Any, org: Member, is_analyst: bool) -> QuickSightSpec:
+def _quicksight(raw: Any, org: Member, analyst: AnalystSpec | None) -> QuickSightSpec:
     raw = raw or {}
     if not isinstance(raw, dict):
         raise ConfigError("quicksight", "must be a mapping (enabled, owners, viewers)")
     enabled = _bool(raw.get("enabled", False), "quicksight.enabled")
     if not enabled:
         return QuickSightSpec(enabled=False)
-    if not is_analyst:
+    if analyst is None:
         raise ConfigError("quicksight.enabled", f"the dashboard shows the analyst's results; "
                           f"'{org.name}' does not have role '{ANALYST}'")
     principals = {}
@@ -532,8 +532,22 @@ def _quicksight(raw: Any, org: Member, is_analyst: bool) -> QuickSightSpec:
                 raise ConfigError(f"quicksight.{key}", f"{arn!r} is not a QuickSight user or group ARN "
                                   "(arn:aws:quicksight:REGION:ACCOUNT:user/NAMESPACE/NAME); the account "
                                   "root is never granted access")
+            if arn.split(":")[4] != org.account_id:
+                raise ConfigError(f"quicksight.{key}", f"{arn!r} is in another account; QuickSight "
+                                  f"principals must be in {org.account_id}")
         principals[key] = values
     if not principals["owners"]:
         raise ConfigError("quicksight.owners", "at least one QuickSight user or group must own the dashboard")
+    both = sorted(set(principals["owners"]) & set(principals["viewers"]))
+    if both:
+        raise ConfigError("quicksight.viewers", f"{both} are owners already; owner and viewer sets are kept apart")
+    # The data source reads delimited text through an S3 manifest.
+    if analyst.result_format != "CSV":
+        raise ConfigError("analyst.resultFormat", f"the QuickSight dashboard reads CSV results; got "
+                          f"{analyst.result_format} (set resultFormat: CSV or quicksight.enabled: false)")
+    template = str(raw.get("template", "customer_segments"))
+    names = [q.name for q in analyst.queries]
+    if template not in names:
+        raise ConfigError("quicksight.template", f"{template!r} is not one of the analyst's queries {names}")
     return QuickSightSpec(enabled=True, owners=principals["owners"], viewers=principals["viewers"],
-                          template=str(raw.get("template", "customer_segments")))
+                          template=template)

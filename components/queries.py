@@ -98,3 +98,20 @@ def load_queries(directory: Path, names: list[str]) -> tuple[QueryTemplate, ...]
     if len(chosen) > 25:
         raise ConfigError("analyst.queries", "a membership holds at most 25 analysis templates")
     return tuple(parse_query(available[n]) for n in chosen)
+
+
+QUERIES_DIR = Path(__file__).resolve().parent.parent / "data" / "queries"
+
+
+def results_prefix_for(results_prefix: str, template: str) -> str:
+    """Where the query runner asks Clean Rooms to write a template's results."""
+    return f"{results_prefix}/{template}"
+
+
+def published_prefix(template: str) -> str:
+    """Where the query runner copies the latest successful result of a template.
+
+    Clean Rooms writes every run under its own folder, so reading the results
+    prefix would mix all runs; dashboards read only this prefix.
+    """
+    return f"published/{template}"

@@ -44,7 +44,9 @@ class SecureBucket(pulumi.ComponentResource):
         )
         aws.kms.Alias(f"{name}-key-alias", name=f"alias/{args.bucket_name}", target_key_id=self.key.key_id,
                       opts=child)
-        self.bucket = aws.s3.Bucket(f"{name}-bucket", bucket=args.bucket_name, opts=kept)
+        # force_destroy only once protection is lifted for teardown (README "Teardown").
+        self.bucket = aws.s3.Bucket(f"{name}-bucket", bucket=args.bucket_name, force_destroy=not args.protect,
+                                    opts=kept)
         aws.s3.BucketOwnershipControls(
             f"{name}-ownership",
             bucket=self.bucket.id,
