@@ -1,0 +1,5 @@
+import sys
+
+from queryrunner.cli import main
+
+sys.exit(main())

@@ -1,0 +1,250 @@
+"""Starting a protected query, polling it to a final state, retrying transient failures.
+
+Clean Rooms has no waiter for protected queries, so the runner polls
+get_protected_query. Polling uses capped exponential backoff with jitter (many
+analysts polling in lock-step would otherwise hit the API together) and one
+absolute deadline. Time is injected (`clock`, `sleep`) so that tests run in
+virtual time and the benchmark can run scaled-down real time.
+"""
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from queryrunner.outputs import Template
+
+TERMINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED", "TIMED_OUT"})
+
+# Codes that ProtectedQueryError.code documents as temporary (botocore cleanrooms
+# 2022-02-17 model, ProtectedQueryError: "TRANSIENT_ERROR - A temporary condition
+# caused the failure, such as throttling or a network interruption"). Used only
+# when the service sends no `retry` object; an explicit retry.retryable wins.
+TRANSIENT_ERROR_CODES = frozenset({"TRANSIENT_ERROR"})
+
+# API errors of start_protected_query worth another attempt: the membership's
+# quota of ongoing queries is full (another analyst's run), or throttling that
+# outlived botocore's own retries.
+RETRYABLE_API_ERRORS = frozenset(
+    {"ServiceQuotaExceededException", "ThrottlingException", "InternalServerException"}
+)
+
+
+MAX_POLL_ERRORS = 3
+
+
+class Backoff:
+    """Capped exponential backoff with jitter: initial, initial*factor, ... <= cap.
+
+    Each delay is drawn from [delay/2, delay] ("equal jitter"): never zero, so a
+    fast-failing loop cannot spin, and never above the cap.
+    """
+
+    def __init__(self, initial: float = 1.0, factor: float = 2.0, cap: float = 30.0,
+                 rng: random.Random | None = None):
+        if initial <= 0 or factor < 1 or cap < initial:
+            raise ValueError("need 0 < initial <= cap and factor >= 1")
+        self.initial, self.factor, self.cap = initial, factor, cap
+        self.rng = rng or random.Random()
+
+    def delays(self) -> Iterator[float]:
+        delay = self.initial
+        while True:
+            yield delay / 2 + self.rng.random() * delay / 2
+            delay = min(self.cap, delay * self.factor)
+
+
+@dataclass
+class Outcome:
+    """How one template's run ended (after retries)."""
+
+    template: str
+    status: str  # a terminal ProtectedQueryStatus, or DEADLINE / INTERRUPTED / START_FAILED
+    query_id: str | None = None
+    query: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    elapsed: float = 0.0
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "SUCCESS"
+
+    @property
+    def location(self) -> str | None:
+        return ((self.query.get("result") or {}).get("output") or {}).get("s3", {}).get("location")
+
+
+class Reporter:
+    """Progress lines on stderr; one lock so lines from worker threads never interleave."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def say(self, template: str, message: str) -> None:
+        with self._lock:
+            print(f"[{template}] {message}", file=self.stream, flush=True)
+
+
+def is_retryable(error: dict[str, Any] | None) -> bool:
+    if not error:
+        return False
+    retry = error.get("retry")
+    if isinstance(retry, dict) and "retryable" in retry:
+        return bool(retry["retryable"])
+    return error.get("code") in TRANSIENT_ERROR_CODES
+
+
+class QueryRunner:
+    """Runs analysis templates as protected queries for one membership.
+
+    Thread-safe: `run --all` calls `execute` from several threads. Query ids in
+    flight are tracked so that Ctrl-C (seen by the main thread only) can cancel
+    every one of them.
+    """
+
+    def __init__(self, client, membership_id: str, output_s3: Callable[[Template], dict[str, str]], *,
+                 clock: Callable[[], float], sleep: Callable[[float], Any] | None = None,
+                 deadline: float, retries: int = 2, backoff: Callable[[], Backoff] = Backoff,
+                 reporter: Reporter):
+        self.client = client
+        self.membership_id = membership_id
+        self.output_s3 = output_s3
+        self.clock = clock
+        self.stop_event = threading.Event()
+        # Waiting on the stop event instead of time.sleep lets Ctrl-C wake every
+        # polling thread at once.
+        self.sleep = sleep or self.stop_event.wait
+        self.deadline = deadline
+        self.retries = retries
+        self.backoff = backoff
+        self.reporter = reporter
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, str] = {}
+
+    # -- public -------------------------------------------------------------
+    def execute(self, template: Template, params: dict[str, str]) -> Outcome:
+        started = self.clock()
+        retry_delays = self.backoff().delays()
+        outcome = Outcome(template.name, "START_FAILED")
+        for attempt in range(1, self.retries + 2):
+            outcome = self._attempt(template, params, attempt, started)
+            outcome.attempts = attempt
+            outcome.elapsed = self.clock() - started
+            retryable = outcome.status == "FAILED" and is_retryable(outcome.query.get("error"))
+            retryable = retryable or (outcome.status == "START_FAILED" and outcome.error_code in RETRYABLE_API_ERRORS)
+            if not retryable or attempt > self.retries or self.stop_event.is_set():
+                return outcome
+            remaining = self.deadline - self.clock()
+            if remaining <= 0:
+                return outcome
+            delay = min(next(retry_delays), remaining)
+            self.reporter.say(template.name, f"attempt {attempt} failed with retryable {outcome.error_code}: "
+                                             f"{outcome.error_message}; retry {attempt}/{self.retries} "
+                                             f"in {delay:.1f}s")
+            self.sleep(delay)
+            if self.stop_event.is_set():
+                return Outcome(template.name, "INTERRUPTED", attempts=attempt, elapsed=self.clock() - started)
+        return outcome
+
+    def stop(self) -> None:
+        """Stop polling and starting; the caller cancels what is in flight."""
+        self.stop_event.set()
+
+    def cancel_in_flight(self) -> list[str]:
+        self.stop()
+        with self._lock:
+            pending = dict(self._in_flight)
+        for query_id, name in pending.items():
+            self.cancel(query_id, name)
+        return list(pending)
+
+    def cancel(self, query_id: str, template: str) -> bool:
+        try:
+            self.client.update_protected_query(membershipIdentifier=self.membership_id,
+                                               protectedQueryIdentifier=query_id, targetStatus="CANCELLED")
+        except ClientError as exc:
+            # Typically the query finished between our last poll and now.
+            self.reporter.say(template, f"could not cancel {query_id}: {exc.response['Error'].get('Message', exc)}")
+            return False
+        finally:
+            with self._lock:
+                self._in_flight.pop(query_id, None)
+        self.reporter.say(template, f"cancelled query {query_id}")
+        return True
+
+    # -- internals ----------------------------------------------------------
+    def _attempt(self, template: Template, params: dict[str, str], attempt: int, started: float) -> Outcome:
+        if self.stop_event.is_set():
+            return Outcome(template.name, "INTERRUPTED")
+        try:
+            response = self.client.start_protected_query(
+                type="SQL",
+                # The membership id, not the collaboration id (the seed recipe's bug).
+                membershipIdentifier=self.membership_id,
+                sqlParameters={"analysisTemplateArn": template.arn, "parameters": dict(params)},
+                resultConfiguration={"outputConfiguration": {"s3": self.output_s3(template)}},
+            )
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            self.reporter.say(template.name, f"start_protected_query failed: {err.get('Code')}: {err.get('Message')}")
+            return Outcome(template.name, "START_FAILED", error_code=err.get("Code"), error_message=err.get("Message"))
+        query = response["protectedQuery"]
+        query_id = query["id"]
+        with self._lock:
+            self._in_flight[query_id] = template.name
+        if self.stop_event.is_set():
+            # Ctrl-C arrived while this start was on the wire.
+            self.cancel(query_id, template.name)
+            return Outcome(template.name, "INTERRUPTED", query_id=query_id, query=query)
+        suffix = f" (attempt {attempt})" if attempt > 1 else ""
+        self.reporter.say(template.name, f"started query {query_id}{suffix}: {query['status']}")
+        outcome = self._poll(template.name, query, started)
+        if outcome.status in TERMINAL:
+            with self._lock:
+                self._in_flight.pop(query_id, None)
+        return outcome
+
+    def _poll(self, name: str, query: dict[str, Any], started: float) -> Outcome:
+        query_id, status = query["id"], query["status"]
+        delays = self.backoff().delays()
+        poll_errors = 0
+        while status not in TERMINAL:
+            remaining = self.deadline - self.clock()
+            if remaining <= 0:
+                self.reporter.say(name, f"deadline reached after {self.clock() - started:.1f}s while {status}; "
+                                        "cancelling")
+                self.cancel(query_id, name)
+                return Outcome(name, "DEADLINE", query_id=query_id, query=query,
+                               error_code="DEADLINE_EXCEEDED",
+                               error_message=f"no final state before the deadline (last status {status})")
+            self.sleep(min(next(delays), remaining))
+            if self.stop_event.is_set():
+                return Outcome(name, "INTERRUPTED", query_id=query_id, query=query)
+            try:
+                query = self.client.get_protected_query(membershipIdentifier=self.membership_id,
+                                                        protectedQueryIdentifier=query_id)["protectedQuery"]
+            except ClientError as exc:
+                # botocore already retried throttling; a few more failures in a row
+                # mean something persistent (permissions, the query is gone).
+                poll_errors += 1
+                err = exc.response.get("Error", {})
+                self.reporter.say(name, f"get_protected_query failed ({poll_errors}/{MAX_POLL_ERRORS}): "
+                                        f"{err.get('Code')}: {err.get('Message')}")
+                if poll_errors >= MAX_POLL_ERRORS:
+                    return Outcome(name, "POLL_FAILED", query_id=query_id, query=query,
+                                   error_code=err.get("Code"), error_message=err.get("Message"))
+                continue
+            poll_errors = 0
+            if query["status"] != status:
+                self.reporter.say(name, f"{status} -> {query['status']} after {self.clock() - started:.1f}s")
+                status = query["status"]
+        error = query.get("error") or {}
+        return Outcome(name, status, query_id=query_id, query=query,
+                       error_code=error.get("code"), error_message=error.get("message"))

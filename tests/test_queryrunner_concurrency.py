@@ -1,0 +1,211 @@
+"""`run --all` in virtual time: real threads, a fake Clean Rooms, no real waiting.
+
+VirtualTime advances the clock only when every query that can be in flight is
+asleep, jumping to the earliest wake-up: the threads interleave as they would
+in real time, but a 10-minute run takes milliseconds and is deterministic.
+"""
+from __future__ import annotations
+
+import io
+import json
+import random
+import threading
+import uuid
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from queryrunner.batch import run_all
+from queryrunner.cli import main
+from queryrunner.outputs import Template
+from queryrunner.poll import Backoff, QueryRunner, Reporter
+from queryrunner.simulate import FakeCleanRooms
+
+REGION = "us-east-1"
+ACCOUNT = "111122223333"
+MEMBERSHIP_ID = "0a1b2c3d-4e5f-4a6b-9c7d-8e9f0a1b2c3d"
+BUCKET = "analyst-results-111122223333"
+
+
+class VirtualTime:
+    def __init__(self, queries: int, workers: int):
+        self.now = 0.0
+        self.cond = threading.Condition()
+        self.unfinished = queries
+        self.workers = workers
+        self.wakeups: list[float] = []
+
+    def clock(self) -> float:
+        with self.cond:
+            return self.now
+
+    def finished(self, _query_id: str) -> None:
+        with self.cond:
+            self.unfinished -= 1
+            self._maybe_advance()
+
+    def _maybe_advance(self) -> None:
+        # Sleepers whose wake-up has come are awake even if their thread has not
+        # run yet; counting them as asleep would advance time twice.
+        asleep = [w for w in self.wakeups if w > self.now]
+        if asleep and len(asleep) >= min(self.unfinished, self.workers):
+            self.now = min(asleep)
+            self.cond.notify_all()
+
+    def sleep(self, seconds: float) -> None:
+        with self.cond:
+            wake = self.now + seconds
+            self.wakeups.append(wake)
+            self._maybe_advance()
+            while self.now < wake:
+                if not self.cond.wait(timeout=5):
+                    raise RuntimeError("virtual time stalled")
+            self.wakeups.remove(wake)
+
+
+def templates(n: int) -> list[Template]:
+    return [Template(f"t{i}", f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:membership/{MEMBERSHIP_ID}/analysistemplate/"
+                              f"{uuid.UUID(int=i + 1)}", str(uuid.UUID(int=i + 1))) for i in range(n)]
+
+
+def run_virtual(durations: list[float], workers: int):
+    ts = templates(len(durations))
+    vt = VirtualTime(len(ts), workers)
+    client = FakeCleanRooms({t.arn: d for t, d in zip(ts, durations)}, vt.clock, on_finished=vt.finished)
+    runner = QueryRunner(client, MEMBERSHIP_ID, lambda t: {"resultFormat": "CSV", "bucket": BUCKET,
+                                                           "keyPrefix": f"results/{t.name}"},
+                         clock=vt.clock, sleep=vt.sleep, deadline=10_000, retries=0,
+                         backoff=lambda: Backoff(rng=random.Random(3)), reporter=Reporter(io.StringIO()))
+    outcomes = run_all(runner, [(t, {}) for t in ts], workers)
+    return outcomes, client, vt.now
+
+
+def test_all_queries_at_once_take_about_the_slowest():
+    durations = [120.0, 480.0, 300.0, 60.0, 240.0]
+    outcomes, client, wall = run_virtual(durations, workers=5)
+    assert [o.status for o in outcomes] == ["SUCCESS"] * 5
+    assert [o.template for o in outcomes] == ["t0", "t1", "t2", "t3", "t4"]
+    assert client.max_in_flight == 5
+    # finished when the slowest is seen done: at most one (capped) poll interval late
+    assert max(durations) <= wall <= max(durations) + 30
+    assert wall < sum(durations) / 2
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_never_more_in_flight_than_the_limit(workers):
+    rng = random.Random(11)
+    durations = [rng.uniform(60, 600) for _ in range(9)]
+    outcomes, client, wall = run_virtual(durations, workers)
+    assert all(o.ok for o in outcomes)
+    assert client.max_in_flight == workers
+    # service side too: at no instant did more than `workers` queries run
+    spans = [(q["start"], q["end"]) for q in client.queries.values()]
+    for start, _ in spans:
+        assert sum(1 for s, e in spans if s <= start < e) <= workers
+    assert wall >= max(max(durations), sum(durations) / workers)
+    if workers == 1:
+        assert wall >= sum(durations)
+
+
+def test_cli_run_all_prints_each_result_and_a_summary(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    ts = templates(4)
+    durations = [200.0, 50.0, 400.0, 100.0]
+    outputs = {"region": REGION, "membership_id": MEMBERSHIP_ID, "results_bucket": BUCKET,
+               "results_prefix": "results", "result_format": "CSV",
+               "analysis_templates": {t.name: {"arn": t.arn, "id": t.id, "differential_privacy": False,
+                                               "parameters": [{"name": "min_orders", "type": "INTEGER",
+                                                               "default": "1"}] if t.name == "t0" else []}
+                                      for t in ts}}
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+        s3.create_bucket(Bucket=BUCKET)
+        vt = VirtualTime(len(ts), workers=2)
+
+        def land_result(query_id: str) -> None:
+            q = fake.queries[query_id]
+            s3.put_object(Bucket=BUCKET, Key=f"{q['prefix']}/{query_id}/part-0.csv",
+                          Body=f"template,rows\n{q['prefix'].split('/')[-1]},1\n".encode())
+            vt.finished(query_id)
+
+        fake = FakeCleanRooms({t.arn: d for t, d in zip(ts, durations)}, vt.clock, on_finished=land_result,
+                              bucket=BUCKET)
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["run", "--all", "--max-concurrency", "2", "--param", "min_orders=4", "--outputs", "-",
+                     "--out", str(tmp_path)], stdin=io.StringIO(json.dumps(outputs)), stdout=out, stderr=err,
+                    client_factory=lambda service, region: {"cleanrooms": fake, "s3": s3}[service],
+                    clock=vt.clock, sleep=vt.sleep)
+
+    assert code == 0, err.getvalue()
+    assert fake.max_in_flight == 2
+    for t in ts:
+        assert f"== {t.name} (" in out.getvalue()
+        assert (tmp_path / t.name).is_dir()
+    summary = out.getvalue().split("== summary ==")[1]
+    assert [line.split(" | ")[0].strip() for line in summary.strip().splitlines()[2:6]] == ["t0", "t1", "t2", "t3"]
+    assert summary.count("SUCCESS") == 4
+    # t0 got the parameter it declares, the others none
+    sent = {q["arn"]: q["params"] for q in fake.queries.values()}
+    assert sent == {t.arn: ({"min_orders": "4"} if t.name == "t0" else {}) for t in ts}
+    # 2 lanes, filled in order: t0 (200) then t3 (100); t1 (50) then t2 (400).
+    # About 450 s plus polling granularity, not the 750 s sum.
+    assert 450 <= vt.now <= 450 + 2 * 30
+
+
+def test_cli_run_all_rejects_a_parameter_no_template_declares():
+    outputs = {"region": REGION, "membership_id": MEMBERSHIP_ID, "results_bucket": BUCKET,
+               "results_prefix": "results", "result_format": "CSV",
+               "analysis_templates": {t.name: {"arn": t.arn, "id": t.id, "parameters": []} for t in templates(2)}}
+    err = io.StringIO()
+    code = main(["run", "--all", "--param", "x=1", "--outputs", "-"], stdin=io.StringIO(json.dumps(outputs)),
+                stdout=io.StringIO(), stderr=err, client_factory=lambda s, r: pytest.fail("no client expected"))
+    assert code == 2 and "unknown parameter 'x': no template declares it" in err.getvalue()
+
+
+def test_ctrl_c_during_run_all_cancels_every_query_in_flight():
+    """A real SIGINT while the main thread waits; time runs 100x faster than real."""
+    import os
+    import signal
+    import time
+
+    ts = templates(3)
+    scale = 100.0
+    clock = lambda: time.monotonic() * scale  # noqa: E731
+    sleep = lambda seconds: threading.Event().wait(seconds / scale)  # noqa: E731
+    sent = threading.Event()
+
+    class InterruptingFake(FakeCleanRooms):
+        def get_protected_query(self, **kwargs):
+            response = super().get_protected_query(**kwargs)
+            if len(self.queries) == 2 and not sent.is_set():
+                sent.set()
+                os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
+            return response
+
+    fake = InterruptingFake({t.arn: 600.0 for t in ts}, clock)
+    outputs = {"region": REGION, "membership_id": MEMBERSHIP_ID, "results_bucket": BUCKET,
+               "results_prefix": "results", "result_format": "CSV",
+               "analysis_templates": {t.name: {"arn": t.arn, "id": t.id, "parameters": []} for t in ts}}
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["run", "--all", "--max-concurrency", "2", "--outputs", "-"], stdin=io.StringIO(json.dumps(outputs)),
+                stdout=out, stderr=err, client_factory=lambda service, region: fake, clock=clock, sleep=sleep)
+
+    assert code == 130
+    assert "interrupted: cancelling queries in flight" in err.getvalue()
+    assert "cancelled 2 queries; exiting" in err.getvalue()
+    assert sorted(q["final"] for q in fake.queries.values()) == ["CANCELLED", "CANCELLED"]
+    assert fake.calls.count("start") == 2  # the queued third template never started
+    assert out.getvalue() == ""
+
+
+def test_benchmark_command_smoke():
+    out = io.StringIO()
+    code = main(["benchmark", "--queries", "4", "--max-concurrency", "2", "--min-duration", "0.01",
+                 "--max-duration", "0.05"], stdout=out, stderr=io.StringIO())
+    assert code == 0
+    assert "wall time" in out.getvalue() and "sequential sum" in out.getvalue()
+    import re
+
+    assert re.search(r"max in flight\s+2\s+limit 2", out.getvalue())
+    assert re.search(r"succeeded\s+4\s+of 4", out.getvalue())
