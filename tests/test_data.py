@@ -1,0 +1,43 @@
+"""The sample datasets: deterministic, valid against their schemas, with a known overlap."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+from components.datasets import load_dataset, validate_csv
+from tests.harness import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import generate_data  # noqa: E402
+
+
+def keys(path) -> set[str]:
+    with open(path, newline="") as handle:
+        return {row["customer_key"] for row in csv.DictReader(handle)}
+
+
+def test_committed_data_is_what_the_generator_makes(tmp_path):
+    summary = generate_data.generate(3000, 2500, 1800, 20261125, tmp_path)
+    for name in ("retail_purchases", "media_engagement"):
+        assert (tmp_path / name / f"{name}.csv").read_bytes() == (ROOT / "data" / name / f"{name}.csv").read_bytes()
+    assert summary == json.loads((ROOT / "data" / "generated.json").read_text())
+
+
+def test_datasets_share_exactly_the_declared_overlap(tmp_path):
+    generate_data.generate(500, 400, 123, 7, tmp_path)
+    a = keys(tmp_path / "retail_purchases" / "retail_purchases.csv")
+    b = keys(tmp_path / "media_engagement" / "media_engagement.csv")
+    assert (len(a), len(b), len(a & b)) == (500, 400, 123)
+
+
+def test_shipped_datasets_match_their_schemas():
+    assert validate_csv(load_dataset("retail_purchases")) == 3000
+    assert validate_csv(load_dataset("media_engagement")) == 2500
+
+
+def test_join_key_is_a_salted_hash_not_an_email():
+    key = generate_data.customer_key(42)
+    assert len(key) == 64 and "@" not in key
+    assert key != generate_data.customer_key(42, salt="another-salt")
