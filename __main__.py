@@ -13,7 +13,6 @@ from components.collaboration_owner import CollaborationOwner, CollaborationOwne
 from components.config import ANALYST, OWNER, PRODUCER, load_settings
 from components.dashboard import Dashboard, DashboardArgs
 from components.data_producer import DataProducer, DataProducerArgs
-from components.engines import check_new_collaboration
 from components.membership import Member, MemberArgs
 from components.peers import read_peers
 from components.providers import make_providers
@@ -23,9 +22,12 @@ from components.stack_config import config_reader
 
 settings = load_settings(config_reader(), pulumi.get_project(), pulumi.get_stack())
 org = settings.org
-providers = make_providers(settings)
+# Everything that can refuse the config is decided before the first resource.
 peers = read_peers(settings)
 plan.check_budget(settings, peers)
+joined_collaboration_id = None if OWNER in settings.roles else plan.collaboration_id(settings, peers)
+analyses, analysis_providers = plan.allowed_analyses(settings, peers)
+providers = make_providers(settings)
 opts = providers.opts
 
 # Analyst, part 1: the results destination, named by the membership.
@@ -39,14 +41,14 @@ if ANALYST in settings.roles:
 # The collaboration and this organization's membership in it.
 membership = collaboration_id = owner = None
 if OWNER in settings.roles:
-    check_new_collaboration(settings.analytics_engine)
     owner = CollaborationOwner(f"{org.name}-owner", CollaborationOwnerArgs(
         spec=settings.collaboration, creator=org, invited=settings.partners,
         analytics_engine=settings.analytics_engine, results=results.destination if results else None,
         budget=settings.budget, payer=settings.payer, query_logging=settings.query_logging,
         protect=settings.protect), opts=opts())
     membership, collaboration_id = owner.membership, owner.collaboration.collaboration_identifier
-elif (collaboration_id := plan.collaboration_id(settings, peers)) is not None:
+elif joined_collaboration_id is not None:
+    collaboration_id = joined_collaboration_id
     membership = Member(f"{org.name}-member", MemberArgs(
         collaboration_id=collaboration_id, pays_for_queries=settings.payer == org.name,
         query_logging=settings.query_logging, results=results.destination if results else None,
@@ -55,11 +57,10 @@ elif (collaboration_id := plan.collaboration_id(settings, peers)) is not None:
 # Data producer: this organization's table, associated once it is a member.
 producer = None
 if PRODUCER in settings.roles:
-    analyses, providers_allowed = plan.allowed_analyses(settings, peers)
     producer = DataProducer(f"{org.name}-producer", DataProducerArgs(
         organization=org.name, account_id=org.account_id, region=settings.region, dataset=settings.dataset,
         rule=settings.analysis_rule, bucket_name=f"{org.name}-cleanrooms-{settings.dataset.name.replace('_', '-')}-{org.account_id}",
-        allowed_analyses=analyses, allowed_analysis_providers=providers_allowed,
+        allowed_analyses=analyses, allowed_analysis_providers=analysis_providers,
         membership_id=membership.membership_identifier if membership else None,
         trusted_membership_arns=[membership.arn, *plan.partner_membership_arns(peers)] if membership else [],
         member_account_ids=[m.account_id for m in settings.members],

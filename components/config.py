@@ -289,6 +289,7 @@ def load_settings(get: Callable[[str], Any], project: str, stack: str,
                     query_logging=query_logging, payer=payer)
 
     if OWNER in roles:
+        engines.check_new_collaboration(engine)
         settings["collaboration"] = _collaboration(get, org, partners)
     if PRODUCER in roles:
         dataset, rule = _producer(get, org, partners, join_key, engine, data_dir, check_data)

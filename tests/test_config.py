@@ -130,8 +130,9 @@ def test_unknown_role_name():
 
 
 def test_identifier_column_cannot_be_an_output():
-    message = rejected("org-a", {"analyticsEngine": "CLEAN_ROOMS_SQL", "analysisRule": {
-        "type": "AGGREGATION", "aggregateColumns": [{"function": "AVG", "columns": ["purchase_amount"]}],
+    # org-b joins an existing collaboration, so the legacy engine is not refused for it.
+    message = rejected("org-b", {"analyticsEngine": "CLEAN_ROOMS_SQL", "analysisRule": {
+        "type": "AGGREGATION", "aggregateColumns": [{"function": "AVG", "columns": ["engagement_score"]}],
         "dimensionColumns": ["customer_key"], "outputConstraints": [{"column": "customer_key", "minimum": 3}]}})
     assert "analysisRule.dimensionColumns" in message and "join_key" in message
 

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from components.errors import ConfigError
+from tests import harness
 from tests.harness import PROJECT, Run, run_stack, stack_config, stack_ref
 
 A, B = "111111111111", "222222222222"
@@ -223,5 +225,20 @@ def test_org_b_as_analyst_is_a_config_change():
 
 
 def test_analyst_cannot_approve_its_own_templates_by_arn():
-    with pytest.raises(Exception, match="use allowedAnalyses: ANY_QUERY"):
+    with pytest.raises(ConfigError, match="use allowedAnalyses: ANY_QUERY"):
         run_stack("org-a", overrides={"analysisRule": {"type": "CUSTOM", "allowedAnalyses": "templates"}})
+    # Refused before anything but the (read-only) stack reference was declared.
+    assert [r.typ for r in harness.LAST_MONITOR.registered] == ["pulumi:pulumi:StackReference"]
+
+
+def test_legacy_engine_is_refused_before_anything_is_declared():
+    with pytest.raises(ConfigError, match="analyticsEngine"):
+        run_stack("org-a", overrides={"analyticsEngine": "CLEAN_ROOMS_SQL"})
+    assert harness.LAST_MONITOR.registered == []
+
+
+def test_engine_mismatch_with_the_owner_is_refused(bootstrap):
+    outputs = dict(bootstrap.a3.outputs, analytics_engine="CLEAN_ROOMS_SQL")
+    with pytest.raises(ConfigError, match="analyticsEngine: CLEAN_ROOMS_SQL"):
+        run_stack("org-b", peer_outputs={stack_ref("org-a"): outputs})
+    assert [r.typ for r in harness.LAST_MONITOR.registered] == ["pulumi:pulumi:StackReference"]
