@@ -16,7 +16,7 @@ from components.data_producer import DataProducer, DataProducerArgs
 from components.membership import Member, MemberArgs
 from components.peers import read_peers
 from components.providers import make_providers
-from components.queries import QUERIES_DIR, published_prefix
+from components.queries import published_prefix
 from components.results_store import ResultsStore, ResultsStoreArgs
 from components.stack_config import config_reader
 
@@ -79,10 +79,11 @@ if ANALYST in settings.roles and membership is not None:
 dashboard = None
 if results and settings.quicksight.enabled:
     qs = settings.quicksight
+    template = next(q for q in settings.analyst.queries if q.name == qs.template)
     dashboard = Dashboard(f"{org.name}-dashboard", DashboardArgs(
         aws_account_id=org.account_id, region=settings.region, results_bucket=results.storage.bucket.bucket,
         results_bucket_arn=results.storage.bucket.arn, results_prefix=published_prefix(qs.template),
-        kms_key_arn=results.storage.key.arn, template_sql_path=QUERIES_DIR / f"{qs.template}.sql",
+        kms_key_arn=results.storage.key.arn, template_sql_path=template.path,
         owner_principals=list(qs.owners), viewer_principals=list(qs.viewers),
         result_format=settings.analyst.result_format, name_prefix=org.name), opts=opts())
 

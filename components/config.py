@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from components import engines
+from components import dashboard, engines
 from components.datasets import (DATA_DIR, DIMENSION, IDENTIFIER_ROLES, JOIN_KEY, METRIC, Dataset,
                                  load_dataset, validate_csv)
 from components.errors import ConfigError
@@ -512,43 +512,25 @@ def _analyst(get, engine: str, data_dir: Path) -> AnalystSpec:
     )
 
 
-_QS_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:quicksight:[a-z0-9-]+:\d{12}:(user|group)/[\w+=,.@/-]+$")
-
-
 def _quicksight(raw: Any, org: Member, analyst: AnalystSpec | None) -> QuickSightSpec:
     raw = raw or {}
     if not isinstance(raw, dict):
-        raise ConfigError("quicksight", "must be a mapping (enabled, owners, viewers)")
+        raise ConfigError("quicksight", "must be a mapping (enabled, owners, viewers, template)")
     enabled = _bool(raw.get("enabled", False), "quicksight.enabled")
     if not enabled:
         return QuickSightSpec(enabled=False)
     if analyst is None:
         raise ConfigError("quicksight.enabled", f"the dashboard shows the analyst's results; "
                           f"'{org.name}' does not have role '{ANALYST}'")
-    principals = {}
-    for key in ("owners", "viewers"):
-        values = tuple(_list(raw.get(key), f"quicksight.{key}"))
-        for arn in values:
-            if not isinstance(arn, str) or not _QS_PRINCIPAL.match(arn):
-                raise ConfigError(f"quicksight.{key}", f"{arn!r} is not a QuickSight user or group ARN "
-                                  "(arn:aws:quicksight:REGION:ACCOUNT:user/NAMESPACE/NAME); the account "
-                                  "root is never granted access")
-            if arn.split(":")[4] != org.account_id:
-                raise ConfigError(f"quicksight.{key}", f"{arn!r} is in another account; QuickSight "
-                                  f"principals must be in {org.account_id}")
-        principals[key] = values
-    if not principals["owners"]:
-        raise ConfigError("quicksight.owners", "at least one QuickSight user or group must own the dashboard")
-    both = sorted(set(principals["owners"]) & set(principals["viewers"]))
-    if both:
-        raise ConfigError("quicksight.viewers", f"{both} are owners already; owner and viewer sets are kept apart")
-    # The data source reads delimited text through an S3 manifest.
-    if analyst.result_format != "CSV":
-        raise ConfigError("analyst.resultFormat", f"the QuickSight dashboard reads CSV results; got "
-                          f"{analyst.result_format} (set resultFormat: CSV or quicksight.enabled: false)")
     template = str(raw.get("template", "customer_segments"))
-    names = [q.name for q in analyst.queries]
-    if template not in names:
-        raise ConfigError("quicksight.template", f"{template!r} is not one of the analyst's queries {names}")
-    return QuickSightSpec(enabled=True, owners=principals["owners"], viewers=principals["viewers"],
-                          template=template)
+    query = next((q for q in analyst.queries if q.name == template), None)
+    if query is None:
+        raise ConfigError("quicksight.template", f"{template!r} is not one of the analyst's queries "
+                          f"{[q.name for q in analyst.queries]}")
+    owners = tuple(_list(raw.get("owners"), "quicksight.owners"))
+    viewers = tuple(_list(raw.get("viewers"), "quicksight.viewers"))
+    # The component's own checks (principals, CSV only, the template's columns),
+    # run here so bad config fails before anything is declared.
+    dashboard.check_config(owners=owners, viewers=viewers, account_id=org.account_id,
+                           result_format=analyst.result_format, template_sql_path=query.path)
+    return QuickSightSpec(enabled=True, owners=owners, viewers=viewers, template=template)

@@ -250,15 +250,6 @@ class DashboardArgs:
             raise ValueError(f"aws_account_id must be 12 digits, got {self.aws_account_id!r}")
         if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", self.region or ""):
             raise ValueError(f"region {self.region!r} is not an AWS region name")
-        if self.result_format != "CSV":
-            raise ConfigError(
-                "analyst.resultFormat",
-                f"{self.result_format!r} is not supported by the QuickSight "
-                "dashboard: it reads results through an S3 manifest data source, which "
-                "imports delimited text only. Set the analyst's result format to CSV, or "
-                "disable QuickSight (a Glue table + Athena data source would be needed "
-                "for PARQUET)."
-            )
         self.results_prefix = (self.results_prefix or "").strip("/")
         if not self.results_prefix or not re.fullmatch(r"[\w!.=*/-]+", self.results_prefix):
             # Same character set Clean Rooms accepts for keyPrefix.
@@ -287,25 +278,47 @@ class DashboardArgs:
 
         self.owner_principals = list(self.owner_principals or [])
         self.viewer_principals = list(self.viewer_principals or [])
-        if not self.owner_principals:
-            raise ConfigError(
-                OWNERS_KEY,
-                "is empty: at least one QuickSight user or group "
-                "must own the dashboard, dataset and data source"
-            )
-        _check_principals(self.owner_principals, OWNERS_KEY, self.aws_account_id)
-        _check_principals(self.viewer_principals, VIEWERS_KEY, self.aws_account_id)
-        both = sorted(set(self.owner_principals) & set(self.viewer_principals))
-        if both:
-            raise ConfigError(
-                VIEWERS_KEY,
-                f"repeats owners {both}; list each principal in "
-                f"`{OWNERS_KEY}` or `{VIEWERS_KEY}`, not both"
-            )
+        check_config(owners=self.owner_principals, viewers=self.viewer_principals,
+                     account_id=self.aws_account_id, result_format=self.result_format,
+                     template_sql_path=self.template_sql_path)
 
     @property
     def template_name(self) -> str:
         return self.template_sql_path.stem
+
+
+def check_config(*, owners: Sequence[str], viewers: Sequence[str], account_id: str, result_format: str,
+                 template_sql_path: Path) -> None:
+    """Everything about the dashboard that comes from stack config.
+
+    components/config.py runs this before any resource is declared;
+    DashboardArgs runs it again so the component is safe on its own.
+    """
+    if result_format != "CSV":
+        raise ConfigError(
+            "analyst.resultFormat",
+            f"{result_format!r} is not supported by the QuickSight "
+            "dashboard: it reads results through an S3 manifest data source, which "
+            "imports delimited text only. Set the analyst's result format to CSV, or "
+            "disable QuickSight (a Glue table + Athena data source would be needed "
+            "for PARQUET)."
+        )
+    if not owners:
+        raise ConfigError(
+            OWNERS_KEY,
+            "is empty: at least one QuickSight user or group "
+            "must own the dashboard, dataset and data source"
+        )
+    _check_principals(owners, OWNERS_KEY, account_id)
+    _check_principals(viewers, VIEWERS_KEY, account_id)
+    both = sorted(set(owners) & set(viewers))
+    if both:
+        raise ConfigError(
+            VIEWERS_KEY,
+            f"repeats owners {both}; list each principal in "
+            f"`{OWNERS_KEY}` or `{VIEWERS_KEY}`, not both"
+        )
+    template_columns(template_sql_path)
 
 
 def template_columns(sql_path: Path) -> list[str]:
@@ -315,7 +328,8 @@ def template_columns(sql_path: Path) -> list[str]:
     if columns != expected:
         missing = [c for c in expected if c not in columns]
         extra = [c for c in columns if c not in expected]
-        raise ValueError(
+        raise ConfigError(
+            "quicksight.template",
             f"{sql_path}: the template's select list {columns} does not match the "
             f"dashboard's columns {expected} (missing {missing}, unexpected {extra}, "
             "or a different order). Update COLUMN_TYPES and the dashboard definition "

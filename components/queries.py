@@ -45,6 +45,7 @@ class QueryTemplate:
     sql: str
     parameters: tuple[Parameter, ...]
     tables: tuple[str, ...]  # configured table association names the SQL reads
+    path: Path
 
 
 def parse_query(path: Path) -> QueryTemplate:
@@ -75,7 +76,7 @@ def parse_query(path: Path) -> QueryTemplate:
         raise ConfigError(where, f"parameters used in the SQL {sorted(used)} differ from those declared "
                           f"in '-- param:' lines {sorted(declared)}")
     return QueryTemplate(name=name, description=description[:255], sql=text, parameters=tuple(params),
-                         tables=referenced_tables(body, where))
+                         tables=referenced_tables(body, where), path=path)
 
 
 def referenced_tables(sql: str, where: str = "analyst.queries") -> tuple[str, ...]:
@@ -98,14 +99,6 @@ def load_queries(directory: Path, names: list[str]) -> tuple[QueryTemplate, ...]
     if len(chosen) > 25:
         raise ConfigError("analyst.queries", "a membership holds at most 25 analysis templates")
     return tuple(parse_query(available[n]) for n in chosen)
-
-
-QUERIES_DIR = Path(__file__).resolve().parent.parent / "data" / "queries"
-
-
-def results_prefix_for(results_prefix: str, template: str) -> str:
-    """Where the query runner asks Clean Rooms to write a template's results."""
-    return f"{results_prefix}/{template}"
 
 
 def published_prefix(template: str) -> str:

@@ -185,3 +185,11 @@ def test_template_parameter_type_must_be_a_clean_rooms_type(data_copy: Path):
 def test_quicksight_principals_must_be_quicksight_arns():
     message = rejected("org-a", {"quicksight": {"enabled": True, "owners": ["arn:aws:iam::111111111111:root"]}})
     assert "quicksight.owners" in message and "root" in message
+
+
+def test_dashboard_template_columns_are_checked_with_the_config(data_copy: Path):
+    sql = data_copy / "queries" / "customer_segments.sql"
+    sql.write_text(sql.read_text().replace("AS avg_purchase", "AS avg_spend"))
+    owner = "arn:aws:quicksight:us-east-1:111111111111:user/default/alice"
+    message = rejected("org-a", {"quicksight": {"enabled": True, "owners": [owner]}}, data_dir=data_copy)
+    assert "quicksight.template" in message and "avg_spend" in message
