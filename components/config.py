@@ -168,9 +168,6 @@ class Settings:
     def analyst_member(self) -> Member:
         return next(m for m in self.members if m.is_analyst)
 
-    def partner(self, name: str) -> Partner:
-        return next(p for p in self.partners if p.name == name)
-
 
 # --------------------------------------------------------------------------
 # Small typed readers: each names the key and the allowed values on error.
@@ -202,12 +199,10 @@ def _bool(value: Any, where: str) -> bool:
 
 
 def _int_in(value: Any, low: int, high: int, where: str) -> int:
-    try:
-        number = int(value)
-        if str(number) != str(value).strip() and not isinstance(value, int):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigError(where, f"got {value!r}; expected a whole number from {low} to {high}") from None
+    # Whole numbers only: int(10.7) or a bool would silently become a different value.
+    if isinstance(value, bool) or not re.fullmatch(r"[+-]?\d+", str(value).strip()):
+        raise ConfigError(where, f"got {value!r}; expected a whole number from {low} to {high}")
+    number = int(value)
     if not low <= number <= high:
         raise ConfigError(where, f"got {number}; allowed range is {low} to {high}")
     return number
@@ -294,11 +289,10 @@ def load_settings(get: Callable[[str], Any], project: str, stack: str,
     if PRODUCER in roles:
         dataset, rule = _producer(get, org, partners, join_key, engine, data_dir, check_data)
         settings["dataset"], settings["analysis_rule"] = dataset, rule
-        if rule.differential_privacy and OWNER in roles:
-            settings["budget"] = _budget(get("differentialPrivacy"))
-    if OWNER in roles and "budget" not in settings and get("differentialPrivacy") is not None:
-        # A partner's table may be under differential privacy; the owner
-        # creates the collaboration's privacy budget template.
+    own_dp = PRODUCER in roles and settings["analysis_rule"].differential_privacy
+    if OWNER in roles and (own_dp or get("differentialPrivacy") is not None):
+        # The owner keeps the collaboration's one privacy budget, for its own
+        # table under differential privacy or a partner's.
         settings["budget"] = _budget(get("differentialPrivacy"))
     if ANALYST in roles:
         settings["analyst"] = _analyst(get, engine, data_dir)

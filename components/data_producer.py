@@ -8,7 +8,7 @@ of the collaboration's memberships.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import pulumi
@@ -43,7 +43,6 @@ class DataProducerArgs:
     result_receivers: Sequence[str] = ()
     """Account ids allowed to receive results of queries over this table."""
     protect: bool = True
-    tags: dict[str, str] = field(default_factory=dict)
 
 
 def analysis_rule(rule: AnalysisRuleSpec, allowed_analyses: Sequence[pulumi.Input[str]],

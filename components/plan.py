@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pulumi
 
-from components.config import ANALYST, OWNER, PRODUCER, Settings
+from components.config import ANALYST, OWNER, Settings
 from components.errors import ConfigError
 from components.peers import PeerOutputs
 
@@ -89,6 +89,3 @@ def check_budget(settings: Settings, peers: dict[str, PeerOutputs]) -> None:
                           "privacy; the collaboration needs a privacy budget: set differentialPrivacy "
                           "(epsilon 1-20, usersNoisePerQuery 10-100, autoRefresh CALENDAR_MONTH or NONE)")
 
-
-def needs_data_role(settings: Settings) -> bool:
-    return PRODUCER in settings.roles

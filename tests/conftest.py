@@ -24,10 +24,6 @@ class Bootstrap:
         self.b4: Run = run_stack("org-b", peer_outputs={stack_ref("org-a"): self.a3.outputs})
         self.a5: Run = run_stack("org-a", peer_outputs={stack_ref("org-b"): self.b4.outputs})
 
-    @property
-    def final(self) -> list[Run]:
-        return [self.a3, self.b2]
-
 
 @pytest.fixture(scope="session")
 def bootstrap() -> Bootstrap:

@@ -14,14 +14,10 @@ from tests.support.cfn_schema import validate_native
 from tests.support.iam_lint import iam_documents_from_mock_resources, lint_policy
 
 
-def _variants(bootstrap):
-    runs = {"org-a round 1": bootstrap.a1, "org-b round 2": bootstrap.b2, "org-a round 3": bootstrap.a3}
-    return runs
-
-
 def test_every_aws_native_input_matches_its_cloudformation_schema(bootstrap):
     checked = 0
-    for label, run in _variants(bootstrap).items():
+    rounds = {"org-a round 1": bootstrap.a1, "org-b round 2": bootstrap.b2, "org-a round 3": bootstrap.a3}
+    for label, run in rounds.items():
         for resource in run.resources:
             if resource.custom and resource.typ.startswith("aws-native:"):
                 errors = validate_native(resource.typ, resource.inputs)

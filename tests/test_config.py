@@ -95,6 +95,8 @@ def test_join_key_must_be_in_both_schemas(data_copy: Path):
 @pytest.mark.parametrize("budget, key", [
     ({"epsilon": 25}, "differentialPrivacy.epsilon"),
     ({"epsilon": 0}, "differentialPrivacy.epsilon"),
+    ({"epsilon": 10.5}, "differentialPrivacy.epsilon"),
+    ({"epsilon": True}, "differentialPrivacy.epsilon"),
     ({"usersNoisePerQuery": 5}, "differentialPrivacy.usersNoisePerQuery"),
     ({"usersNoisePerQuery": 101}, "differentialPrivacy.usersNoisePerQuery"),
     ({"autoRefresh": "WEEKLY"}, "differentialPrivacy.autoRefresh"),
