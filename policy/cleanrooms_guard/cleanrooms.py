@@ -21,10 +21,11 @@ ASSOCIATION = "aws-native:cleanrooms:ConfiguredTableAssociation"
 DEFAULT_IDENTIFIER_COLUMNS = ["customer_key", "email", "email_hash", "user_id"]
 
 
-def _rules(props: dict) -> list[tuple[str, str, dict]]:
-    """(type, body key, body) of each analysis rule of a configured table."""
+def rule_bodies(props: dict, field: str = "analysisRules") -> list[tuple[str, str, dict]]:
+    """(type, body key, body) of each analysis rule: a configured table's
+    (analysisRules) or an association's (configuredTableAssociationAnalysisRules)."""
     out = []
-    for rule in as_list(props.get("analysisRules")):
+    for rule in as_list(props.get(field)):
         if not isinstance(rule, dict):
             continue
         v1 = at(rule, "policy.v1", {})
@@ -69,7 +70,7 @@ def _has_rule(args: ResourceValidationArgs, report: ReportViolation) -> None:
     rules = props.get("analysisRules")
     if is_unknown(rules):
         return
-    if not _rules(props):
+    if not rule_bodies(props):
         report(f"{where(args.resource_type, args.name)} has no analysis rule (analysisRules is "
                f"{rules!r}): it can be associated but never safely queried. Give it exactly one rule of type "
                "AGGREGATION, LIST or CUSTOM with policy.v1.<aggregation|list|custom>.")
@@ -100,7 +101,7 @@ def _threshold(args: ResourceValidationArgs, report: ReportViolation) -> None:
         return
     minimum = int(settings(args, THRESHOLD_SCHEMA)["minimumIdentityCount"])
     subject = where(args.resource_type, args.name)
-    for rule_type, key, body in _rules(plain(args.props)):
+    for rule_type, key, body in rule_bodies(plain(args.props)):
         if key == "aggregation":
             constraints = body.get("outputConstraints")
             if is_unknown(constraints):
@@ -139,7 +140,7 @@ def _any_query(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type != CONFIGURED_TABLE:
         return
     subject = where(args.resource_type, args.name)
-    for _type, key, body in _rules(plain(args.props)):
+    for _type, key, body in rule_bodies(plain(args.props)):
         if key != "custom":
             continue
         analyses = body.get("allowedAnalyses")
@@ -184,7 +185,7 @@ def _identifiers(args: ResourceValidationArgs, report: ReportViolation) -> None:
     props = plain(args.props)
     subject = where(args.resource_type, args.name)
     allowed = props.get("allowedColumns")
-    for _type, key, body in _rules(props):
+    for _type, key, body in rule_bodies(props):
         if key == "aggregation":
             bad = [c for c in as_list(body.get("dimensionColumns")) if isinstance(c, str) and c.lower() in ids]
             if bad:

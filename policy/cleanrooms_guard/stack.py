@@ -6,8 +6,8 @@ from __future__ import annotations
 from pulumi_policy import (EnforcementLevel, PolicyProviderResource, ReportViolation, ResourceValidationArgs,
                            ResourceValidationPolicy, StackValidationArgs, StackValidationPolicy)
 
-from ._util import as_list, at, config_schema, is_unknown, json_value, plain, settings, where
-from .cleanrooms import ASSOCIATION, COLLABORATION, CONFIGURED_TABLE, MEMBERSHIP
+from ._util import as_list, config_schema, is_unknown, json_value, plain, settings, where
+from .cleanrooms import ASSOCIATION, COLLABORATION, CONFIGURED_TABLE, MEMBERSHIP, rule_bodies
 
 AWS_PACKAGES = ("aws", "aws-native")
 DEFAULT_REGIONS = ["us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2"]
@@ -201,16 +201,13 @@ def _receivers(args: StackValidationArgs, report: ReportViolation) -> None:
         props = plain(r.props)
         found: list[tuple[str, list]] = []
         if r.resource_type == ASSOCIATION:
-            for rule in as_list(props.get("configuredTableAssociationAnalysisRules")):
-                v1 = at(rule, "policy.v1", {}) if isinstance(rule, dict) else {}
-                for key, body in (v1.items() if isinstance(v1, dict) else []):
-                    if isinstance(body, dict) and not is_unknown(body.get("allowedResultReceivers")):
-                        found.append((f"{key} allowedResultReceivers", as_list(body.get("allowedResultReceivers"))))
+            for _type, key, body in rule_bodies(props, "configuredTableAssociationAnalysisRules"):
+                if not is_unknown(body.get("allowedResultReceivers")):
+                    found.append((f"{key} allowedResultReceivers", as_list(body.get("allowedResultReceivers"))))
         elif r.resource_type == CONFIGURED_TABLE:
-            for rule in as_list(props.get("analysisRules")):
-                custom = at(rule, "policy.v1.custom") if isinstance(rule, dict) else None
-                if isinstance(custom, dict) and not is_unknown(custom.get("allowedAnalysisProviders")):
-                    found.append(("custom allowedAnalysisProviders", as_list(custom.get("allowedAnalysisProviders"))))
+            for _type, key, body in rule_bodies(props):
+                if key == "custom" and not is_unknown(body.get("allowedAnalysisProviders")):
+                    found.append(("custom allowedAnalysisProviders", as_list(body.get("allowedAnalysisProviders"))))
         for label, accounts in found:
             stray = sorted({str(a) for a in accounts if not is_unknown(a)} - members)
             if stray:
