@@ -112,6 +112,6 @@ if results:
     pulumi.export("analysis_templates", analyst.template_info if analyst else {})
     pulumi.export("pending_templates", analyst.pending if analyst else {})
     pulumi.export("quicksight", {"dataset_id": dashboard.dataset_id, "aws_account_id": org.account_id,
-                                 "dashboard_id": dashboard.dashboard_id,
+                                 "dashboard_id": dashboard.dashboard_id, "template": settings.quicksight.template,
                                  "published_prefix": published_prefix(settings.quicksight.template)}
                   if dashboard else None)

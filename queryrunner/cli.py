@@ -280,7 +280,7 @@ class App:
         """Copy the dashboard template's result to the prefix its dataset reads."""
         qs = None if self.args.no_refresh else self.settings.quicksight
         prefix = (qs or {}).get("published_prefix")
-        if not prefix or prefix.rstrip("/").rsplit("/", 1)[-1] != o.template:
+        if not prefix or qs.get("template") != o.template:
             return
         try:
             keys = results.publish(self.client("s3"), self.settings.results_bucket, prefix, data, o.query_id)

@@ -46,4 +46,5 @@ def test_dashboard_output_names_the_prefix_the_runner_publishes_to(bootstrap):
                     peer_outputs={stack_ref("org-b"): bootstrap.b2.outputs})
     settings = Settings(load_outputs("-", io.StringIO(json.dumps(run.outputs))), {})
     assert settings.quicksight["published_prefix"] == "published/customer_segments"
+    assert settings.quicksight["template"] == "customer_segments"
     assert settings.quicksight["dataset_id"] == run.one("aws:quicksight/dataSet:DataSet").inputs["dataSetId"]

@@ -467,7 +467,7 @@ def queue_simple_success(env):
 
 
 QS = {"dataset_id": "cleanrooms-customer-segments", "aws_account_id": ACCOUNT,
-      "published_prefix": "published/customer_segments"}
+      "published_prefix": "published/customer_segments", "template": "customer_segments"}
 
 
 def published_keys(env) -> list[str]:
