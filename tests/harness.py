@@ -84,6 +84,14 @@ class Run:
         return {r.typ for r in self.resources}
 
 
+# QuickSight ARNs name the resource by the id the caller chose.
+QUICKSIGHT_IDS = {
+    "aws:quicksight/dataSource:DataSource": ("datasource", "dataSourceId"),
+    "aws:quicksight/dataSet:DataSet": ("dataset", "dataSetId"),
+    "aws-native:quicksight:Dashboard": ("dashboard", "dashboardId"),
+}
+
+
 def _uuid(*parts: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join(parts)))
 
@@ -137,8 +145,9 @@ class CloudMocks(pulumi.runtime.Mocks):
         elif typ in ("aws:glue/catalogDatabase:CatalogDatabase", "aws:glue/catalogTable:CatalogTable"):
             rid = inputs.get("name") or name
             state.update(name=rid, arn=f"arn:aws:glue:{self.region}:{self.account}:{rid}")
-        elif typ.startswith("aws:quicksight/"):
-            state.setdefault("arn", f"arn:aws:quicksight:{self.region}:{self.account}:{typ.split('/')[-1]}/{rid}")
+        elif typ in QUICKSIGHT_IDS:
+            kind, key = QUICKSIGHT_IDS[typ]
+            state["arn"] = f"arn:aws:quicksight:{self.region}:{self.account}:{kind}/{inputs.get(key)}"
         return rid, state
 
 

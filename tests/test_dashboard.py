@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ if str(ROOT) not in sys.path:
 import pulumi  # noqa: E402
 import pulumi_aws as aws  # noqa: E402
 import pulumi_aws_native as aws_native  # noqa: E402
-from pulumi.runtime.mocks import MockMonitor  # noqa: E402
 
 from components.dashboard import (  # noqa: E402
     COLUMN_TYPES,
@@ -34,6 +32,7 @@ from components.dashboard import (  # noqa: E402
     template_columns,
 )
 from components.sql_columns import SqlColumnsError, select_columns  # noqa: E402
+from tests.harness import Run, run_under_mocks  # noqa: E402
 
 SQL_PATH = ROOT / "data" / "queries" / "customer_segments.sql"
 ACCOUNT = "222233334444"
@@ -48,71 +47,6 @@ VIEWERS = [
     f"arn:aws:quicksight:{REGION}:{ACCOUNT}:user/default/ReadOnlyRole/bob@example.com",
 ]
 COMPONENT_TYPE = "cleanrooms:analytics:Dashboard"
-
-
-# --------------------------------------------------------------------------
-# Mocks
-# --------------------------------------------------------------------------
-@dataclass
-class Call:
-    typ: str
-    name: str
-    inputs: dict
-    provider: str | None
-    custom: bool
-    parent: str = ""
-    urn: str = ""
-
-
-class RecordingMocks(pulumi.runtime.Mocks):
-    """Records every new_resource call; echoes inputs and adds an arn."""
-
-    def __init__(self) -> None:
-        self.calls: list[Call] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.calls.append(Call(args.typ, args.name, args.inputs, args.provider, bool(args.custom)))
-        state = dict(args.inputs)
-        qs_ids = {
-            "aws:quicksight/dataSource:DataSource": ("datasource", "dataSourceId"),
-            "aws:quicksight/dataSet:DataSet": ("dataset", "dataSetId"),
-            "aws-native:quicksight:Dashboard": ("dashboard", "dashboardId"),
-        }
-        if args.typ in qs_ids:
-            kind, key = qs_ids[args.typ]
-            state["arn"] = f"arn:aws:quicksight:{REGION}:{ACCOUNT}:{kind}/{args.inputs[key]}"
-        elif args.typ == "aws:iam/role:Role":
-            state["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{args.name}"
-        return f"{args.name}-id", state
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
-class RecordingMonitor(MockMonitor):
-    """MockResourceArgs carries no parent: take it (and the URN) from the request."""
-
-    def RegisterResource(self, request):
-        response = super().RegisterResource(request)
-        for call in reversed(self.mocks.calls):
-            if call.typ == request.type and call.name == request.name and not call.urn:
-                call.parent, call.urn = request.parent, response.urn
-                break
-        return response
-
-
-@dataclass
-class Built:
-    calls: list[Call]
-    outputs: dict = field(default_factory=dict)
-
-    def of(self, typ: str) -> list[Call]:
-        return [c for c in self.calls if c.typ == typ]
-
-    def one(self, typ: str) -> Call:
-        found = self.of(typ)
-        assert len(found) == 1, f"expected one {typ}, got {len(found)}"
-        return found[0]
 
 
 def make_args(**overrides) -> DashboardArgs:
@@ -132,35 +66,23 @@ def make_args(**overrides) -> DashboardArgs:
     return DashboardArgs(**values)
 
 
-def build(**overrides) -> Built:
-    mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(
-        mocks, project="cleanrooms-collab", stack="test", preview=False,
-        monitor=RecordingMonitor(mocks),
-    )
-    built = Built(mocks.calls)
-
-    @pulumi.runtime.test
-    def run():
+def build(**overrides) -> Run:
+    def program():
         aws_provider = aws.Provider("test-aws", region=REGION)
         native_provider = aws_native.Provider("test-aws-native", region=REGION)
-        component = Dashboard(
-            "analytics",
-            make_args(**overrides),
-            opts=pulumi.ResourceOptions(providers={"aws": aws_provider, "aws-native": native_provider}),
-        )
-        return pulumi.Output.all(
-            dashboard_id=component.dashboard_id,
-            dataset_id=component.dataset_id,
-            data_source_id=component.data_source_id,
-        ).apply(built.outputs.update)
+        Dashboard("analytics", make_args(**overrides),
+                  opts=pulumi.ResourceOptions(providers={"aws": aws_provider, "aws-native": native_provider}))
 
-    run()
-    return built
+    return run_under_mocks(program, stack="test", config={}, account_id=ACCOUNT, region=REGION)
+
+
+def registered_outputs(built: Run) -> dict:
+    outputs = built.component_outputs[built.one(COMPONENT_TYPE).urn]
+    return {key: outputs[key] for key in ("dashboard_id", "dataset_id", "data_source_id")}
 
 
 @pytest.fixture(scope="module")
-def built() -> Built:
+def built() -> Run:
     return build()
 
 
@@ -175,7 +97,7 @@ def walk(node, path=""):
             yield from walk(value, f"{path}[{i}]")
 
 
-def dataset_output_columns(built: Built) -> list[str]:
+def dataset_output_columns(built: Run) -> list[str]:
     data_set = built.one("aws:quicksight/dataSet:DataSet").inputs
     (logical,) = data_set["logicalTableMaps"]
     projections = [t["projectOperation"] for t in logical["dataTransforms"] if "projectOperation" in t]
@@ -272,7 +194,7 @@ def test_manifest_must_not_sit_in_the_results_prefix():
 # The component under mocks
 # --------------------------------------------------------------------------
 def test_children_types_and_outputs(built):
-    children = sorted(c.typ for c in built.calls if c.typ != COMPONENT_TYPE and "pulumi:providers" not in c.typ)
+    children = sorted(c.typ for c in built.resources if c.typ != COMPONENT_TYPE and "pulumi:providers" not in c.typ)
     assert children == sorted([
         "aws:iam/role:Role",
         "aws:iam/rolePolicy:RolePolicy",
@@ -281,19 +203,19 @@ def test_children_types_and_outputs(built):
         "aws:quicksight/dataSet:DataSet",
         "aws-native:quicksight:Dashboard",
     ])
-    assert built.outputs == {
+    assert registered_outputs(built) == {
         "dashboard_id": "org-b-customer-segments-dashboard",
         "dataset_id": "org-b-customer-segments-dataset",
         "data_source_id": "org-b-customer-segments-results",
     }
-    for call in built.calls:
+    for call in built.resources:
         if call.typ != COMPONENT_TYPE and "pulumi:providers" not in call.typ:
             assert call.name.startswith("analytics-"), call.name
 
 
 def test_every_child_has_the_component_as_parent_and_inherits_providers(built):
     component = built.one(COMPONENT_TYPE)
-    children = [c for c in built.calls if c.typ != COMPONENT_TYPE and "pulumi:providers" not in c.typ]
+    children = [c for c in built.resources if c.typ != COMPONENT_TYPE and "pulumi:providers" not in c.typ]
     assert children
     for child in children:
         assert child.parent == component.urn, f"{child.typ} {child.name} parent {child.parent!r}"
@@ -430,7 +352,7 @@ def test_permissions_only_configured_principals_and_tiers_apart(built):
         assert {p["principal"] for p in permissions} == set(OWNERS), typ  # viewers get nothing here
         assert all(p["actions"] == list(actions) for p in permissions), typ
 
-    for path, key, value in walk([c.inputs for c in built.calls]):
+    for path, key, value in walk([c.inputs for c in built.resources]):
         if key == "principal":
             assert value in OWNERS + VIEWERS
             assert ":root" not in value and value != "*"
@@ -444,8 +366,8 @@ def test_iam_role_is_scoped_to_bucket_prefix_manifest_and_key(built):
     assert statement["Action"] == "sts:AssumeRole"
     assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
 
-    (policy_call,) = built.of("aws:iam/rolePolicy:RolePolicy")
-    assert policy_call.inputs["role"] == "analytics-datasource-role-id"
+    (policy_call,) = built.of_type("aws:iam/rolePolicy:RolePolicy")
+    assert policy_call.inputs["role"] == built.one("aws:iam/role:Role").id  # a role's id is its name
     policy = json.loads(policy_call.inputs["policy"])
     manifest_key = built.one("aws:s3/bucketObjectv2:BucketObjectv2").inputs["key"]
     by_action: dict[str, dict] = {}
