@@ -43,7 +43,6 @@ Why the Dashboard is an aws-native resource:
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +53,7 @@ import pulumi_aws as aws
 import pulumi_aws_native as aws_native
 from pulumi_aws_native import quicksight as qsn
 
+from . import iam
 from .errors import ConfigError
 from .sql_columns import select_columns
 
@@ -339,63 +339,8 @@ def template_columns(sql_path: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------
-# Policy documents (plain data; Outputs only inside values -> Output.json_dumps)
+# QuickSight manifest (its role's policies are in components/iam.py)
 # --------------------------------------------------------------------------
-def _trust_policy(account_id: str) -> str:
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "QuickSightInThisAccountOnly",
-            "Effect": "Allow",
-            "Principal": {"Service": "quicksight.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-            # Confused-deputy guard.
-            "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-        }],
-    })
-
-
-def _read_policy(args: DashboardArgs) -> pulumi.Output[str]:
-    bucket_arn = pulumi.Output.from_input(args.results_bucket_arn)
-    prefix = args.results_prefix
-    return pulumi.Output.json_dumps({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "ReadResultsAndManifest",
-                "Effect": "Allow",
-                "Action": "s3:GetObject",
-                "Resource": [
-                    pulumi.Output.concat(bucket_arn, "/", prefix, "/*"),
-                    pulumi.Output.concat(bucket_arn, "/", args.manifest_key),
-                ],
-            },
-            {
-                "Sid": "ListResultsPrefixOnly",
-                "Effect": "Allow",
-                "Action": "s3:ListBucket",
-                "Resource": bucket_arn,
-                "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/", f"{prefix}/*"]}},
-            },
-            {
-                "Sid": "BucketLocation",
-                "Effect": "Allow",
-                "Action": "s3:GetBucketLocation",
-                "Resource": bucket_arn,
-            },
-            {
-                "Sid": "DecryptResultsViaS3",
-                "Effect": "Allow",
-                "Action": "kms:Decrypt",
-                "Resource": args.kms_key_arn,
-                "Condition": {
-                    "StringEquals": {"kms:ViaService": f"s3.{args.region}.amazonaws.com"}
-                },
-            },
-        ],
-    })
-
-
 def _manifest(args: DashboardArgs) -> pulumi.Output[str]:
     # QuickSight manifest format, see the module docstring for the source.
     # Clean Rooms CSV results: comma-delimited, header row, double-quoted text.
@@ -630,14 +575,16 @@ class Dashboard(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-datasource-role",
             description=f"QuickSight reads Clean Rooms results s3://.../{args.results_prefix}/",
-            assume_role_policy=_trust_policy(args.aws_account_id),
+            assume_role_policy=iam.quicksight_trust(args.aws_account_id),
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
         role_policy = aws.iam.RolePolicy(
             f"{name}-datasource-role-policy",
             role=role.id,
-            policy=_read_policy(args),
+            policy=iam.quicksight_read_policy(
+                region=args.region, bucket_arn=args.results_bucket_arn, prefix=args.results_prefix,
+                manifest_key=args.manifest_key, kms_key_arn=args.kms_key_arn),
             opts=pulumi.ResourceOptions(parent=self),
         )
 

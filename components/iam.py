@@ -123,3 +123,48 @@ def tls_only_bucket_policy(bucket_arn: pulumi.Input[str]) -> pulumi.Output[str]:
         "Resource": [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     })
+
+
+def quicksight_trust(account_id: str) -> pulumi.Output[str]:
+    """QuickSight, acting for this account only (confused-deputy guard)."""
+    return _doc({
+        "Sid": "QuickSightInThisAccountOnly",
+        "Effect": "Allow",
+        "Principal": {"Service": "quicksight.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+    })
+
+
+def quicksight_read_policy(*, region: str, bucket_arn: pulumi.Input[str], prefix: str, manifest_key: str,
+                           kms_key_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """What a QuickSight S3 data source needs: the published results and its manifest."""
+    return _doc(
+        {
+            "Sid": "ReadResultsAndManifest",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": [pulumi.Output.concat(bucket_arn, "/", prefix, "/*"),
+                         pulumi.Output.concat(bucket_arn, "/", manifest_key)],
+        },
+        {
+            "Sid": "ListResultsPrefixOnly",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket_arn,
+            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}/", f"{prefix}/*"]}},
+        },
+        {
+            "Sid": "BucketLocation",
+            "Effect": "Allow",
+            "Action": "s3:GetBucketLocation",
+            "Resource": bucket_arn,
+        },
+        {
+            "Sid": "DecryptResultsViaS3",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": kms_key_arn,
+            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+        },
+    )
