@@ -91,10 +91,8 @@ import jsonschema
 from jsonschema import ValidationError
 from jsonschema.validators import extend
 
-try:  # cfn-lint depends on it; it understands \p{...} classes used by AWS.
-    import regex as _regex
-except ImportError:  # pragma: no cover
-    _regex = None
+# Understands the \p{...} classes AWS schemas use, which `re` cannot compile.
+import regex as _regex
 
 __all__ = [
     "UnknownResourceTypeError",
@@ -431,22 +429,17 @@ def _match_property(key: str, names: Iterable[str], top_level: bool) -> str | No
 
 
 def _search(pattern: str, text: str) -> bool:
-    compiled = _compile(pattern)
-    return True if compiled is None else bool(compiled.search(text))
+    return bool(_compile(pattern).search(text))
 
 
 @functools.lru_cache(maxsize=None)
 def _compile(pattern: str):
+    # A pattern neither engine compiles is an error, not a pass: a check that
+    # skips what it cannot read would accept anything.
     try:
         return re.compile(pattern)
     except re.error:
-        pass
-    if _regex is not None:
-        try:
-            return _regex.compile(pattern)
-        except Exception:  # noqa: BLE001 - any failure: skip the pattern
-            pass
-    return None
+        return _regex.compile(pattern)
 
 
 def _convert(value: Any, schemas: list[dict], cfn_path: tuple, in_path: tuple, ctx: _Ctx) -> Any:
