@@ -17,19 +17,20 @@ the right direction.
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
 
 from queryrunner.outputs import Template
 
 DP = "DIFFERENTIAL_PRIVACY"
 AGG_TYPES = ("COUNT", "COUNT_DISTINCT", "SUM", "AVG", "STDDEV")
 
-_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
-_STRING = re.compile(r"'(?:[^']|'')*'")
-_AGG = re.compile(r"\b(COUNT|SUM|AVG|STDDEV(?:_SAMP|_POP)?)\s*\(\s*(DISTINCT\b)?", re.I)
-
+# sqlglot node -> Clean Rooms DP aggregation type (Stddev covers STDDEV_SAMP/_POP).
+_AGG_NODES = ((exp.Count, "COUNT"), (exp.Sum, "SUM"), (exp.Avg, "AVG"), (exp.Stddev, "STDDEV"),
+              (exp.StddevSamp, "STDDEV"), (exp.StddevPop, "STDDEV"))
 
 class BudgetError(Exception):
     """The budget cannot be checked or the query would exhaust it (exit 1)."""
@@ -49,19 +50,18 @@ class Budget:
 
 
 def count_aggregations(sql: str) -> Counter:
-    """Aggregate calls per Clean Rooms DP aggregation type."""
-    text = _STRING.sub("''", _COMMENT.sub(" ", sql))
-    counts: Counter = Counter()
-    for func, distinct in _AGG.findall(text):
-        func = func.upper()
-        if func.startswith("STDDEV"):
-            counts["STDDEV"] += 1
-        elif func == "COUNT" and distinct:
-            counts["COUNT_DISTINCT"] += 1
-        else:
-            counts[func] += 1  # SUM(DISTINCT x) is still a SUM
-    return counts
+    """Aggregate calls per Clean Rooms DP aggregation type.
 
+    Parsed with sqlglot (as components/queries.py reads the same templates),
+    so literals and comments never count.
+    """
+    counts: Counter = Counter()
+    for node in sqlglot.parse_one(sql, read="spark").walk():
+        for cls, kind in _AGG_NODES:
+            if type(node) is cls:
+                distinct = kind == "COUNT" and isinstance(node.this, exp.Distinct)
+                counts["COUNT_DISTINCT" if distinct else kind] += 1  # SUM(DISTINCT x) is still a SUM
+    return counts
 
 def list_budgets(client, membership_id: str) -> list[Budget]:
     budgets = []
