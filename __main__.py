@@ -7,16 +7,16 @@ exports what partners and the query runner need. See README.md.
 
 import pulumi
 
-from components import plan
+from model import plan
 from components.analyst import Analyst, AnalystArgs
 from components.collaboration_owner import CollaborationOwner, CollaborationOwnerArgs
-from components.config import ANALYST, OWNER, PRODUCER, load_settings
+from model.config import ANALYST, OWNER, PRODUCER, load_settings
 from components.dashboard import Dashboard, DashboardArgs
 from components.data_producer import DataProducer, DataProducerArgs
 from components.membership import Member, MemberArgs
 from components.peers import read_peers
 from components.providers import make_providers
-from components.queries import published_prefix
+from model.templates import published_prefix
 from components.results_store import ResultsStore, ResultsStoreArgs
 from components.stack_config import config_reader
 
@@ -25,8 +25,8 @@ org = settings.org
 # Everything that can refuse the config is decided before the first resource.
 peers = read_peers(settings)
 plan.check_budget(settings, peers)
-joined_collaboration_id = None if OWNER in settings.roles else plan.collaboration_id(settings, peers)
-analyses, analysis_providers = plan.allowed_analyses(settings, peers)
+joined_collaboration_id = None if OWNER in settings.roles else plan.collaboration_id(settings, peers, pulumi.log.info)
+analyses, analysis_providers = plan.allowed_analyses(settings, peers, pulumi.log.info)
 providers = make_providers(settings)
 opts = providers.opts
 

@@ -14,7 +14,7 @@ from typing import Sequence
 import pulumi
 import pulumi_aws_native.cleanrooms as cleanrooms
 
-from components.queries import QueryTemplate
+from model.templates import QueryTemplate
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Sequence
 import pulumi
 import pulumi_aws_native.cleanrooms as cleanrooms
 
-from components.config import C3rSpec, CollaborationSpec, Member, PrivacyBudgetSpec
+from model.config import C3rSpec, CollaborationSpec, Member, PrivacyBudgetSpec
 from components.membership import ResultDestination, new_membership
 
 

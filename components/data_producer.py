@@ -16,8 +16,8 @@ import pulumi_aws as aws
 import pulumi_aws_native.cleanrooms as cleanrooms
 
 from components import iam
-from components.config import AnalysisRuleSpec
-from components.datasets import Dataset
+from model.config import AnalysisRuleSpec
+from model.datasets import Dataset
 from components.secure_bucket import SecureBucket, SecureBucketArgs
 
 

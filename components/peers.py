@@ -11,46 +11,13 @@ the partner deploys adds it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
-from components.config import Partner, Settings
-
-
-@dataclass(frozen=True)
-class PeerOutputs:
-    """Known output values of one partner (empty when it has not deployed)."""
-
-    partner: Partner
-    values: Mapping[str, Any] = field(default_factory=dict)
-
-    def get(self, key: str) -> Any:
-        return self.values.get(key)
-
-    @property
-    def collaboration_id(self) -> str | None:
-        return self.get("collaboration_id")
-
-    @property
-    def membership_arn(self) -> str | None:
-        return self.get("membership_arn")
-
-    @property
-    def table_alias(self) -> str | None:
-        """Association name of the partner's table, once it is in the collaboration."""
-        return self.get("configured_table_association_name")
-
-    @property
-    def template_arns(self) -> list[str]:
-        return [t["arn"] for t in (self.get("analysis_templates") or {}).values()]
-
-
-# Output names a partner's stack may export that this stack reads.
-PEER_KEYS = ("collaboration_id", "membership_id", "membership_arn", "analytics_engine",
-             "configured_table_association_name", "differential_privacy", "analysis_templates")
+from model.config import Settings
+from model.peers import PEER_KEYS, PeerOutputs
 
 
 def read_peers(settings: Settings) -> dict[str, PeerOutputs]:

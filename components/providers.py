@@ -14,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_aws_native as aws_native
 
-from components.config import Settings
+from model.config import Settings
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ import pytest
 
 from components.analyst import Analyst, AnalystArgs
 from components.collaboration_owner import CollaborationOwner, CollaborationOwnerArgs
-from components.config import AnalysisRuleSpec, C3rSpec, CollaborationSpec, Member as MemberSpec
+from model.config import AnalysisRuleSpec, C3rSpec, CollaborationSpec, Member as MemberSpec
 from components.data_producer import DataProducer, DataProducerArgs
-from components.datasets import load_dataset
+from model.datasets import load_dataset
 from components.membership import Member, MemberArgs, ResultDestination
-from components.queries import load_queries
+from model.templates import load_queries
 from components.results_store import ResultsStore, ResultsStoreArgs
 from components.secure_bucket import SecureBucket, SecureBucketArgs
 from tests.harness import ROOT, Run, run_under_mocks

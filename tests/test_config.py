@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from components import engines
-from components.config import load_settings
-from components.errors import ConfigError
+from model import engines
+from model.config import load_settings
+from model.errors import ConfigError
 from tests import harness
 from tests.harness import PROJECT, ROOT, run_stack, stack_config
 

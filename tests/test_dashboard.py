@@ -31,7 +31,7 @@ from components.dashboard import (  # noqa: E402
     DashboardArgs,
     template_columns,
 )
-from components.sql_columns import SqlColumnsError, select_columns  # noqa: E402
+from model.sql_columns import SqlColumnsError, select_columns  # noqa: E402
 from tests.harness import Run, run_under_mocks  # noqa: E402
 
 SQL_PATH = ROOT / "data" / "queries" / "customer_segments.sql"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.errors import ConfigError
+from model.errors import ConfigError
 from tests.harness import run_stack, stack_ref
 from tests.support.cfn_schema import validate_native
 from tests.support.iam_lint import iam_documents_from_mock_resources, lint_policy

@@ -6,7 +6,7 @@ import csv
 import json
 import sys
 
-from components.datasets import load_dataset, validate_csv
+from model.datasets import load_dataset, validate_csv
 from tests.harness import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))

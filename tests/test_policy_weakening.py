@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from components.errors import ConfigError
+from model.errors import ConfigError
 from tests.harness import stack_config
 from tests.policy_support import bootstrap, edited, evaluate, find, run_with, set_document
 

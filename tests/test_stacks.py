@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.errors import ConfigError
+from model.errors import ConfigError
 from tests import harness
 from tests.harness import PROJECT, Run, run_stack, stack_config, stack_ref
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from components.errors import ConfigError
+from model.errors import ConfigError
 
 if TYPE_CHECKING:
-    from components.config import AnalysisRuleSpec
+    from model.config import AnalysisRuleSpec
 
 SPARK = "SPARK"
 CLEAN_ROOMS_SQL = "CLEAN_ROOMS_SQL"

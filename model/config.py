@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from components import dashboard, engines
-from components.datasets import (DATA_DIR, DIMENSION, IDENTIFIER_ROLES, JOIN_KEY, METRIC, Dataset,
+from model import engines, quicksight
+from model.datasets import (DATA_DIR, DIMENSION, IDENTIFIER_ROLES, JOIN_KEY, METRIC, Dataset,
                                  load_dataset, validate_csv)
-from components.errors import ConfigError
-from components.queries import QueryTemplate, load_queries
+from model.errors import ConfigError
+from model.templates import QueryTemplate, load_queries
 
 OWNER = "collaboration_owner"
 PRODUCER = "data_producer"
@@ -525,6 +525,6 @@ def _quicksight(raw: Any, org: Member, analyst: AnalystSpec | None) -> QuickSigh
     viewers = tuple(_list(raw.get("viewers"), "quicksight.viewers"))
     # The component's own checks (principals, CSV only, the template's columns),
     # run here so bad config fails before anything is declared.
-    dashboard.check_config(owners=owners, viewers=viewers, account_id=org.account_id,
+    quicksight.check_config(owners=owners, viewers=viewers, account_id=org.account_id,
                            result_format=analyst.result_format, template_sql_path=query.path)
     return QuickSightSpec(enabled=True, owners=owners, viewers=viewers, template=template)

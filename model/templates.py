@@ -16,7 +16,7 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
-from components.errors import ConfigError
+from model.errors import ConfigError
 
 # AnalysisParameter.Type enum of AWS::CleanRooms::AnalysisTemplate (CloudFormation schema).
 PARAMETER_TYPES = (

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from components.errors import ConfigError
+from model.errors import ConfigError
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 

@@ -1,16 +1,23 @@
 """Decisions that combine this stack's config with its partners' outputs.
 
 Pure functions over known values, so what a stack declares is decided before
-any resource exists and is the same in preview and update.
+any resource exists and is the same in preview and update. Functions that
+leave something out say why through ``log`` (the program passes pulumi.log.info).
 """
 
 from __future__ import annotations
 
-import pulumi
+from typing import Callable
 
-from components.config import ANALYST, OWNER, Settings
-from components.errors import ConfigError
-from components.peers import PeerOutputs
+from model.config import ANALYST, OWNER, Settings
+from model.errors import ConfigError
+from model.peers import PeerOutputs
+
+Log = Callable[[str], None]
+
+
+def _silent(message: str) -> None:
+    pass
 
 
 def owner_peer(settings: Settings, peers: dict[str, PeerOutputs]) -> PeerOutputs | None:
@@ -20,7 +27,7 @@ def owner_peer(settings: Settings, peers: dict[str, PeerOutputs]) -> PeerOutputs
     return None
 
 
-def collaboration_id(settings: Settings, peers: dict[str, PeerOutputs]) -> str | None:
+def collaboration_id(settings: Settings, peers: dict[str, PeerOutputs], log: Log = _silent) -> str | None:
     """The collaboration to join, for an organization that does not own it."""
     owner = owner_peer(settings, peers)
     if owner is None:
@@ -30,7 +37,7 @@ def collaboration_id(settings: Settings, peers: dict[str, PeerOutputs]) -> str |
         raise ConfigError("analyticsEngine", f"is {settings.analytics_engine}, but the collaboration of "
                           f"'{owner.partner.name}' uses {engine}; set analyticsEngine: {engine}")
     if owner.collaboration_id is None:
-        pulumi.log.info(f"no collaboration id from '{owner.partner.name}' yet: the membership, table "
+        log(f"no collaboration id from '{owner.partner.name}' yet: the membership, table "
                         "association and templates are left out until its stack is deployed")
     return owner.collaboration_id
 
@@ -44,7 +51,8 @@ def partner_membership_arns(peers: dict[str, PeerOutputs]) -> list[str]:
     return [p.membership_arn for p in peers.values() if p.membership_arn]
 
 
-def allowed_analyses(settings: Settings, peers: dict[str, PeerOutputs]) -> tuple[list[str], list[str]]:
+def allowed_analyses(settings: Settings, peers: dict[str, PeerOutputs],
+                     log: Log = _silent) -> tuple[list[str], list[str]]:
     """(allowedAnalyses, allowedAnalysisProviders) for this organization's CUSTOM rule."""
     rule = settings.analysis_rule
     if rule is None or rule.type != "CUSTOM":
@@ -60,7 +68,7 @@ def allowed_analyses(settings: Settings, peers: dict[str, PeerOutputs]) -> tuple
     analyst = peers[settings.analyst_member.name]
     arns = analyst.template_arns
     if not arns:
-        pulumi.log.info(f"no analysis templates from '{analyst.partner.name}' yet: the analysis rule allows "
+        log(f"no analysis templates from '{analyst.partner.name}' yet: the analysis rule allows "
                         "no analysis until they exist (run `pulumi up` again after the analyst deploys them)")
     return sorted(arns), []
 
