@@ -7,7 +7,7 @@ exports what partners and the query runner need. See README.md.
 
 import pulumi
 
-from model import plan
+from model import collaboration, plan, validator
 from components.analyst import Analyst, AnalystArgs
 from components.collaboration_owner import CollaborationOwner, CollaborationOwnerArgs
 from model.config import ANALYST, OWNER, PRODUCER, load_settings
@@ -27,6 +27,11 @@ peers = read_peers(settings)
 plan.check_budget(settings, peers)
 joined_collaboration_id = None if OWNER in settings.roles else plan.collaboration_id(settings, peers, pulumi.log.info)
 analyses, analysis_providers = plan.allowed_analyses(settings, peers, pulumi.log.info)
+if ANALYST in settings.roles:
+    # The analyst's templates, checked as Clean Rooms would check them (model/validator).
+    collab = collaboration.from_settings(settings, peers, settings.analyst.queries)
+    for warning in validator.check_templates(settings.analyst.queries, collab):
+        pulumi.log.warn(warning)
 providers = make_providers(settings)
 opts = providers.opts
 
@@ -101,6 +106,7 @@ if producer:
     pulumi.export("configured_table_id", producer.configured_table.configured_table_identifier)
     pulumi.export("configured_table_association_name", producer.association.name if producer.association else None)
     pulumi.export("differential_privacy", settings.analysis_rule.differential_privacy)
+    pulumi.export("analysis_rule", collaboration.rule_export(settings.analysis_rule))
 if owner:
     pulumi.export("privacy_budget_template_id",
                   owner.budget_template.privacy_budget_template_identifier if owner.budget_template else None)

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from model import engines, quicksight
-from model.datasets import (DATA_DIR, DIMENSION, IDENTIFIER_ROLES, JOIN_KEY, METRIC, Dataset,
+from model.datasets import (DIMENSION, IDENTIFIER_ROLES, JOIN_KEY, METRIC, Dataset,
                                  load_dataset, validate_csv)
 from model.errors import ConfigError
+from model.stackfiles import ROOT as PROJECT_DIR
 from model.templates import QueryTemplate, load_queries
 
 OWNER = "collaboration_owner"
@@ -139,6 +140,7 @@ class QuickSightSpec:
 class Settings:
     project: str
     stack: str
+    data_dir: Path
     org: Member
     region: str
     profile: str | None
@@ -236,8 +238,12 @@ def _roles(value: Any, where: str) -> frozenset[str]:
 
 
 def load_settings(get: Callable[[str], Any], project: str, stack: str,
-                  data_dir: Path = DATA_DIR, check_data: bool = True) -> Settings:
-    """Build Settings from config values; ``get(key)`` returns a parsed value or None."""
+                  data_dir: Path | None = None, check_data: bool = True) -> Settings:
+    """Build Settings from config values; ``get(key)`` returns a parsed value or None.
+
+    ``data_dir`` overrides the ``dataDir`` key (a folder relative to the project).
+    """
+    data_dir = data_dir or _data_dir(get("dataDir"))
     org_name = _str({"organization": get("organization")}, "organization", "organization")
     if not _NAME.match(org_name):
         raise ConfigError("organization", f"{org_name!r} must be lowercase letters, digits and '-', "
@@ -278,7 +284,7 @@ def load_settings(get: Callable[[str], Any], project: str, stack: str,
     payer = _choice(get("queryComputePayer") or analyst, tuple(m.name for m in (org, *partners)),
                     "queryComputePayer")
 
-    settings = dict(project=project, stack=stack, org=org, region=region,
+    settings = dict(project=project, stack=stack, data_dir=data_dir, org=org, region=region,
                     profile=get("profile") or None, assume_role_arn=assume_role_arn,
                     analytics_engine=engine, partners=partners, join_key=join_key, protect=protect,
                     query_logging=query_logging, payer=payer)
@@ -298,6 +304,14 @@ def load_settings(get: Callable[[str], Any], project: str, stack: str,
         settings["analyst"] = _analyst(get, engine, data_dir)
     settings["quicksight"] = _quicksight(get("quicksight"), org, settings.get("analyst"))
     return Settings(**settings)
+
+
+def _data_dir(value: Any) -> Path:
+    path = PROJECT_DIR / str(value or "data")
+    if not path.is_dir():
+        raise ConfigError("dataDir", f"{value!r} is not a folder of the project ({path} does not exist); "
+                          "it holds data/<dataset>/schema.yaml and queries/*.sql")
+    return path
 
 
 def _partner(raw: Any, index: int) -> Partner:

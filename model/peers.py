@@ -14,7 +14,8 @@ from model.config import Partner
 
 # Output names a partner's stack may export that this stack reads.
 PEER_KEYS = ("collaboration_id", "membership_id", "membership_arn", "analytics_engine",
-             "configured_table_association_name", "differential_privacy", "analysis_templates")
+             "configured_table_association_name", "differential_privacy", "analysis_rule",
+             "analysis_templates")
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,8 @@ import sqlglot
 from sqlglot import exp
 
 from model.errors import ConfigError
+from model.parameters import PARAMETER_TYPES, check_value
 
-# AnalysisParameter.Type enum of AWS::CleanRooms::AnalysisTemplate (CloudFormation schema).
-PARAMETER_TYPES = (
-    "SMALLINT", "INTEGER", "BIGINT", "DECIMAL", "REAL", "DOUBLE_PRECISION", "BOOLEAN", "CHAR", "VARCHAR",
-    "DATE", "TIMESTAMP", "TIMESTAMPTZ", "TIME", "TIMETZ", "VARBYTE", "BINARY", "BYTE", "CHARACTER",
-    "DOUBLE", "FLOAT", "INT", "LONG", "NUMERIC", "SHORT", "STRING", "TIMESTAMP_LTZ", "TIMESTAMP_NTZ",
-    "TINYINT",
-)
 MAX_SQL_CHARS = 90_000  # AnalysisSource.Text maxLength
 _NAME = re.compile(r"^[a-z0-9_]{1,128}$")
 _PARAM_LINE = re.compile(r"^--\s*param:\s*(\w+)\s+(\w+)(?:\s+default\s+(.*?))?\s*$")
@@ -57,19 +51,27 @@ def parse_query(path: Path) -> QueryTemplate:
     if len(text) > MAX_SQL_CHARS:
         raise ConfigError(where, f"SQL is {len(text)} characters; Clean Rooms allows {MAX_SQL_CHARS}")
     description, params = "", []
-    for line in text.splitlines():
+    for line_no, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if stripped.startswith("-- description:"):
             description = stripped.split(":", 1)[1].strip()
         elif stripped.startswith("-- param:"):
+            at = f"{where}, line {line_no}"
             match = _PARAM_LINE.match(stripped)
             if not match:
-                raise ConfigError(where, f"cannot read {stripped!r}; expected '-- param: NAME TYPE [default VALUE]'")
+                raise ConfigError(at, f"cannot read {stripped!r}; expected '-- param: NAME TYPE [default VALUE]'")
             pname, ptype, default = match.groups()
             if ptype not in PARAMETER_TYPES:
-                raise ConfigError(where, f"parameter '{pname}' has type {ptype}; allowed: {list(PARAMETER_TYPES)}")
-            params.append(Parameter(pname, ptype, default.strip("'") if default is not None else None))
-    body = "\n".join(l for l in text.splitlines() if not l.strip().startswith("--"))
+                raise ConfigError(at, f"parameter '{pname}' has type {ptype}; allowed: {list(PARAMETER_TYPES)}")
+            default = default.strip("'") if default is not None else None
+            problem = None if default is None else check_value(ptype, default)
+            if problem:
+                raise ConfigError(at, f"default {default!r} of parameter '{pname}' is {problem}")
+            if pname in {p.name for p in params}:
+                raise ConfigError(at, f"parameter '{pname}' is declared twice")
+            params.append(Parameter(pname, ptype, default))
+    # Comment lines blanked, not removed, so errors keep the file's line numbers.
+    body = "\n".join("" if l.strip().startswith("--") else l for l in text.splitlines())
     used = set(_PARAM_USE.findall(body))
     declared = {p.name for p in params}
     if used != declared:
@@ -85,7 +87,11 @@ def referenced_tables(sql: str, where: str = "analyst.queries") -> tuple[str, ..
     try:
         tree = sqlglot.parse_one(sql, read="spark")
     except sqlglot.errors.ParseError as exc:
-        raise ConfigError(where, f"SQL does not parse: {exc}") from exc
+        # The structured error, not str(exc): that one carries ANSI underline codes.
+        detail = exc.errors[0] if exc.errors else {}
+        line = f", line {detail['line']}" if detail.get("line") else ""
+        raise ConfigError(f"{where}{line}", "SQL does not parse as Spark SQL: "
+                          f"{detail.get('description') or 'syntax error'}") from None
     ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
     return tuple(sorted({t.name for t in tree.find_all(exp.Table)} - ctes))
 

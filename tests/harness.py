@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pulumi
-import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
+
+from model.stackfiles import load_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "cleanrooms-collab"
@@ -248,13 +249,8 @@ class _ListLogger:
 
 
 def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Config as the CLI would give it: Pulumi.yaml defaults, then Pulumi.<stack>.yaml."""
-    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-    config: dict[str, Any] = {}
-    for key, decl in (project.get("config") or {}).items():
-        if isinstance(decl, dict) and "default" in decl:
-            config[f"{PROJECT}:{key}"] = decl["default"]
-    config.update((yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}).get("config", {}))
+    """Config as the CLI would give it (model.stackfiles), with test overrides (None removes a key)."""
+    config = load_stack_config(stack, ROOT)
     for key, value in (overrides or {}).items():
         full = key if ":" in key else f"{PROJECT}:{key}"
         if value is None:

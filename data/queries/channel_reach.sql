@@ -3,7 +3,7 @@
 SELECT
     m.channel,
     r.product_category,
-    COUNT(DISTINCT r.customer_key) AS customer_count,
+    COUNT(*) AS customer_count,
     SUM(r.purchase_amount) AS total_purchase
 FROM retail_purchases r
 INNER JOIN media_engagement m

@@ -9,7 +9,7 @@
 SELECT
     r.age_group,
     r.region,
-    COUNT(DISTINCT r.customer_key) AS customer_count,
+    COUNT(*) AS customer_count,
     AVG(r.purchase_amount) AS avg_purchase,
     AVG(m.engagement_score) AS avg_engagement
 FROM retail_purchases r

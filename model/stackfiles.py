@@ -1,0 +1,76 @@
+"""Reading Pulumi.yaml and Pulumi.<stack>.yaml without the Pulumi CLI.
+
+The CLI hands the program its config as the project's declared defaults
+overlaid by the stack file's values; this module does the same from the files
+themselves, for the tools that run without the CLI (the local clean room, the
+query runner's --local mode, the tests). Secrets (``secure:`` values) cannot be
+read without the CLI and are refused by name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from model.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT_FILE = "Pulumi.yaml"
+
+
+def project_name(root: Path = ROOT) -> str:
+    return str(_read_yaml(root / PROJECT_FILE).get("name") or "")
+
+
+def stack_names(root: Path = ROOT) -> list[str]:
+    """Stacks that have a Pulumi.<stack>.yaml in the project directory."""
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+
+
+def stack_file(stack: str, root: Path = ROOT) -> Path:
+    return root / f"Pulumi.{stack}.yaml"
+
+
+def stack_from_reference(reference: str) -> str:
+    """'organization/<project>/<stack>' -> '<stack>' (the stack file's name)."""
+    return reference.rsplit("/", 1)[-1]
+
+
+def load_stack_config(stack: str, root: Path = ROOT) -> dict[str, Any]:
+    """Config as the CLI would give it: full keys ('<project>:<key>') to values."""
+    project = _read_yaml(root / PROJECT_FILE)
+    name = project.get("name")
+    config: dict[str, Any] = {}
+    for key, decl in (project.get("config") or {}).items():
+        if isinstance(decl, dict) and "default" in decl:
+            config[key if ":" in key else f"{name}:{key}"] = decl["default"]
+    path = stack_file(stack, root)
+    if not path.is_file():
+        raise ConfigError("stack", f"no stack file {path.name} in {root}; stacks here: {stack_names(root)}")
+    for key, value in (_read_yaml(path).get("config") or {}).items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            raise ConfigError(key, f"is a secret in {path.name}; the local tools cannot decrypt it "
+                              "(run through `pulumi` or give the value in plain text)")
+        config[key if ":" in key else f"{name}:{key}"] = value
+    return config
+
+
+def getter(config: dict[str, Any], project: str) -> Callable[[str], Any]:
+    """``get(key)`` over one project's keys, the shape model.config.load_settings reads."""
+    return lambda key: config.get(f"{project}:{key}")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError("stack", f"cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path.name}:{mark.line + 1}" if mark else path.name
+        raise ConfigError("stack", f"{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError("stack", f"{path.name} must be a YAML mapping")
+    return data

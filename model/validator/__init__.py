@@ -1,0 +1,122 @@
+"""The Clean Rooms validator: refuse an analysis template the service would refuse.
+
+One validator for the Pulumi program (at preview, before any template is
+declared) and the local clean room (before a template runs). One module per
+rule family, each with its AWS documentation source at the top:
+
+  tables      the tables are the collaboration's associated tables, the columns
+              exist, all tables have a rule of one type
+  access      the analyst may run the template on every table (allowed analyses)
+  output      disallowed output columns (and every identifier) never reach the output
+  thresholds  what minimum aggregation thresholds refuse outright
+  privacy     the query structure differential privacy accepts
+
+A refusal names the template file, the line, the table and the rule. Checks
+that need a table's rule are skipped while the rule is unknown (a partner that
+has not deployed yet); the template then waits for that table anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from sqlglot.errors import OptimizeError, ParseError
+
+from model.collaboration import Collaboration
+from model.errors import ConfigError
+from model.stackfiles import ROOT
+from model.templates import QueryTemplate
+from model.validator import access, output, privacy, tables, thresholds
+from model.validator.analysis import (Analysis, build, line_of, optimize_error_column, parse, parse_error_line,
+                                      qualified)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    template: QueryTemplate
+    line: int | None
+    rule: str
+    message: str
+    table: str | None = None
+    owner: str | None = None
+
+    def __str__(self) -> str:
+        where = _display(self.template.path) + (f":{self.line}" if self.line else "")
+        table = f" ({self.table} of {self.owner})" if self.table and self.owner else (
+            f" ({self.table})" if self.table else "")
+        return f"{where}: {self.rule}{table}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Warning_:
+    """What the service might accept or refuse, undocumented either way: said, not refused."""
+
+    template: QueryTemplate
+    message: str
+
+    def __str__(self) -> str:
+        return f"{_display(self.template.path)}: {self.message}"
+
+
+@dataclass
+class Result:
+    refusals: list[Refusal]
+    warnings: list[Warning_]
+    analysis: Analysis | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.refusals
+
+
+def validate(template: QueryTemplate, collab: Collaboration) -> Result:
+    try:
+        tree = parse(template)
+    except ParseError as exc:
+        detail = exc.errors[0].get("description") if exc.errors else str(exc)
+        return Result([Refusal(template, parse_error_line(exc), "SQL syntax", f"does not parse as Spark SQL: {detail}")],
+                      [], None)
+    unknown = tables.unknown_tables(template, tree, collab)
+    if unknown:
+        return Result([_refusal(template, f) for f in unknown], [], None)
+    try:
+        tree = qualified(tree, collab.schema())
+    except OptimizeError as exc:
+        return Result([_refusal(template, tables.column_error(tree, exc, optimize_error_column(exc), collab))], [], None)
+    analysis = build(template, collab, tree)
+    findings = []
+    for family in (tables, access, output, thresholds, privacy):
+        findings.extend(family.check(analysis))
+    refusals = [_refusal(template, f) for f in findings if not f.warning]
+    warnings = [Warning_(template, f.message) for f in findings if f.warning]
+    return Result(refusals, warnings, analysis)
+
+
+def check_templates(templates: Iterable[QueryTemplate], collab: Collaboration) -> list[str]:
+    """Raise ConfigError listing every refusal, one per line; return the warnings."""
+    refusals, warnings = [], []
+    for template in templates:
+        result = validate(template, collab)
+        refusals += result.refusals
+        warnings += [str(w) for w in result.warnings]
+    if refusals:
+        raise ConfigError("analyst.queries", "Clean Rooms would refuse these templates:\n"
+                          + "\n".join(f"  {r}" for r in refusals))
+    return warnings
+
+
+def _refusal(template: QueryTemplate, finding) -> Refusal:
+    return Refusal(template=template, line=finding.line, rule=finding.rule, message=finding.message,
+                   table=finding.table, owner=finding.owner)
+
+
+def _display(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+__all__ = ["Refusal", "Result", "check_templates", "validate", "line_of"]
