@@ -126,7 +126,7 @@ class DataProducer(pulumi.ComponentResource):
             f"{name}-csv",
             bucket=bucket.id,
             key=f"{prefix}/{dataset.file}",
-            source=pulumi.FileAsset(str(dataset.csv_path)),
+            source=pulumi.FileAsset(str(dataset.data_path)),
             content_type="text/csv",
             server_side_encryption="aws:kms",
             kms_key_id=key.arn,

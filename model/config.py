@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from model import engines, quicksight
 from model.datasets import (DIMENSION, IDENTIFIER_ROLES, JOIN_KEY, METRIC, Dataset,
-                                 load_dataset, validate_csv)
+                                 load_dataset, validate_data)
 from model.errors import ConfigError
 from model.stackfiles import ROOT as PROJECT_DIR
 from model.templates import QueryTemplate, load_queries
@@ -402,7 +402,7 @@ def _producer(get, org: Member, partners, join_key: str, engine: str, data_dir: 
                           f"in {data_dir} with a schema.yaml")
     dataset = load_dataset(org.dataset, data_dir)
     if check_data:
-        validate_csv(dataset)
+        validate_data(dataset)
     # The join key must exist, with role join_key, in every producer's schema.
     for member in (org, *partners):
         if PRODUCER not in member.roles:

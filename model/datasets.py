@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 
 import yaml
@@ -27,38 +26,20 @@ METRIC = "metric"  # may only be aggregated
 ROLES = (JOIN_KEY, USER_IDENTIFIER, DIMENSION, METRIC)
 IDENTIFIER_ROLES = (JOIN_KEY, USER_IDENTIFIER)
 
-# Glue/Hive column types we accept, with the check each CSV value must pass.
-_INT = re.compile(r"^[+-]?\d+$")
-_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-
-
-def _is_date(value: str) -> bool:
-    try:
-        date.fromisoformat(value)
-        return True
-    except ValueError:
-        return False
-
-
-def _is_timestamp(value: str) -> bool:
-    try:
-        datetime.fromisoformat(value)
-        return True
-    except ValueError:
-        return False
-
-
-TYPE_CHECKS = {
-    "string": lambda v: True,
-    "int": lambda v: bool(_INT.match(v)) and -(2**31) <= int(v) < 2**31,
-    "bigint": lambda v: bool(_INT.match(v)),
-    "double": lambda v: bool(_DECIMAL.match(v)),
-    "float": lambda v: bool(_DECIMAL.match(v)),
-    "decimal": lambda v: bool(_DECIMAL.match(v)),
-    "boolean": lambda v: v.lower() in ("true", "false"),
-    "date": _is_date,
-    "timestamp": _is_timestamp,
+# Glue/Hive column types we accept, and the DuckDB type each is read as (the
+# local clean room's engine, and the reader that checks the data before deploy).
+DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "int": "INTEGER",
+    "bigint": "BIGINT",
+    "double": "DOUBLE",
+    "float": "FLOAT",
+    "decimal": "DECIMAL(38, 10)",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
 }
+FORMATS = {".csv": "csv", ".parquet": "parquet"}
 
 # Clean Rooms column names: lowercase, digits, underscore (the AllowedColumns
 # pattern of AWS::CleanRooms::ConfiguredTable in the CloudFormation schema).
@@ -81,8 +62,14 @@ class Dataset:
     columns: tuple[Column, ...]
 
     @property
-    def csv_path(self) -> Path:
+    def data_path(self) -> Path:
         return self.directory / self.file
+
+
+    @property
+    def format(self) -> str:
+        """'csv' or 'parquet', from the data file's extension."""
+        return FORMATS[Path(self.file).suffix.lower()]
 
     @property
     def column_names(self) -> list[str]:
@@ -96,7 +83,7 @@ class Dataset:
 
 
 def load_dataset(name: str, data_dir: Path = DATA_DIR) -> Dataset:
-    """Read and check data/<name>/schema.yaml (not the CSV; see validate_csv)."""
+    """Read and check data/<name>/schema.yaml (not the data file; see validate_data)."""
     schema_path = data_dir / name / "schema.yaml"
     where = f"dataset '{name}' ({schema_path})"
     if not schema_path.is_file():
@@ -114,9 +101,9 @@ def load_dataset(name: str, data_dir: Path = DATA_DIR) -> Dataset:
         if not _COLUMN_NAME.match(cname):
             raise ConfigError("dataset", f"{schema_path}: column '{cname}' must match [a-z0-9_]+ "
                               "(Clean Rooms allows only lowercase column names)")
-        if ctype not in TYPE_CHECKS:
+        if ctype not in DUCKDB_TYPES:
             raise ConfigError("dataset", f"{schema_path}: column '{cname}' has type '{ctype}'; "
-                              f"allowed: {sorted(TYPE_CHECKS)}")
+                              f"allowed: {sorted(DUCKDB_TYPES)}")
         if role not in ROLES:
             raise ConfigError("dataset", f"{schema_path}: column '{cname}' has role '{role}'; "
                               f"allowed: {list(ROLES)}")
@@ -129,48 +116,110 @@ def load_dataset(name: str, data_dir: Path = DATA_DIR) -> Dataset:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError("dataset", f"{schema_path}: duplicate columns {duplicates}")
+    file = str(raw.get("file", f"{name}.csv"))
+    if Path(file).suffix.lower() not in FORMATS:
+        raise ConfigError("dataset", f"{schema_path}: file '{file}' must end in one of {sorted(FORMATS)}")
     return Dataset(
         name=str(raw.get("name", name)),
         description=str(raw.get("description", "")),
         directory=schema_path.parent,
-        file=str(raw.get("file", f"{name}.csv")),
+        file=file,
         columns=tuple(columns),
     )
 
 
-def validate_csv(dataset: Dataset, max_errors: int = 5) -> int:
-    """Check the CSV header and every value against the schema; return the row count.
+def validate_data(dataset: Dataset, max_errors: int = 5) -> int:
+    """Check the data file against the schema; return the row count (see load_into)."""
+    import duckdb
 
-    Reads the file as a stream, so any size works. Collects up to
-    ``max_errors`` problems so one run shows more than the first typo.
+    with duckdb.connect() as con:
+        return load_into(con, dataset, "__check", max_errors)
+
+
+def load_into(con, dataset: Dataset, table: str, max_errors: int = 5) -> int:
+    """Read the dataset's file into DuckDB table ``table`` with its declared types.
+
+    DuckDB's own readers do the work (no Python loop over rows, so any size
+    works); a CSV value that does not parse as its declared type, a line with
+    too few or too many fields, an empty identifier, a header or Parquet
+    column list that differs from the schema are all refused, up to
+    ``max_errors`` problems in one message.
     """
-    path = dataset.csv_path
+    path = dataset.data_path
     if not path.is_file():
         raise ConfigError("dataset", f"{path}: data file named by {dataset.directory / 'schema.yaml'} does not exist")
-    errors: list[str] = []
-    rows = 0
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header != dataset.column_names:
+    names = dataset.column_names
+    columns = ", ".join(f"{_quote(c.name)}: '{DUCKDB_TYPES[c.type]}'" for c in dataset.columns)
+    if dataset.format == "csv":
+        header = _csv_header(path)
+        if header != names:
             raise ConfigError("dataset", f"{path}: header {header} does not match the declared "
-                              f"columns {dataset.column_names} in schema.yaml")
-        checks = [(c, TYPE_CHECKS[c.type]) for c in dataset.columns]
-        for line_no, row in enumerate(reader, start=2):
-            rows += 1
-            if len(row) != len(checks):
-                errors.append(f"line {line_no}: {len(row)} fields, expected {len(checks)}")
-            else:
-                for (column, check), value in zip(checks, row):
-                    if value == "" and column.role in IDENTIFIER_ROLES:
-                        errors.append(f"line {line_no}: column '{column.name}' ({column.role}) is empty")
-                    elif value != "" and not check(value):
-                        errors.append(f"line {line_no}: column '{column.name}' value {value!r} "
-                                      f"is not a valid {column.type}")
-            if len(errors) >= max_errors:
-                break
+                              f"columns {names} in schema.yaml")
+        _run(con, f"CREATE OR REPLACE TABLE {_quote(table)} AS SELECT * FROM read_csv(?, header = true, "
+                    f"auto_detect = false, delim = ',', quote = '\"', escape = '\"', columns = {{{columns}}}, "
+                    "store_rejects = true, rejects_table = '__rejects', rejects_scan = '__reject_scans')",
+             [str(path)])
+        errors = [_reject_message(row, dataset) for row in _run(
+            con, "SELECT line, column_name, error_type, csv_line FROM __rejects ORDER BY line LIMIT ?", [max_errors])]
+        _run(con, "DROP TABLE IF EXISTS __rejects")
+        _run(con, "DROP TABLE IF EXISTS __reject_scans")
+    else:
+        found = [r[0] for r in _run(con, "SELECT name FROM parquet_schema(?) WHERE num_children IS NULL",
+                                    [str(path)])]
+        if found != names:
+            raise ConfigError("dataset", f"{path}: Parquet columns {found} do not match the declared "
+                              f"columns {names} in schema.yaml")
+        casts = ", ".join(f"CAST({_quote(c.name)} AS {DUCKDB_TYPES[c.type]}) AS {_quote(c.name)}"
+                          for c in dataset.columns)
+        try:
+            _run(con, f"CREATE OR REPLACE TABLE {_quote(table)} AS SELECT {casts} FROM read_parquet(?)", [str(path)])
+        except Exception as exc:  # duckdb.ConversionException and friends: one line, no traceback
+            raise ConfigError("dataset", f"{path}: a Parquet column does not convert to its declared type: "
+                              f"{str(exc).splitlines()[0]}") from None
+        errors = []
+    identifiers = [c.name for c in dataset.columns if c.role in IDENTIFIER_ROLES]
+    for name in identifiers:
+        if len(errors) >= max_errors:
+            break
+        blank = f" OR {_quote(name)} = ''" if DUCKDB_TYPES[dataset.column(name).type] == "VARCHAR" else ""
+        empty = _run(con, f"SELECT count(*) FROM {_quote(table)} WHERE {_quote(name)} IS NULL{blank}")[0][0]
+        if empty:
+            role = dataset.column(name).role
+            errors.append(f"column '{name}' ({role}) is empty in {empty} row{'s' if empty != 1 else ''}")
     if errors:
-        raise ConfigError("dataset", f"{path} does not match its schema:\n  " + "\n  ".join(errors))
+        raise ConfigError("dataset", f"{path} does not match its schema: " + "; ".join(errors[:max_errors]))
+    rows = _run(con, f"SELECT count(*) FROM {_quote(table)}")[0][0]
     if rows == 0:
-        raise ConfigError("dataset", f"{path} has a header but no rows")
+        raise ConfigError("dataset", f"{path} has a header but no rows" if dataset.format == "csv"
+                          else f"{path} has no rows")
     return rows
+
+
+def _run(con, sql: str, params: list | None = None) -> list[tuple]:
+    """Execute and drain the result (DuckDB keeps an unfinished result busy on the connection)."""
+    return con.execute(sql, params).fetchall() if params is not None else con.execute(sql).fetchall()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _csv_header(path: Path) -> list[str] | None:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return next(csv.reader(handle), None)
+
+
+def _reject_message(row, dataset: Dataset) -> str:
+    line, column, kind, text = row
+    if kind in ("MISSING COLUMNS", "TOO MANY COLUMNS"):
+        fields = len(next(csv.reader([text or ""]), []))
+        return f"line {line}: {fields} fields, expected {len(dataset.columns)}"
+    if kind == "CAST" and column:
+        value = _field(text, dataset.column_names.index(column))
+        return f"line {line}: column '{column}' value {value!r} is not a valid {dataset.column(column).type}"
+    return f"line {line}: {kind.lower()}"
+
+
+def _field(text: str, index: int) -> str:
+    fields = next(csv.reader([text or ""]), [])
+    return fields[index] if index < len(fields) else ""

@@ -6,7 +6,7 @@ import csv
 import json
 import sys
 
-from model.datasets import load_dataset, validate_csv
+from model.datasets import load_dataset, validate_data
 from tests.harness import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -33,8 +33,8 @@ def test_datasets_share_exactly_the_declared_overlap(tmp_path):
 
 
 def test_shipped_datasets_match_their_schemas():
-    assert validate_csv(load_dataset("retail_purchases")) == 3000
-    assert validate_csv(load_dataset("media_engagement")) == 2500
+    assert validate_data(load_dataset("retail_purchases")) == 3000
+    assert validate_data(load_dataset("media_engagement")) == 2500
 
 
 def test_join_key_is_a_salted_hash_not_an_email():
