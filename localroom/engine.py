@@ -1,0 +1,392 @@
+"""Running a validated template on DuckDB under the collaboration's rules.
+
+A template that reads no protected table runs as written (transpiled from
+Spark SQL to DuckDB by sqlglot, parameters bound as typed values). Otherwise
+the final SELECT is split in two:
+
+1. the aggregation, with every aggregate replaced by the parts the rules need:
+   the exact value for thresholds; for differential privacy the counts and sums
+   that noise is added to (AVG = SUM / COUNT, STDDEV from sums of squares) and
+   the largest absolute value each sum adds (its sensitivity); and, per table
+   under a minimum aggregation threshold, COUNT(DISTINCT identity column);
+2. the original projections, HAVING, ORDER BY and LIMIT, evaluated over those
+   parts after rows below a threshold are dropped and noise is added.
+
+Sources for what is enforced: localroom/privacy.py (noise), and for thresholds
+the User Guide's custom-min-agg-thresholds ("Minimum aggregation thresholds
+ensure that each row in a SQL query result has at least N distinct data
+subjects contributing to it"; rows that don't are suppressed) and
+custom-considerations ("The minimum aggregation threshold is not enforced on
+COUNT, COUNT(DISTINCT), or APPROX_COUNT_DISTINCT functions over a single table
+with no grouping or join").
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+from sqlglot import exp
+from sqlglot.optimizer.scope import Scope, build_scope
+
+from localroom.privacy import Calibration
+from model.budget import dp_type, final_aggregates
+from model.collaboration import Collaboration
+from model.datasets import load_into
+from model.validator.analysis import Analysis, BaseColumn, aggregates_in, build
+
+DIALECT = "duckdb"
+
+
+class LocalLimitation(Exception):
+    """A valid template whose protection the local clean room cannot reproduce (exit 2, nothing run)."""
+
+
+class RunFailed(Exception):
+    """The engine failed while running the template (exit 1), e.g. an invalid cast in the data."""
+
+
+@dataclass
+class Noise:
+    column: str
+    aggregate: str
+    sigma: float
+    sensitivity: float
+
+
+@dataclass
+class Enforcement:
+    suppressed_rows: int = 0
+    thresholds: dict[str, int] = field(default_factory=dict)
+    threshold_exempt: bool = False
+    noise: list[Noise] = field(default_factory=list)
+    user_contribution_limit: int | None = None
+    usage: Counter = field(default_factory=Counter)
+    seeded: bool = False
+
+    @property
+    def differential_privacy(self) -> bool:
+        return bool(self.usage)
+
+
+@dataclass
+class LocalResult:
+    table: pa.Table
+    enforcement: Enforcement
+
+
+class LocalCleanRoom:
+    """One DuckDB database holding the collaboration's tables, each loaded once per process."""
+
+    def __init__(self, collab: Collaboration):
+        self.collab = collab
+        self.con = duckdb.connect()
+        self.loaded: dict[str, int] = {}
+
+    def load(self, aliases) -> None:
+        for alias in sorted(aliases):
+            if alias not in self.loaded:
+                self.loaded[alias] = load_into(self.con, self.collab.tables[alias].dataset, alias)
+
+    def plain_sql(self, analysis: Analysis) -> str:
+        """The template as DuckDB runs it with no rules at all (the benchmark's baseline)."""
+        return analysis.tree.sql(dialect=DIALECT)
+
+    def run(self, analysis: Analysis, params: dict[str, Any], noise, calibration: Calibration | None) -> LocalResult:
+        self.load(analysis.tables)
+        plan = Plan(analysis)
+        try:
+            if plan.direct:
+                return LocalResult(self._sql(plan.direct_sql, params).to_arrow_table(), Enforcement())
+            return plan.execute(self, params, noise, calibration)
+        except duckdb.Error as exc:
+            raise RunFailed(_first_line(exc)) from None
+
+    def _sql(self, sql: str, params: dict[str, Any]):
+        used = {p.name for p in _placeholders(sql)}
+        return self.con.sql(sql, params={k: v for k, v in params.items() if k in used} or None)
+
+
+def _placeholders(sql: str) -> list[exp.Placeholder]:
+    import sqlglot
+
+    return list(sqlglot.parse_one(sql, read=DIALECT).find_all(exp.Placeholder))
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+# --------------------------------------------------------------------------
+# The two-phase plan
+
+
+_COUNTING = (exp.Count, exp.ApproxDistinct)
+
+
+@dataclass
+class _Aggregate:
+    index: int
+    node: exp.AggFunc
+    kind: str  # COUNT, COUNT_DISTINCT, SUM, AVG, STDDEV, or RAW (no noise)
+    argument: exp.Expression | None
+    distinct: bool
+
+
+class Plan:
+    def __init__(self, analysis: Analysis):
+        tree = analysis.tree.copy()
+        self.analysis = build(analysis.template, analysis.collab, tree)
+        self.root = self.analysis.root
+        read = self.analysis.base_tables(self.root)
+        tables = self.analysis.tables
+        self.thresholded = {a: tables[a] for a in sorted(read) if tables[a].threshold}
+        self.protected = {a: tables[a] for a in sorted(read) if tables[a].differential_privacy}
+        self.direct = not self.thresholded and not self.protected
+        self.direct_sql = tree.sql(dialect=DIALECT) if self.direct else ""
+
+    # -- building -----------------------------------------------------------
+    def _select(self) -> exp.Select:
+        select = self.root.expression
+        if not isinstance(select, exp.Select):
+            raise LocalLimitation("the local clean room cannot yet enforce thresholds or differential privacy on "
+                                  "a set operation (UNION, ...) in the final SELECT; move it into a CTE")
+        return select
+
+    def execute(self, room: LocalCleanRoom, params, noise, calibration) -> LocalResult:
+        select = self._select()
+        enforcement = Enforcement(seeded=bool(getattr(noise, "seeded", False)))
+        calls = final_aggregates(select)
+        grouped = select.args.get("group") is not None
+        if not calls and not grouped:
+            if select.args.get("distinct"):
+                select.set("group", exp.Group(expressions=[_unaliased(p).copy() for p in select.expressions]))
+                select.set("distinct", None)
+                grouped = True
+            else:
+                return self._row_level(room, select, params, enforcement)
+        thresholds = dict(self.thresholded)
+        if thresholds and _exempt(select, calls):
+            enforcement.threshold_exempt = True
+            thresholds = {}
+        identities = {alias: self._identity(self.root, alias, t.threshold[0]) for alias, t in thresholds.items()}
+        enforcement.thresholds = {alias: t.threshold[1] for alias, t in thresholds.items()}
+        dp = bool(self.protected)
+        aggregates = _classify(calls, dp)
+        outputs = {a.index: _output_of(select, a.node) for a in aggregates}
+
+        phase1 = exp.Select()
+        for key in ("with_", "from_", "joins", "where", "group"):
+            if select.args.get(key) is not None:
+                value = select.args[key]
+                phase1.set(key, [v.copy() for v in value] if isinstance(value, list) else value.copy())
+        groups = list(select.args["group"].expressions) if grouped else []
+        projections = [exp.alias_(g.copy(), f"__g{i}") for i, g in enumerate(groups)]
+        for agg in aggregates:
+            projections += _components(agg)
+        for k, (alias, identity) in enumerate(identities.items()):
+            projections.append(exp.alias_(exp.Count(this=exp.Distinct(expressions=[identity.copy()])), f"__t{k}"))
+        phase1.set("expressions", projections)
+        parts = room._sql(phase1.sql(dialect=DIALECT), params).to_arrow_table()
+        if groups:  # DuckDB groups in parallel: a fixed order makes seeded noise land on the same rows
+            parts = parts.sort_by([(f"__g{i}", "ascending") for i in range(len(groups))])
+
+        keep = np.ones(parts.num_rows, dtype=bool)
+        for k, alias in enumerate(identities):
+            keep &= np.asarray(parts.column(f"__t{k}").to_numpy(zero_copy_only=False)) >= enforcement.thresholds[alias]
+        enforcement.suppressed_rows = int((~keep).sum())
+        parts = parts.filter(pa.array(keep))
+        if dp:
+            parts = self._add_noise(room, select, params, parts, aggregates, noise, calibration, enforcement,
+                                    outputs)
+
+        phase2 = exp.Select()
+        by_sql = {a.node.sql(): _value(a) for a in aggregates}
+        group_names = [(g, f"__g{i}") for i, g in enumerate(groups)]
+
+        def rewrite(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.AggFunc) and not isinstance(node.parent, exp.Window) and node.sql() in by_sql:
+                return by_sql[node.sql()].copy()
+            for g, name in group_names:
+                if node == g:
+                    return exp.column(name)
+            return node
+
+        phase2.set("expressions", [p.transform(rewrite, copy=False) for p in select.expressions])
+        phase2.set("from_", exp.From(this=exp.to_table("__parts")))
+        if select.args.get("having") is not None:
+            phase2.set("where", exp.Where(this=select.args["having"].this.transform(rewrite, copy=False)))
+        for key in ("order", "limit", "offset", "distinct"):
+            if select.args.get(key) is not None:
+                value = select.args[key]
+                phase2.set(key, value.transform(rewrite, copy=False) if isinstance(value, exp.Expression) else value)
+        room.con.register("__parts", parts)
+        try:
+            table = room._sql(phase2.sql(dialect=DIALECT), params).to_arrow_table()
+        finally:
+            room.con.unregister("__parts")
+        return LocalResult(table, enforcement)
+
+    def _row_level(self, room, select, params, enforcement) -> LocalResult:
+        """No aggregation: every output row comes from one input row, one identity."""
+        if self.protected:
+            raise LocalLimitation("a query over a differentially private table must aggregate")  # validator refuses
+        enforcement.thresholds = {a: t.threshold[1] for a, t in self.thresholded.items()}
+        sql = select.sql(dialect=DIALECT)
+        enforcement.suppressed_rows = room._sql(f"SELECT count(*) FROM ({sql})", params).fetchall()[0][0]
+        return LocalResult(room._sql(f"SELECT * FROM ({sql}) LIMIT 0", params).to_arrow_table(), enforcement)
+
+    # -- identities -----------------------------------------------------------
+    def _identity(self, scope: Scope, table: str, column: str) -> exp.Expression:
+        """An expression of ``scope`` that yields ``table.column`` for each input row."""
+        for alias, (_, source) in scope.selected_sources.items():
+            if isinstance(source, exp.Table) and source.name == table:
+                return exp.column(column, table=alias)
+        for alias, (_, source) in scope.selected_sources.items():
+            if isinstance(source, Scope) and table in self.analysis.base_tables(source):
+                return exp.column(self._projected(source, table, column), table=alias)
+        raise LocalLimitation(f"cannot trace the identities of '{table}' to the final SELECT")
+
+    def _projected(self, scope: Scope, table: str, column: str) -> str:
+        """Name of a projection of ``scope`` carrying ``table.column``, added when needed."""
+        select = scope.expression
+        if not isinstance(select, exp.Select):
+            raise LocalLimitation(f"cannot trace the identities of '{table}' through a set operation")
+        wanted = {BaseColumn(table, column)}
+        for projection in select.expressions:
+            if isinstance(_unaliased(projection), exp.Column) and \
+                    self.analysis.lineage(projection, scope) == wanted:
+                return projection.alias_or_name
+        if select.args.get("group") is not None or any(aggregates_in(p) for p in select.expressions):
+            raise LocalLimitation(f"a CTE or subquery aggregates '{table}' without keeping its identity column "
+                                  f"'{column}': the local clean room cannot count the identities behind each "
+                                  "output row; select the column there or aggregate in the final SELECT")
+        name = f"__cr_{table}_{column}"
+        select.append("expressions", exp.alias_(self._identity(scope, table, column), name))
+        return name
+
+    # -- differential privacy ---------------------------------------------------
+    def _add_noise(self, room, select, params, parts: pa.Table, aggregates, noise, calibration: Calibration,
+                   enforcement: Enforcement, outputs: dict[int, str]) -> pa.Table:
+        alias, table = next(iter(self.protected.items()))
+        user = self._identity(self.root, alias, table.user_identifier)
+        contributions = exp.Select(expressions=[exp.alias_(user.copy(), "u"),
+                                                exp.alias_(exp.Count(this=exp.Star()), "c")])
+        for key in ("with_", "from_", "joins", "where"):
+            if select.args.get(key) is not None:
+                value = select.args[key]
+                contributions.set(key, [v.copy() for v in value] if isinstance(value, list) else value.copy())
+        contributions.set("group", exp.Group(expressions=[user.copy()]))
+        ucl = room._sql(f"SELECT max(c) FROM ({contributions.sql(dialect=DIALECT)})", params).fetchall()[0][0] or 1
+        enforcement.user_contribution_limit = int(ucl)
+        for agg in aggregates:
+            enforcement.usage[agg.kind] += 1
+            bound = 0.0
+            if agg.kind in ("SUM", "AVG", "STDDEV"):
+                column = parts.column(f"__m{agg.index}").to_numpy(zero_copy_only=False)
+                bound = float(np.nanmax(column)) if len(column) and not np.all(np.isnan(column)) else 0.0
+            for name, integer, sensitivity in _noisy_parts(agg, ucl, bound):
+                values = parts.column(name).to_numpy(zero_copy_only=False)
+                values = np.nan_to_num(values.astype(float)) if not integer else values.astype(np.int64)
+                if integer:
+                    scale = calibration.int_scale * sensitivity
+                    noisy = np.maximum(noise.integers(values, scale), 0)  # post-processing: counts are never negative
+                else:
+                    scale = calibration.real_scale * sensitivity
+                    noisy = noise.reals(values, scale)
+                parts = parts.set_column(parts.schema.get_field_index(name), name, pa.array(noisy))
+                enforcement.noise.append(Noise(column=outputs[agg.index], aggregate=_part_label(agg.kind, name),
+                                               sigma=scale, sensitivity=sensitivity))
+        return parts
+
+
+def _unaliased(node: exp.Expression) -> exp.Expression:
+    return node.this if isinstance(node, exp.Alias) else node
+
+
+def _exempt(select: exp.Select, calls) -> bool:
+    """custom-considerations: counts over a single table with no grouping or join are not thresholded."""
+    source = select.args.get("from_")
+    single = source is not None and isinstance(source.this, exp.Table) and not select.args.get("joins")
+    return single and select.args.get("group") is None and bool(calls) and all(isinstance(c, _COUNTING) for c in calls)
+
+
+def _classify(calls, dp: bool) -> list[_Aggregate]:
+    aggregates = []
+    for index, node in enumerate(calls):
+        this = node.this
+        distinct = isinstance(this, exp.Distinct)
+        argument = this.expressions[0] if distinct else (None if isinstance(this, exp.Star) else this)
+        kind = (dp_type(node) or "RAW") if dp else "RAW"
+        aggregates.append(_Aggregate(index, node, kind, argument, distinct))
+    return aggregates
+
+
+def _agg(cls, argument: exp.Expression | None, distinct: bool) -> exp.Expression:
+    if argument is None:
+        return cls(this=exp.Star())
+    inner = argument.copy()
+    return cls(this=exp.Distinct(expressions=[inner]) if distinct else inner)
+
+
+def _components(agg: _Aggregate) -> list[exp.Expression]:
+    i, x, d = agg.index, agg.argument, agg.distinct
+    if agg.kind in ("RAW", "COUNT", "COUNT_DISTINCT"):
+        return [exp.alias_(agg.node.copy(), f"__a{i}")]
+    bound = exp.alias_(exp.Max(this=exp.Abs(this=exp.cast(x.copy(), "DOUBLE"))), f"__m{i}")
+    total = exp.alias_(_agg(exp.Sum, exp.cast(x.copy(), "DOUBLE"), d), f"__a{i}_s")
+    count = exp.alias_(_agg(exp.Count, x, d), f"__a{i}_c")
+    if agg.kind == "SUM":
+        return [exp.alias_(_agg(exp.Sum, exp.cast(x.copy(), "DOUBLE"), d), f"__a{i}"), bound]
+    if agg.kind == "AVG":
+        return [total, count, bound]
+    square = exp.Mul(this=exp.cast(x.copy(), "DOUBLE"), expression=exp.cast(x.copy(), "DOUBLE"))
+    return [total, exp.alias_(_agg(exp.Sum, square, d), f"__a{i}_q"), count, bound]
+
+
+def _noisy_parts(agg: _Aggregate, ucl: int, bound: float) -> list[tuple[str, bool, float]]:
+    """(column, is integer, sensitivity) of every part of one aggregate that gets noise."""
+    i = agg.index
+    if agg.kind in ("COUNT", "COUNT_DISTINCT"):
+        return [(f"__a{i}", True, float(ucl))]
+    if agg.kind == "SUM":
+        return [(f"__a{i}", False, ucl * bound)]
+    if agg.kind == "AVG":
+        return [(f"__a{i}_s", False, ucl * bound), (f"__a{i}_c", True, float(ucl))]
+    if agg.kind == "STDDEV":
+        return [(f"__a{i}_s", False, ucl * bound), (f"__a{i}_q", False, ucl * bound * bound),
+                (f"__a{i}_c", True, float(ucl))]
+    return []
+
+
+def _value(agg: _Aggregate) -> exp.Expression:
+    """The aggregate's value in phase 2, from its (noisy) parts."""
+    i = agg.index
+    col = exp.column
+    if agg.kind in ("AVG",):
+        return exp.Div(this=col(f"__a{i}_s"),
+                       expression=exp.Greatest(this=col(f"__a{i}_c"), expressions=[exp.Literal.number(1)]))
+    if agg.kind == "STDDEV":
+        n = exp.Greatest(this=col(f"__a{i}_c"), expressions=[exp.Literal.number(2)])
+        mean_sq = exp.Div(this=exp.Mul(this=col(f"__a{i}_s"), expression=col(f"__a{i}_s")), expression=n.copy())
+        var = exp.Div(this=exp.Paren(this=exp.Sub(this=col(f"__a{i}_q"), expression=mean_sq)),
+                      expression=exp.Paren(this=exp.Sub(this=n.copy(), expression=exp.Literal.number(1))))
+        return exp.Sqrt(this=exp.Greatest(this=var, expressions=[exp.Literal.number(0)]))
+    return col(f"__a{i}")
+
+
+def _output_of(select: exp.Select, node: exp.Expression) -> str:
+    """The output column an aggregate feeds (HAVING or ORDER BY when it is only used there)."""
+    for projection in select.expressions:
+        if any(isinstance(n, exp.AggFunc) and n.sql() == node.sql() for n in projection.walk()):
+            return projection.alias_or_name
+    return "HAVING/ORDER BY"
+
+
+def _part_label(kind: str, column: str) -> str:
+    suffix = {"s": "sum", "c": "count", "q": "sum of squares"}.get(column.rsplit("_", 1)[-1], "")
+    return f"{kind} ({suffix})" if kind in ("AVG", "STDDEV") and suffix else kind

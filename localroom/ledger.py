@@ -1,0 +1,130 @@
+"""The local privacy budget: one ledger file per stack, charged by every successful run.
+
+Shaped like the service's (API PrivacyBudget, DifferentialPrivacyPrivacyBudget
+Aggregation): per aggregation type a maxCount (what the whole budget pays for,
+localroom/privacy.py) and a remainingCount. A run spends the fraction
+sum(n_t / maxCount_t) of the budget over its aggregations; what remains is one
+fraction shared by every type, as one epsilon is shared in the service.
+
+autoRefresh CALENDAR_MONTH starts a new budget each calendar month (UTC;
+PrivacyBudgetTemplate.autoRefresh: "automatically get a new privacy budget for
+the collaboration every calendar month"): only the current month's charges
+count. NONE: every charge counts, forever.
+
+The file is replaced atomically (written beside it, then renamed) under an
+exclusive lock, so a crash or a concurrent run never leaves it half-written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import tempfile
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from localroom.privacy import Calibration
+from model.budget import AGG_TYPES, Budget
+
+VERSION = 1
+
+
+class LedgerError(Exception):
+    """The ledger file cannot be read or written (exit 1; nothing was charged)."""
+
+
+@dataclass(frozen=True)
+class Charge:
+    at: dt.datetime
+    template: str
+    run_id: str
+    usage: dict[str, int]
+    fraction: float
+
+
+class Ledger:
+    def __init__(self, path: Path, stack: str, calibration: Calibration, auto_refresh: str,
+                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)):
+        self.path, self.stack, self.calibration, self.auto_refresh, self.now = (
+            Path(path), stack, calibration, auto_refresh, now)
+
+    # -- reading ------------------------------------------------------------
+    def charges(self) -> list[Charge]:
+        if not self.path.exists():
+            return []
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return [Charge(dt.datetime.fromisoformat(c["at"]), c["template"], c["run_id"], dict(c["usage"]),
+                           float(c["fraction"])) for c in data["charges"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LedgerError(f"cannot read the privacy budget ledger {self.path}: {exc}; move it aside to "
+                              "start a new budget") from None
+
+    def period_start(self) -> dt.datetime | None:
+        if self.auto_refresh != "CALENDAR_MONTH":
+            return None
+        now = self.now()
+        return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+    def spent(self) -> float:
+        start = self.period_start()
+        return sum(c.fraction for c in self.charges() if start is None or c.at >= start)
+
+    def budget(self) -> Budget:
+        """What `budget` shows, in the service's shape."""
+        remaining = max(0.0, 1.0 - self.spent())
+        maxima = self.calibration.max_counts()
+        return Budget(id=f"local-{self.stack}", template_id=f"local-{self.stack}", epsilon=self.calibration.epsilon,
+                      aggregations={t: (maxima[t], int(remaining * maxima[t] + 1e-9)) for t in AGG_TYPES})
+
+    def cost(self, usage: Counter) -> float:
+        """Fraction of a whole budget one run with these aggregations spends."""
+        total = 0.0
+        for agg, count in usage.items():
+            maximum = self.calibration.max_count(agg)
+            total += count / maximum if maximum else float("inf")
+        return total
+
+    # -- writing ------------------------------------------------------------
+    def charge(self, template: str, run_id: str, usage: Counter) -> Charge:
+        charge = Charge(self.now(), template, run_id, dict(usage), self.cost(usage))
+        with self._locked():
+            charges = self.charges() + [charge]
+            self._write(charges)
+        return charge
+
+    def uncharge(self, run_id: str) -> None:
+        """Take back a run's charge (its result could not be saved)."""
+        with self._locked():
+            self._write([c for c in self.charges() if c.run_id != run_id])
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path.with_suffix(".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                yield
+        except OSError as exc:
+            raise LedgerError(f"cannot write the privacy budget ledger {self.path}: {exc.strerror}") from None
+
+    def _write(self, charges: list[Charge]) -> None:
+        data = {"version": VERSION, "stack": self.stack, "epsilon": self.calibration.epsilon,
+                "usersNoisePerQuery": self.calibration.users_noise_per_query, "autoRefresh": self.auto_refresh,
+                "charges": [{"at": c.at.isoformat(), "template": c.template, "run_id": c.run_id,
+                             "usage": c.usage, "fraction": c.fraction} for c in charges]}
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle, indent=2)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

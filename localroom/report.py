@@ -1,0 +1,198 @@
+"""results/report.html: one self-contained page over the latest local run of each template.
+
+Opens from disk with no server and no network: inline CSS, an inline SVG chart
+and a few lines of inline JavaScript that only count what the browser drew
+(``data-bars-rendered`` on <body>, which the browser test reads).
+
+Per template: the chart the QuickSight dashboard shows (components/dashboard.py:
+vertical clustered bars of customer_count by age_group, coloured by region; for
+other templates the first numeric column by the first text column, coloured by
+the second), the result table, the differential-privacy noise added to each
+output and the rows suppressed by aggregation thresholds.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+
+MAX_TABLE_ROWS = 200
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
+PREFERRED = ("age_group", "region", "customer_count")  # the dashboard's fields
+
+
+def latest_runs(out: Path) -> list[dict]:
+    runs: dict[str, dict] = {}
+    for record in sorted(out.glob("*/*.json")):
+        try:
+            data = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        csv = record.with_suffix(".csv")
+        if not csv.is_file() or "template" not in data:
+            continue
+        data["csv"] = csv
+        if data["template"] not in runs or data["finished"] > runs[data["template"]]["finished"]:
+            runs[data["template"]] = data
+    return [runs[name] for name in sorted(runs)]
+
+
+def write_report(out: Path) -> Path:
+    out = Path(out)
+    sections = [_section(run) for run in latest_runs(out)]
+    page = _PAGE.format(body="\n".join(sections) or "<p>No local runs yet.</p>")
+    target = out / "report.html"
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".report", suffix=".html.tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(page)
+    os.replace(tmp, target)
+    return target
+
+
+def _section(run: dict) -> str:
+    import pyarrow.types as pt
+
+    table = pacsv.read_csv(run["csv"])
+    columns = table.column_names
+    rows = table.slice(0, MAX_TABLE_ROWS).to_pylist()
+    chart = _chart(table, columns)
+    esc = html.escape
+    more = (f"<p class=note>First {MAX_TABLE_ROWS} of {table.num_rows} rows; the full result is "
+            f"{esc(run['csv'].name)}.</p>" if table.num_rows > MAX_TABLE_ROWS else "")
+    text = {c for c in columns if pt.is_string(table.schema.field(c).type)}
+    cls = {c: "" if c in text else " class=num" for c in columns}
+    head = "".join(f"<th{cls[c]}>{esc(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td{cls[c]}>{esc(_fmt(r[c]))}</td>" for c in columns) + "</tr>" for r in rows)
+    noise_rows = "".join(
+        f"<tr><td>{esc(n['column'])}</td><td>{esc(n['aggregate'])}</td><td class=num>{n['sensitivity']:.4g}</td>"
+        f"<td class=num>{n['sigma']:.4g}</td><td class=num>&plusmn;{1.96 * n['sigma']:.4g}</td></tr>"
+        for n in run["noise"])
+    privacy = (f"<table class=small><tr><th>output</th><th>aggregate</th><th class=num>sensitivity</th>"
+               f"<th class=num>noise &sigma;</th><th class=num>95% within</th></tr>{noise_rows}</table>"
+               f"<p class=note>User contribution limit {run['user_contribution_limit']}."
+               + (" Seeded noise (--seed): reproducible, not a private release." if run["seeded"] else "")
+               + "</p>") if run["noise"] else "<p class=note>No differential privacy on the tables this template reads.</p>"
+    if run["thresholds"]:
+        limits = ", ".join(f"{esc(t)} &ge; {m}" for t, m in run["thresholds"].items())
+        suppressed = (f"<p><strong class=suppressed>{run['suppressed_rows']}</strong> row(s) suppressed by "
+                      f"aggregation thresholds ({limits} distinct identities per row).</p>")
+    elif run.get("threshold_exempt"):
+        suppressed = "<p class=note>Thresholds are not enforced on counts over one table without grouping.</p>"
+    else:
+        suppressed = "<p class=note>No aggregation threshold on the tables this template reads.</p>"
+    params = ", ".join(f"{esc(k)}={esc(str(v))}" for k, v in run["parameters"].items()) or "none"
+    return f"""<section id="{esc(run['template'])}" data-template="{esc(run['template'])}">
+<h2>{esc(run['template'])}</h2>
+<p class=note>{esc(run.get('description') or '')}</p>
+<p class=meta>run {esc(run['run_id'])} &middot; {esc(run['finished'])} &middot; stack {esc(run['stack'])} &middot;
+parameters {params} &middot; {table.num_rows} row(s)</p>
+{chart}
+<h3>Privacy</h3>
+{suppressed}
+{privacy}
+<h3>Result</h3>
+<table><tr>{head}</tr>{body}</table>
+{more}
+</section>"""
+
+
+def _chart(table, columns: list[str]) -> str:
+    import pyarrow.types as pt
+
+    text = [c for c in columns if pt.is_string(table.schema.field(c).type)]
+    numbers = [c for c in columns if pt.is_integer(table.schema.field(c).type)
+               or pt.is_floating(table.schema.field(c).type) or pt.is_decimal(table.schema.field(c).type)]
+    if all(c in columns for c in PREFERRED):
+        x, colour, y = PREFERRED
+    elif text and numbers:
+        x, colour, y = text[0], (text[1] if len(text) > 1 else None), numbers[0]
+    else:
+        return "<p class=note>No chart: the result needs a text column and a numeric column.</p>"
+    data = table.select([c for c in (x, colour, y) if c]).to_pylist()
+    categories = sorted({str(r[x]) for r in data})
+    series = sorted({str(r[colour]) for r in data}) if colour else [y]
+    values = {(str(r[x]), str(r[colour]) if colour else y): float(r[y] or 0) for r in data}
+    if not categories:
+        return "<p class=note>No chart: the result is empty.</p>"
+    width, height, left, bottom, top = 760, 320, 56, 40, 16
+    plot_w, plot_h = width - left - 150, height - bottom - top
+    peak = max([0.0, *values.values()]) or 1.0
+    group_w = plot_w / len(categories)
+    bar_w = max(1.0, group_w * 0.8 / len(series))
+    parts = []
+    for i, category in enumerate(categories):
+        for j, name in enumerate(series):
+            value = values.get((category, name))
+            if value is None or value <= 0:
+                continue
+            h = plot_h * value / peak
+            bx = left + i * group_w + group_w * 0.1 + j * bar_w
+            parts.append(f'<rect class="bar" x="{bx:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w:.1f}" '
+                         f'height="{h:.1f}" fill="{PALETTE[j % len(PALETTE)]}" data-series="{html.escape(name)}">'
+                         f'<title>{html.escape(category)} / {html.escape(name)}: {value:g}</title></rect>')
+        parts.append(f'<text x="{left + (i + 0.5) * group_w:.1f}" y="{height - bottom + 16}" '
+                     f'text-anchor="middle">{html.escape(category)}</text>')
+    for k in range(5):
+        v = peak * k / 4
+        ty = top + plot_h - plot_h * k / 4
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{ty:.1f}" y2="{ty:.1f}" class="grid"/>'
+                     f'<text x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end">{v:.3g}</text>')
+    for j, name in enumerate(series):
+        ly = top + 14 + j * 18
+        parts.append(f'<rect x="{left + plot_w + 16}" y="{ly - 10}" width="12" height="12" '
+                     f'fill="{PALETTE[j % len(PALETTE)]}"/><text x="{left + plot_w + 34}" y="{ly}">'
+                     f'{html.escape(name)}</text>')
+    title = f"{y} by {x}" + (f", coloured by {colour}" if colour else "")
+    return (f'<figure><svg class="chart" role="img" aria-label="{html.escape(title)}" width="{width}" '
+            f'height="{height}" viewBox="0 0 {width} {height}">{"".join(parts)}</svg>'
+            f"<figcaption>{html.escape(title)}</figcaption></figure>")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return str(value)
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Local clean room report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 1000px; }}
+section {{ border-top: 1px solid #ddd; padding-top: 1rem; margin-top: 2rem; }}
+table {{ border-collapse: collapse; margin: .5rem 0; }}
+th, td {{ border: 1px solid #ccc; padding: .2rem .5rem; text-align: left; }}
+th {{ background: #f4f4f4; }}
+.num {{ text-align: right; }}
+.note, .meta, figcaption {{ color: #555; font-size: .9rem; }}
+.chart text {{ font-size: 11px; fill: #333; }}
+.chart .grid {{ stroke: #e4e4e4; }}
+.suppressed {{ color: #b00; }}
+</style></head>
+<body>
+<h1>Local clean room report</h1>
+<p class=note>Made by <code>python -m queryrunner run --local</code>: the same templates, rules and data as the
+collaboration, run on this machine with DuckDB. Differential-privacy noise is this project's own calibration
+(README, "How the local noise is derived"), not AWS's.</p>
+{body}
+<script>
+// Count the bars the browser actually laid out (a test reads this back).
+window.addEventListener("load", function () {{
+  var drawn = 0;
+  document.querySelectorAll("svg.chart rect.bar").forEach(function (r) {{
+    var box = r.getBBox(); if (box.width > 0 && box.height > 0) {{ drawn += 1; }}
+  }});
+  document.body.setAttribute("data-bars-rendered", String(drawn));
+}});
+</script>
+</body></html>
+"""
