@@ -85,18 +85,21 @@ def _table(member: Member, dataset: Dataset, rule: AnalysisRuleSpec | None, asso
 # From every member's stack file (the local clean room)
 
 
-def load_stack(stack: str, root: Path = ROOT, check_data: bool = True) -> Settings:
+def load_stack(stack: str, root: Path = ROOT, check_data: bool = True, data_dir: Path | None = None) -> Settings:
     project = project_name(root)
-    return load_settings(getter(load_stack_config(stack, root), project), project, stack, check_data=check_data)
+    return load_settings(getter(load_stack_config(stack, root), project), project, stack, data_dir=data_dir,
+                         check_data=check_data)
 
 
-def from_stack_files(stack: str, root: Path = ROOT, check_data: bool = False) -> tuple[Settings, Collaboration]:
+def from_stack_files(stack: str, root: Path = ROOT, check_data: bool = False,
+                     data_dir: Path | None = None) -> tuple[Settings, Collaboration]:
     """This stack's settings and the whole collaboration as its members' stack files declare it.
 
     Every producer's stack file must be in the project: the local clean room
-    needs each table's rule, which only its owner's config holds.
+    needs each table's rule, which only its owner's config holds. ``data_dir``
+    replaces every stack's dataDir (the same schemas with other data).
     """
-    own = load_stack(stack, root, check_data)
+    own = load_stack(stack, root, check_data, data_dir)
     settings = {own.org.name: own}
     for partner in own.partners:
         if not partner.stack:
@@ -104,7 +107,7 @@ def from_stack_files(stack: str, root: Path = ROOT, check_data: bool = False) ->
                               f"the local clean room reads partner '{partner.name}' from its stack file, "
                               "but this partner has 'outputs' and no 'stack'; add the partner's stack file "
                               "to the project and name it with 'stack'")
-        theirs = load_stack(stack_from_reference(partner.stack), root, check_data)
+        theirs = load_stack(stack_from_reference(partner.stack), root, check_data, data_dir)
         _agree(own, partner, theirs)
         settings[partner.name] = theirs
     owner = next(s for s in settings.values() if s.collaboration is not None)

@@ -10,3 +10,7 @@ EXIT_OK = 0
 EXIT_QUERY_FAILED = 1   # FAILED, TIMED_OUT, CANCELLED, deadline exceeded, budget refusal
 EXIT_USAGE = 2          # bad flags, missing stack outputs, bad parameters
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), after cancelling in-flight queries
+
+
+class UsageError(Exception):
+    """Bad flags or input, found before anything was sent or run (exit 2)."""

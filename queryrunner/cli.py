@@ -13,29 +13,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from queryrunner import EXIT_INTERRUPTED, EXIT_OK, EXIT_QUERY_FAILED, EXIT_USAGE
-from queryrunner import budget as dp_budget
-from queryrunner import params as qparams
-from queryrunner import refresh, results
-from queryrunner.batch import run_all
-from queryrunner.outputs import OutputsError, Settings, Template, load_outputs
-from queryrunner.poll import TERMINAL, Backoff, Outcome, QueryRunner, Reporter
+from queryrunner import EXIT_OK, EXIT_USAGE, UsageError
 
 EPILOG = """\
 exit codes: 0 success | 1 query failed, timed out, cancelled, deadline exceeded or
 refused (privacy budget) | 2 usage/input error, nothing sent | 130 interrupted (Ctrl-C),
 in-flight queries cancelled
 
-example:
-  pulumi stack output --json -s analyst | python -m queryrunner run customer_segments \\
+examples:
+  python -m queryrunner run --all --local              # the local clean room, no AWS
+  pulumi stack output --json --stack org-a | python -m queryrunner run customer_segments \\
       --outputs - --param min_orders=2
 """
-
-
-class UsageError(Exception):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,12 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--result-format", choices=["CSV", "PARQUET"], help="override output result_format")
     g.add_argument("--profile", help="AWS profile for credentials (default: the usual boto3 chain)")
 
+    local = _Parser(add_help=False)
+    g = local.add_argument_group("local clean room (no AWS: the stack files, data/ and DuckDB on this machine)")
+    g.add_argument("--local", action="store_true",
+                   help="run in the local clean room instead of AWS Clean Rooms")
+    g.add_argument("--stack", metavar="NAME",
+                   help="with --local: the analyst's stack file Pulumi.NAME.yaml (default: the stack with the "
+                        "analyst role)")
+    g.add_argument("--data-dir", metavar="DIR",
+                   help="with --local: use this folder instead of the stacks' dataDir (<dataset>/schema.yaml, "
+                        "the data files and queries/)")
+    g.add_argument("--state-dir", metavar="DIR",
+                   help="with --local: where the privacy budget ledger is kept, per stack (default .localroom)")
+
     parser = _Parser(prog="python -m queryrunner", description="Run AWS Clean Rooms protected queries from "
                      "the analyst stack's analysis templates.", epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", parents=[stack], help="run one analysis template, or all with --all",
+    run = sub.add_parser("run", parents=[stack, local], help="run one analysis template, or all with --all",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("template", nargs="?", help="analysis template name (a key of output analysis_templates)")
     run.add_argument("--all", action="store_true", help="run every template concurrently")
@@ -80,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-refresh", action="store_true", help="do not start a QuickSight ingestion afterwards")
     run.add_argument("--allow-budget-exhaustion", action="store_true",
                      help="run a differential-privacy template even if it exhausts the privacy budget")
+    run.add_argument("--seed", type=int, metavar="N",
+                     help="with --local: reproducible differential-privacy noise (numpy, not a private release)")
 
-    sub.add_parser("budget", parents=[stack], help="remaining differential-privacy budget per aggregation")
+    sub.add_parser("budget", parents=[stack, local], help="remaining differential-privacy budget per aggregation")
 
     status = sub.add_parser("status", parents=[stack], help="one protected query's state, result and error")
     status.add_argument("query_id")
@@ -101,279 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def default_client_factory(profile: str | None = None) -> Callable[[str, str], Any]:
-    def make(service: str, region: str):
-        import boto3
-        from botocore.config import Config
-
-        # botocore's "standard" mode retries throttling and 5xx of single API
-        # calls; the runner's own retries are about whole queries.
-        config = Config(retries={"mode": "standard", "max_attempts": 5}, user_agent_extra="cleanrooms-queryrunner")
-        return boto3.Session(profile_name=profile).client(service, region_name=region, config=config)
-    return make
-
-
-class App:
-    def __init__(self, args, stdin, stdout, stderr, client_factory, clock, sleep, backoff):
-        self.args, self.stdout, self.stderr = args, stdout, stderr
-        self.clock, self.sleep, self.backoff = clock, sleep, backoff
-        self.client_factory = client_factory or default_client_factory(getattr(args, "profile", None))
-        overrides = {key: getattr(args, key, None) for key in
-                     ("membership_id", "collaboration_id", "region", "results_bucket", "results_prefix",
-                      "result_format")}
-        self.settings = Settings(load_outputs(getattr(args, "outputs", None), stdin), overrides)
-        self._clients: dict[str, Any] = {}
-        self.published: list[str] = []  # templates copied to the dashboard's prefix in this run
-
-    def client(self, service: str):
-        if service not in self._clients:
-            self._clients[service] = self.client_factory(service, self.settings.region)
-        return self._clients[service]
-
-    def err(self, message: str) -> None:
-        print(message, file=self.stderr, flush=True)
-
-    # -- run ----------------------------------------------------------------
-    def jobs(self) -> list[tuple[Template, dict[str, str]]]:
-        args = self.args
-        given = qparams.parse_assignments(args.param)
-        if args.all:
-            if args.template:
-                raise UsageError("give a TEMPLATE or --all, not both")
-            templates = list(self.settings.templates().values())
-            if not templates:
-                raise OutputsError("stack output 'analysis_templates' is empty: nothing to run")
-            declared = {p.name for t in templates for p in t.parameters}
-            unknown = sorted(set(given) - declared)
-            if unknown:
-                raise qparams.ParamError([f"unknown parameter {n!r}: no template declares it" for n in unknown])
-            problems, jobs = [], []
-            for t in templates:
-                own = {k: v for k, v in given.items() if k in {p.name for p in t.parameters}}
-                try:
-                    jobs.append((t, qparams.resolve(t.name, t.parameters, own)))
-                except qparams.ParamError as exc:
-                    problems += exc.problems
-            if problems:
-                raise qparams.ParamError(problems)
-            return jobs
-        if not args.template:
-            raise UsageError("give a TEMPLATE name or --all")
-        t = self.settings.template(args.template)
-        return [(t, qparams.resolve(t.name, t.parameters, given))]
-
-    def run(self) -> int:
-        args = self.args
-        if args.max_concurrency < 1 or args.retries < 0 or args.timeout <= 0 or args.max_rows < 0:
-            raise UsageError("--max-concurrency >= 1, --retries >= 0, --timeout > 0 and --max-rows >= 0 required")
-        self.settings.require_all(["membership_id", "region", "results_bucket", "results_prefix", "result_format",
-                                   "analysis_templates"])
-        jobs = self.jobs()
-        # Resolve every output before the first request: a missing key is an exit-2 error, not a half run.
-        s = self.settings
-        membership_id, region = s.membership_id, s.region
-        bucket, prefix, fmt = s.results_bucket, s.results_prefix, s.result_format
-        quicksight = None if args.no_refresh else s.quicksight
-        if any(t.differential_privacy for t, _ in jobs):
-            _ = s.collaboration_id  # needed by the budget check
-        self.err(f"membership {membership_id} in {region}; results to s3://{bucket}/{prefix}/<template>/ as {fmt}")
-        if s.get("membership_id") == s.get("collaboration_id"):
-            raise OutputsError("membership_id equals collaboration_id: start_protected_query needs this "
-                               "organization's membership id; check the stack outputs")
-
-        cleanrooms = self.client("cleanrooms")
-        refused: list[Outcome] = []
-        runnable = []
-        for t, p in jobs:
-            if t.differential_privacy:
-                try:
-                    dp_budget.check(cleanrooms, membership_id, s.collaboration_id, t,
-                                    args.allow_budget_exhaustion, lambda m, n=t.name: self.err(f"[{n}] {m}"))
-                except dp_budget.BudgetError as exc:
-                    self.err(f"[{t.name}] {exc}")
-                    refused.append(Outcome(t.name, "REFUSED", error_code="PRIVACY_BUDGET", error_message=str(exc)))
-                    continue
-            runnable.append((t, p))
-
-        def output_s3(template: Template) -> dict[str, str]:
-            return {"resultFormat": fmt, "bucket": bucket, "keyPrefix": f"{prefix}/{template.name}"}
-
-        runner = QueryRunner(cleanrooms, membership_id, output_s3, clock=self.clock, sleep=self.sleep,
-                             deadline=self.clock() + args.timeout, retries=args.retries, backoff=self.backoff,
-                             reporter=Reporter(self.stderr))
-        saved: dict[str, list[str]] = {}
-        failed: list[Outcome] = list(refused)
-
-        def on_done(outcome: Outcome) -> None:
-            if not self.report(outcome, saved):
-                failed.append(outcome)
-
-        try:
-            if args.all:
-                outcomes = run_all(runner, runnable, args.max_concurrency, on_done)
-            else:
-                outcomes = []
-                for t, p in runnable:
-                    outcomes.append(runner.execute(t, p))
-                    on_done(outcomes[-1])
-        except KeyboardInterrupt:
-            self.err("interrupted: cancelling queries in flight")
-            cancelled = runner.cancel_in_flight()
-            self.err(f"cancelled {len(cancelled)} quer{'y' if len(cancelled) == 1 else 'ies'}; exiting")
-            return EXIT_INTERRUPTED
-
-        if args.all:
-            self.summary(outcomes + refused, saved)
-        if quicksight and self.published:
-            self.refresh_quicksight(quicksight)
-        return EXIT_QUERY_FAILED if failed else EXIT_OK
-
-    def report(self, o: Outcome, saved: dict[str, list[str]]) -> bool:
-        """Tell the user how one template ended; True when its result is on disk."""
-        where = f"query {o.query_id}" if o.query_id else "query"
-        if o.ok:
-            self.err(f"[{o.template}] SUCCESS after {o.elapsed:.1f}s ({o.attempts} attempt"
-                     f"{'s' if o.attempts != 1 else ''}); result at {o.location}")
-            try:
-                data = results.fetch(self.client("s3"), o.location or "", self.settings.result_format)
-                paths = results.save(data, self.args.out, o.template, o.query_id)
-            except (results.ResultsError, OSError, BotoCoreError) as exc:
-                self.err(f"[{o.template}] query succeeded but the result could not be retrieved: {exc}")
-                return False
-            saved[o.template] = paths
-            self.publish_for_dashboard(o, data)
-            print(f"== {o.template} ({o.query_id}) ==", file=self.stdout)
-            if data.header:
-                print(results.format_table(data.header, data.rows, self.args.max_rows), file=self.stdout)
-            else:
-                print(data.note or "(empty result)", file=self.stdout)
-            self.stdout.flush()
-            self.err(f"[{o.template}] saved {', '.join(paths)}")
-            return True
-        if o.status == "FAILED":
-            retry = (o.query.get("error") or {}).get("retry") or {}
-            hint = "" if retry.get("retryable") is not False else " (not retryable: fix the cause, then run again)"
-            self.err(f"[{o.template}] {where} FAILED after {o.attempts} attempt{'s' if o.attempts != 1 else ''}: "
-                     f"{o.error_code}: {o.error_message}{hint}")
-        elif o.status == "TIMED_OUT":
-            self.err(f"[{o.template}] {where} TIMED_OUT: Clean Rooms stopped it at the service's time limit "
-                     f"after {o.elapsed:.1f}s; narrow the query (parameters) or ask for more compute")
-        elif o.status == "CANCELLED":
-            self.err(f"[{o.template}] {where} was CANCELLED (by someone else, e.g. in the console or another run)")
-        elif o.status == "DEADLINE":
-            self.err(f"[{o.template}] {where} did not finish within --timeout {self.args.timeout:g}s; "
-                     f"it was cancelled ({o.error_message})")
-        elif o.status == "INTERRUPTED":
-            self.err(f"[{o.template}] {where} interrupted")
-        else:
-            self.err(f"[{o.template}] {where} could not run: {o.error_code}: {o.error_message}")
-        return False
-
-    def summary(self, outcomes: list[Outcome], saved: dict[str, list[str]]) -> None:
-        rows = [[o.template, o.status, o.query_id or "-", f"{o.elapsed:.1f}", str(o.attempts),
-                 ", ".join(saved.get(o.template, [])) or (o.error_code or "-")] for o in outcomes]
-        print("== summary ==", file=self.stdout)
-        print(results.format_table(["template", "status", "query id", "seconds", "attempts", "result / error"],
-                                   rows, max_rows=len(rows)), file=self.stdout)
-
-    def publish_for_dashboard(self, o: Outcome, data) -> None:
-        """Copy the dashboard template's result to the prefix its dataset reads."""
-        qs = None if self.args.no_refresh else self.settings.quicksight
-        prefix = (qs or {}).get("published_prefix")
-        if not prefix or qs.get("template") != o.template:
-            return
-        try:
-            keys = results.publish(self.client("s3"), self.settings.results_bucket, prefix, data, o.query_id)
-        except (ClientError, BotoCoreError) as exc:
-            self.err(f"WARNING: could not publish {o.template} to s3://{self.settings.results_bucket}/{prefix}/: {exc}")
-            return
-        self.published.append(o.template)
-        self.err(f"[{o.template}] published {len(keys)} file(s) to s3://{self.settings.results_bucket}/{prefix}/")
-
-    def refresh_quicksight(self, qs: dict[str, str]) -> None:
-        try:
-            started = refresh.start_ingestion(self.client("quicksight"), qs["aws_account_id"], qs["dataset_id"])
-        except (ClientError, BotoCoreError) as exc:
-            # The results are in S3 already; a failed refresh does not fail the run.
-            self.err(f"WARNING: QuickSight refresh of dataset {qs['dataset_id']} failed: {exc}")
-            return
-        self.err(f"QuickSight ingestion {started['id']} started for dataset {qs['dataset_id']} "
-                 f"({started['status']})")
-
-    # -- read-only commands -------------------------------------------------
-    def budget(self) -> int:
-        self.settings.require_all(["membership_id", "region"])
-        budgets = dp_budget.list_budgets(self.client("cleanrooms"), self.settings.membership_id)
-        if not budgets:
-            print("no differential-privacy budgets in this collaboration", file=self.stdout)
-            return EXIT_OK
-        header, rows = dp_budget.budget_rows(budgets)
-        print(results.format_table(header, rows, max_rows=len(rows)), file=self.stdout)
-        return EXIT_OK
-
-    def _template_names(self) -> dict[str, str]:
-        try:
-            return {t.arn: t.name for t in self.settings.templates().values()}
-        except OutputsError:
-            return {}  # names are a nicety for status; ids still work without them
-
-    def status(self) -> int:
-        self.settings.require_all(["membership_id", "region"])
-        q = self.client("cleanrooms").get_protected_query(
-            membershipIdentifier=self.settings.membership_id, protectedQueryIdentifier=self.args.query_id
-        )["protectedQuery"]
-        sql = q.get("sqlParameters") or {}
-        arn = sql.get("analysisTemplateArn")
-        rows = [["id", q["id"]], ["status", q["status"]], ["created", q["createTime"].isoformat()]]
-        if arn:
-            rows.append(["template", self._template_names().get(arn, arn)])
-        for k, v in sorted((sql.get("parameters") or {}).items()):
-            rows.append([f"param {k}", v])
-        millis = (q.get("statistics") or {}).get("totalDurationInMillis")
-        if millis is not None:
-            rows.append(["duration", f"{millis / 1000:.1f}s"])
-        location = ((q.get("result") or {}).get("output") or {}).get("s3", {}).get("location")
-        if location:
-            rows.append(["result", location])
-        if q.get("error"):
-            e = q["error"]
-            rows.append(["error", f"{e['code']}: {e['message']}"])
-            rows.append(["retryable", str(bool((e.get("retry") or {}).get("retryable")))])
-        print(results.format_table(["field", "value"], rows, max_rows=len(rows)).rsplit("\n", 1)[0],
-              file=self.stdout)
-        if q["status"] in TERMINAL and q["status"] != "SUCCESS":
-            return EXIT_QUERY_FAILED
-        return EXIT_OK
-
-    def history(self) -> int:
-        self.settings.require_all(["membership_id", "region"])
-        if self.args.limit < 1:
-            raise UsageError("--limit must be >= 1")
-        kwargs = {"membershipIdentifier": self.settings.membership_id}
-        if self.args.status_filter:
-            kwargs["status"] = self.args.status_filter
-        paginator = self.client("cleanrooms").get_paginator("list_protected_queries")
-        summaries = []
-        for page in paginator.paginate(**kwargs, PaginationConfig={"PageSize": min(self.args.limit, 100)}):
-            summaries += page["protectedQueries"]
-            if len(summaries) >= self.args.limit:
-                break
-        summaries = summaries[: self.args.limit]
-        if not summaries:
-            print("no protected queries for this membership", file=self.stdout)
-            return EXIT_OK
-        rows = [[q["id"], q["status"], q["createTime"].isoformat(timespec="seconds"),
-                 ",".join(r["analysisType"] for r in q.get("receiverConfigurations", [])) or "-"]
-                for q in summaries]
-        print(results.format_table(["query id", "status", "created", "analysis"], rows, max_rows=len(rows)),
-              file=self.stdout)
-        return EXIT_OK
-
-
 def main(argv: list[str] | None = None, *, stdin=None, stdout=None, stderr=None,
          client_factory: Callable[[str, str], Any] | None = None,
          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Any] | None = None,
-         backoff: Callable[[], Backoff] = Backoff) -> int:
+         backoff: Callable[[], Any] | None = None) -> int:
     """Entry point; every side effect (streams, AWS clients, time, jitter) is injectable for tests."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     try:
@@ -393,24 +128,17 @@ def main(argv: list[str] | None = None, *, stdin=None, stdout=None, stderr=None,
         run_benchmark(args.queries, args.max_concurrency, args.seed, args.min_duration, args.max_duration,
                       stdout, args.verbose)
         return EXIT_OK
-    try:
-        app = App(args, stdin, stdout, stderr, client_factory, clock, sleep, backoff)
-        return getattr(app, args.command)()
-    except (UsageError, OutputsError) as exc:
-        print(f"error: {exc}", file=stderr)
+    local_only = [f"--{f.replace('_', '-')}" for f in ("stack", "data_dir", "state_dir", "seed")
+                  if getattr(args, f, None) is not None]
+    if local_only and not getattr(args, "local", False):
+        verb = "applies" if len(local_only) == 1 else "apply"
+        print(f"error: {', '.join(local_only)} only {verb} with --local (the local clean room)", file=stderr)
         return EXIT_USAGE
-    except qparams.ParamError as exc:
-        print("error: bad parameters, nothing was sent:", file=stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=stderr)
-        return EXIT_INTERRUPTED
-    except ClientError as exc:
-        err = exc.response.get("Error", {})
-        print(f"error: {exc.operation_name} failed: {err.get('Code')}: {err.get('Message')}", file=stderr)
-        return EXIT_QUERY_FAILED
-    except BotoCoreError as exc:
-        print(f"error: {exc}", file=stderr)
-        return EXIT_QUERY_FAILED
+    if getattr(args, "local", False):
+        from queryrunner import local
+
+        return local.run(args, stdout, stderr)
+    from queryrunner import cloud
+    from queryrunner.poll import Backoff
+
+    return cloud.run(args, stdin, stdout, stderr, client_factory, clock, sleep, backoff or Backoff)

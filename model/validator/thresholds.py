@@ -114,7 +114,7 @@ def _standalone(analysis: Analysis, table):
 
 
 def _unsupported(analysis: Analysis, table):
-    with_ = analysis.tree.args.get("with")
+    with_ = analysis.tree.args.get("with_")
     if with_ is not None and with_.args.get("recursive"):
         yield finding("aggregation threshold", "WITH RECURSIVE is not supported with aggregation thresholds",
                       with_, table)

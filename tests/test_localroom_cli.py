@@ -1,0 +1,164 @@
+"""`python -m queryrunner run|budget --local`: files written, budget charged, exit codes, no cloud SDK."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from queryrunner import cli
+from tests.harness import ROOT
+from tests.test_layering import CLOUD_SDKS
+from tests.test_validator import LEAKY, write_template
+
+
+class Runner:
+    def __init__(self, tmp_path: Path):
+        self.out, self.state = tmp_path / "results", tmp_path / "state"
+
+    def __call__(self, *argv: str):
+        stdout, stderr = io.StringIO(), io.StringIO()
+        code = cli.main([*argv, "--local", "--out", str(self.out), "--state-dir", str(self.state)]
+                        if argv[0] == "run" else [*argv, "--local", "--state-dir", str(self.state)],
+                        stdout=stdout, stderr=stderr)
+        return code, stdout.getvalue(), stderr.getvalue()
+
+    def results(self, template: str) -> list[Path]:
+        return sorted((self.out / template).glob("*.csv")) if (self.out / template).is_dir() else []
+
+    def ledger(self) -> dict:
+        path = self.state / "org-a" / "privacy-budget.json"
+        return json.loads(path.read_text()) if path.exists() else {"charges": []}
+
+
+@pytest.fixture
+def local(tmp_path) -> Runner:
+    return Runner(tmp_path)
+
+
+def test_run_all_writes_results_report_and_charges_the_budget(local):
+    code, out, err = local("run", "--all", "--seed", "7")
+    assert code == 0, err
+    for template in ("customer_segments", "channel_reach"):
+        (path,) = local.results(template)
+        with path.open(newline="") as handle:
+            header = next(csv.reader(handle))
+        assert f"== {template} ({path.stem}) ==" in out
+        assert (path.with_suffix(".json")).is_file()
+    assert header == ["channel", "product_category", "customer_count", "total_purchase"]
+    assert "== summary ==" in out and (local.out / "report.html").is_file()
+    charges = local.ledger()["charges"]
+    assert {c["template"]: c["usage"] for c in charges} == {"customer_segments": {"COUNT": 1, "AVG": 2},
+                                                           "channel_reach": {"COUNT": 1, "SUM": 1}}
+    code, table, _ = local("budget")
+    assert code == 0 and "local-org-a" in table and "COUNT_DISTINCT" in table
+    count_row = next(line for line in table.splitlines() if "| COUNT " in line)
+    remaining, maximum = [int(x) for x in count_row.split("|")[3:5]]
+    assert remaining < maximum
+
+
+def test_same_seed_same_result(local, tmp_path):
+    assert local("run", "customer_segments", "--seed", "3")[0] == 0
+    other = Runner(tmp_path / "again")
+    assert other("run", "customer_segments", "--seed", "3")[0] == 0
+    assert local.results("customer_segments")[0].read_text() == other.results("customer_segments")[0].read_text()
+
+
+@pytest.mark.parametrize("name", ["identifier_selected", "dp_not_aggregated", "dp_subquery_in_where",
+                                  "dp_join_not_on_user_id", "unassociated_table", "unknown_column"])
+def test_leaky_template_is_refused_with_exit_2_and_nothing_written(local, tmp_path, name):
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data", data)
+    sql, expected = LEAKY[name]
+    write_template(data / "queries", name, sql)
+    code, out, err = local("run", "--all", "--data-dir", str(data))
+    assert code == 2
+    assert "Clean Rooms would refuse these templates; nothing was run" in err
+    assert f"{name}.sql:2:" in err and all(fragment in err for fragment in expected)
+    assert "Traceback" not in err and not local.out.exists() and local.ledger()["charges"] == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("run", "nope"), "unknown analysis template 'nope'"),
+    (("run", "customer_segments", "--param", "min_orders=many"), "not an integer"),
+    (("run", "customer_segments", "--param", "nope=1"), "unknown parameter 'nope'"),
+    (("run", "--all", "customer_segments"), "not both"),
+    (("run", "customer_segments", "--outputs", "x.json"), "--outputs is for AWS"),
+    (("run", "customer_segments", "--stack", "org-b"), "stack 'org-b' does not have the analyst role"),
+    (("run", "customer_segments", "--stack", "org-c"), "no stack file Pulumi.org-c.yaml"),
+    (("run", "customer_segments", "--data-dir", "/nonexistent"), "is not a folder"),
+])
+def test_bad_input_exits_2_with_one_line_and_runs_nothing(local, argv, message):
+    code, _, err = local(*argv)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not local.out.exists()
+
+
+def test_local_flags_without_local_are_refused():
+    stderr = io.StringIO()
+    assert cli.main(["run", "customer_segments", "--seed", "1"], stderr=stderr) == 2
+    assert "--seed only applies with --local" in stderr.getvalue()
+
+
+def _exhaust(local: Runner, fraction: float) -> None:
+    local.state.joinpath("org-a").mkdir(parents=True)
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    local.state.joinpath("org-a", "privacy-budget.json").write_text(json.dumps({"version": 1, "charges": [
+        {"at": now, "template": "earlier", "run_id": "r0", "usage": {"COUNT": 1}, "fraction": fraction}]}))
+
+
+def test_run_that_would_exhaust_the_budget_is_refused_with_exit_1(local):
+    _exhaust(local, 0.999)
+    code, _, err = local("run", "customer_segments")
+    assert code == 1 and "refusing to run 'customer_segments': it would exhaust" in err
+    assert local.results("customer_segments") == [] and len(local.ledger()["charges"]) == 1
+
+
+def test_allow_budget_exhaustion_runs_what_the_budget_can_still_pay_for(local):
+    _exhaust(local, 0.98)  # 2% left; customer_segments costs about 1.6%
+    code, _, err = local("run", "customer_segments", "--allow-budget-exhaustion", "--seed", "1")
+    assert code == 0, err
+    _exhaust_more = local.ledger()["charges"]
+    assert len(_exhaust_more) == 2
+    code, _, err = local("run", "customer_segments", "--allow-budget-exhaustion")
+    assert code == 1 and "would exhaust" in err  # what is left cannot pay for it at all
+
+
+def test_a_failing_run_exits_1_writes_nothing_and_charges_nothing(local, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data", data)
+    write_template(data / "queries", "bad_regex", "SELECT m.region, SUM(LENGTH(REGEXP_EXTRACT(m.region, '(', 1))) AS x "
+                                                 "FROM media_engagement m GROUP BY m.region")
+    code, _, err = local("run", "bad_regex", "--data-dir", str(data))
+    assert code == 1 and "[bad_regex] FAILED:" in err and "Traceback" not in err
+    assert local.results("bad_regex") == [] and local.ledger()["charges"] == []
+
+
+def test_interrupt_exits_130_leaving_nothing_half_written(local, monkeypatch):
+    from localroom import engine
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.LocalCleanRoom, "run", interrupted)
+    code, _, err = local("run", "customer_segments")
+    assert code == 130 and local.results("customer_segments") == [] and local.ledger()["charges"] == []
+
+
+def test_the_local_path_imports_neither_pulumi_nor_boto3(tmp_path):
+    probe = ("import sys, io\nfrom queryrunner.cli import main\n"
+             f"code = main(['run', '--all', '--local', '--seed', '1', '--out', r'{tmp_path}/o', "
+             f"'--state-dir', r'{tmp_path}/s'], stdout=io.StringIO(), stderr=io.StringIO())\n"
+             "assert code == 0, code\n"
+             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    loaded = set(subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.split())
+    assert {"duckdb", "model", "localroom"} <= loaded
+    assert not loaded & set(CLOUD_SDKS), sorted(loaded & set(CLOUD_SDKS))
