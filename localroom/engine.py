@@ -86,6 +86,18 @@ class LocalCleanRoom:
         self.collab = collab
         self.con = duckdb.connect()
         self.loaded: dict[str, int] = {}
+        self._rows_per_key: dict[tuple[str, str], int] = {}
+
+    def rows_per_key(self, table: str, column: str) -> int:
+        """The most rows any one value of ``table.column`` has (cached: the tables never change)."""
+        if (table, column) not in self._rows_per_key:
+            quoted = '"' + column.replace('"', '""') + '"'
+            # Grouped by a 64-bit hash of the key, which is faster on long keys; a collision can
+            # only make the count larger, so this stays an upper bound (1 still proves uniqueness).
+            self._rows_per_key[(table, column)] = self._exec(
+                f'SELECT coalesce(max(c), 0) FROM (SELECT count(*) AS c FROM "{table}" '
+                f"WHERE {quoted} IS NOT NULL GROUP BY hash({quoted}))")[0][0]
+        return self._rows_per_key[(table, column)]
 
     def load(self, aliases) -> None:
         for alias in sorted(aliases):
@@ -105,6 +117,10 @@ class LocalCleanRoom:
             return plan.execute(self, params, noise, calibration)
         except duckdb.Error as exc:
             raise RunFailed(_first_line(exc)) from None
+
+    def _exec(self, sql: str, params: dict[str, Any] | None = None) -> list:
+        used = {p.name for p in _placeholders(sql)} if params else set()
+        return self.con.execute(sql, {k: v for k, v in params.items() if k in used} if used else None).fetchall()
 
     def _sql(self, sql: str, params: dict[str, Any]):
         used = {p.name for p in _placeholders(sql)}
@@ -176,7 +192,66 @@ class Plan:
         identities = {alias: self._identity(self.root, alias, t.threshold[0]) for alias, t in thresholds.items()}
         enforcement.thresholds = {alias: t.threshold[1] for alias, t in thresholds.items()}
         dp = bool(self.protected)
-        aggregates = _classify(calls, dp)
+        user = None
+        if dp:
+            alias, table = next(iter(self.protected.items()))
+            user = self._identity(self.root, alias, table.user_identifier)
+        keyed = [*identities.values(), *([user] if user else [])]
+        if keyed and all(self._rows_per_identity(room, select, e) == 1 for e in keyed):
+            # Every identity (and user) is in at most one input row: COUNT(DISTINCT id) is COUNT(id)
+            # and each user contributes one row, without counting per identity.
+            return self._aggregate(room, select, params, noise, calibration, enforcement, grouped, identities,
+                                   user, unique=True)
+        try:
+            renamed = _materialize(room, select, keyed, params)
+            if renamed is not None:
+                identities = dict(zip(identities, renamed))
+                user = renamed[-1] if user is not None else None
+            return self._aggregate(room, select, params, noise, calibration, enforcement, grouped, identities, user)
+        finally:
+            room._exec("DROP TABLE IF EXISTS __input")
+
+    def _rows_per_identity(self, room: LocalCleanRoom, select: exp.Select, identity: exp.Expression) -> int | None:
+        """An upper bound on the input rows one value of ``identity`` has, from the tables' key counts.
+
+        Holds when the final SELECT reads base tables joined by column equalities
+        that connect them all: each row of the identity's table meets at most
+        the most rows any key of each other table's join column has. None when
+        the shape is anything else (the exact count is taken instead).
+        """
+        sources = {alias: source for alias, (_, source) in self.root.selected_sources.items()}
+        if not isinstance(identity, exp.Column) or identity.table not in sources or \
+                not all(isinstance(s, exp.Table) for s in sources.values()):
+            return None
+        edges: list[tuple[tuple[str, str], tuple[str, str]]] = []
+        for join in select.args.get("joins") or []:
+            on = join.args.get("on")
+            if on is None or join.args.get("using"):
+                return None
+            for term in _conjuncts(on):
+                if isinstance(term, exp.EQ) and isinstance(term.this, exp.Column) and \
+                        isinstance(term.expression, exp.Column) and term.this.table != term.expression.table:
+                    edges.append(((term.this.table, term.this.name), (term.expression.table, term.expression.name)))
+        reached, frontier = {identity.table}, [identity.table]
+        while frontier:
+            here = frontier.pop()
+            for a, b in edges:
+                for (x, _), (y, _) in ((a, b), (b, a)):
+                    if x == here and y not in reached:
+                        reached.add(y)
+                        frontier.append(y)
+        if reached != set(sources):
+            return None
+        bound = room.rows_per_key(sources[identity.table].name, identity.name)
+        for alias in set(sources) - {identity.table}:
+            columns = {c for edge in edges for (a, c) in edge if a == alias}
+            bound *= max(room.rows_per_key(sources[alias].name, c) for c in columns)
+        return bound
+
+    def _aggregate(self, room, select, params, noise, calibration, enforcement, grouped, identities, user,
+                   unique: bool = False):
+        calls = final_aggregates(select)
+        aggregates = _classify(calls, user is not None)
         outputs = {a.index: _output_of(select, a.node) for a in aggregates}
 
         phase1 = exp.Select()
@@ -189,7 +264,8 @@ class Plan:
         for agg in aggregates:
             projections += _components(agg)
         for k, (alias, identity) in enumerate(identities.items()):
-            projections.append(exp.alias_(exp.Count(this=exp.Distinct(expressions=[identity.copy()])), f"__t{k}"))
+            counted = identity.copy() if unique else exp.Distinct(expressions=[identity.copy()])
+            projections.append(exp.alias_(exp.Count(this=counted), f"__t{k}"))
         phase1.set("expressions", projections)
         parts = room._sql(phase1.sql(dialect=DIALECT), params).to_arrow_table()
         if groups:  # DuckDB groups in parallel: a fixed order makes seeded noise land on the same rows
@@ -200,9 +276,9 @@ class Plan:
             keep &= np.asarray(parts.column(f"__t{k}").to_numpy(zero_copy_only=False)) >= enforcement.thresholds[alias]
         enforcement.suppressed_rows = int((~keep).sum())
         parts = parts.filter(pa.array(keep))
-        if dp:
+        if user is not None:
             parts = self._add_noise(room, select, params, parts, aggregates, noise, calibration, enforcement,
-                                    outputs)
+                                    outputs, user, 1 if unique else None)
 
         phase2 = exp.Select()
         by_sql = {a.node.sql(): _value(a) for a in aggregates}
@@ -270,10 +346,8 @@ class Plan:
         return name
 
     # -- differential privacy ---------------------------------------------------
-    def _add_noise(self, room, select, params, parts: pa.Table, aggregates, noise, calibration: Calibration,
-                   enforcement: Enforcement, outputs: dict[int, str]) -> pa.Table:
-        alias, table = next(iter(self.protected.items()))
-        user = self._identity(self.root, alias, table.user_identifier)
+    def _contribution_limit(self, room, select, params, user: exp.Expression) -> int:
+        """The most rows one user contributes to the query's input (the UCL, configure-differential-privacy)."""
         contributions = exp.Select(expressions=[exp.alias_(user.copy(), "u"),
                                                 exp.alias_(exp.Count(this=exp.Star()), "c")])
         for key in ("with_", "from_", "joins", "where"):
@@ -281,7 +355,13 @@ class Plan:
                 value = select.args[key]
                 contributions.set(key, [v.copy() for v in value] if isinstance(value, list) else value.copy())
         contributions.set("group", exp.Group(expressions=[user.copy()]))
-        ucl = room._sql(f"SELECT max(c) FROM ({contributions.sql(dialect=DIALECT)})", params).fetchall()[0][0] or 1
+        return room._sql(f"SELECT max(c) FROM ({contributions.sql(dialect=DIALECT)})", params).fetchall()[0][0] or 1
+
+    def _add_noise(self, room, select, params, parts: pa.Table, aggregates, noise, calibration: Calibration,
+                   enforcement: Enforcement, outputs: dict[int, str], user: exp.Expression,
+                   ucl: int | None) -> pa.Table:
+        if ucl is None:
+            ucl = self._contribution_limit(room, select, params, user)
         enforcement.user_contribution_limit = int(ucl)
         for agg in aggregates:
             enforcement.usage[agg.kind] += 1
@@ -302,6 +382,59 @@ class Plan:
                 enforcement.noise.append(Noise(column=outputs[agg.index], aggregate=_part_label(agg.kind, name),
                                                sigma=scale, sensitivity=sensitivity))
         return parts
+
+
+def _materialize(room: LocalCleanRoom, select: exp.Select, extra: list[exp.Expression],
+                 params) -> list[exp.Expression] | None:
+    """Join and filter once into a temp table of the columns the final SELECT needs.
+
+    The aggregation and the user-contribution count then both read __input
+    instead of joining twice. ``select`` is rewritten to read it; the
+    rewritten ``extra`` expressions are returned. None (nothing changed) when
+    the final SELECT holds a subquery, which may refer to the joined rows.
+    """
+    keys = ("expressions", "group", "having", "order")
+    parts = [p for key in keys for p in (select.args.get(key) if key == "expressions" else [select.args.get(key)])
+             if p is not None]
+    if any(isinstance(n, (exp.Select, exp.Subquery)) for p in parts for n in p.walk()):
+        return None
+    columns: dict[tuple[str, str], str] = {}
+    for node in (*parts, *extra):
+        for column in node.find_all(exp.Column):
+            if column.table:
+                columns.setdefault((column.table, column.name), f"__{column.table}__{column.name}")
+    if not columns:
+        return None
+    source = exp.Select(expressions=[exp.alias_(exp.column(name, table=table), alias)
+                                     for (table, name), alias in columns.items()])
+    for key in ("with_", "from_", "joins", "where"):
+        if select.args.get(key) is not None:
+            source.set(key, select.args[key])
+            select.set(key, None)
+    room._exec(f"CREATE OR REPLACE TEMP TABLE __input AS {source.sql(dialect=DIALECT)}", params)
+    select.set("from_", exp.From(this=exp.to_table("__input")))
+
+    def rename(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Column) and (node.table, node.name) in columns:
+            return exp.column(columns[(node.table, node.name)])
+        return node
+
+    select.set("expressions", [p.transform(rename, copy=False) for p in select.expressions])
+    for key in ("group", "having", "order"):
+        if select.args.get(key) is not None:
+            select.set(key, select.args[key].transform(rename, copy=False))
+    return [e.transform(rename) for e in extra]
+
+
+def _conjuncts(node: exp.Expression):
+    """The AND-ed terms of a condition."""
+    if isinstance(node, exp.Paren):
+        yield from _conjuncts(node.this)
+    elif isinstance(node, exp.And):
+        yield from _conjuncts(node.this)
+        yield from _conjuncts(node.expression)
+    else:
+        yield node
 
 
 def _unaliased(node: exp.Expression) -> exp.Expression:

@@ -35,9 +35,12 @@ labelled as not a private release.
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -80,8 +83,41 @@ class Calibration:
         return {t: self.max_count(t) for t in AGG_TYPES}
 
 
+# OpenDP's answers for every epsilon (1-20) and usersNoisePerQuery (10-100) the
+# service accepts, computed once by `python -m localroom.privacy` and checked
+# against OpenDP by tests/test_localroom.py: a run then needs no OpenDP call
+# unless it samples noise with OpenDP.
+TABLE = Path(__file__).with_name("calibration.json")
+EPSILONS = range(1, 21)
+NOISES = range(10, 101)
+
+
 @lru_cache(maxsize=64)
 def calibrate(epsilon: int, users_noise_per_query: int) -> Calibration:
+    table = _table()
+    noise = table["noise"].get(str(users_noise_per_query)) or _noise_entry(users_noise_per_query)
+    budget = table["budget_rho"].get(str(epsilon)) or _budget_rho(float(epsilon))
+    return Calibration(epsilon, users_noise_per_query, noise["int_scale"], noise["real_scale"], noise["int_rho"],
+                       noise["real_rho"], budget)
+
+
+@lru_cache(maxsize=1)
+def _table() -> dict:
+    try:
+        data = json.loads(TABLE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"noise": {}, "budget_rho": {}}
+    same = data.get("alpha") == ALPHA and data.get("delta") == DELTA
+    return data if same else {"noise": {}, "budget_rho": {}}
+
+
+def compute_table() -> dict:
+    return {"alpha": ALPHA, "delta": DELTA,
+            "noise": {str(n): _noise_entry(n) for n in NOISES},
+            "budget_rho": {str(e): _budget_rho(float(e)) for e in EPSILONS}}
+
+
+def _noise_entry(users_noise_per_query: int) -> dict[str, float]:
     dp = _opendp()
     accuracy = float(users_noise_per_query)
     int_scale = dp.accuracy_to_discrete_gaussian_scale(accuracy=accuracy, alpha=ALPHA)
@@ -89,8 +125,7 @@ def calibrate(epsilon: int, users_noise_per_query: int) -> Calibration:
     int_rho = dp.m.make_gaussian(dp.atom_domain(T="i64"), dp.absolute_distance(T="i64"), scale=int_scale).map(1)
     real_rho = dp.m.make_gaussian(dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float),
                                   scale=real_scale).map(1.0)
-    return Calibration(epsilon, users_noise_per_query, int_scale, real_scale, int_rho, real_rho,
-                       _budget_rho(float(epsilon)))
+    return {"int_scale": int_scale, "real_scale": real_scale, "int_rho": int_rho, "real_rho": real_rho}
 
 
 def _budget_rho(epsilon: float) -> float:
@@ -101,8 +136,12 @@ def _budget_rho(epsilon: float) -> float:
         meas = dp.m.make_gaussian(dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float), scale=scale)
         return meas.map(1.0), dp.c.make_zCDP_to_approxDP(meas).map(1.0).epsilon(DELTA)
 
-    low, high = 1e-3, 1e3  # scales: epsilon falls as the scale grows
-    for _ in range(80):
+    # The classical bound epsilon = rho + 2 sqrt(rho ln(1/delta)) gives the largest scale
+    # (OpenDP's conversion is tighter, so the answer's rho is larger); epsilon >= rho the smallest.
+    log_delta = math.log(1 / DELTA)
+    rho_classical = (math.sqrt(log_delta + epsilon) - math.sqrt(log_delta)) ** 2
+    low, high = 1 / math.sqrt(2 * epsilon), 1 / math.sqrt(2 * rho_classical)
+    for _ in range(24):  # the bracket is < 4x wide: 24 halvings leave < 1e-6 relative
         mid = math.sqrt(low * high)
         if eps_at(mid)[1] > epsilon:
             low = mid
@@ -151,3 +190,14 @@ class SeededNoise:
     def reals(self, values: np.ndarray, scale: float) -> np.ndarray:
         noise = self.rng.normal(0.0, scale, len(values)) if scale > 0 else 0.0
         return values.astype(float) + noise
+
+
+def main() -> int:
+    """Recompute the calibration table with OpenDP (after changing ALPHA, DELTA or OpenDP)."""
+    TABLE.write_text(json.dumps(compute_table(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"wrote {TABLE}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

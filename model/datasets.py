@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from model.errors import ConfigError
+from model.stackfiles import read_yaml
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -90,7 +91,7 @@ def load_dataset(name: str, data_dir: Path = DATA_DIR) -> Dataset:
         available = sorted(p.parent.name for p in data_dir.glob("*/schema.yaml"))
         raise ConfigError("dataset", f"no schema file for {where}; datasets available: {available}")
     try:
-        raw = yaml.safe_load(schema_path.read_text(encoding="utf-8")) or {}
+        raw = read_yaml(schema_path) or {}
     except yaml.YAMLError as exc:
         raise ConfigError("dataset", f"{schema_path} is not valid YAML: {exc}") from exc
     columns = []

@@ -9,6 +9,8 @@ read without the CLI and are refused by name.
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -62,9 +64,28 @@ def getter(config: dict[str, Any], project: str) -> Callable[[str], Any]:
     return lambda key: config.get(f"{project}:{key}")
 
 
+# libyaml's loader when PyYAML was built with it (about ten times faster), else the pure-Python one.
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: Path):
+    """Parse one YAML file safely; cached by path and modification time (stack files are read often)."""
+    path = Path(path)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    return copy.deepcopy(_parse(path, stamp))
+
+
+@lru_cache(maxsize=256)
+def _parse(path: Path, stamp: int | None):
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=SafeLoader)
+
+
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = read_yaml(path) or {}
     except OSError as exc:
         raise ConfigError("stack", f"cannot read {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:

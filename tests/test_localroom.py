@@ -196,3 +196,45 @@ def test_uncharge_and_a_broken_ledger(tmp_path):
     with pytest.raises(LedgerError, match="cannot read the privacy budget ledger"):
         ledger.spent()
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_calibration_table_is_what_opendp_computes():
+    from localroom import privacy
+
+    assert json.loads(privacy.TABLE.read_text()) == json.loads(json.dumps(privacy.compute_table()))
+
+
+@pytest.fixture(scope="module")
+def duplicated(tmp_path_factory):
+    """The shipped data with some customers on two rows in both tables (user contribution limit 2)."""
+    import shutil
+
+    data = tmp_path_factory.mktemp("dup") / "data"
+    shutil.copytree(DATA, data)
+    for name in ("retail_purchases", "media_engagement"):
+        path = data / name / f"{name}.csv"
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join(lines + lines[1:400:3]) + "\n")
+    settings, collab = from_stack_files("org-a", data_dir=data)
+    return data, (settings, collab, LocalCleanRoom(collab))
+
+
+def test_thresholds_count_distinct_identities_when_a_customer_has_several_rows(duplicated, tmp_path):
+    data, room_ = duplicated
+    out = run(room_, tmp_path, "SELECT r.region, r.age_group, r.order_count AS orders, COUNT(*) AS n_rows "
+                               "FROM retail_purchases r GROUP BY r.region, r.age_group, r.order_count")
+    identities, row_counts = defaultdict(set), Counter()
+    for row in rows(data / "retail_purchases" / "retail_purchases.csv"):
+        key = (row["region"], row["age_group"], int(row["order_count"]))
+        identities[key].add(row["customer_key"])
+        row_counts[key] += 1
+    expected = {k: row_counts[k] for k, ids in identities.items() if len(ids) >= 3}
+    assert {(r["region"], r["age_group"], r["orders"]): r["n_rows"] for r in out.table.to_pylist()} == expected
+    assert any(row_counts[k] > len(identities[k]) for k in expected)  # the duplicates are in play
+
+
+def test_noise_grows_with_the_user_contribution_limit(duplicated, tmp_path):
+    _, room_ = duplicated
+    out = run(room_, tmp_path, "SELECT m.region, COUNT(*) AS n FROM media_engagement m GROUP BY m.region")
+    assert out.enforcement.user_contribution_limit == 2
+    assert out.enforcement.noise[0].sigma == pytest.approx(2 * calibrate(10, 20).int_scale)
