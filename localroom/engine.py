@@ -43,7 +43,7 @@ DIALECT = "duckdb"
 
 
 class LocalLimitation(Exception):
-    """A valid template whose protection the local clean room cannot reproduce (exit 2, nothing run)."""
+    """A valid template whose protection the local clean room cannot reproduce (exit 1, nothing kept)."""
 
 
 class RunFailed(Exception):
