@@ -20,7 +20,7 @@ Choice of data source: S3 + manifest, not Glue table + Athena.
   needs only S3 read + KMS decrypt. The cost: S3 data sources support SPICE
   only (no direct query), CSV only through our manifest (Parquet results would
   need the Glue/Athena path, so PARQUET is refused with a clear error), and
-  SPICE must be refreshed after a new query run (see the README section).
+  SPICE must be refreshed after a new query run (see docs/dashboard.md).
   Manifest format (fileLocations/URIPrefixes, globalUploadSettings with format,
   delimiter, textqualifier, containsHeader; the object must end in .json):
   https://docs.aws.amazon.com/quicksight/latest/user/supported-manifest-file-format.html

@@ -182,7 +182,7 @@ th {{ background: #f4f4f4; }}
 <h1>Local clean room report</h1>
 <p class=note>Made by <code>python -m queryrunner run --local</code>: the same templates, rules and data as the
 collaboration, run on this machine with DuckDB. Differential-privacy noise is this project's own calibration
-(README, "How the local noise is derived"), not AWS's.</p>
+(docs/local-clean-room.md, "How the local noise is derived"), not AWS's.</p>
 {body}
 <script>
 // Count the bars the browser actually laid out (a test reads this back).

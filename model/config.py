@@ -4,7 +4,7 @@ Everything a stack does is decided here from its config, before any resource
 is declared. Each error names the config key and what would be accepted.
 Keys with scalar or list values are declared with types and defaults in
 Pulumi.yaml; structured keys (partners, analysisRule, ...) are documented in
-README.md and checked here.
+docs/configuration.md and checked here.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def check_config(*, owners: Sequence[str], viewers: Sequence[str], account_id: s
                  template_sql_path: Path) -> None:
     """Everything about the dashboard that comes from stack config.
 
-    components/config.py runs this before any resource is declared;
+    model/config.py runs this before any resource is declared;
     DashboardArgs runs it again so the component is safe on its own.
     """
     if result_format != "CSV":

@@ -5,7 +5,7 @@ parameters, where results land) comes from the analyst stack's outputs, so the
 analyst never types an id by hand. See ``python -m queryrunner --help``.
 """
 
-# Exit codes, documented in --help and the README section.
+# Exit codes, documented in --help and docs/query-runner.md.
 EXIT_OK = 0
 EXIT_QUERY_FAILED = 1   # FAILED, TIMED_OUT, CANCELLED, deadline exceeded, budget refusal
 EXIT_USAGE = 2          # bad flags, missing stack outputs, bad parameters

@@ -1,7 +1,7 @@
 """The cloud path: protected queries in AWS Clean Rooms, through boto3.
 
 Everything the runner needs comes from the analyst stack's outputs
-(queryrunner/outputs.py); see README "Running the analyses".
+(queryrunner/outputs.py); see docs/query-runner.md.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of components/dashboard.py and components/sql_columns.py under Pulumi mocks.
+"""Tests of components/dashboard.py and model/sql_columns.py under Pulumi mocks.
 
 Every resource registration is recorded (type, name, inputs, provider, parent),
 so the assertions read exactly what would be sent to the engine.

@@ -1,7 +1,7 @@
 """Each weakening edit of a shipped stack config fails: which layer catches it.
 
 Two layers guard the same rules. The program's config validation
-(components/config.py) refuses what Clean Rooms itself would refuse, before
+(model/config.py) refuses what Clean Rooms itself would refuse, before
 anything is declared; the policy pack holds the organization's stricter floor
 on what the program does declare, and also catches resources edited outside
 the program's config path (tested on real output with one property changed).
