@@ -68,7 +68,7 @@ def _section(run: dict) -> str:
     text = {c for c in columns if pt.is_string(table.schema.field(c).type)}
     cls = {c: "" if c in text else " class=num" for c in columns}
     head = "".join(f"<th{cls[c]}>{esc(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td{cls[c]}>{esc(_fmt(r[c]))}</td>" for c in columns) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td{cls[c]}>{esc(cell(r[c], grouping=True))}</td>" for c in columns) + "</tr>" for r in rows)
     noise_rows = "".join(
         f"<tr><td>{esc(n['column'])}</td><td>{esc(n['aggregate'])}</td><td class=num>{n['sensitivity']:.4g}</td>"
         f"<td class=num>{n['sigma']:.4g}</td><td class=num>&plusmn;{1.96 * n['sigma']:.4g}</td></tr>"
@@ -154,11 +154,12 @@ def _chart(table, columns: list[str]) -> str:
             f"<figcaption>{html.escape(title)}</figcaption></figure>")
 
 
-def _fmt(value) -> str:
+def cell(value, grouping: bool = False) -> str:
+    """A result value as text: floats to two decimals (with thousands separators in the report)."""
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:,.2f}"
+        return f"{value:,.2f}" if grouping else f"{value:.2f}"
     return str(value)
 
 

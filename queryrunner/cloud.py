@@ -61,24 +61,10 @@ class App:
             templates = list(self.settings.templates().values())
             if not templates:
                 raise OutputsError("stack output 'analysis_templates' is empty: nothing to run")
-            declared = {p.name for t in templates for p in t.parameters}
-            unknown = sorted(set(given) - declared)
-            if unknown:
-                raise qparams.ParamError([f"unknown parameter {n!r}: no template declares it" for n in unknown])
-            problems, jobs = [], []
-            for t in templates:
-                own = {k: v for k, v in given.items() if k in {p.name for p in t.parameters}}
-                try:
-                    jobs.append((t, qparams.resolve(t.name, t.parameters, own)))
-                except qparams.ParamError as exc:
-                    problems += exc.problems
-            if problems:
-                raise qparams.ParamError(problems)
-            return jobs
+            return qparams.resolve_jobs(templates, given, spread=True)
         if not args.template:
             raise UsageError("give a TEMPLATE name or --all")
-        t = self.settings.template(args.template)
-        return [(t, qparams.resolve(t.name, t.parameters, given))]
+        return qparams.resolve_jobs([self.settings.template(args.template)], given, spread=False)
 
     def run(self) -> int:
         args = self.args

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from queryrunner import EXIT_INTERRUPTED, EXIT_OK, EXIT_QUERY_FAILED, EXIT_USAGE, UsageError
 from queryrunner import params as qparams
+from localroom.report import cell
 from queryrunner.display import format_table
 
 # Flags that only mean something against AWS, refused with --local so none is silently ignored.
@@ -121,20 +122,7 @@ class LocalApp:
             raise UsageError(f"unknown analysis template {args.template!r}; the stack declares: "
                              f"{', '.join(sorted(templates))}")
         chosen = list(templates.values()) if args.all else [templates[args.template]]
-        if args.all:
-            unknown = sorted(set(given) - {p.name for t in chosen for p in t.parameters})
-            if unknown:
-                raise qparams.ParamError([f"unknown parameter {n!r}: no template declares it" for n in unknown])
-        problems, jobs = [], []
-        for template in chosen:
-            own = {k: v for k, v in given.items() if k in {p.name for p in template.parameters}} if args.all else given
-            try:
-                jobs.append((template, qparams.resolve(template.name, template.parameters, own)))
-            except qparams.ParamError as exc:
-                problems += exc.problems
-        if problems:
-            raise qparams.ParamError(problems)
-        return jobs
+        return qparams.resolve_jobs(chosen, given, spread=args.all)
 
     def run(self) -> int:
         from localroom.engine import LocalCleanRoom
@@ -234,7 +222,7 @@ class LocalApp:
         self.err(f"[{name}] SUCCESS after {seconds:.1f}s; saved {path}" + (f" ({'; '.join(notes)})" if notes else ""))
         print(f"== {name} ({run_id}) ==", file=self.stdout)
         header = result.table.column_names
-        rows = [[_cell(v) for v in row.values()] for row in result.table.slice(0, self.args.max_rows).to_pylist()]
+        rows = [[cell(v) for v in row.values()] for row in result.table.slice(0, self.args.max_rows).to_pylist()]
         text = format_table(header, rows, self.args.max_rows)
         if result.table.num_rows > self.args.max_rows:  # format_table only saw the rows it prints
             text = text.rsplit("\n", 1)[0] + (f"\n... {result.table.num_rows - self.args.max_rows} more rows "
@@ -294,14 +282,6 @@ def _analyst_stack(stacks: list[str]) -> str:
 def _seed(seed: int, template: str) -> int:
     """One independent seed per template, whatever order --all runs them in."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{template}".encode()).digest()[:8], "big")
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    return str(value)
 
 
 def _record(template, values, result, run_id: str, stack: str, seconds: float) -> dict:

@@ -69,3 +69,26 @@ def resolve(template: str, declared: Iterable[Parameter], given: Mapping[str, st
     if problems:
         raise ParamError(problems)
     return result
+
+
+def resolve_jobs(templates: Iterable, given: Mapping[str, str], spread: bool) -> list[tuple]:
+    """Each template with the parameters to send, every problem collected first.
+
+    ``spread`` (run --all): a given parameter goes to every template that
+    declares it, and one that no template declares is an error.
+    """
+    templates = list(templates)
+    if spread:
+        unknown = sorted(set(given) - {p.name for t in templates for p in t.parameters})
+        if unknown:
+            raise ParamError([f"unknown parameter {n!r}: no template declares it" for n in unknown])
+    problems, jobs = [], []
+    for template in templates:
+        own = {k: v for k, v in given.items() if k in {p.name for p in template.parameters}} if spread else given
+        try:
+            jobs.append((template, resolve(template.name, template.parameters, own)))
+        except ParamError as exc:
+            problems += exc.problems
+    if problems:
+        raise ParamError(problems)
+    return jobs
