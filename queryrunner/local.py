@@ -61,6 +61,9 @@ class LocalApp:
         if given:
             raise UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for AWS; with --local the "
                              "stack file is read instead (--stack)")
+        state = Path(args.state_dir or ".localroom")
+        if state.exists() and not state.is_dir():
+            raise UsageError(f"--state-dir {state} is a file; give a folder")
         try:
             self._load()
         except ConfigError as exc:
@@ -126,6 +129,7 @@ class LocalApp:
 
     def run(self) -> int:
         from localroom.engine import LocalCleanRoom
+        from model.errors import ConfigError
         from model.validator import validate
 
         args = self.args
@@ -153,6 +157,10 @@ class LocalApp:
         self.err(f"local clean room: stack {self.stack}, tables {sorted(self.collab.tables)}; "
                  f"results to {out}/<template>/")
         room = LocalCleanRoom(self.collab)
+        try:  # every data file is read and checked against its schema before the first run
+            room.load({alias for _, _, analysis in checked for alias in analysis.tables})
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
         outcomes = []
         for template, values, analysis in checked:
             outcomes.append(self.run_one(room, template, values, analysis, out))

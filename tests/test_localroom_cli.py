@@ -162,3 +162,25 @@ def test_the_local_path_imports_neither_pulumi_nor_boto3(tmp_path):
                                 check=True).stdout.split())
     assert {"duckdb", "model", "localroom"} <= loaded
     assert not loaded & set(CLOUD_SDKS), sorted(loaded & set(CLOUD_SDKS))
+
+
+def test_data_that_does_not_match_its_schema_stops_before_any_run(local, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data", data)
+    path = data / "media_engagement" / "media_engagement.csv"
+    lines = path.read_text().splitlines()
+    fields = lines[6].split(",")
+    fields[4] = "lots"  # sessions is an int
+    lines[6] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    code, _, err = local("run", "--all", "--data-dir", str(data))
+    assert code == 2 and "Traceback" not in err
+    assert "media_engagement.csv does not match its schema: line 7: column 'sessions' value 'lots'" in err
+    assert not local.out.exists() and local.ledger()["charges"] == []
+
+
+def test_state_dir_must_be_a_folder(local, tmp_path):
+    (tmp_path / "afile").write_text("")
+    stderr = io.StringIO()
+    assert cli.main(["budget", "--local", "--state-dir", str(tmp_path / "afile")], stderr=stderr) == 2
+    assert "is a file; give a folder" in stderr.getvalue()
