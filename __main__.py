@@ -7,31 +7,35 @@ exports what partners and the query runner need. See README.md.
 
 import pulumi
 
-from model import collaboration, plan, validator
 from components.analyst import Analyst, AnalystArgs
 from components.collaboration_owner import CollaborationOwner, CollaborationOwnerArgs
-from model.config import ANALYST, OWNER, PRODUCER, load_settings
 from components.dashboard import Dashboard, DashboardArgs
 from components.data_producer import DataProducer, DataProducerArgs
 from components.membership import Member, MemberArgs
 from components.peers import read_peers
 from components.providers import make_providers
-from model.templates import published_prefix
 from components.results_store import ResultsStore, ResultsStoreArgs
-from components.stack_config import config_reader
+from components.stack_config import project_values, refusals_as_run_errors
+from model import collaboration, plan, validator
+from model.config import ANALYST, OWNER, PRODUCER, load_settings
+from model.templates import published_prefix
 
-settings = load_settings(config_reader(), pulumi.get_project(), pulumi.get_stack())
+# Everything that can refuse the config is decided before the first resource;
+# a refusal is one readable error in the preview, not a traceback.
+with refusals_as_run_errors():
+    settings = load_settings(project_values(pulumi.get_project()), pulumi.get_project(), pulumi.get_stack())
+    peers = read_peers(settings)
+    plan.check_partners(settings, peers)
+    plan.check_budget(settings, peers)
+    joined_collaboration_id = None if OWNER in settings.roles else \
+        plan.collaboration_id(settings, peers, pulumi.log.info)
+    analyses, analysis_providers = plan.allowed_analyses(settings, peers, pulumi.log.info)
+    if ANALYST in settings.roles:
+        # The analyst's templates, checked as Clean Rooms would check them (model/validator).
+        collab = collaboration.from_settings(settings, peers, settings.analyst.queries)
+        for warning in validator.check_templates(settings.analyst.queries, collab):
+            pulumi.log.warn(warning)
 org = settings.org
-# Everything that can refuse the config is decided before the first resource.
-peers = read_peers(settings)
-plan.check_budget(settings, peers)
-joined_collaboration_id = None if OWNER in settings.roles else plan.collaboration_id(settings, peers, pulumi.log.info)
-analyses, analysis_providers = plan.allowed_analyses(settings, peers, pulumi.log.info)
-if ANALYST in settings.roles:
-    # The analyst's templates, checked as Clean Rooms would check them (model/validator).
-    collab = collaboration.from_settings(settings, peers, settings.analyst.queries)
-    for warning in validator.check_templates(settings.analyst.queries, collab):
-        pulumi.log.warn(warning)
 providers = make_providers(settings)
 opts = providers.opts
 
@@ -95,6 +99,7 @@ if results and settings.quicksight.enabled:
 pulumi.export("organization", org.name)
 pulumi.export("account_id", org.account_id)
 pulumi.export("region", settings.region)
+pulumi.export("join_key", settings.join_key)
 pulumi.export("roles", sorted(settings.roles))
 pulumi.export("analytics_engine", settings.analytics_engine)
 pulumi.export("collaboration_id", collaboration_id)
@@ -102,6 +107,7 @@ pulumi.export("membership_id", membership.membership_identifier if membership el
 pulumi.export("membership_arn", membership.arn if membership else None)
 pulumi.export("partners_joined", sorted(p.partner.name for p in peers.values() if p.membership_arn))
 if producer:
+    pulumi.export("dataset", settings.dataset.name)
     pulumi.export("data_bucket", producer.storage.bucket.bucket)
     pulumi.export("configured_table_id", producer.configured_table.configured_table_identifier)
     pulumi.export("configured_table_association_name", producer.association.name if producer.association else None)

@@ -31,7 +31,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 from sqlglot import exp
-from sqlglot.optimizer.scope import Scope, build_scope
+from sqlglot.optimizer.scope import Scope
 
 from localroom.privacy import Calibration
 from model.budget import dp_type, final_aggregates

@@ -22,7 +22,7 @@ from model.config import (ANALYST, PRODUCER, AnalysisRuleSpec, Member, PrivacyBu
 from model.datasets import IDENTIFIER_ROLES, Dataset, load_dataset
 from model.errors import ConfigError
 from model.peers import PeerOutputs
-from model.stackfiles import ROOT, getter, load_stack_config, project_name, stack_from_reference
+from model.stackfiles import ROOT, load_stack_config, project_name, project_values, stack_from_reference
 from model.templates import QueryTemplate
 
 
@@ -87,8 +87,8 @@ def _table(member: Member, dataset: Dataset, rule: AnalysisRuleSpec | None, asso
 
 def load_stack(stack: str, root: Path = ROOT, check_data: bool = True, data_dir: Path | None = None) -> Settings:
     project = project_name(root)
-    return load_settings(getter(load_stack_config(stack, root), project), project, stack, data_dir=data_dir,
-                         check_data=check_data)
+    return load_settings(project_values(load_stack_config(stack, root), project), project, stack,
+                         data_dir=data_dir, check_data=check_data)
 
 
 def from_stack_files(stack: str, root: Path = ROOT, check_data: bool = False,

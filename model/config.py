@@ -1,10 +1,12 @@
 """Stack configuration: parsed, typed and validated in one place.
 
 Everything a stack does is decided here from its config, before any resource
-is declared. Each error names the config key and what would be accepted.
-Keys with scalar or list values are declared with types and defaults in
-Pulumi.yaml; structured keys (partners, analysisRule, ...) are documented in
-docs/configuration.md and checked here.
+is declared. model/stack_models.py types every key (unknown keys, wrong types
+and out-of-range values are refused there); this module checks what needs
+more than one key or the data (columns against schemas, roles across
+partners, keys that only a role uses) and builds the typed Settings the rest
+of the project reads. Each error names the config key and what would pass.
+Keys are documented in docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from model import engines, quicksight
+from model import stack_models as sm
 from model.datasets import (DIMENSION, IDENTIFIER_ROLES, JOIN_KEY, METRIC, Dataset,
                                  load_dataset, validate_data)
 from model.errors import ConfigError
@@ -30,17 +33,7 @@ ROLES = (OWNER, PRODUCER, ANALYST)
 # Member abilities per the CloudFormation MemberAbility enum.
 ANALYST_ABILITIES = ("CAN_QUERY", "CAN_RECEIVE_RESULTS")
 
-_ACCOUNT_ID = re.compile(r"^\d{12}$")
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
-_STACK_REF = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+$")
-
-RULE_TYPES = ("AGGREGATION", "LIST", "CUSTOM")
-AGGREGATE_FUNCTIONS = ("COUNT", "COUNT_DISTINCT", "SUM", "SUM_DISTINCT", "AVG")
-AUTO_REFRESH = ("CALENDAR_MONTH", "NONE")
-RESULT_FORMATS = ("CSV", "PARQUET")
-ALLOWED_ANALYSES = ("templates", "ANY_QUERY")
+_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()/-]{1,200}$")  # S3 key characters that need no escaping
 
 
 @dataclass(frozen=True)
@@ -172,172 +165,82 @@ class Settings:
 
 
 # --------------------------------------------------------------------------
-# Small typed readers: each names the key and the allowed values on error.
 
 
-def _str(raw: Mapping, key: str, where: str, *, required: bool = True, default: str | None = None) -> str | None:
-    value = raw.get(key, default)
-    if value is None or value == "":
-        if required:
-            raise ConfigError(where, f"'{key}' is required")
-        return default
-    if not isinstance(value, (str, int)):
-        raise ConfigError(where, f"'{key}' must be a string, got {type(value).__name__}")
-    return str(value)
-
-
-def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
-    if value not in allowed:
-        raise ConfigError(where, f"got {value!r}; allowed values: {list(allowed)}")
-    return value
-
-
-def _bool(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ConfigError(where, f"got {value!r}; allowed values: true, false")
-
-
-def _int_in(value: Any, low: int, high: int, where: str) -> int:
-    # Whole numbers only: int(10.7) or a bool would silently become a different value.
-    if isinstance(value, bool) or not re.fullmatch(r"[+-]?\d+", str(value).strip()):
-        raise ConfigError(where, f"got {value!r}; expected a whole number from {low} to {high}")
-    number = int(value)
-    if not low <= number <= high:
-        raise ConfigError(where, f"got {number}; allowed range is {low} to {high}")
-    return number
-
-
-def _account_id(value: Any, where: str) -> str:
-    text = "" if value is None else str(value)
-    if not _ACCOUNT_ID.match(text):
-        shown = "missing" if not text else repr(text)
-        raise ConfigError(where, f"AWS account id is {shown}; expected exactly 12 digits, "
-                          "quoted in YAML (e.g. \"111111111111\")")
-    return text
-
-
-def _list(value: Any, where: str) -> list:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ConfigError(where, f"must be a list, got {type(value).__name__}")
-    return value
-
-
-def _roles(value: Any, where: str) -> frozenset[str]:
-    roles = _list(value, where)
-    for role in roles:
-        _choice(role, ROLES, where)
-    return frozenset(roles)
-
-
-# --------------------------------------------------------------------------
-
-
-def load_settings(get: Callable[[str], Any], project: str, stack: str,
+def load_settings(values: Mapping[str, Any], project: str, stack: str,
                   data_dir: Path | None = None, check_data: bool = True) -> Settings:
-    """Build Settings from config values; ``get(key)`` returns a parsed value or None.
+    """Build Settings from a stack's config values (keys without the project prefix).
 
     ``data_dir`` overrides the ``dataDir`` key (a folder relative to the project).
     """
-    data_dir = data_dir or _data_dir(get("dataDir"))
-    org_name = _str({"organization": get("organization")}, "organization", "organization")
-    if not _NAME.match(org_name):
-        raise ConfigError("organization", f"{org_name!r} must be lowercase letters, digits and '-', "
-                          "starting with a letter (it prefixes resource names)")
-    roles = _roles(get("roles"), "roles")
-    if not roles:
-        raise ConfigError("roles", f"at least one role is required; allowed values: {list(ROLES)}")
-    org = Member(
-        name=org_name,
-        display_name=get("displayName") or org_name,
-        account_id=_account_id(get("accountId"), "accountId"),
-        roles=roles,
-        dataset=get("dataset") or None,
-    )
-
-    region = get("region") or "us-east-1"
-    if not _REGION.match(region):
-        raise ConfigError("region", f"{region!r} is not an AWS region name like us-east-1")
-    assume_role_arn = get("assumeRoleArn") or None
-    if assume_role_arn and not _ROLE_ARN.match(assume_role_arn):
-        raise ConfigError("assumeRoleArn", f"{assume_role_arn!r} is not an IAM role ARN")
-    if assume_role_arn and assume_role_arn.split(":")[4] != org.account_id:
-        raise ConfigError("assumeRoleArn", f"role is in account {assume_role_arn.split(':')[4]}, "
+    config = sm.parse(dict(values))
+    data_dir = data_dir or _data_dir(config.data_dir)
+    roles = frozenset(config.roles)
+    org = Member(name=config.organization, display_name=config.display_name or config.organization,
+                 account_id=config.account_id, roles=roles, dataset=config.dataset or None)
+    if config.assume_role_arn and config.assume_role_arn.split(":")[4] != org.account_id:
+        raise ConfigError("assumeRoleArn", f"role is in account {config.assume_role_arn.split(':')[4]}, "
                           f"but accountId is {org.account_id}")
-
-    partners = tuple(_partner(p, i) for i, p in enumerate(_list(get("partners"), "partners")))
-    if not partners:
-        raise ConfigError("partners", "a collaboration needs at least one partner organization")
+    partners = tuple(_partner(p) for p in config.partners)
     _check_members(org, partners)
+    _check_role_keys(config, roles)
 
-    engine = _choice(get("analyticsEngine") or "SPARK", engines.ENGINES, "analyticsEngine")
-    join_key = get("joinKey") or "customer_key"
-    protect = _bool(get("protect") if get("protect") is not None else True, "protect")
-    query_logging = _bool(get("queryLogging") if get("queryLogging") is not None else True, "queryLogging")
+    engine = config.analytics_engine
     # Unless configured, the member who can query pays (botocore PaymentConfiguration docs);
     # every stack must name the same payer, since memberships must match the collaboration.
-    analyst = next(m.name for m in (org, *partners) if m.is_analyst)
-    payer = _choice(get("queryComputePayer") or analyst, tuple(m.name for m in (org, *partners)),
-                    "queryComputePayer")
+    names = [m.name for m in (org, *partners)]
+    payer = config.query_compute_payer or next(m.name for m in (org, *partners) if m.is_analyst)
+    if payer not in names:
+        raise ConfigError("queryComputePayer", f"got {payer!r}; allowed values: {names}")
 
-    settings = dict(project=project, stack=stack, data_dir=data_dir, org=org, region=region,
-                    profile=get("profile") or None, assume_role_arn=assume_role_arn,
-                    analytics_engine=engine, partners=partners, join_key=join_key, protect=protect,
-                    query_logging=query_logging, payer=payer)
+    settings = dict(project=project, stack=stack, data_dir=data_dir, org=org, region=config.region,
+                    profile=config.profile or None, assume_role_arn=config.assume_role_arn or None,
+                    analytics_engine=engine, partners=partners, join_key=config.join_key, protect=config.protect,
+                    query_logging=config.query_logging, payer=payer)
 
     if OWNER in roles:
         engines.check_new_collaboration(engine)
-        settings["collaboration"] = _collaboration(get, org, partners)
+        settings["collaboration"] = _collaboration(config.collaboration)
     if PRODUCER in roles:
-        dataset, rule = _producer(get, org, partners, join_key, engine, data_dir, check_data)
+        dataset, rule = _producer(config, org, partners, engine, data_dir, check_data)
         settings["dataset"], settings["analysis_rule"] = dataset, rule
     own_dp = PRODUCER in roles and settings["analysis_rule"].differential_privacy
-    if OWNER in roles and (own_dp or get("differentialPrivacy") is not None):
+    if OWNER in roles and (own_dp or config.differential_privacy is not None):
         # The owner keeps the collaboration's one privacy budget, for its own
         # table under differential privacy or a partner's.
-        settings["budget"] = _budget(get("differentialPrivacy"))
+        budget = config.differential_privacy or sm.PrivacyBudgetBlock()
+        settings["budget"] = PrivacyBudgetSpec(budget.epsilon, budget.users_noise_per_query, budget.auto_refresh)
     if ANALYST in roles:
-        settings["analyst"] = _analyst(get, engine, data_dir)
-    settings["quicksight"] = _quicksight(get("quicksight"), org, settings.get("analyst"))
+        settings["analyst"] = _analyst(config.analyst or sm.AnalystBlock(), data_dir)
+    settings["quicksight"] = _quicksight(config.quicksight, org, settings.get("analyst"))
     return Settings(**settings)
 
 
-def _data_dir(value: Any) -> Path:
-    path = PROJECT_DIR / str(value or "data")
+def _data_dir(value: str) -> Path:
+    path = PROJECT_DIR / value
     if not path.is_dir():
         raise ConfigError("dataDir", f"{value!r} is not a folder of the project ({path} does not exist); "
-                          "it holds data/<dataset>/schema.yaml and queries/*.sql")
+                          "it holds <dataset>/schema.yaml, the data files and queries/*.sql")
     return path
 
 
-def _partner(raw: Any, index: int) -> Partner:
-    where = f"partners[{index}]"
-    if not isinstance(raw, dict):
-        raise ConfigError(where, "must be a mapping with name, accountId, roles and stack")
-    name = _str(raw, "name", where)
-    stack = raw.get("stack")
-    if stack is not None and not _STACK_REF.match(stack):
-        raise ConfigError(f"{where}.stack", f"{stack!r} must be '<organization>/<project>/<stack>' "
-                          "(on a self-managed backend the organization is 'organization')")
-    outputs = raw.get("outputs") or {}
-    if not isinstance(outputs, dict):
-        raise ConfigError(f"{where}.outputs", "must be a mapping of stack output names to values")
-    if stack and outputs:
-        raise ConfigError(where, "give either 'stack' (a stack reference) or 'outputs' (values "
-                          "copied from a partner in another backend), not both")
-    return Partner(
-        name=name,
-        display_name=raw.get("displayName") or name,
-        account_id=_account_id(raw.get("accountId"), f"{where}.accountId"),
-        roles=_roles(raw.get("roles"), f"{where}.roles"),
-        dataset=raw.get("dataset") or None,
-        stack=stack,
-        outputs=outputs,
-    )
+def _partner(block: sm.PartnerBlock) -> Partner:
+    return Partner(name=block.name, display_name=block.display_name or block.name, account_id=block.account_id,
+                   roles=frozenset(block.roles), dataset=block.dataset or None, stack=block.stack,
+                   outputs=block.outputs or {})
+
+
+# Keys that only a role uses: set without the role, they would silently do nothing.
+_ROLE_KEYS = {"collaboration": OWNER, "differentialPrivacy": OWNER, "analysisRule": PRODUCER,
+              "dataset": PRODUCER, "analyst": ANALYST}
+
+
+def _check_role_keys(config: sm.StackConfig, roles: frozenset[str]) -> None:
+    for key, role in _ROLE_KEYS.items():
+        field = next(name for name, f in sm.StackConfig.model_fields.items() if (f.alias or name) == key)
+        if getattr(config, field) not in (None, "") and role not in roles:
+            raise ConfigError(key, f"only applies to an organization with role '{role}', and this stack's roles "
+                              f"are {sorted(roles)}; remove the key or add the role")
 
 
 def _check_members(org: Member, partners: tuple[Partner, ...]) -> None:
@@ -359,43 +262,25 @@ def _check_members(org: Member, partners: tuple[Partner, ...]) -> None:
     if len(analysts) != 1:
         raise ConfigError("roles", f"exactly one organization must have role '{ANALYST}' "
                           f"(it can query and receives results); found {analysts or 'none'}")
+    for i, partner in enumerate(partners):
+        if PRODUCER in partner.roles and not partner.dataset:
+            raise ConfigError(f"partners[{i}].dataset", f"partner '{partner.name}' produces data; name its "
+                              "dataset (a folder under dataDir) so the join key and its templates can be checked")
 
 
-def _collaboration(get, org: Member, partners) -> CollaborationSpec:
-    raw = get("collaboration") or {}
-    if not isinstance(raw, dict):
-        raise ConfigError("collaboration", "must be a mapping (name, description, ...)")
+def _collaboration(block: sm.CollaborationBlock | None) -> CollaborationSpec:
+    if block is None:
+        raise ConfigError("collaboration", "the collaboration owner needs a collaboration block with "
+                          "'name' and 'description'")
     c3r = None
-    if raw.get("c3r") is not None:
-        c = raw["c3r"]
-        if not isinstance(c, dict):
-            raise ConfigError("collaboration.c3r", "must be a mapping of the four C3R settings")
-        c3r = C3rSpec(*(_bool(c.get(k, False), f"collaboration.c3r.{k}") for k in
-                        ("allowCleartext", "allowDuplicates", "allowJoinsOnColumnsWithDifferentNames",
-                         "preserveNulls")))
-    description = _str(raw, "description", "collaboration")
-    return CollaborationSpec(
-        name=_str(raw, "name", "collaboration"),
-        description=description,
-        c3r=c3r,
-    )
+    if block.c3r is not None:
+        c = block.c3r
+        c3r = C3rSpec(c.allow_cleartext, c.allow_duplicates, c.allow_joins_on_columns_with_different_names,
+                      c.preserve_nulls)
+    return CollaborationSpec(name=block.name, description=block.description, c3r=c3r)
 
 
-def _budget(raw: Any) -> PrivacyBudgetSpec:
-    raw = raw or {}
-    if not isinstance(raw, dict):
-        raise ConfigError("differentialPrivacy", "must be a mapping with epsilon, usersNoisePerQuery, autoRefresh")
-    # Ranges from AWS::CleanRooms::PrivacyBudgetTemplate Parameters in the CloudFormation schema.
-    return PrivacyBudgetSpec(
-        epsilon=_int_in(raw.get("epsilon", 10), 1, 20, "differentialPrivacy.epsilon"),
-        users_noise_per_query=_int_in(raw.get("usersNoisePerQuery", 20), 10, 100,
-                                      "differentialPrivacy.usersNoisePerQuery"),
-        auto_refresh=_choice(raw.get("autoRefresh", "CALENDAR_MONTH"), AUTO_REFRESH,
-                             "differentialPrivacy.autoRefresh"),
-    )
-
-
-def _producer(get, org: Member, partners, join_key: str, engine: str, data_dir: Path,
+def _producer(config: sm.StackConfig, org: Member, partners, engine: str, data_dir: Path,
               check_data: bool) -> tuple[Dataset, AnalysisRuleSpec]:
     if not org.dataset:
         raise ConfigError("dataset", f"role '{PRODUCER}' needs a dataset: the name of a folder "
@@ -404,25 +289,26 @@ def _producer(get, org: Member, partners, join_key: str, engine: str, data_dir: 
     if check_data:
         validate_data(dataset)
     # The join key must exist, with role join_key, in every producer's schema.
+    join_key = config.join_key
     for member in (org, *partners):
         if PRODUCER not in member.roles:
             continue
-        if not member.dataset:
-            raise ConfigError(f"partners[{partners.index(member)}].dataset",
-                              f"partner '{member.name}' produces data; name its dataset so the join key can be checked")
         schema = dataset if member is org else load_dataset(member.dataset, data_dir)
         column = schema.column(join_key)
         if column is None or column.role != JOIN_KEY:
             raise ConfigError("joinKey", f"join key '{join_key}' must be a column with role '{JOIN_KEY}' "
                               f"in every producer's dataset; dataset '{schema.name}' of '{member.name}' "
                               f"has join keys {schema.names_with_role(JOIN_KEY)}")
-    rule = _analysis_rule(get("analysisRule"), dataset, join_key)
+    if config.analysis_rule is None:
+        raise ConfigError("analysisRule", "a data producer needs an analysis rule (a mapping with 'type', one of "
+                          "CUSTOM, AGGREGATION, LIST); without one the table can never be queried")
+    members = [org.account_id, *(p.account_id for p in partners)]
+    rule = _analysis_rule(config.analysis_rule, dataset, join_key, members)
     engines.check_rule(engine, rule)
     return dataset, rule
 
 
-def _columns(value: Any, dataset: Dataset, where: str, roles: tuple[str, ...] | None = None) -> tuple[str, ...]:
-    names = _list(value, where)
+def _columns(names, dataset: Dataset, where: str, roles: tuple[str, ...] | None = None) -> tuple[str, ...]:
     for name in names:
         column = dataset.column(name)
         if column is None:
@@ -434,111 +320,83 @@ def _columns(value: Any, dataset: Dataset, where: str, roles: tuple[str, ...] | 
     return tuple(names)
 
 
-def _analysis_rule(raw: Any, dataset: Dataset, join_key: str) -> AnalysisRuleSpec:
-    if not isinstance(raw, dict):
-        raise ConfigError("analysisRule", f"a data producer needs an analysis rule (a mapping with "
-                          f"'type', one of {list(RULE_TYPES)}); without one the table can never be queried")
-    rule_type = _choice(raw.get("type"), RULE_TYPES, "analysisRule.type")
+def _analysis_rule(block, dataset: Dataset, join_key: str, members: list[str]) -> AnalysisRuleSpec:
     identifiers = tuple(dataset.names_with_role(*IDENTIFIER_ROLES))
-    outputtable = (DIMENSION,)
-    if rule_type == "CUSTOM":
-        allowed = _choice(raw.get("allowedAnalyses", "templates"), ALLOWED_ANALYSES,
-                          "analysisRule.allowedAnalyses")
-        providers = tuple(_account_id(a, "analysisRule.allowedAnalysisProviders")
-                          for a in _list(raw.get("allowedAnalysisProviders"), "analysisRule.allowedAnalysisProviders"))
-        if allowed == "ANY_QUERY" and not providers:
+    if block.type == "CUSTOM":
+        providers = tuple(block.allowed_analysis_providers)
+        if block.allowed_analyses == "ANY_QUERY" and not providers:
             raise ConfigError("analysisRule.allowedAnalysisProviders",
                               "allowedAnalyses ANY_QUERY needs the account ids allowed to run queries")
-        dp = raw.get("differentialPrivacy")
+        if block.allowed_analyses == "templates" and providers:
+            raise ConfigError("analysisRule.allowedAnalysisProviders",
+                              "only applies with allowedAnalyses ANY_QUERY (Clean Rooms allows templates or "
+                              "accounts, not both); remove it or set allowedAnalyses: ANY_QUERY")
+        for i, account in enumerate(providers):
+            if account not in members:
+                raise ConfigError(f"analysisRule.allowedAnalysisProviders[{i}]",
+                                  f"{account} is not a member of the collaboration; members are {members}")
         dp_column = None
-        if dp is not None:
-            dp_column = _str(dp if isinstance(dp, dict) else {}, "userIdentifierColumn",
-                             "analysisRule.differentialPrivacy")
+        if block.differential_privacy is not None:
+            dp_column = block.differential_privacy.user_identifier_column
             _columns([dp_column], dataset, "analysisRule.differentialPrivacy.userIdentifierColumn",
                      IDENTIFIER_ROLES)
-        threshold = raw.get("aggregationThreshold")
         t_column = t_min = None
-        if threshold is not None:
-            if not isinstance(threshold, dict):
-                raise ConfigError("analysisRule.aggregationThreshold", "must be a mapping with column and minimum")
-            t_column = _str(threshold, "column", "analysisRule.aggregationThreshold")
+        if block.aggregation_threshold is not None:
+            t_column, t_min = block.aggregation_threshold.column, block.aggregation_threshold.minimum
             _columns([t_column], dataset, "analysisRule.aggregationThreshold.column", IDENTIFIER_ROLES)
-            # Clean Rooms' own floor (CloudFormation MinimumIdentityCount minimum 2).
-            t_min = _int_in(threshold.get("minimum"), 2, 100000, "analysisRule.aggregationThreshold.minimum")
-        extra = _columns(raw.get("disallowedOutputColumns"), dataset, "analysisRule.disallowedOutputColumns")
+        extra = _columns(block.disallowed_output_columns, dataset, "analysisRule.disallowedOutputColumns")
         # Identifier columns are never output, whatever the config says.
         disallowed = tuple(dict.fromkeys((*identifiers, *extra)))
-        return AnalysisRuleSpec(type=rule_type, allowed_analyses=allowed, allowed_analysis_providers=providers,
-                                differential_privacy_column=dp_column, threshold_column=t_column,
-                                threshold_minimum=t_min, disallowed_output_columns=disallowed)
-    join_columns = _columns(raw.get("joinColumns", [join_key]), dataset, "analysisRule.joinColumns", (JOIN_KEY,))
-    if rule_type == "LIST":
-        return AnalysisRuleSpec(type=rule_type, join_columns=join_columns,
-                                list_columns=_columns(raw.get("listColumns"), dataset,
-                                                      "analysisRule.listColumns", outputtable))
+        return AnalysisRuleSpec(type="CUSTOM", allowed_analyses=block.allowed_analyses,
+                                allowed_analysis_providers=providers, differential_privacy_column=dp_column,
+                                threshold_column=t_column, threshold_minimum=t_min,
+                                disallowed_output_columns=disallowed)
+    join_columns = _columns(block.join_columns if block.join_columns is not None else [join_key], dataset,
+                            "analysisRule.joinColumns", (JOIN_KEY,))
+    if block.type == "LIST":
+        return AnalysisRuleSpec(type="LIST", join_columns=join_columns,
+                                list_columns=_columns(block.list_columns, dataset, "analysisRule.listColumns",
+                                                      (DIMENSION,)))
     aggregates = []
-    for i, agg in enumerate(_list(raw.get("aggregateColumns"), "analysisRule.aggregateColumns")):
-        where = f"analysisRule.aggregateColumns[{i}]"
-        if not isinstance(agg, dict):
-            raise ConfigError(where, "must be a mapping with function and columns")
-        function = _choice(agg.get("function"), AGGREGATE_FUNCTIONS, f"{where}.function")
+    for i, agg in enumerate(block.aggregate_columns):
         # Counting distinct identifiers is how a rule counts people; every
         # other aggregate is over metrics.
-        roles = (METRIC, *IDENTIFIER_ROLES) if function == "COUNT_DISTINCT" else (METRIC,)
-        aggregates.append((function, _columns(agg.get("columns"), dataset, f"{where}.columns", roles)))
-    if not aggregates:
-        raise ConfigError("analysisRule.aggregateColumns", "an AGGREGATION rule needs at least one aggregate column")
+        roles = (METRIC, *IDENTIFIER_ROLES) if agg.function == "COUNT_DISTINCT" else (METRIC,)
+        aggregates.append((agg.function, _columns(agg.columns, dataset, f"analysisRule.aggregateColumns[{i}].columns",
+                                                  roles)))
     constraints = []
-    for i, oc in enumerate(_list(raw.get("outputConstraints"), "analysisRule.outputConstraints")):
-        where = f"analysisRule.outputConstraints[{i}]"
-        if not isinstance(oc, dict):
-            raise ConfigError(where, "must be a mapping with column and minimum")
-        column = _columns([oc.get("column")], dataset, f"{where}.column", IDENTIFIER_ROLES)[0]
-        constraints.append((column, _int_in(oc.get("minimum"), 2, 100000, f"{where}.minimum")))
-    if not constraints:
-        raise ConfigError("analysisRule.outputConstraints",
-                          "an AGGREGATION rule needs an output constraint (COUNT_DISTINCT minimum on an identifier)")
+    for i, oc in enumerate(block.output_constraints):
+        column = _columns([oc.column], dataset, f"analysisRule.outputConstraints[{i}].column", IDENTIFIER_ROLES)[0]
+        constraints.append((column, oc.minimum))
     return AnalysisRuleSpec(
-        type=rule_type, join_columns=join_columns, aggregate_columns=tuple(aggregates),
-        dimension_columns=_columns(raw.get("dimensionColumns"), dataset, "analysisRule.dimensionColumns", outputtable),
-        scalar_functions=tuple(raw.get("scalarFunctions") or ()), output_constraints=tuple(constraints),
-        join_required=_bool(raw.get("joinRequired", True), "analysisRule.joinRequired"))
+        type="AGGREGATION", join_columns=join_columns, aggregate_columns=tuple(aggregates),
+        dimension_columns=_columns(block.dimension_columns, dataset, "analysisRule.dimensionColumns", (DIMENSION,)),
+        scalar_functions=tuple(block.scalar_functions), output_constraints=tuple(constraints),
+        join_required=block.join_required)
 
 
-def _analyst(get, engine: str, data_dir: Path) -> AnalystSpec:
-    raw = get("analyst") or {}
-    if not isinstance(raw, dict):
-        raise ConfigError("analyst", "must be a mapping (queries, resultFormat, resultsPrefix)")
-    queries = load_queries(data_dir / "queries", _list(raw.get("queries"), "analyst.queries"))
-    prefix = str(raw.get("resultsPrefix", "results")).strip("/")
-    if not re.match(r"^[A-Za-z0-9!_.*'()/-]{1,200}$", prefix):
-        raise ConfigError("analyst.resultsPrefix", f"{prefix!r} is not a usable S3 key prefix")
-    return AnalystSpec(
-        queries=queries,
-        result_format=_choice(raw.get("resultFormat", "CSV"), RESULT_FORMATS, "analyst.resultFormat"),
-        results_prefix=prefix,
-    )
+def _analyst(block: sm.AnalystBlock, data_dir: Path) -> AnalystSpec:
+    queries = load_queries(data_dir / "queries", list(block.queries))
+    prefix = block.results_prefix.strip("/")
+    if not _PREFIX.match(prefix):
+        raise ConfigError("analyst.resultsPrefix", f"{prefix!r} is not a usable S3 key prefix (letters, digits "
+                          "and !_.*'()/- , 1-200 characters)")
+    return AnalystSpec(queries=queries, result_format=block.result_format, results_prefix=prefix)
 
 
-def _quicksight(raw: Any, org: Member, analyst: AnalystSpec | None) -> QuickSightSpec:
-    raw = raw or {}
-    if not isinstance(raw, dict):
-        raise ConfigError("quicksight", "must be a mapping (enabled, owners, viewers, template)")
-    enabled = _bool(raw.get("enabled", False), "quicksight.enabled")
-    if not enabled:
+def _quicksight(block: sm.QuickSightBlock | None, org: Member, analyst: AnalystSpec | None) -> QuickSightSpec:
+    if block is None or not block.enabled:
         return QuickSightSpec(enabled=False)
     if analyst is None:
         raise ConfigError("quicksight.enabled", f"the dashboard shows the analyst's results; "
                           f"'{org.name}' does not have role '{ANALYST}'")
-    template = str(raw.get("template", "customer_segments"))
-    query = next((q for q in analyst.queries if q.name == template), None)
+    query = next((q for q in analyst.queries if q.name == block.template), None)
     if query is None:
-        raise ConfigError("quicksight.template", f"{template!r} is not one of the analyst's queries "
+        raise ConfigError("quicksight.template", f"{block.template!r} is not one of the analyst's queries "
                           f"{[q.name for q in analyst.queries]}")
-    owners = tuple(_list(raw.get("owners"), "quicksight.owners"))
-    viewers = tuple(_list(raw.get("viewers"), "quicksight.viewers"))
+    owners, viewers = tuple(block.owners), tuple(block.viewers)
     # The component's own checks (principals, CSV only, the template's columns),
     # run here so bad config fails before anything is declared.
     quicksight.check_config(owners=owners, viewers=viewers, account_id=org.account_id,
-                           result_format=analyst.result_format, template_sql_path=query.path)
-    return QuickSightSpec(enabled=True, owners=owners, viewers=viewers, template=template)
+                            result_format=analyst.result_format, template_sql_path=query.path)
+    return QuickSightSpec(enabled=True, owners=owners, viewers=viewers, template=block.template)

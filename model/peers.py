@@ -13,7 +13,8 @@ from typing import Any, Mapping
 from model.config import Partner
 
 # Output names a partner's stack may export that this stack reads.
-PEER_KEYS = ("collaboration_id", "membership_id", "membership_arn", "analytics_engine",
+PEER_KEYS = ("organization", "account_id", "region", "roles", "dataset", "join_key",
+             "collaboration_id", "membership_id", "membership_arn", "analytics_engine",
              "configured_table_association_name", "differential_privacy", "analysis_rule",
              "analysis_templates")
 

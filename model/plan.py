@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from model.config import ANALYST, OWNER, Settings
+from model.config import ANALYST, OWNER, PRODUCER, Settings
 from model.errors import ConfigError
 from model.peers import PeerOutputs
 
@@ -18,6 +18,36 @@ Log = Callable[[str], None]
 
 def _silent(message: str) -> None:
     pass
+
+
+def check_partners(settings: Settings, peers: dict[str, PeerOutputs]) -> None:
+    """What this stack says of each partner must be what the partner's own stack reports.
+
+    A partner that has not deployed reports nothing; one that has must agree on
+    who it is (name, account, roles, dataset), and share this collaboration's
+    region and join key (Clean Rooms needs the data, Glue and the collaboration
+    in one region; both tables join on the same pseudonymous key).
+    """
+    for index, partner in enumerate(settings.partners):
+        peer = peers.get(partner.name)
+        if peer is None or not peer.values:
+            continue
+        source = partner.stack or f"partners[{index}].outputs"
+        checks = (
+            ("name", partner.name, peer.get("organization")),
+            ("accountId", partner.account_id, peer.get("account_id")),
+            ("roles", sorted(partner.roles), sorted(peer.get("roles")) if peer.get("roles") is not None else None),
+            ("dataset", partner.dataset, peer.get("dataset") if PRODUCER in partner.roles else partner.dataset),
+        )
+        for key, mine, theirs in checks:
+            if theirs is not None and mine != theirs:
+                raise ConfigError(f"partners[{index}].{key}", f"is {mine!r}, but the stack of '{partner.name}' "
+                                  f"({source}) reports {theirs!r}; make the two stack files agree")
+        for key, mine, theirs in (("region", settings.region, peer.get("region")),
+                                  ("joinKey", settings.join_key, peer.get("join_key"))):
+            if theirs is not None and mine != theirs:
+                raise ConfigError(key, f"is {mine!r}, but partner '{partner.name}' ({source}) uses {theirs!r}; "
+                                  "every organization of the collaboration must use the same")
 
 
 def owner_peer(settings: Settings, peers: dict[str, PeerOutputs]) -> PeerOutputs | None:

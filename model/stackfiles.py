@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -50,7 +50,7 @@ def load_stack_config(stack: str, root: Path = ROOT) -> dict[str, Any]:
             config[key if ":" in key else f"{name}:{key}"] = decl["default"]
     path = stack_file(stack, root)
     if not path.is_file():
-        raise ConfigError("stack", f"no stack file {path.name} in {root}; stacks here: {stack_names(root)}")
+        raise ConfigError(None, f"no stack file {path.name} in {root}; stacks here: {stack_names(root)}")
     for key, value in (_read_yaml(path).get("config") or {}).items():
         if isinstance(value, dict) and set(value) == {"secure"}:
             raise ConfigError(key, f"is a secret in {path.name}; the local tools cannot decrypt it "
@@ -59,9 +59,10 @@ def load_stack_config(stack: str, root: Path = ROOT) -> dict[str, Any]:
     return config
 
 
-def getter(config: dict[str, Any], project: str) -> Callable[[str], Any]:
-    """``get(key)`` over one project's keys, the shape model.config.load_settings reads."""
-    return lambda key: config.get(f"{project}:{key}")
+def project_values(config: dict[str, Any], project: str) -> dict[str, Any]:
+    """One project's keys without the prefix, the shape model.config.load_settings reads."""
+    prefix = f"{project}:"
+    return {key[len(prefix):]: value for key, value in config.items() if key.startswith(prefix)}
 
 
 # libyaml's loader when PyYAML was built with it (about ten times faster), else the pure-Python one.
@@ -87,11 +88,11 @@ def _read_yaml(path: Path) -> dict:
     try:
         data = read_yaml(path) or {}
     except OSError as exc:
-        raise ConfigError("stack", f"cannot read {path}: {exc.strerror}") from exc
+        raise ConfigError(None, f"{path}: cannot read it: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path.name}:{mark.line + 1}" if mark else path.name
-        raise ConfigError("stack", f"{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        raise ConfigError(None, f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
-        raise ConfigError("stack", f"{path.name} must be a YAML mapping")
+        raise ConfigError(None, f"{path.name}: must be a YAML mapping")
     return data

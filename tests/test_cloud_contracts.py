@@ -7,7 +7,6 @@ schema), and every IAM document is run through parliament.
 
 from __future__ import annotations
 
-import pytest
 
 from tests.harness import run_stack, stack_ref
 from tests.support.cfn_schema import validate_native

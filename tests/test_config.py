@@ -18,7 +18,7 @@ def settings_for(stack: str, overrides: dict | None = None, data_dir: Path | Non
     config = stack_config(stack, overrides)
     values = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{PROJECT}:")}
     kwargs = {"data_dir": data_dir} if data_dir else {}
-    return load_settings(values.get, PROJECT, stack, **kwargs)
+    return load_settings(values, PROJECT, stack, **kwargs)
 
 
 def rejected(stack: str, overrides: dict | None = None, data_dir: Path | None = None) -> str:

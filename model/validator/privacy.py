@@ -111,7 +111,7 @@ def _user_level(analysis: Analysis, scope: Scope, user_ids: set[BaseColumn], tab
     for window in windows_in(select):
         keys = {c for p in window.args.get("partition_by") or [] for c in analysis.lineage(p, scope)}
         if not keys & user_ids:
-            yield finding(RULE, f"window functions over differentially private data must PARTITION BY the user "
+            yield finding(RULE, "window functions over differentially private data must PARTITION BY the user "
                           "identifier column", window, table)
     for clause, label in (("limit", "LIMIT"), ("offset", "OFFSET"), ("order", "ORDER BY")):
         if select.args.get(clause) is not None:

@@ -1,0 +1,396 @@
+"""The stack config as typed pydantic models: every key, its type and its allowed values.
+
+These models hold what the stack files may say and nothing else: an unknown
+key is refused with the keys that would pass (and a close match, "did you
+mean"), as is a value of the wrong type or out of range. model/config.py reads
+the validated models and checks what needs more than one key (columns against
+schemas, roles across partners, ...).
+
+Scalar keys are also declared, with types and defaults, in Pulumi.yaml (a test
+keeps the two lists the same); structured keys (partners, collaboration,
+analysisRule, differentialPrivacy, analyst, quicksight) only here. Values
+arrive as the Pulumi CLI gives them (strings for scalars, parsed JSON for
+structured keys) or as YAML values from the stack file (model/stackfiles.py),
+so booleans accept "true"/"false" and whole numbers their decimal strings.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Annotated, Any, Literal, Union, get_args
+
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError,
+                      model_validator)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from model.errors import ConfigError
+
+ROLE = Literal["collaboration_owner", "data_producer", "analyst"]
+ENGINE = Literal["SPARK", "CLEAN_ROOMS_SQL"]
+# AWS::CleanRooms::ConfiguredTable enums in the CloudFormation schema.
+AGGREGATE_FUNCTION = Literal["COUNT", "COUNT_DISTINCT", "SUM", "SUM_DISTINCT", "AVG"]
+SCALAR_FUNCTION = Literal["TRUNC", "ABS", "CEILING", "FLOOR", "LN", "LOG", "ROUND", "SQRT", "CAST", "LOWER",
+                          "RTRIM", "UPPER", "COALESCE", "CONVERT", "CURRENT_DATE", "DATEADD", "EXTRACT",
+                          "GETDATE", "SUBSTRING", "TO_CHAR", "TO_DATE", "TO_NUMBER", "TO_TIMESTAMP", "TRIM"]
+
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_STACK_REF = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+$")
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+def _fail(message: str, **context: Any):
+    """A validation error with our message, formatted here (pydantic's templates have no !r)."""
+    return PydanticCustomError("config", message.format(**context) if context else message)
+
+
+# --------------------------------------------------------------------------
+# Value types, each with a message that says what would pass
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise _fail("got {value!r}; allowed values: true, false", value=value)
+
+
+def whole(low: int, high: int):
+    def check(value: Any) -> int:
+        # Whole numbers only: 10.7 or a boolean would silently become another value.
+        text = str(value).strip() if not isinstance(value, bool) else ""
+        if isinstance(value, bool) or not re.fullmatch(r"[+-]?\d+", text):
+            raise _fail("got {value!r}; expected a whole number from {low} to {high}", value=value, low=low,
+                        high=high)
+        number = int(text)
+        if not low <= number <= high:
+            raise _fail("got {number}; allowed range is {low} to {high}", number=number, low=low, high=high)
+        return number
+    return Annotated[int, BeforeValidator(check)]
+
+
+def _account_id(value: Any) -> str:
+    text = "" if value is None or isinstance(value, bool) else str(value)
+    if not _ACCOUNT_ID.match(text):
+        shown = "missing" if not text else repr(text)
+        raise _fail("AWS account id is {shown}; expected exactly 12 digits, quoted in YAML (e.g. \"111111111111\")",
+                    shown=shown)
+    return text
+
+
+def _matching(pattern: re.Pattern, what: str):
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not pattern.match(value):
+            raise _fail("{value!r} is not {what}", value=value, what=what)
+        return value
+    return Annotated[str, BeforeValidator(check)]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _fail("must be text, got {kind}", kind=type(value).__name__)
+    return str(value)
+
+
+Bool = Annotated[bool, BeforeValidator(_bool)]
+AccountId = Annotated[str, BeforeValidator(_account_id)]
+Text = Annotated[str, BeforeValidator(_text)]
+Region = _matching(_REGION, "an AWS region name like us-east-1")
+OrgName = _matching(_NAME, "lowercase letters, digits and '-', starting with a letter (it prefixes resource names)")
+StackRef = _matching(_STACK_REF, "'<organization>/<project>/<stack>' (on a self-managed backend the organization "
+                                 "is 'organization')")
+Column = Annotated[str, BeforeValidator(_text)]
+
+
+# --------------------------------------------------------------------------
+# Blocks
+
+
+class Block(BaseModel):
+    """A mapping in the stack config: camelCase keys, none unknown, values typed."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, data: Any) -> Any:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise _fail("must be a mapping with keys {keys}, got {kind}", keys=", ".join(cls.keys()),
+                        kind=type(data).__name__)
+        return data
+
+    @classmethod
+    def unknown_key(cls, key: str) -> str:
+        """The message for a key this block does not have: a hint, and the keys it does have."""
+        close = difflib.get_close_matches(str(key), cls.keys(), n=1, cutoff=0.6)
+        hint = cls._belongs(str(key)) or (f"did you mean '{close[0]}'? " if close else "")
+        return f"unknown key {key!r}; {hint}allowed keys: {', '.join(cls.keys())}"
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.alias or name for name, f in cls.model_fields.items()]
+
+    @classmethod
+    def _belongs(cls, key: str) -> str:
+        """A hint when an unknown key is a key of a block inside this one (overridden by StackConfig)."""
+        return ""
+
+
+class C3rBlock(Block):
+    allow_cleartext: Bool = False
+    allow_duplicates: Bool = False
+    allow_joins_on_columns_with_different_names: Bool = False
+    preserve_nulls: Bool = False
+
+
+class CollaborationBlock(Block):
+    name: Text
+    description: Annotated[Text, Field(min_length=1)]
+    c3r: C3rBlock | None = Field(default=None, alias="c3r")
+
+
+class PrivacyBudgetBlock(Block):
+    # Ranges from AWS::CleanRooms::PrivacyBudgetTemplate Parameters in the CloudFormation schema.
+    epsilon: whole(1, 20) = 10
+    users_noise_per_query: whole(10, 100) = 20
+    auto_refresh: Literal["CALENDAR_MONTH", "NONE"] = "CALENDAR_MONTH"
+
+
+class UserIdentifierBlock(Block):
+    user_identifier_column: Column
+
+
+class ThresholdBlock(Block):
+    column: Column
+    # Clean Rooms' own floor: CloudFormation MinimumIdentityCount minimum 2.
+    minimum: whole(2, 100000)
+
+
+class CustomRuleBlock(Block):
+    type: Literal["CUSTOM"]
+    allowed_analyses: Literal["templates", "ANY_QUERY"] = "templates"
+    allowed_analysis_providers: list[AccountId] = []
+    differential_privacy: UserIdentifierBlock | None = None
+    aggregation_threshold: ThresholdBlock | None = None
+    disallowed_output_columns: list[Column] = []
+
+
+class AggregateColumnBlock(Block):
+    function: AGGREGATE_FUNCTION
+    columns: Annotated[list[Column], Field(min_length=1)]
+
+
+class OutputConstraintBlock(Block):
+    column: Column
+    minimum: whole(2, 100000)
+
+
+class AggregationRuleBlock(Block):
+    type: Literal["AGGREGATION"]
+    aggregate_columns: Annotated[list[AggregateColumnBlock], Field(min_length=1)]
+    dimension_columns: list[Column] = []
+    join_columns: list[Column] | None = None
+    scalar_functions: list[SCALAR_FUNCTION] = []
+    output_constraints: Annotated[list[OutputConstraintBlock], Field(min_length=1)]
+    join_required: Bool = True
+
+
+class ListRuleBlock(Block):
+    type: Literal["LIST"]
+    join_columns: list[Column] | None = None
+    list_columns: list[Column] = []
+
+
+def _other_rule_key(rule: str, key: str) -> str:
+    for name, block in (("CUSTOM", CustomRuleBlock), ("AGGREGATION", AggregationRuleBlock), ("LIST", ListRuleBlock)):
+        if name != rule and key in block.keys():
+            return f"it is a key of {name} rules, and this rule's type is {rule}; "
+    return ""
+
+
+CustomRuleBlock._belongs = classmethod(lambda cls, key: _other_rule_key("CUSTOM", key))
+AggregationRuleBlock._belongs = classmethod(lambda cls, key: _other_rule_key("AGGREGATION", key))
+ListRuleBlock._belongs = classmethod(lambda cls, key: _other_rule_key("LIST", key))
+
+
+def _rule_type(data: Any) -> str | None:
+    kind = data.get("type") if isinstance(data, dict) else None
+    return kind if kind in ("CUSTOM", "AGGREGATION", "LIST") else None
+
+
+AnalysisRuleBlock = Annotated[
+    Union[Annotated[CustomRuleBlock, Tag("CUSTOM")], Annotated[AggregationRuleBlock, Tag("AGGREGATION")],
+          Annotated[ListRuleBlock, Tag("LIST")]],
+    Discriminator(_rule_type, custom_error_type="config",
+                  custom_error_message="'type' must be one of CUSTOM, AGGREGATION, LIST"),
+]
+
+
+class AnalystBlock(Block):
+    queries: list[Text] = []
+    result_format: Literal["CSV", "PARQUET"] = "CSV"
+    results_prefix: Text = "results"
+
+
+class QuickSightBlock(Block):
+    enabled: Bool = False
+    owners: list[Text] = []
+    viewers: list[Text] = []
+    template: Text = "customer_segments"
+
+
+class PartnerBlock(Block):
+    name: OrgName
+    display_name: Text | None = None
+    account_id: AccountId
+    roles: list[ROLE]
+    dataset: Text | None = None
+    stack: StackRef | None = None
+    outputs: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "PartnerBlock":
+        if self.stack and self.outputs:
+            raise _fail("give either 'stack' (a stack reference) or 'outputs' (values copied from a partner "
+                        "in another backend), not both")
+        if not self.stack and self.outputs is None:
+            raise _fail("give 'stack' (the partner's stack, e.g. organization/<project>/<stack>) or, for a "
+                        "partner in another backend, 'outputs' (its `pulumi stack output --json`, {} until "
+                        "it has deployed)")
+        return self
+
+
+class StackConfig(Block):
+    """Every key of the project's namespace (cleanrooms-collab:...)."""
+
+    organization: OrgName
+    display_name: Text | None = None
+    account_id: AccountId
+    region: Region = "us-east-1"
+    profile: Text = ""
+    assume_role_arn: Annotated[str, BeforeValidator(lambda v: v or "")] = ""
+    roles: Annotated[list[ROLE], Field(min_length=1)]
+    dataset: Text = ""
+    data_dir: Text = "data"
+    join_key: Column = "customer_key"
+    analytics_engine: ENGINE = "SPARK"
+    query_logging: Bool = True
+    query_compute_payer: Text = ""
+    protect: Bool = True
+    partners: Annotated[list[PartnerBlock], Field(min_length=1)]
+    collaboration: CollaborationBlock | None = None
+    differential_privacy: PrivacyBudgetBlock | None = None
+    analysis_rule: AnalysisRuleBlock | None = None
+    analyst: AnalystBlock | None = None
+    quicksight: QuickSightBlock | None = None
+
+    @classmethod
+    def _belongs(cls, key: str) -> str:
+        blocks = {"collaboration": CollaborationBlock, "differentialPrivacy": PrivacyBudgetBlock,
+                  "analysisRule": CustomRuleBlock, "analyst": AnalystBlock, "quicksight": QuickSightBlock}
+        for name, block in blocks.items():
+            if key in block.keys():
+                return f"it belongs inside '{name}' ({name}: {{{key}: ...}}); "
+        return ""
+
+    @model_validator(mode="after")
+    def _role_arn(self) -> "StackConfig":
+        if self.assume_role_arn and not _ROLE_ARN.match(self.assume_role_arn):
+            raise _fail("assumeRoleArn {arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+                        arn=self.assume_role_arn)
+        return self
+
+
+STRUCTURED_KEYS = ("partners", "collaboration", "differentialPrivacy", "analysisRule", "analyst", "quicksight")
+
+
+def parse(values: dict[str, Any]) -> StackConfig:
+    """Validate a stack's config values (keys without the project prefix); ConfigError lists every problem."""
+    present = {k: v for k, v in values.items() if v is not None}
+    try:
+        return StackConfig.model_validate(present)
+    except ValidationError as exc:
+        # A misspelt key explains the "missing" error of the key it was meant to be: it comes first.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        problems = [ConfigError(*_describe(error)) for error in errors]
+        raise ConfigError(problems[0].key, problems[0].message, tuple(problems[1:])) from None
+
+
+def _block_at(loc: tuple) -> type[Block]:
+    """The block class an error location points into (lists, optionals and rule types unwrapped)."""
+    block: type[Block] = StackConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if part in _TAGS:
+            block = {"CUSTOM": CustomRuleBlock, "AGGREGATION": AggregationRuleBlock, "LIST": ListRuleBlock}[part]
+            continue
+        field = next((f for name, f in block.model_fields.items() if (f.alias or name) == part), None)
+        inner = _block_in(field.annotation) if field else None
+        if inner is None:
+            break
+        block = inner
+    return block
+
+
+def _block_in(annotation: Any) -> type[Block] | None:
+    if isinstance(annotation, type) and issubclass(annotation, Block):
+        return annotation
+    for arg in get_args(annotation):
+        found = _block_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+# What a required key should hold, for the "is missing" message (by the key's last name).
+EXPECTED = {
+    "organization": "a short lowercase name for this organization, e.g. org-a (it prefixes resource names)",
+    "accountId": "the AWS account id, exactly 12 digits quoted in YAML (e.g. \"111111111111\")",
+    "roles": "a list of collaboration_owner, data_producer, analyst",
+    "partners": "the other organizations: name, accountId, roles, dataset, stack",
+    "name": "a name",
+    "description": "a description (at least one character)",
+    "type": "one of CUSTOM, AGGREGATION, LIST",
+    "column": "a column of the dataset's schema.yaml",
+    "minimum": "a whole number from 2 to 100000",
+    "userIdentifierColumn": "the column that identifies a person (role join_key or user_identifier)",
+    "aggregateColumns": "a list of {function, columns}",
+    "outputConstraints": "a list of {column, minimum}",
+    "function": "one of COUNT, COUNT_DISTINCT, SUM, SUM_DISTINCT, AVG",
+    "columns": "a list of columns of the dataset",
+}
+
+# Pydantic inserts the tag of a tagged union into an error's location; it is not a key.
+_TAGS = {"CUSTOM", "AGGREGATION", "LIST"}
+
+
+def _describe(error: dict) -> tuple[str, str]:
+    """(config key, message) of one pydantic error, in the project's words."""
+    path = ""
+    for part in error["loc"]:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part not in _TAGS:
+            path += f".{part}" if path else str(part)
+    context = error.get("ctx") or {}
+    if error["type"] == "extra_forbidden":
+        return path, _block_at(error["loc"][:-1]).unknown_key(str(error["loc"][-1]))
+    value = error.get("input")
+    last = next((str(p) for p in reversed(error["loc"]) if isinstance(p, str) and p not in _TAGS), "")
+    messages = {
+        "missing": f"is missing: expected {EXPECTED[last]}" if last in EXPECTED else "is missing",
+        "literal_error": f"got {value!r}; allowed values: {context.get('expected')}",
+        "list_type": f"must be a list, got {type(value).__name__}",
+        "too_short": f"needs at least {context.get('min_length')} item(s)" if isinstance(value, list)
+        else "must not be empty",
+        "dict_type": f"must be a mapping, got {type(value).__name__}",
+        "string_type": f"must be text, got {type(value).__name__}",
+    }
+    return path or "stack", messages.get(error["type"], error["msg"])
