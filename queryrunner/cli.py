@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from queryrunner import EXIT_OK, EXIT_USAGE, UsageError
+from queryrunner import EXIT_OK, EXIT_USAGE, UsageError, checks
 
 EPILOG = """\
 exit codes: 0 success | 1 query failed, timed out, cancelled, deadline exceeded or
@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--results-bucket", help="override output results_bucket")
     g.add_argument("--results-prefix", help="override output results_prefix")
     g.add_argument("--result-format", choices=["CSV", "PARQUET"], help="override output result_format")
-    g.add_argument("--profile", help="AWS profile for credentials (default: the usual boto3 chain)")
+    g.add_argument("--profile", help="AWS profile for credentials, one configured in ~/.aws/config or "
+                   "~/.aws/credentials (default: the usual boto3 chain)")
 
     local = _Parser(add_help=False)
     g = local.add_argument_group("local clean room (no AWS: the stack files, data/ and DuckDB on this machine)")
@@ -113,18 +114,19 @@ def main(argv: list[str] | None = None, *, stdin=None, stdout=None, stderr=None,
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     try:
         args = build_parser().parse_args(argv)
+        # Checks that need no AWS and no stack: numeric ranges (each flag named on its own) and --out.
+        # Both the cloud and the --local path get them; the cloud path checks the rest in cloud.App.
+        checks.check_flag_ranges(args)
+        if args.command == "run":
+            checks.fail("--out", checks.check_out_dir(args.out))
     except UsageError as exc:
-        print(f"error: {exc}", file=stderr)
+        print(f"error: {checks.one_line(str(exc))}", file=stderr)
         return EXIT_USAGE
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     if args.command == "benchmark":
         from queryrunner.simulate import run_benchmark
 
-        if args.queries < 1 or args.max_concurrency < 1 or not 0 < args.min_duration <= args.max_duration:
-            print("error: need --queries >= 1, --max-concurrency >= 1, 0 < --min-duration <= --max-duration",
-                  file=stderr)
-            return EXIT_USAGE
         run_benchmark(args.queries, args.max_concurrency, args.seed, args.min_duration, args.max_duration,
                       stdout, args.verbose)
         return EXIT_OK

@@ -5,6 +5,7 @@ Everything the runner needs comes from the analyst stack's outputs
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -12,11 +13,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from queryrunner import EXIT_INTERRUPTED, EXIT_OK, EXIT_QUERY_FAILED, EXIT_USAGE, UsageError
 from queryrunner import budget as dp_budget
+from queryrunner import checks
 from queryrunner import params as qparams
 from queryrunner import refresh, results
 from queryrunner.batch import run_all
-from queryrunner.outputs import OutputsError, Settings, Template, load_outputs
-from queryrunner.poll import TERMINAL, Backoff, Outcome, QueryRunner, Reporter
+from queryrunner.outputs import VALUE_CHECKS, OutputsError, Settings, Template, load_outputs
+from queryrunner.poll import TERMINAL, Outcome, QueryRunner, Reporter
 
 
 def default_client_factory(profile: str | None = None) -> Callable[[str, str], Any]:
@@ -31,15 +33,34 @@ def default_client_factory(profile: str | None = None) -> Callable[[str, str], A
     return make
 
 
+def check_profile(args, default_factory: bool) -> None:
+    """--profile (or the profile boto3 would take from the environment) must be configured: checked locally."""
+    profile = getattr(args, "profile", None)
+    if profile is not None:
+        checks.fail("--profile", checks.check_profile(profile))
+        return
+    if default_factory:
+        # botocore's order (configprovider.py): AWS_DEFAULT_PROFILE, then AWS_PROFILE.
+        var = next((v for v in ("AWS_DEFAULT_PROFILE", "AWS_PROFILE") if os.environ.get(v)), None)
+        if var:
+            checks.fail(f"environment variable {var} (or --profile)", checks.check_profile(os.environ[var]))
+
+
 class App:
     def __init__(self, args, stdin, stdout, stderr, client_factory, clock, sleep, backoff):
         self.args, self.stdout, self.stderr = args, stdout, stderr
         self.clock, self.sleep, self.backoff = clock, sleep, backoff
+        # Every input is checked before the first client exists: a bad one is exit 2, nothing sent.
+        check_profile(args, default_factory=client_factory is None)
         self.client_factory = client_factory or default_client_factory(getattr(args, "profile", None))
         overrides = {key: getattr(args, key, None) for key in
                      ("membership_id", "collaboration_id", "region", "results_bucket", "results_prefix",
                       "result_format")}
         self.settings = Settings(load_outputs(getattr(args, "outputs", None), stdin), overrides)
+        self.settings.check_flags()
+        # Single-valued outputs are checked when present, whether this command uses them or not:
+        # a wrong type or an impossible id means the file is not the analyst stack's outputs.
+        self.settings.check(VALUE_CHECKS)
         self._clients: dict[str, Any] = {}
         self.published: list[str] = []  # templates copied to the dashboard's prefix in this run
 
@@ -68,22 +89,29 @@ class App:
 
     def run(self) -> int:
         args = self.args
-        if args.max_concurrency < 1 or args.retries < 0 or args.timeout <= 0 or args.max_rows < 0:
-            raise UsageError("--max-concurrency >= 1, --retries >= 0, --timeout > 0 and --max-rows >= 0 required")
+        checks.check_flag_ranges(args)  # cli.main checked them already; App may be driven directly
         self.settings.require_all(["membership_id", "region", "results_bucket", "results_prefix", "result_format",
                                    "analysis_templates"])
         jobs = self.jobs()
-        # Resolve every output before the first request: a missing key is an exit-2 error, not a half run.
+        # Resolve and check every output before the first request: a bad one is an exit-2 error, not a half run.
         s = self.settings
         membership_id, region = s.membership_id, s.region
         bucket, prefix, fmt = s.results_bucket, s.results_prefix, s.result_format
         quicksight = None if args.no_refresh else s.quicksight
         if any(t.differential_privacy for t, _ in jobs):
             _ = s.collaboration_id  # needed by the budget check
-        self.err(f"membership {membership_id} in {region}; results to s3://{bucket}/{prefix}/<template>/ as {fmt}")
         if s.get("membership_id") == s.get("collaboration_id"):
             raise OutputsError("membership_id equals collaboration_id: start_protected_query needs this "
                                "organization's membership id; check the stack outputs")
+        for t, _ in jobs:
+            checks.fail(f"results prefix for template {t.name!r} ({s.label('results_prefix')})",
+                        checks.check_prefix(prefix, room=1 + len(t.name)))
+            arn_region = t.arn.split(":")[3]
+            if arn_region != region:
+                raise OutputsError(f"stack output 'analysis_templates.{t.name}.arn' is in region {arn_region} but "
+                                   f"the runner would call Clean Rooms in {region} ({s.label('region')}); "
+                                   "give the region the templates were deployed in")
+        self.err(f"membership {membership_id} in {region}; results to s3://{bucket}/{prefix}/<template>/ as {fmt}")
 
         cleanrooms = self.client("cleanrooms")
         refused: list[Outcome] = []
@@ -222,6 +250,7 @@ class App:
             return {}  # names are a nicety for status; ids still work without them
 
     def status(self) -> int:
+        checks.fail("status QUERY_ID", checks.check_query_id(self.args.query_id))
         self.settings.require_all(["membership_id", "region"])
         q = self.client("cleanrooms").get_protected_query(
             membershipIdentifier=self.settings.membership_id, protectedQueryIdentifier=self.args.query_id
@@ -250,9 +279,8 @@ class App:
         return EXIT_OK
 
     def history(self) -> int:
+        checks.check_flag_ranges(self.args)
         self.settings.require_all(["membership_id", "region"])
-        if self.args.limit < 1:
-            raise UsageError("--limit must be >= 1")
         kwargs = {"membershipIdentifier": self.settings.membership_id}
         if self.args.status_filter:
             kwargs["status"] = self.args.status_filter
@@ -279,12 +307,12 @@ def run(args, stdin, stdout, stderr, client_factory, clock, sleep, backoff) -> i
         app = App(args, stdin, stdout, stderr, client_factory, clock, sleep, backoff)
         return getattr(app, args.command)()
     except (UsageError, OutputsError) as exc:
-        print(f"error: {exc}", file=stderr)
+        print(f"error: {checks.one_line(str(exc))}", file=stderr)
         return EXIT_USAGE
     except qparams.ParamError as exc:
         print("error: bad parameters, nothing was sent:", file=stderr)
         for problem in exc.problems:
-            print(f"  - {problem}", file=stderr)
+            print(f"  - {checks.one_line(problem)}", file=stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=stderr)

@@ -8,8 +8,11 @@ fill in single values, e.g. for a stack deployed before an output was added.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
+
+from queryrunner import checks
 
 HOW_TO_GET = (
     "pipe the analyst stack's outputs in: `pulumi stack output --json --stack <analyst stack> | "
@@ -30,6 +33,24 @@ FLAG_FOR_KEY = {
 
 class OutputsError(Exception):
     """Stack outputs unusable; the message says what is missing and how to get it (exit 2)."""
+
+
+def _result_format(value: Any) -> str | None:
+    if isinstance(value, str) and value.upper() in ("CSV", "PARQUET"):
+        return None
+    got = checks.show(value) if isinstance(value, str) else checks.json_type(value)
+    return f"must be CSV or PARQUET, got {got}"
+
+
+# How each single-valued output (or the flag standing in for it) is checked; see queryrunner/checks.py.
+VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "membership_id": checks.check_membership_id,
+    "collaboration_id": checks.check_collaboration_id,
+    "region": checks.check_region,
+    "results_bucket": checks.check_bucket,
+    "results_prefix": checks.check_prefix,
+    "result_format": _result_format,
+}
 
 
 @dataclass(frozen=True)
@@ -62,7 +83,30 @@ class Settings:
         return default if value is None else value
 
     def _missing(self, key: str) -> bool:
-        return self.get(key) in (None, "", {})
+        value = self.get(key)
+        return value is None or (isinstance(value, (str, dict)) and not value)
+
+    def from_flag(self, key: str) -> bool:
+        return self.overrides.get(key) is not None
+
+    def label(self, key: str) -> str:
+        """Who gave the value: the flag when one overrides the output, else the output key."""
+        return FLAG_FOR_KEY[key] if self.from_flag(key) and FLAG_FOR_KEY.get(key) else f"stack output '{key}'"
+
+    def check_flags(self) -> None:
+        """Every value given by a flag is checked, used by this command or not: the analyst typed it."""
+        for key in VALUE_CHECKS:
+            if self.from_flag(key):
+                checks.fail(FLAG_FOR_KEY[key], VALUE_CHECKS[key](self.overrides[key]))
+
+    def check(self, keys: Iterable[str]) -> None:
+        """Check the values of ``keys`` that are present (require_all reports missing ones)."""
+        for key in keys:
+            if not self._missing(key) or self.from_flag(key):
+                problem = VALUE_CHECKS[key](self.get(key))
+                if problem is not None:
+                    error = checks.CheckError if self.from_flag(key) else OutputsError
+                    raise error(f"{self.label(key)} {problem}")
 
     def require(self, key: str) -> Any:
         self.require_all([key])
@@ -101,46 +145,44 @@ class Settings:
 
     @property
     def result_format(self) -> str:
-        fmt = str(self.require("result_format")).upper()
-        if fmt not in ("CSV", "PARQUET"):
-            raise OutputsError(f"result_format must be CSV or PARQUET, got {fmt!r}")
-        return fmt
+        fmt = self.require("result_format")
+        problem = _result_format(fmt)
+        if problem:
+            raise OutputsError(f"result_format {problem}")
+        return fmt.upper()
 
     @property
     def quicksight(self) -> dict[str, str] | None:
+        """The dashboard's dataset to refresh (None when the stack has no dashboard); checked whole."""
         qs = self.get("quicksight")
-        if not qs:
+        if qs is None or qs == {}:
             return None
-        if not isinstance(qs, dict) or not qs.get("dataset_id") or not qs.get("aws_account_id"):
-            raise OutputsError(
-                "stack output 'quicksight' must be {\"dataset_id\": ..., \"aws_account_id\": ...}; "
-                f"got {qs!r}: {HOW_TO_GET}, or pass --no-refresh"
-            )
+        shape = ('{"dataset_id": "<dataset id>", "aws_account_id": "<12 digits>", "template": "<template>", '
+                 '"published_prefix": "<key prefix>"} or null')
+        if not isinstance(qs, dict):
+            raise OutputsError(f"stack output 'quicksight' must be an object {shape}, got {checks.json_type(qs)}; "
+                               "fix the outputs or pass --no-refresh")
+        where = "stack output 'quicksight."
+        for key in ("dataset_id", "aws_account_id"):
+            if not isinstance(qs.get(key), str) or not qs[key]:
+                raise OutputsError(f"{where}{key}' must be a non-empty string, got "
+                                   f"{checks.json_type(qs.get(key)) if key in qs else 'nothing'}; {shape}; "
+                                   "fix the outputs or pass --no-refresh")
+        checks.fail(f"{where}aws_account_id'", checks.check_account_id(qs["aws_account_id"]), OutputsError)
+        for key in ("template", "dashboard_id"):
+            if qs.get(key) is not None and not isinstance(qs[key], str):
+                raise OutputsError(f"{where}{key}' must be a string, got {checks.json_type(qs[key])}")
+        if qs.get("published_prefix") is not None:
+            checks.fail(f"{where}published_prefix'", checks.check_prefix(qs["published_prefix"]), OutputsError)
         return qs
 
     def templates(self) -> dict[str, Template]:
+        """The declared analysis templates, every field type-checked (an error names the key path)."""
         raw = self.require("analysis_templates")
         if not isinstance(raw, dict):
-            raise OutputsError(f"stack output 'analysis_templates' must be a mapping, got {type(raw).__name__}")
-        result = {}
-        for name, spec in raw.items():
-            try:
-                params = tuple(
-                    Parameter(p["name"], str(p["type"]).upper(), p.get("default"))
-                    for p in spec.get("parameters") or ()
-                )
-                result[name] = Template(
-                    name=name,
-                    arn=spec["arn"],
-                    id=spec["id"],
-                    parameters=params,
-                    differential_privacy=bool(spec.get("differential_privacy", False)),
-                )
-            except (KeyError, TypeError, AttributeError) as exc:
-                raise OutputsError(
-                    f"stack output 'analysis_templates.{name}' is malformed (missing {exc}): {HOW_TO_GET}"
-                ) from exc
-        return result
+            raise OutputsError("stack output 'analysis_templates' must be an object {\"<template>\": {\"arn\": ..., "
+                               f"\"id\": ..., \"parameters\": [...]}}, got {checks.json_type(raw)}")
+        return {name: _template(name, spec) for name, spec in raw.items()}
 
     def template(self, name: str) -> Template:
         templates = self.templates()
@@ -150,26 +192,78 @@ class Settings:
         return templates[name]
 
 
+def _template(name: str, spec: Any) -> Template:
+    where = f"stack output 'analysis_templates.{name}"
+    checks.fail(f"stack output 'analysis_templates': template name {checks.show(name)}",
+                checks.check_template_name(name), OutputsError)
+    if not isinstance(spec, dict):
+        raise OutputsError(f"{where}' must be an object with \"arn\", \"id\" and \"parameters\", "
+                           f"got {checks.json_type(spec)}")
+    for key in ("arn", "id"):
+        if key not in spec:
+            raise OutputsError(f"{where}' is malformed (missing {key!r}): {HOW_TO_GET}")
+        if not isinstance(spec[key], str) or not spec[key]:
+            raise OutputsError(f"{where}.{key}' must be a non-empty string, got {checks.json_type(spec[key])}")
+    checks.fail(f"{where}.arn'", checks.check_template_arn(spec["arn"]), OutputsError)
+    dp = spec.get("differential_privacy", False)
+    if dp is not None and not isinstance(dp, bool):
+        raise OutputsError(f"{where}.differential_privacy' must be true or false, got {checks.json_type(dp)}")
+    declared = spec.get("parameters")
+    if declared is None:
+        declared = []
+    if not isinstance(declared, list):
+        raise OutputsError(f"{where}.parameters' must be a list of objects "
+                           f"{{\"name\": ..., \"type\": ..., \"default\": ...}}, got {checks.json_type(declared)}")
+    params: list[Parameter] = []
+    for i, p in enumerate(declared):
+        at = f"{where}.parameters[{i}]"
+        if not isinstance(p, dict):
+            raise OutputsError(f"{at}' must be an object {{\"name\": \"<name>\", \"type\": \"<TYPE>\", "
+                               f"\"default\": \"<value>\" or null}}, got {checks.json_type(p)}")
+        for key in ("name", "type"):
+            if not isinstance(p.get(key), str) or not p[key]:
+                got = checks.json_type(p[key]) if key in p else "nothing"
+                raise OutputsError(f"{at}.{key}' must be a non-empty string, got {got}")
+        checks.fail(f"{at}.name'", checks.check_parameter_name(p["name"]), OutputsError)
+        if p.get("default") is not None and not isinstance(p["default"], str):
+            raise OutputsError(f"{at}.default' must be a string or null, got {checks.json_type(p['default'])}")
+        if p["name"] in {q.name for q in params}:
+            raise OutputsError(f"{at}.name' declares parameter {p['name']!r} twice")
+        params.append(Parameter(p["name"], p["type"].upper(), p.get("default")))
+    return Template(name=name, arn=spec["arn"], id=spec["id"], parameters=tuple(params),
+                    differential_privacy=bool(dp))
+
+
 def load_outputs(source: str | None, stdin: IO[str]) -> dict[str, Any]:
-    """Parse `pulumi stack output --json` from stdin ('-') or a file; {} when not given."""
+    """Parse `pulumi stack output --json` from stdin ('-') or a file (--outputs); {} when not given."""
     if source is None:
         return {}
+    origin = "standard input" if source == "-" else checks.one_line(source)
     try:
         if source == "-":
             text = stdin.read()
-            origin = "standard input"
         else:
             with open(source, encoding="utf-8") as fh:
                 text = fh.read()
-            origin = source
     except OSError as exc:
-        raise OutputsError(f"cannot read stack outputs from {source}: {exc.strerror}; {HOW_TO_GET}") from exc
+        raise OutputsError(f"--outputs: cannot read stack outputs from {origin}: {exc.strerror or exc}; "
+                           f"{HOW_TO_GET}") from exc
+    except UnicodeDecodeError as exc:
+        raise OutputsError(f"--outputs: cannot read stack outputs from {origin}: not UTF-8 text ({exc.reason} at "
+                           f"byte {exc.start}); {HOW_TO_GET}") from exc
+    except ValueError as exc:  # e.g. a NUL character in the path
+        raise OutputsError(f"--outputs: cannot read stack outputs from {origin}: {exc}; {HOW_TO_GET}") from exc
     if not text.strip():
-        raise OutputsError(f"no stack outputs on {origin}: {HOW_TO_GET}")
+        raise OutputsError(f"--outputs: no stack outputs on {origin}: {HOW_TO_GET}")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise OutputsError(f"stack outputs on {origin} are not JSON ({exc.msg}): {HOW_TO_GET}") from exc
+        raise OutputsError(f"--outputs: stack outputs on {origin} are not JSON ({exc.msg}, line {exc.lineno} "
+                           f"column {exc.colno}): {HOW_TO_GET}") from exc
+    except RecursionError as exc:
+        raise OutputsError(f"--outputs: stack outputs on {origin} are nested too deeply to be "
+                           f"`pulumi stack output --json`: {HOW_TO_GET}") from exc
     if not isinstance(data, dict):
-        raise OutputsError(f"stack outputs on {origin} must be a JSON object: {HOW_TO_GET}")
+        raise OutputsError(f"--outputs: stack outputs on {origin} must be a JSON object, got "
+                           f"{checks.json_type(data)}: {HOW_TO_GET}")
     return data
