@@ -11,10 +11,14 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import yaml
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from model.errors import ConfigError
+from model.stack_models import Block, describe as _describe
 from model.stackfiles import read_yaml
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -93,40 +97,57 @@ def load_dataset(name: str, data_dir: Path = DATA_DIR) -> Dataset:
     try:
         raw = read_yaml(schema_path) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError("dataset", f"{schema_path} is not valid YAML: {exc}") from exc
-    columns = []
-    for i, col in enumerate(raw.get("columns") or []):
-        if not isinstance(col, dict) or not {"name", "type", "role"} <= col.keys():
-            raise ConfigError("dataset", f"{schema_path}: columns[{i}] needs name, type and role")
-        cname, ctype, role = str(col["name"]), str(col["type"]).lower(), str(col["role"])
-        if not _COLUMN_NAME.match(cname):
-            raise ConfigError("dataset", f"{schema_path}: column '{cname}' must match [a-z0-9_]+ "
-                              "(Clean Rooms allows only lowercase column names)")
-        if ctype not in DUCKDB_TYPES:
-            raise ConfigError("dataset", f"{schema_path}: column '{cname}' has type '{ctype}'; "
-                              f"allowed: {sorted(DUCKDB_TYPES)}")
-        if role not in ROLES:
-            raise ConfigError("dataset", f"{schema_path}: column '{cname}' has role '{role}'; "
-                              f"allowed: {list(ROLES)}")
-        columns.append(Column(cname, ctype, role))
-    if not columns:
-        raise ConfigError("dataset", f"{schema_path} declares no columns")
-    if len(columns) > 100:
-        raise ConfigError("dataset", f"{schema_path}: Clean Rooms allows at most 100 columns")
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{schema_path}:{mark.line + 1}" if mark else str(schema_path)
+        raise ConfigError("dataset", f"{where} is not valid YAML: {getattr(exc, 'problem', None) or 'syntax error'}") from None
+    try:
+        schema = SchemaFile.model_validate(raw)
+    except ValidationError as exc:
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")  # typos first
+        problems = [f"{key}: {message}" if key else message
+                    for key, message in (_describe(e, SchemaFile) for e in errors)]
+        raise ConfigError("dataset", f"{schema_path}: " + "; ".join(problems)) from None
+    columns = [Column(c.name, c.type, c.role) for c in schema.columns]
     names = [c.name for c in columns]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError("dataset", f"{schema_path}: duplicate columns {duplicates}")
-    file = str(raw.get("file", f"{name}.csv"))
-    if Path(file).suffix.lower() not in FORMATS:
-        raise ConfigError("dataset", f"{schema_path}: file '{file}' must end in one of {sorted(FORMATS)}")
-    return Dataset(
-        name=str(raw.get("name", name)),
-        description=str(raw.get("description", "")),
-        directory=schema_path.parent,
-        file=file,
-        columns=tuple(columns),
-    )
+    if schema.name not in (None, name):
+        raise ConfigError("dataset", f"{schema_path}: name '{schema.name}' must be the folder's name '{name}' "
+                          "(it is the table's name in every template)")
+    file = schema.file or f"{name}.csv"
+    if Path(file).suffix.lower() not in FORMATS or Path(file).name != file:
+        raise ConfigError("dataset", f"{schema_path}: file '{file}' must be a file name beside schema.yaml ending "
+                          f"in one of {sorted(FORMATS)}")
+    return Dataset(name=name, description=schema.description, directory=schema_path.parent, file=file,
+                   columns=tuple(columns))
+
+
+def _column_name(value):
+    if not isinstance(value, str) or not _COLUMN_NAME.match(value):
+        raise PydanticCustomError("config", f"{value!r} must be lowercase letters, digits and '_' (1-127; "
+                                  "Clean Rooms allows only lowercase column names)")
+    return value
+
+
+def _lower(value):
+    return value.lower() if isinstance(value, str) else value
+
+
+class SchemaColumn(Block):
+    name: Annotated[str, BeforeValidator(_column_name)]
+    type: Annotated[Literal[tuple(DUCKDB_TYPES)], BeforeValidator(_lower)]
+    role: Literal[ROLES]
+
+
+class SchemaFile(Block):
+    """data/<dataset>/schema.yaml."""
+
+    name: str | None = None
+    description: str = ""
+    file: str | None = None
+    # ConfiguredTable.allowedColumns holds 1 to 100 columns (CloudFormation schema).
+    columns: Annotated[list[SchemaColumn], Field(min_length=1, max_length=100)]
 
 
 def validate_data(dataset: Dataset, max_errors: int = 5) -> int:

@@ -73,7 +73,9 @@ def select_columns(sql_text: str, dialect: Optional[str] = None) -> list[str]:
     try:
         statements = [s for s in _parse(sql, dialect) if s is not None]
     except ParseError as err:
-        raise SqlColumnsError(f"cannot parse the SQL: {err}") from err
+        detail = err.errors[0] if err.errors else {}  # not str(err): it carries ANSI underline codes
+        line = f" (line {detail['line']})" if detail.get("line") else ""
+        raise SqlColumnsError(f"cannot parse the SQL{line}: {detail.get('description') or 'syntax error'}") from None
     if len(statements) != 1:
         raise SqlColumnsError(
             f"expected exactly one SQL statement, found {len(statements)}"

@@ -90,6 +90,14 @@ def _matching(pattern: re.Pattern, what: str):
     return Annotated[str, BeforeValidator(check)]
 
 
+def _role_arn(value: Any) -> str:
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str) or not _ROLE_ARN.match(value):
+        raise _fail("{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)", value=value)
+    return value
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _fail("must be text, got {kind}", kind=type(value).__name__)
@@ -274,7 +282,7 @@ class StackConfig(Block):
     account_id: AccountId
     region: Region = "us-east-1"
     profile: Text = ""
-    assume_role_arn: Annotated[str, BeforeValidator(lambda v: v or "")] = ""
+    assume_role_arn: Annotated[str, BeforeValidator(_role_arn)] = ""
     roles: Annotated[list[ROLE], Field(min_length=1)]
     dataset: Text = ""
     data_dir: Text = "data"
@@ -299,13 +307,6 @@ class StackConfig(Block):
                 return f"it belongs inside '{name}' ({name}: {{{key}: ...}}); "
         return ""
 
-    @model_validator(mode="after")
-    def _role_arn(self) -> "StackConfig":
-        if self.assume_role_arn and not _ROLE_ARN.match(self.assume_role_arn):
-            raise _fail("assumeRoleArn {arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
-                        arn=self.assume_role_arn)
-        return self
-
 
 STRUCTURED_KEYS = ("partners", "collaboration", "differentialPrivacy", "analysisRule", "analyst", "quicksight")
 
@@ -318,13 +319,13 @@ def parse(values: dict[str, Any]) -> StackConfig:
     except ValidationError as exc:
         # A misspelt key explains the "missing" error of the key it was meant to be: it comes first.
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-        problems = [ConfigError(*_describe(error)) for error in errors]
+        problems = [ConfigError(*describe(error)) for error in errors]  # every key is a field: never ""
         raise ConfigError(problems[0].key, problems[0].message, tuple(problems[1:])) from None
 
 
-def _block_at(loc: tuple) -> type[Block]:
+def _block_at(loc: tuple, root: type[Block]) -> type[Block]:
     """The block class an error location points into (lists, optionals and rule types unwrapped)."""
-    block: type[Block] = StackConfig
+    block: type[Block] = root
     for part in loc:
         if isinstance(part, int):
             continue
@@ -371,8 +372,8 @@ EXPECTED = {
 _TAGS = {"CUSTOM", "AGGREGATION", "LIST"}
 
 
-def _describe(error: dict) -> tuple[str, str]:
-    """(config key, message) of one pydantic error, in the project's words."""
+def describe(error: dict, root: type[Block] | None = None) -> tuple[str, str]:
+    """(config key, message) of one pydantic error, in the project's words (``root``: the validated block)."""
     path = ""
     for part in error["loc"]:
         if isinstance(part, int):
@@ -381,7 +382,8 @@ def _describe(error: dict) -> tuple[str, str]:
             path += f".{part}" if path else str(part)
     context = error.get("ctx") or {}
     if error["type"] == "extra_forbidden":
-        return path, _block_at(error["loc"][:-1]).unknown_key(str(error["loc"][-1]))
+        block = _block_at(error["loc"][:-1], root or StackConfig)
+        return path, block.unknown_key(str(error["loc"][-1]))
     value = error.get("input")
     last = next((str(p) for p in reversed(error["loc"]) if isinstance(p, str) and p not in _TAGS), "")
     messages = {
@@ -393,4 +395,4 @@ def _describe(error: dict) -> tuple[str, str]:
         "dict_type": f"must be a mapping, got {type(value).__name__}",
         "string_type": f"must be text, got {type(value).__name__}",
     }
-    return path or "stack", messages.get(error["type"], error["msg"])
+    return path, messages.get(error["type"], error["msg"])

@@ -17,6 +17,7 @@ import sqlglot
 from sqlglot import exp
 
 from model.errors import ConfigError
+from model.stackfiles import ROOT
 from model.parameters import PARAMETER_TYPES, check_value
 
 MAX_SQL_CHARS = 90_000  # AnalysisSource.Text maxLength
@@ -44,41 +45,53 @@ class QueryTemplate:
 
 def parse_query(path: Path) -> QueryTemplate:
     name = path.stem
-    where = f"analyst.queries ({path})"
+    where = _shown(path)
     if not _NAME.match(name):
-        raise ConfigError(where, f"template file name '{name}' must be lowercase letters, digits, '_'")
+        raise _bad(where, f"template file name '{name}' must be lowercase letters, digits, '_'")
     text = path.read_text(encoding="utf-8")
     if len(text) > MAX_SQL_CHARS:
-        raise ConfigError(where, f"SQL is {len(text)} characters; Clean Rooms allows {MAX_SQL_CHARS}")
+        raise _bad(where, f"SQL is {len(text)} characters; Clean Rooms allows {MAX_SQL_CHARS}")
     description, params = "", []
     for line_no, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if stripped.startswith("-- description:"):
             description = stripped.split(":", 1)[1].strip()
         elif stripped.startswith("-- param:"):
-            at = f"{where}, line {line_no}"
+            at = f"{where}:{line_no}"
             match = _PARAM_LINE.match(stripped)
             if not match:
-                raise ConfigError(at, f"cannot read {stripped!r}; expected '-- param: NAME TYPE [default VALUE]'")
+                raise _bad(at, f"cannot read {stripped!r}; expected '-- param: NAME TYPE [default VALUE]'")
             pname, ptype, default = match.groups()
             if ptype not in PARAMETER_TYPES:
-                raise ConfigError(at, f"parameter '{pname}' has type {ptype}; allowed: {list(PARAMETER_TYPES)}")
+                raise _bad(at, f"parameter '{pname}' has type {ptype}; allowed: {list(PARAMETER_TYPES)}")
             default = default.strip("'") if default is not None else None
             problem = None if default is None else check_value(ptype, default)
             if problem:
-                raise ConfigError(at, f"default {default!r} of parameter '{pname}' is {problem}")
+                raise _bad(at, f"default {default!r} of parameter '{pname}' is {problem}")
             if pname in {p.name for p in params}:
-                raise ConfigError(at, f"parameter '{pname}' is declared twice")
+                raise _bad(at, f"parameter '{pname}' is declared twice")
             params.append(Parameter(pname, ptype, default))
     # Comment lines blanked, not removed, so errors keep the file's line numbers.
     body = "\n".join("" if l.strip().startswith("--") else l for l in text.splitlines())
     used = set(_PARAM_USE.findall(body))
     declared = {p.name for p in params}
     if used != declared:
-        raise ConfigError(where, f"parameters used in the SQL {sorted(used)} differ from those declared "
+        raise _bad(where, f"parameters used in the SQL {sorted(used)} differ from those declared "
                           f"in '-- param:' lines {sorted(declared)}")
     return QueryTemplate(name=name, description=description[:255], sql=text, parameters=tuple(params),
                          tables=referenced_tables(body, where), path=path)
+
+
+def _shown(path: Path) -> str:
+    """The template's path as the user knows it: relative to the project when inside it."""
+    try:
+        return path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _bad(where: str, message: str) -> ConfigError:
+    return ConfigError("analyst.queries", f"{where}: {message}")
 
 
 def referenced_tables(sql: str, where: str = "analyst.queries") -> tuple[str, ...]:
@@ -89,8 +102,8 @@ def referenced_tables(sql: str, where: str = "analyst.queries") -> tuple[str, ..
     except sqlglot.errors.ParseError as exc:
         # The structured error, not str(exc): that one carries ANSI underline codes.
         detail = exc.errors[0] if exc.errors else {}
-        line = f", line {detail['line']}" if detail.get("line") else ""
-        raise ConfigError(f"{where}{line}", "SQL does not parse as Spark SQL: "
+        line = f":{detail['line']}" if detail.get("line") else ""
+        raise _bad(f"{where}{line}", "SQL does not parse as Spark SQL: "
                           f"{detail.get('description') or 'syntax error'}") from None
     ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
     return tuple(sorted({t.name for t in tree.find_all(exp.Table)} - ctes))

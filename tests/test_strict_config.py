@@ -65,7 +65,7 @@ BAD_CONFIG = [
     ("org-a", {"accountId": True}, "accountId", "12 digits"),
     ("org-a", {"region": "us-east"}, "region", "AWS region name"),
     ("org-a", {"region": "US-EAST-1"}, "region", "AWS region name"),
-    ("org-a", {"assumeRoleArn": "arn:aws:iam::111111111111:user/x"}, "stack", "not an IAM role ARN"),
+    ("org-a", {"assumeRoleArn": "arn:aws:iam::111111111111:user/x"}, "assumeRoleArn", "not an IAM role ARN"),
     ("org-a", {"assumeRoleArn": "arn:aws:iam::222222222222:role/deploy"}, "assumeRoleArn", "account 222222222222"),
     ("org-a", {"analyticsEngine": "PRESTO"}, "analyticsEngine", "'SPARK'"),
     ("org-a", {"analyticsEngine": "CLEAN_ROOMS_SQL"}, "analyticsEngine", "no longer"),
@@ -147,8 +147,7 @@ def test_bad_config_is_refused_in_one_line_naming_the_key(stack, overrides, key,
         settings_for(stack, overrides)
     message = str(info.value)
     first = message.splitlines()[0]
-    expected_start = f"config '{PROJECT}:{key}'" if key != "stack" else "config "
-    assert first.startswith(expected_start), first
+    assert first.startswith(f"config '{PROJECT}:{key}'"), first
     assert fragment in message, message
     assert "\x1b" not in message and "Traceback" not in message
 

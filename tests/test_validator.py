@@ -113,7 +113,7 @@ def test_parameter_default_must_parse_as_its_type(tmp_path):
     path = tmp_path / "bad_default.sql"
     path.write_text("-- description: x\n-- param: min_orders INTEGER default many\n"
                     "SELECT COUNT(*) AS n FROM retail_purchases WHERE order_count >= :min_orders\n")
-    with pytest.raises(ConfigError, match=r"bad_default.sql\), line 2.*default 'many' of parameter 'min_orders'"):
+    with pytest.raises(ConfigError, match=r"bad_default.sql:2: default 'many' of parameter 'min_orders'"):
         parse_query(path)
 
 
@@ -121,7 +121,7 @@ def test_syntax_error_names_the_line_without_terminal_codes(tmp_path):
     path = write_template(tmp_path, "broken", "SELECT region,\n  COUNT(* AS n FROM retail_purchases")
     with pytest.raises(ConfigError) as info:
         parse_query(path)
-    assert "line 3" in str(info.value) and "\x1b" not in str(info.value)
+    assert "broken.sql:3: SQL does not parse" in str(info.value) and "\x1b" not in str(info.value)
 
 
 # --------------------------------------------------------------------------
