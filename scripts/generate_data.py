@@ -10,17 +10,37 @@ org A holds customers ``[0, a_rows)``, org B holds
 ``[a_rows - overlap, a_rows - overlap + b_rows)``. Attributes (age group,
 region) come from a per-customer RNG so they agree across the two datasets.
 
-    python scripts/generate_data.py                      # default size
-    python scripts/generate_data.py --a-rows 1000000 --b-rows 800000 --overlap 500000
+Each dataset is written to ``<out>/<name>/`` as its data file (``<name>.csv``,
+or ``<name>.parquet`` with typed columns under ``--format parquet``) and the
+``schema.yaml`` the project declares for it (SCHEMAS below is the source of
+truth for the committed ``data/<name>/schema.yaml``); ``<out>/generated.json``
+records the sizes. Files are replaced only once all of them are complete.
+
+    python scripts/generate_data.py                      # default size, data/
+    python scripts/generate_data.py --a-rows 1000000 --b-rows 800000 --overlap 500000 --out /tmp/big
+    python scripts/generate_data.py --format parquet --out /tmp/pq
+
+Exit codes: 0 written; 2 bad input (one line on stderr naming the flag,
+nothing written); 1 the files could not be written; 130 interrupted.
 """
 
 from __future__ import annotations
 
+import _random
 import argparse
-import csv
 import hashlib
 import json
+import multiprocessing
+import os
 import random
+import re
+import signal
+import sys
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -34,6 +54,93 @@ REGIONS = ["northeast", "midwest", "south", "west"]
 PRODUCT_CATEGORIES = ["electronics", "apparel", "home", "grocery", "sports"]
 CHANNELS = ["web", "mobile_app", "email", "social"]
 
+DEFAULTS = {"a_rows": 3000, "b_rows": 2500, "overlap": 1800, "seed": 20261125}
+FORMATS = ("csv", "parquet")
+
+# Rows per unit of work; above PARALLEL_MIN_ROWS rows in all, the units run in
+# one process per CPU. Parquet files get row groups of about ROW_GROUP_ROWS.
+CHUNK_ROWS = 25_000
+PARALLEL_MIN_ROWS = 200_000
+ROW_GROUP_ROWS = 256 * 1024
+
+
+# --- The schemas: the generator's output and the project's declaration --------
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # Glue/Hive type: string, int, double
+    role: str  # join_key, user_identifier, dimension, metric (model/datasets.py)
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    comment: str  # the leading comment lines; "{data}" names the data file's kind
+    description: str
+    columns: tuple[Column, ...]
+
+    @property
+    def header(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def file(self, data_format: str) -> str:
+        return f"{self.name}.{data_format}"
+
+    def text(self, data_format: str = "csv") -> str:
+        """schema.yaml for this dataset written as ``data_format``."""
+        data = {"csv": "the CSV", "parquet": "the Parquet file"}[data_format]
+        lines = [self.comment.format(data=data).rstrip("\n"),
+                 f"name: {self.name}",
+                 f"description: {self.description}",
+                 f"file: {self.file(data_format)}",
+                 "columns:"]
+        lines += [f"  - {{name: {c.name}, type: {c.type}, role: {c.role}}}" for c in self.columns]
+        return "\n".join(lines) + "\n"
+
+
+RETAIL = Schema(
+    name="retail_purchases",
+    comment="""\
+# Org A's dataset: one row per customer of the retailer.
+# role: join_key        pseudonymous key shared with the partner; joins only, never output
+#       user_identifier identifies a person (differential privacy protects it); never output
+#       dimension       may be grouped by and shown
+#       metric          may only be aggregated
+# type: Glue/Hive column type; {data} is checked against it before anything deploys.
+""",
+    description="Retail customers with their total purchases (salted SHA-256 e-mail key).",
+    columns=(
+        Column("customer_key", "string", "join_key"),
+        Column("age_group", "string", "dimension"),
+        Column("region", "string", "dimension"),
+        Column("product_category", "string", "dimension"),
+        Column("order_count", "int", "metric"),
+        Column("purchase_amount", "double", "metric"),
+    ),
+)
+
+MEDIA = Schema(
+    name="media_engagement",
+    comment="""\
+# Org B's dataset: one row per customer of the media company.
+# Roles and types as documented in ../retail_purchases/schema.yaml.
+""",
+    description="Media customers with their engagement (salted SHA-256 e-mail key).",
+    columns=(
+        Column("customer_key", "string", "join_key"),
+        Column("age_group", "string", "dimension"),
+        Column("region", "string", "dimension"),
+        Column("channel", "string", "dimension"),
+        Column("sessions", "int", "metric"),
+        Column("engagement_score", "double", "metric"),
+    ),
+)
+
+SCHEMAS = (RETAIL, MEDIA)
+
+
+# --- What a row is (the definition; _chunk below computes the same, faster) ---
 
 def customer_key(index: int, salt: str = DEMO_SALT) -> str:
     email = f"customer{index:08d}@example.com".strip().lower()
@@ -75,47 +182,335 @@ def engagement_rows(a_rows: int, b_rows: int, overlap: int, seed: int):
         }
 
 
-def write_csv(path: Path, rows, fieldnames: list[str]) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fieldnames, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-            count += 1
-    return count
+# --- The fast path ------------------------------------------------------------
+#
+# Seeding a Mersenne Twister from a string is most of the cost of a row, so
+# _chunk does exactly what the functions above do with less around it: one
+# Random object re-seeded through the C seeding that random.Random.seed ends
+# in (with the same SHA-512 expansion of the string), choice and randint as
+# the getrandbits rejection loops of Random._randbelow, each customer's key
+# and person computed once for both datasets, and rows formatted without the
+# csv module (no value needs quoting). tests/test_generate_data.py holds it
+# to the definition above, byte for byte.
+
+def _chunk(lo: int, hi: int, a_rows: int, first: int, seed: int, data_format: str):
+    """Customers [lo, hi): (retail part, retail rows, media part, media rows)."""
+    rng = random.Random(0)
+    reseed = _random.Random.seed  # what random.Random.seed(str) calls, after its SHA-512 step
+    bits, uniform01 = rng.getrandbits, rng.random
+    sha512, sha256, to_int = hashlib.sha512, hashlib.sha256, int.from_bytes
+    ages, n_ages, k_ages = AGE_GROUPS, len(AGE_GROUPS), len(AGE_GROUPS).bit_length()
+    regions, n_regions, k_regions = REGIONS, len(REGIONS), len(REGIONS).bit_length()
+    cats, n_cats, k_cats = PRODUCT_CATEGORIES, len(PRODUCT_CATEGORIES), len(PRODUCT_CATEGORIES).bit_length()
+    chans, n_chans, k_chans = CHANNELS, len(CHANNELS), len(CHANNELS).bit_length()
+    k_orders, k_sessions = (40).bit_length(), (200).bit_length()  # randint(1, 40), randint(1, 200)
+    person_p, retail_p, media_p = f"{seed}-person-", f"{seed}-retail-", f"{seed}-media-"
+    retail, media = [], []
+    for i in range(lo, hi):
+        key = sha256(f"{DEMO_SALT}customer{i:08d}@example.com".encode()).hexdigest()
+        s = (person_p + str(i)).encode()
+        reseed(rng, to_int(s + sha512(s).digest(), "big"))
+        r = bits(k_ages)
+        while r >= n_ages:
+            r = bits(k_ages)
+        age = ages[r]
+        r = bits(k_regions)
+        while r >= n_regions:
+            r = bits(k_regions)
+        region = regions[r]
+        if i < a_rows:
+            s = (retail_p + str(i)).encode()
+            reseed(rng, to_int(s + sha512(s).digest(), "big"))
+            r = bits(k_orders)
+            while r >= 40:
+                r = bits(k_orders)
+            orders = 1 + r
+            r = bits(k_cats)
+            while r >= n_cats:
+                r = bits(k_cats)
+            retail.append((key, age, region, cats[r], orders,
+                           f"{orders * (8.0 + (120.0 - 8.0) * uniform01()):.2f}"))
+        if i >= first:
+            s = (media_p + str(i)).encode()
+            reseed(rng, to_int(s + sha512(s).digest(), "big"))
+            r = bits(k_chans)
+            while r >= n_chans:
+                r = bits(k_chans)
+            channel = chans[r]
+            r = bits(k_sessions)
+            while r >= 200:
+                r = bits(k_sessions)
+            media.append((key, age, region, channel, 1 + r,
+                          f"{0.0 + (100.0 - 0.0) * uniform01():.2f}"))
+    return _encode(retail, RETAIL, data_format), len(retail), _encode(media, MEDIA, data_format), len(media)
 
 
-def generate(a_rows: int, b_rows: int, overlap: int, seed: int, out: Path = DATA_DIR) -> dict:
-    if not 0 <= overlap <= min(a_rows, b_rows):
-        raise SystemExit(f"--overlap must be between 0 and min(--a-rows, --b-rows), got {overlap}")
-    a_count = write_csv(
-        out / "retail_purchases" / "retail_purchases.csv",
-        retail_rows(a_rows, seed),
-        ["customer_key", "age_group", "region", "product_category", "order_count", "purchase_amount"],
-    )
-    b_count = write_csv(
-        out / "media_engagement" / "media_engagement.csv",
-        engagement_rows(a_rows, b_rows, overlap, seed),
-        ["customer_key", "age_group", "region", "channel", "sessions", "engagement_score"],
-    )
+def _encode(rows: list[tuple], schema: Schema, data_format: str):
+    """CSV text, or an Arrow record batch with the schema's types."""
+    if data_format == "csv":
+        line = ",".join("%d" if c.type == "int" else "%s" for c in schema.columns) + "\n"
+        return "".join([line % row for row in rows])
+    import pyarrow as pa
+
+    columns = list(zip(*rows)) if rows else [()] * len(schema.columns)
+    arrow = _arrow_schema(schema)
+    arrays = [pa.array([float(v) for v in values] if c.type == "double" else values, arrow.field(c.name).type)
+              for c, values in zip(schema.columns, columns)]
+    return pa.RecordBatch.from_arrays(arrays, schema=arrow)
+
+
+def _arrow_schema(schema: Schema):
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "int": pa.int32(), "double": pa.float64()}
+    return pa.schema([pa.field(c.name, types[c.type]) for c in schema.columns])
+
+
+def _ignore_sigint() -> None:  # workers: the parent handles Ctrl-C and stops them
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _parts(a_rows: int, b_rows: int, overlap: int, seed: int, data_format: str, workers: int, chunk_rows: int):
+    """_chunk's results for every customer of either dataset, in order."""
+    first = a_rows - overlap
+    ranges = [(lo, min(lo + chunk_rows, first + b_rows)) for lo in range(0, first + b_rows, chunk_rows)]
+    if workers <= 1 or len(ranges) <= 1:
+        for lo, hi in ranges:
+            yield _chunk(lo, hi, a_rows, first, seed, data_format)
+        return
+    pool = ProcessPoolExecutor(min(workers, len(ranges)), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_ignore_sigint)
+    try:
+        todo = iter(ranges)
+        pending = deque(pool.submit(_chunk, lo, hi, a_rows, first, seed, data_format)
+                        for lo, hi in islice(todo, 2 * workers))
+        while pending:
+            result = pending.popleft().result()
+            following = next(todo, None)
+            if following:
+                pending.append(pool.submit(_chunk, *following, a_rows, first, seed, data_format))
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Sink:
+    """A data file written beside its final name and moved there by commit()."""
+
+    def __init__(self, path: Path, schema: Schema, data_format: str):
+        self.path, self.format = path, data_format
+        self.partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+        if data_format == "csv":
+            self.handle = self.partial.open("w", newline="", encoding="utf-8")
+            self.handle.write(",".join(schema.header) + "\n")
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            self.pa, self.buffer, self.buffered = pa, [], 0
+            self.handle = pq.ParquetWriter(self.partial, _arrow_schema(schema))
+
+    def write(self, part) -> None:
+        if self.format == "csv":
+            self.handle.write(part)
+            return
+        if part.num_rows:
+            self.buffer.append(part)
+            self.buffered += part.num_rows
+        if self.buffered >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.buffer:
+            self.handle.write_table(self.pa.Table.from_batches(self.buffer), row_group_size=ROW_GROUP_ROWS)
+            self.buffer, self.buffered = [], 0
+
+    def close(self) -> None:
+        if self.format == "parquet":
+            self._flush()
+        self.handle.close()
+
+    def commit(self) -> None:
+        os.replace(self.partial, self.path)
+
+    def abort(self) -> None:
+        try:
+            self.handle.close()
+        except Exception:  # already closed, or the disk is the problem: the file goes anyway
+            pass
+        self.partial.unlink(missing_ok=True)
+
+
+def _write_text(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        partial.write_bytes(text.encode("utf-8"))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+# --- Input checks: one line naming the flag, before anything is written -------
+
+class UsageError(ValueError):
+    """Bad input: main() prints it as one line and exits 2, having written nothing."""
+
+
+def _check_whole(flag: str, value, minimum: int, why: str = "") -> None:
+    if type(value) is not int or value < minimum:
+        raise UsageError(f"{flag} must be a whole number >= {minimum}{why}, got {value!r}")
+
+
+def check_inputs(a_rows, b_rows, overlap, seed, out, data_format="csv") -> None:
+    """Raise UsageError naming the first bad input; write nothing."""
+    _check_whole("--a-rows", a_rows, 1, " (at least one row per organization)")
+    _check_whole("--b-rows", b_rows, 1, " (at least one row per organization)")
+    most = min(a_rows, b_rows)
+    if type(overlap) is not int or not 0 <= overlap <= most:
+        raise UsageError(f"--overlap must be a whole number between 0 and min(--a-rows, --b-rows) = {most}, "
+                         f"got {overlap!r}")
+    _check_whole("--seed", seed, 0)
+    if data_format not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {data_format!r}")
+    _check_out(out, data_format)
+
+
+def _check_out(out, data_format: str) -> None:
+    if not isinstance(out, (str, os.PathLike)) or not str(out):
+        raise UsageError(f"--out must name a directory, got {str(out)!r}")
+    out = Path(out)
+    bad = "--out must be a directory or a path that can be created"
+    if os.path.lexists(out):
+        if not out.is_dir():
+            raise UsageError(f"{bad}: {str(out)!r} exists and is not a directory")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise UsageError(f"{bad}: {str(out)!r} is not writable")
+        # Every path the run writes must be free for a file (or, for the
+        # datasets' folders, a directory): a folder named like a data file
+        # would otherwise stop the run half way.
+        paths = [(out / "generated.json", False)]
+        for schema in SCHEMAS:
+            folder = out / schema.name
+            paths += [(folder, True), (folder / schema.file(data_format), False), (folder / "schema.yaml", False)]
+        for path, is_folder in paths:
+            if os.path.lexists(path) and path.is_dir() != is_folder:
+                kind = "is not a directory" if is_folder else "is a directory"
+                raise UsageError(f"--out {str(out)!r} cannot be written: {str(path)!r} {kind}")
+        return
+    ancestor = out.absolute().parent
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{bad}: {str(ancestor)!r} is not a directory, so {str(out)!r} cannot be created")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"{bad}: {str(out)!r} cannot be created in {str(ancestor)!r} (not writable)")
+
+
+# --- Writing ------------------------------------------------------------------
+
+def _auto_workers(rows: int) -> int:
+    if rows < PARALLEL_MIN_ROWS:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+def generate(a_rows: int, b_rows: int, overlap: int, seed: int, out: Path = DATA_DIR,
+             data_format: str = "csv", *, workers: int | None = None, chunk_rows: int = CHUNK_ROWS) -> dict:
+    """Write both datasets, their schema.yaml and generated.json under ``out``; return the summary.
+
+    Raises UsageError (before writing anything) for bad input. Above
+    PARALLEL_MIN_ROWS rows (or with ``workers`` > 1) the rows are made in
+    worker processes started with "spawn", so a script calling this needs the
+    ``if __name__ == "__main__":`` guard. The output does not depend on
+    ``workers`` or ``chunk_rows``.
+    """
+    check_inputs(a_rows, b_rows, overlap, seed, out, data_format)
+    out = Path(out)
+    if workers is None:
+        workers = _auto_workers(a_rows + b_rows)
+    folders = [out / schema.name for schema in SCHEMAS]
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    sinks: list[_Sink] = []
+    try:
+        for folder, schema in zip(folders, SCHEMAS):
+            sinks.append(_Sink(folder / schema.file(data_format), schema, data_format))
+        a_count = b_count = 0
+        with closing(_parts(a_rows, b_rows, overlap, seed, data_format, workers, chunk_rows)) as parts:
+            for retail, n_retail, media, n_media in parts:
+                sinks[0].write(retail)
+                sinks[1].write(media)
+                a_count, b_count = a_count + n_retail, b_count + n_media
+        for sink in sinks:
+            sink.close()
+        for sink in sinks:
+            sink.commit()
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        raise
+    for folder, schema in zip(folders, SCHEMAS):
+        _write_text(folder / "schema.yaml", schema.text(data_format))
     summary = {"seed": seed, "retail_purchases_rows": a_count,
                "media_engagement_rows": b_count, "overlapping_customers": overlap}
-    (out / "generated.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    _write_text(out / "generated.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--a-rows", type=int, default=3000, help="rows in org A's retail_purchases")
-    parser.add_argument("--b-rows", type=int, default=2500, help="rows in org B's media_engagement")
-    parser.add_argument("--overlap", type=int, default=1800, help="customers present in both")
-    parser.add_argument("--seed", type=int, default=20261125)
-    parser.add_argument("--out", type=Path, default=DATA_DIR)
-    args = parser.parse_args(argv)
-    print(json.dumps(generate(args.a_rows, args.b_rows, args.overlap, args.seed, args.out), indent=2))
+def _number(text: str):
+    """The flag's text as an int if it is a whole number (digits, optionally grouped with _);
+    otherwise the text itself, for check_inputs to refuse by the flag's name."""
+    return int(text) if re.fullmatch(r"-?[0-9]+(?:_[0-9]+)*", text) else text
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own refusals, as one line (exit 2 in main)
+        raise UsageError(f"{' '.join(message.split())} (see --help)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="generate_data.py", description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--a-rows", default=str(DEFAULTS["a_rows"]),
+                        help="rows in org A's retail_purchases, >= 1 (default %(default)s)")
+    parser.add_argument("--b-rows", default=str(DEFAULTS["b_rows"]),
+                        help="rows in org B's media_engagement, >= 1 (default %(default)s)")
+    parser.add_argument("--overlap", default=str(DEFAULTS["overlap"]),
+                        help="customers present in both, 0 to min(--a-rows, --b-rows) (default %(default)s)")
+    parser.add_argument("--seed", default=str(DEFAULTS["seed"]), help="integer >= 0 (default %(default)s)")
+    parser.add_argument("--format", default="csv", metavar="{csv,parquet}",
+                        help="data file format; parquet has typed columns (default csv)")
+    parser.add_argument("--out", default=str(DATA_DIR),
+                        help="folder to write <dataset>/ and generated.json into (default: the project's data/)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        numbers = [_number(text) for text in (args.a_rows, args.b_rows, args.overlap, args.seed)]
+        check_inputs(*numbers, args.out, args.format)
+        stale = [path for schema in SCHEMAS for other in FORMATS if other != args.format
+                 for path in [Path(args.out) / schema.name / schema.file(other)] if path.exists()]
+        summary = generate(*numbers, Path(args.out), args.format)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: could not write the data: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    for path in stale:
+        print(f"note: {path} was left as it was; schema.yaml now names {path.stem}.{args.format}",
+              file=sys.stderr)
+    print(json.dumps(summary, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

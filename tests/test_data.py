@@ -21,8 +21,17 @@ def keys(path) -> set[str]:
 def test_committed_data_is_what_the_generator_makes(tmp_path):
     summary = generate_data.generate(3000, 2500, 1800, 20261125, tmp_path)
     for name in ("retail_purchases", "media_engagement"):
-        assert (tmp_path / name / f"{name}.csv").read_bytes() == (ROOT / "data" / name / f"{name}.csv").read_bytes()
+        for file in (f"{name}.csv", "schema.yaml"):
+            assert (tmp_path / name / file).read_bytes() == (ROOT / "data" / name / file).read_bytes(), file
     assert summary == json.loads((ROOT / "data" / "generated.json").read_text())
+    assert (tmp_path / "generated.json").read_bytes() == (ROOT / "data" / "generated.json").read_bytes()
+
+
+def test_generator_defaults_are_the_committed_data():
+    defaults = generate_data._parser().parse_args([])
+    assert [int(defaults.a_rows), int(defaults.b_rows), int(defaults.overlap), int(defaults.seed)] == \
+        [3000, 2500, 1800, 20261125]
+    assert defaults.format == "csv"
 
 
 def test_datasets_share_exactly_the_declared_overlap(tmp_path):
