@@ -45,7 +45,8 @@ if ANALYST in settings.roles:
     results = ResultsStore(f"{org.name}-analyst", ResultsStoreArgs(
         organization=org.name, account_id=org.account_id, region=settings.region,
         bucket_name=f"{org.name}-cleanrooms-results-{org.account_id}", prefix=settings.analyst.results_prefix,
-        result_format=settings.analyst.result_format, protect=settings.protect), opts=opts())
+        result_format=settings.analyst.result_format, protect=settings.protect,
+        iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts())
 
 # The collaboration and this organization's membership in it.
 membership = collaboration_id = owner = None
@@ -72,6 +73,9 @@ if PRODUCER in settings.roles:
         allowed_analyses=analyses, allowed_analysis_providers=analysis_providers,
         membership_id=membership.membership_identifier if membership else None,
         trusted_membership_arns=[membership.arn, *plan.partner_membership_arns(peers)] if membership else [],
+        query_runner_membership_id=(membership.membership_identifier if ANALYST in settings.roles
+                                    else plan.analyst_membership_id(settings, peers)) if membership else None,
+        iam_propagation_seconds=settings.iam_propagation_seconds,
         member_account_ids=[m.account_id for m in settings.members],
         result_receivers=plan.result_receivers(settings), protect=settings.protect), opts=opts())
 

@@ -457,6 +457,10 @@ class Dashboard(pulumi.ComponentResource):
         # -- IAM role QuickSight uses for this data source only ---------------
         role = aws.iam.Role(
             f"{name}-datasource-role",
+            # Under /service-role/ with "cleanrooms" in the name, like every role a service assumes here
+            # (components/iam.py, SERVICE_ROLE_PATH).
+            name=iam.service_role_name(args.name_prefix, f"quicksight-{template.replace('_', '-')}"),
+            path=iam.SERVICE_ROLE_PATH,
             description=f"QuickSight reads Clean Rooms results s3://.../{args.results_prefix}/",
             assume_role_policy=iam.quicksight_trust(args.aws_account_id),
             tags=tags,

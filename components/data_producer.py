@@ -16,6 +16,7 @@ import pulumi_aws as aws
 import pulumi_aws_native.cleanrooms as cleanrooms
 
 from components import iam
+from components.iam_wait import propagation_wait
 from model.config import AnalysisRuleSpec
 from model.datasets import Dataset
 from components.secure_bucket import SecureBucket, SecureBucketArgs
@@ -39,6 +40,10 @@ class DataProducerArgs:
     """This organization's membership; None until the collaboration exists (no association then)."""
     trusted_membership_arns: Sequence[pulumi.Input[str]] = ()
     """Memberships Clean Rooms may act for when reading this table (every known member's)."""
+    query_runner_membership_id: pulumi.Input[str] | None = None
+    """The analyst's membership (the trust's sts:ExternalId statement); None until it is known."""
+    iam_propagation_seconds: int = 30
+    """How long to wait after creating the read role before the association uses it (0: no wait)."""
     member_account_ids: Sequence[str] = ()
     result_receivers: Sequence[str] = ()
     """Account ids allowed to receive results of queries over this table."""
@@ -177,9 +182,13 @@ class DataProducer(pulumi.ComponentResource):
         if args.membership_id is not None:
             self.role = aws.iam.Role(
                 f"{name}-cleanrooms-read",
-                name=f"{args.organization}-cleanrooms-read-{dataset.name}"[:64],
+                name=iam.service_role_name(args.organization, f"read-{dataset.name}"),
+                path=iam.SERVICE_ROLE_PATH,
                 description=f"Clean Rooms reads {dataset.name} for the collaboration's memberships",
-                assume_role_policy=iam.cleanrooms_trust(args.member_account_ids, args.trusted_membership_arns),
+                assume_role_policy=iam.table_read_trust(
+                    region=args.region, account_ids=args.member_account_ids,
+                    membership_arns=args.trusted_membership_arns,
+                    query_runner_membership_id=args.query_runner_membership_id),
                 opts=child,
             )
             read_policy = aws.iam.RolePolicy(
@@ -190,6 +199,8 @@ class DataProducer(pulumi.ComponentResource):
                                             table=self.table.name),
                 opts=child,
             )
+            ready = propagation_wait(f"{name}-cleanrooms-read", self.role, [read_policy],
+                                     args.iam_propagation_seconds, self)
             # The association's name is the table's alias in every member's SQL.
             self.association = cleanrooms.ConfiguredTableAssociation(
                 f"{name}-association",
@@ -199,7 +210,7 @@ class DataProducer(pulumi.ComponentResource):
                 membership_identifier=args.membership_id,
                 role_arn=self.role.arn,
                 configured_table_association_analysis_rules=[association_rule(args.rule.type, args.result_receivers)],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[read_policy, self.data_object]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*ready, self.data_object]),
             )
 
         self.register_outputs({

@@ -21,23 +21,80 @@ def _doc(*statements: dict) -> pulumi.Output[str]:
     return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
 
-def cleanrooms_trust(account_ids: Sequence[str], source_arns: Sequence[pulumi.Input[str]],
-                     *, arn_like: bool = False) -> pulumi.Output[str]:
-    """Trust for cleanrooms.amazonaws.com, only on behalf of the given memberships.
+def table_read_trust(*, region: str, account_ids: Sequence[str], membership_arns: Sequence[pulumi.Input[str]],
+                     query_runner_membership_id: pulumi.Input[str] | None) -> pulumi.Output[str]:
+    """Trust for the role Clean Rooms reads a configured table with: the documented form.
 
-    ``arn_like`` allows a pattern (``membership/*`` in one account) where the
-    exact membership cannot be known before the role must exist.
+    User Guide, "Cross-service confused deputy prevention": "In AWS Clean Rooms,
+    you also have to compare against the sts:ExternalId condition key"; its
+    example trust policy for "the service role that AWS Clean Rooms uses to
+    access data and metadata for a configured table" has two statements, one
+    matching sts:ExternalId "arn:aws:*:<region>:*:dbuser:*/<query-runner-
+    membership-id>*", one matching aws:SourceArn (ForAnyValue:ArnEquals) to
+    every member's membership ("All members of the collaboration can view the
+    configured table metadata so each membership ARN must be included"). Both
+    are also bounded here by aws:SourceAccount to the members' accounts.
+    The first statement waits until the query runner's membership is known.
     """
-    return _doc({
-        "Sid": "CleanRoomsForTheseMembershipsOnly",
+    accounts = {"aws:SourceAccount": sorted(set(account_ids))}
+    statements = []
+    if query_runner_membership_id is not None:
+        statements.append({
+            "Sid": "QueryRunnerMembershipByExternalId",
+            "Effect": "Allow",
+            "Principal": {"Service": CLEAN_ROOMS},
+            "Action": "sts:AssumeRole",
+            "Condition": {
+                "StringLike": {"sts:ExternalId": pulumi.Output.concat(
+                    f"arn:aws:*:{region}:*:dbuser:*/", query_runner_membership_id, "*")},
+                "StringEquals": accounts,
+            },
+        })
+    statements.append({
+        "Sid": "MembersOfThisCollaborationBySourceArn",
         "Effect": "Allow",
         "Principal": {"Service": CLEAN_ROOMS},
         "Action": "sts:AssumeRole",
         "Condition": {
-            "StringEquals": {"aws:SourceAccount": sorted(set(account_ids))},
-            ("ArnLike" if arn_like else "ArnEquals"): {"aws:SourceArn": list(source_arns)},
+            "ForAnyValue:ArnEquals": {"aws:SourceArn": list(membership_arns)},
+            "StringEquals": accounts,
         },
     })
+    return _doc(*statements)
+
+
+def results_write_trust(*, region: str, account_id: str) -> pulumi.Output[str]:
+    """Trust for the role Clean Rooms writes this member's query results with.
+
+    The membership names this role (defaultResultConfiguration), so the role
+    exists first and cannot name the membership's ARN: the pattern admits only
+    memberships in this account and region, and aws:SourceAccount this
+    account. (The User Guide's "service role to receive results" section could
+    not be read offline; this is the confused-deputy page's rule applied with
+    what is known when the role is created.)
+    """
+    return _doc({
+        "Sid": "CleanRoomsForThisAccountsMemberships",
+        "Effect": "Allow",
+        "Principal": {"Service": CLEAN_ROOMS},
+        "Action": "sts:AssumeRole",
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": [account_id]},
+            "ArnLike": {"aws:SourceArn": [f"arn:aws:cleanrooms:{region}:{account_id}:membership/*"]},
+        },
+    })
+
+
+# AWSCleanRoomsFullAccess (and ...NoQuerying) let a deployer pass only roles under
+# this path whose name contains "cleanrooms" ("PassServiceRole": iam:PassRole on
+# arn:aws:iam::*:role/service-role/*cleanrooms*, iam:PassedToService
+# cleanrooms.amazonaws.com), so every role a service assumes is created there.
+SERVICE_ROLE_PATH = "/service-role/"
+
+
+def service_role_name(organization: str, purpose: str) -> str:
+    """<organization>-cleanrooms-<purpose>, at most 64 characters (IAM's limit)."""
+    return f"{organization}-cleanrooms-{purpose}"[:64]
 
 
 def data_read_policy(*, account_id: str, region: str, bucket_arn: pulumi.Input[str], prefix: str,

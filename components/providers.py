@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 import pulumi_aws_native as aws_native
+import pulumiverse_time as time
 
 from model.config import Settings
 
@@ -21,10 +22,13 @@ from model.config import Settings
 class Providers:
     aws: aws.Provider
     aws_native: aws_native.Provider
+    time: time.Provider
+    """pulumiverse-time, for the IAM propagation wait (components/iam_wait.py); no cloud account."""
 
     def opts(self, **kwargs) -> pulumi.ResourceOptions:
-        """Options for a top-level component: both providers, inherited by children."""
-        return pulumi.ResourceOptions(providers={"aws": self.aws, "aws-native": self.aws_native}, **kwargs)
+        """Options for a top-level component: every provider, inherited by children."""
+        return pulumi.ResourceOptions(providers={"aws": self.aws, "aws-native": self.aws_native, "time": self.time},
+                                      **kwargs)
 
 
 def make_providers(settings: Settings) -> Providers:
@@ -49,4 +53,4 @@ def make_providers(settings: Settings) -> Providers:
         if settings.assume_role_arn else None,
         default_tags=aws_native.ProviderDefaultTagsArgs(tags=tags),
     )
-    return Providers(aws=classic, aws_native=native)
+    return Providers(aws=classic, aws_native=native, time=time.Provider(f"{org.name}-time"))

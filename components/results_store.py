@@ -12,6 +12,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import iam
+from components.iam_wait import propagation_wait
 from components.membership import ResultDestination
 from components.secure_bucket import SecureBucket, SecureBucketArgs
 
@@ -26,6 +27,8 @@ class ResultsStoreArgs:
     """Key prefix under which every query's results land."""
     result_format: str
     protect: bool = True
+    iam_propagation_seconds: int = 30
+    """How long to wait after creating the write role before the membership names it (0: no wait)."""
 
 
 class ResultsStore(pulumi.ComponentResource):
@@ -37,16 +40,13 @@ class ResultsStore(pulumi.ComponentResource):
             protect=args.protect), opts=child)
         bucket, key = self.storage.bucket, self.storage.key
 
-        # The membership that will use this role is created after it (the
-        # membership names the role), so its exact ARN cannot be in the trust
-        # policy; the pattern admits only memberships in this account and region.
+        # The membership names this role, so the role comes first (see iam.results_write_trust).
         self.role = aws.iam.Role(
             f"{name}-cleanrooms-write",
-            name=f"{args.organization}-cleanrooms-results"[:64],
+            name=iam.service_role_name(args.organization, "results"),
+            path=iam.SERVICE_ROLE_PATH,
             description="Clean Rooms writes this organization's query results",
-            assume_role_policy=iam.cleanrooms_trust(
-                [args.account_id], [f"arn:aws:cleanrooms:{args.region}:{args.account_id}:membership/*"],
-                arn_like=True),
+            assume_role_policy=iam.results_write_trust(region=args.region, account_id=args.account_id),
             opts=child,
         )
         self.policy = aws.iam.RolePolicy(
@@ -56,9 +56,11 @@ class ResultsStore(pulumi.ComponentResource):
                                             bucket_arn=bucket.arn, prefix=args.prefix, kms_key_arn=key.arn),
             opts=child,
         )
-        # The policy is part of the role's readiness: anything that uses the
-        # destination depends on the policy through this Output.
-        role_arn = pulumi.Output.all(self.role.arn, self.policy.id).apply(lambda v: v[0])
+        ready = propagation_wait(f"{name}-cleanrooms-write", self.role, [self.policy],
+                                 args.iam_propagation_seconds, self)
+        # The policy (and the wait) are part of the role's readiness: anything that
+        # uses the destination depends on them through this Output.
+        role_arn = pulumi.Output.all(self.role.arn, *(r.urn for r in ready)).apply(lambda v: v[0])
         self.destination = ResultDestination(bucket=bucket.bucket, key_prefix=args.prefix,
                                              result_format=args.result_format, role_arn=role_arn)
         self.register_outputs({"results_bucket": bucket.bucket, "role_arn": self.role.arn})

@@ -144,6 +144,7 @@ class Settings:
     protect: bool
     query_logging: bool
     payer: str  # name of the member that pays for query compute
+    iam_propagation_seconds: int = 30
     collaboration: CollaborationSpec | None = None
     budget: PrivacyBudgetSpec | None = None
     dataset: Dataset | None = None
@@ -196,7 +197,8 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
     settings = dict(project=project, stack=stack, data_dir=data_dir, org=org, region=config.region,
                     profile=config.profile or None, assume_role_arn=config.assume_role_arn or None,
                     analytics_engine=engine, partners=partners, join_key=config.join_key, protect=config.protect,
-                    query_logging=config.query_logging, payer=payer)
+                    query_logging=config.query_logging, payer=payer,
+                    iam_propagation_seconds=config.iam_propagation_seconds)
 
     if OWNER in roles:
         engines.check_new_collaboration(engine)

@@ -76,6 +76,12 @@ def result_receivers(settings: Settings) -> list[str]:
     return [m.account_id for m in settings.members if "CAN_RECEIVE_RESULTS" in m.abilities]
 
 
+def analyst_membership_id(settings: Settings, peers: dict[str, PeerOutputs]) -> str | None:
+    """The query runner's membership id, from the analyst partner's outputs (None until it deploys)."""
+    peer = peers.get(settings.analyst_member.name)
+    return peer.get("membership_id") if peer else None
+
+
 def partner_membership_arns(peers: dict[str, PeerOutputs]) -> list[str]:
     """Memberships of partners that have joined, for the data role's trust policy."""
     return [p.membership_arn for p in peers.values() if p.membership_arn]

@@ -291,6 +291,8 @@ class StackConfig(Block):
     query_logging: Bool = True
     query_compute_payer: Text = ""
     protect: Bool = True
+    # IAM is eventually consistent; public deployers wait 10-30 s (components/iam_wait.py).
+    iam_propagation_seconds: whole(0, 600) = 30
     partners: Annotated[list[PartnerBlock], Field(min_length=1)]
     collaboration: CollaborationBlock | None = None
     differential_privacy: PrivacyBudgetBlock | None = None

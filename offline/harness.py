@@ -148,7 +148,8 @@ class CloudMocks(pulumi.runtime.Mocks):
         elif typ == "aws:iam/role:Role":
             role = inputs.get("name") or name
             rid = role
-            state.update(arn=f"arn:aws:iam::{self.account}:role/{role}", name=role)
+            path = inputs.get("path") or "/"  # the path is part of the ARN: role/service-role/<name>
+            state.update(arn=f"arn:aws:iam::{self.account}:role{path}{role}", name=role, path=path)
         elif typ in ("aws:glue/catalogDatabase:CatalogDatabase", "aws:glue/catalogTable:CatalogTable"):
             rid = inputs.get("name") or name
             state.update(name=rid, arn=f"arn:aws:glue:{self.region}:{self.account}:{rid}")

@@ -20,6 +20,7 @@ ACCOUNT, PARTNER = "111111111111", "222222222222"
 MEMBERSHIP_ID = "0b5a9f56-6d0f-4a48-9d7f-6a1f35b7c7a1"
 MEMBERSHIP_ARN = f"arn:aws:cleanrooms:us-east-1:{ACCOUNT}:membership/{MEMBERSHIP_ID}"
 PARTNER_ARN = f"arn:aws:cleanrooms:us-east-1:{PARTNER}:membership/9f0d1f8e-3b7c-4a55-8d0e-2f1f4f2a9b10"
+QUERY_RUNNER = MEMBERSHIP_ID  # org A is the analyst
 
 
 def run(build) -> Run:
@@ -95,12 +96,19 @@ def test_data_producer_before_joining_has_no_role_or_association():
 
 def test_data_producer_role_is_least_privilege_with_confused_deputy_conditions():
     result = run(_producer(THRESHOLD_RULE, membership_id=MEMBERSHIP_ID,
-                           trusted_membership_arns=[MEMBERSHIP_ARN, PARTNER_ARN]))
+                           trusted_membership_arns=[MEMBERSHIP_ARN, PARTNER_ARN],
+                           query_runner_membership_id=QUERY_RUNNER))
     role = result.one("aws:iam/role:Role")
-    trust = doc(role, "assumeRolePolicy")["Statement"][0]
-    assert trust["Principal"] == {"Service": "cleanrooms.amazonaws.com"}
-    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": [ACCOUNT, PARTNER]}
-    assert trust["Condition"]["ArnEquals"] == {"aws:SourceArn": [MEMBERSHIP_ARN, PARTNER_ARN]}
+    assert role.inputs["path"] == "/service-role/" and "cleanrooms" in role.inputs["name"]
+    # The confused-deputy page's two statements: the query runner by sts:ExternalId, every
+    # member's membership by aws:SourceArn; both bounded to the members' accounts here.
+    by_external_id, by_source_arn = doc(role, "assumeRolePolicy")["Statement"]
+    for trust in (by_external_id, by_source_arn):
+        assert trust["Principal"] == {"Service": "cleanrooms.amazonaws.com"}
+        assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": [ACCOUNT, PARTNER]}
+    assert by_external_id["Condition"]["StringLike"] == {
+        "sts:ExternalId": f"arn:aws:*:us-east-1:*:dbuser:*/{QUERY_RUNNER}*"}
+    assert by_source_arn["Condition"]["ForAnyValue:ArnEquals"] == {"aws:SourceArn": [MEMBERSHIP_ARN, PARTNER_ARN]}
 
     statements = {s["Sid"]: s for s in doc(result.one("aws:iam/rolePolicy:RolePolicy"))["Statement"]}
     assert statements["ReadThisPrefix"]["Resource"] == ["arn:aws:s3:::org-a-data/datasets/retail_purchases/*"]
@@ -117,9 +125,21 @@ def test_data_producer_role_is_least_privilege_with_confused_deputy_conditions()
     association = result.one("aws-native:cleanrooms:ConfiguredTableAssociation")
     assert association.inputs["roleArn"] == role.state["arn"]
     assert association.inputs["membershipIdentifier"] == MEMBERSHIP_ID
-    assert result.one("aws:iam/rolePolicy:RolePolicy").urn in association.dependencies
+    # The association waits for IAM to propagate the role and its policy (components/iam_wait.py).
+    wait = result.one("time:index/sleep:Sleep")
+    assert wait.inputs == {"createDuration": "30s", "triggers": {"role": role.state["arn"]}}
+    assert set(wait.dependencies) == {role.urn, result.one("aws:iam/rolePolicy:RolePolicy").urn}
+    assert wait.urn in association.dependencies
     assert result.one("aws:s3/bucketObjectv2:BucketObjectv2").urn in association.dependencies
     assert_children_of(result, "cleanrooms:roles:DataProducer")
+
+
+def test_no_wait_when_the_propagation_delay_is_zero():
+    result = run(_producer(THRESHOLD_RULE, membership_id=MEMBERSHIP_ID, trusted_membership_arns=[MEMBERSHIP_ARN],
+                           iam_propagation_seconds=0))
+    assert result.of_type("time:index/sleep:Sleep") == []
+    association = result.one("aws-native:cleanrooms:ConfiguredTableAssociation")
+    assert result.one("aws:iam/rolePolicy:RolePolicy").urn in association.dependencies
 
 
 def test_data_producer_aggregation_and_list_rules():

@@ -330,7 +330,8 @@ def test_manifest_and_data_source_point_at_results_prefix(built):
     s3 = data_source["parameters"]["s3"]
     assert s3["manifestFileLocation"] == {"bucket": BUCKET, "key": manifest["key"]}
     role = built.one("aws:iam/role:Role")
-    assert s3["roleArn"] == f"arn:aws:iam::{ACCOUNT}:role/{role.name}"
+    assert s3["roleArn"] == f"arn:aws:iam::{ACCOUNT}:role/service-role/{role.inputs['name']}"
+    assert "cleanrooms" in role.inputs["name"]
 
 
 def test_permissions_only_configured_principals_and_tiers_apart(built):

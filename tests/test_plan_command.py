@@ -100,7 +100,8 @@ def test_diff_of_round_1_against_the_final_plan(saved, rounds, capsys):
                                                      "org-a-analyst-templates-customer-segments"}
     [role] = org_a["changed"]
     assert role["name"] == "org-a-producer-cleanrooms-read"
-    assert [c["path"] for c in role["changes"]] == ["assumeRolePolicy.Statement.0.Condition.ArnEquals.aws:SourceArn.1"]
+    assert [c["path"] for c in role["changes"]] == [
+        "assumeRolePolicy.Statement.1.Condition.ForAnyValue:ArnEquals.aws:SourceArn.1"]
     assert "pending_templates.customer_segments" in [c["path"] for c in org_a["exports"]]
     assert diff["notes"] == ["the saved plan is of round final, this one of round 1"]
 

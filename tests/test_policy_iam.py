@@ -60,7 +60,7 @@ def test_cleanrooms_trust_needs_both_conditions(run, role_name, dropped):
     role = find(run, ROLE, role_name)
 
     def drop(doc):
-        for block in doc["Statement"][0]["Condition"].values():
+        for block in doc["Statement"][-1]["Condition"].values():
             block.pop(dropped, None)
 
     [v] = evaluate(edited(run, role, lambda r: set_document(r, "assumeRolePolicy", drop)),
@@ -69,10 +69,21 @@ def test_cleanrooms_trust_needs_both_conditions(run, role_name, dropped):
     assert "aws:SourceArn: [arn:aws:cleanrooms:<region>:<account>:membership/<id>]" in v.message
 
 
+def test_cleanrooms_trust_by_external_id_must_name_a_membership(run):
+    role = find(run, ROLE, READ)
+
+    def widen(doc):
+        doc["Statement"][0]["Condition"]["StringLike"]["sts:ExternalId"] = "arn:aws:*:us-east-1:*:dbuser:*/*"
+
+    [v] = evaluate(edited(run, role, lambda r: set_document(r, "assumeRolePolicy", widen)),
+                   policies=["iam-cleanrooms-trust-confused-deputy"]).violations
+    assert "sts:ExternalId ['arn:aws:*:us-east-1:*:dbuser:*/*']" in v.message
+
+
 def test_cleanrooms_trust_with_wildcard_source_arn(run):
     role = find(run, ROLE, READ)
     changed = edited(run, role, lambda r: set_document(
-        r, "assumeRolePolicy", lambda d: d["Statement"][0]["Condition"].update({"ArnLike": {"aws:SourceArn": "*"}})))
+        r, "assumeRolePolicy", lambda d: d["Statement"][-1]["Condition"].update({"ArnLike": {"aws:SourceArn": "*"}})))
     [v] = evaluate(changed, policies=["iam-cleanrooms-trust-confused-deputy"]).violations
     assert "aws:SourceArn" in v.message
 

@@ -19,9 +19,19 @@ def signature(run: Run) -> list[tuple]:
     return sorted((r.typ, r.name, json.dumps(r.inputs, sort_keys=True), r.protect, r.parent) for r in run.resources)
 
 
+def trust(run: Run, role_name: str) -> dict[str, dict]:
+    """The read role's trust statements by Sid."""
+    return {s["Sid"]: s for s in json.loads(run.named(role_name).inputs["assumeRolePolicy"])["Statement"]}
+
+
 def trust_source_arns(run: Run, role_name: str) -> list[str]:
-    doc = json.loads(run.named(role_name).inputs["assumeRolePolicy"])
-    return doc["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"]
+    statement = trust(run, role_name)["MembersOfThisCollaborationBySourceArn"]
+    return statement["Condition"]["ForAnyValue:ArnEquals"]["aws:SourceArn"]
+
+
+def trust_external_id(run: Run, role_name: str) -> str:
+    statement = trust(run, role_name)["QueryRunnerMembershipByExternalId"]
+    return statement["Condition"]["StringLike"]["sts:ExternalId"]
 
 
 def test_round1_org_a_creates_the_collaboration(bootstrap):
@@ -41,7 +51,8 @@ def test_round1_org_a_creates_the_collaboration(bootstrap):
     assert membership.inputs["collaborationIdentifier"] == collab.state["collaborationIdentifier"]
     s3 = membership.input("defaultResultConfiguration.outputConfiguration.s3")
     assert s3 == {"bucket": f"org-a-cleanrooms-results-{A}", "keyPrefix": "results", "resultFormat": "CSV"}
-    assert membership.input("defaultResultConfiguration.roleArn") == f"arn:aws:iam::{A}:role/org-a-cleanrooms-results"
+    assert membership.input("defaultResultConfiguration.roleArn") == \
+        f"arn:aws:iam::{A}:role/service-role/org-a-cleanrooms-results"
     assert membership.input("paymentConfiguration.queryCompute.isResponsible") is True
     assert membership.protect and membership.inputs["queryLogStatus"] == "ENABLED"
 
@@ -58,6 +69,9 @@ def test_round1_org_a_creates_the_collaboration(bootstrap):
     # Org A's own table is associated, readable only on behalf of its own membership so far.
     assert run.one(f"{CR}:ConfiguredTableAssociation").inputs["name"] == "retail_purchases"
     assert trust_source_arns(run, "org-a-producer-cleanrooms-read") == [membership.state["arn"]]
+    # Org A runs the queries: its own membership is the ExternalId's.
+    assert trust_external_id(run, "org-a-producer-cleanrooms-read") == \
+        f"arn:aws:*:us-east-1:*:dbuser:*/{membership.state['membershipIdentifier']}*"
 
 
 def test_round2_org_b_joins_with_org_a_ids(bootstrap):
@@ -86,6 +100,9 @@ def test_round2_org_b_joins_with_org_a_ids(bootstrap):
     # Clean Rooms may read org B's table on behalf of both memberships, and nobody else.
     assert sorted(trust_source_arns(run, "org-b-producer-cleanrooms-read")) == sorted(
         [a1.outputs["membership_arn"], membership.state["arn"]])
+    # The query runner is org A: its membership id comes from org A's stack.
+    assert trust_external_id(run, "org-b-producer-cleanrooms-read") == \
+        f"arn:aws:*:us-east-1:*:dbuser:*/{a1.outputs['membership_id']}*"
     assert run.outputs["differential_privacy"] is True
 
 
@@ -111,23 +128,27 @@ def test_a_further_round_changes_nothing(bootstrap):
     assert bootstrap.a5.outputs == bootstrap.a3.outputs
 
 
-def test_every_aws_resource_uses_the_stack_providers(bootstrap):
+def test_every_resource_uses_the_stack_providers(bootstrap):
     for run, account in ((bootstrap.a3, A), (bootstrap.b2, B)):
         providers = {r.urn: r for r in run.resources if r.typ.startswith("pulumi:providers:")}
-        assert {p.typ for p in providers.values()} == {"pulumi:providers:aws", "pulumi:providers:aws-native"}
+        assert {p.typ for p in providers.values()} == {"pulumi:providers:aws", "pulumi:providers:aws-native",
+                                                       "pulumi:providers:time"}
         for provider in providers.values():
+            if provider.typ == "pulumi:providers:time":
+                continue  # no cloud account: it only waits
             # Provider inputs reach the engine JSON-encoded.
             assert json.loads(provider.inputs["allowedAccountIds"]) == [account]
             assert provider.inputs["region"] == "us-east-1"
+        assert run.of_type("time:index/sleep:Sleep"), "the IAM propagation waits"
         for resource in run.resources:
-            if resource.custom and resource.typ.split(":")[0] in ("aws", "aws-native"):
+            if resource.custom and resource.typ.split(":")[0] in ("aws", "aws-native", "time"):
                 urn = resource.provider.split("::" + resource.provider.rsplit("::", 1)[-1])[0]
                 assert urn in providers, f"{resource.name} uses provider {resource.provider}"
 
 
 def test_default_providers_are_disabled_in_both_stacks():
     for stack in ("org-a", "org-b"):
-        assert stack_config(stack)["pulumi:disable-default-providers"] == ["aws", "aws-native"]
+        assert stack_config(stack)["pulumi:disable-default-providers"] == ["aws", "aws-native", "time"]
 
 
 def test_protected_resources(bootstrap):

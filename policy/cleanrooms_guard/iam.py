@@ -132,6 +132,13 @@ no_partial_wildcard_actions = ResourceValidationPolicy(
 # -- Clean Rooms trust ------------------------------------------------------------------------
 
 
+# The User Guide's confused-deputy page ("In AWS Clean Rooms, you also have to compare
+# against the sts:ExternalId condition key"): a statement either names memberships in
+# aws:SourceArn, or the query runner's membership in sts:ExternalId
+# (arn:aws:*:<region>:*:dbuser:*/<membership id>*); either way bounded to accounts.
+_EXTERNAL_ID = re.compile(r"^arn:aws:\*:[a-z0-9-]+:\*:dbuser:\*/[0-9a-f][0-9a-f-]{7,}\*$")
+
+
 def _trust(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type != ROLE:
         return
@@ -145,16 +152,21 @@ def _trust(args: ResourceValidationArgs, report: ReportViolation) -> None:
         problems = []
         accounts = [str(a) for a in condition_values(statement, "aws:SourceAccount")]
         arns = [str(a) for a in condition_values(statement, "aws:SourceArn")]
+        external = [str(a) for a in condition_values(statement, "sts:ExternalId")]
         if not accounts or any("*" in a for a in accounts):
             problems.append(f"aws:SourceAccount {accounts or 'missing'}")
-        if not arns or any(a == "*" or not a.startswith("arn:") or ":cleanrooms:" not in a for a in arns):
+        if external and not arns:
+            if not all(_EXTERNAL_ID.match(e) for e in external):
+                problems.append(f"sts:ExternalId {external}")
+        elif not arns or any(a == "*" or not a.startswith("arn:") or ":cleanrooms:" not in a for a in arns):
             problems.append(f"aws:SourceArn {arns or 'missing'}")
         if problems:
             report(f"{subject} trust {_label(i, statement)} lets {CLEAN_ROOMS_SERVICE} assume the role with "
                    f"{' and '.join(problems)}, so any Clean Rooms customer could make the service act with it "
                    "(confused deputy). Add Condition {StringEquals: {aws:SourceAccount: [<member accounts>]}, "
-                   "ArnEquals: {aws:SourceArn: [arn:aws:cleanrooms:<region>:<account>:membership/<id>]}} "
-                   "(ArnLike ...:membership/* where the membership is created after the role).")
+                   "ForAnyValue:ArnEquals: {aws:SourceArn: [arn:aws:cleanrooms:<region>:<account>:membership/<id>]}} "
+                   "(ArnLike ...:membership/* where the membership is created after the role), or "
+                   "StringLike {sts:ExternalId: arn:aws:*:<region>:*:dbuser:*/<query runner membership id>*}.")
 
 
 cleanrooms_trust_confused_deputy = ResourceValidationPolicy(
