@@ -22,6 +22,40 @@ from model.datasets import Dataset
 from components.secure_bucket import SecureBucket, SecureBucketArgs
 
 
+@dataclass(frozen=True)
+class GlueStorage:
+    content_type: str
+    table_parameters: dict[str, str]
+    input_format: str
+    output_format: str
+    serde: str
+    serde_parameters: dict[str, str]
+
+
+# The formats the Clean Rooms User Guide lists for the Spark engine ("Data formats
+# for AWS Clean Rooms": "Apache Iceberg tables, Parquet, OpenCSV, JSON"): CSV goes
+# through the OpenCSV SerDe (not LazySimpleSerDe, which the Spark list does not
+# name). The page says nothing about headers; skip.header.line.count is how the
+# OpenCSV SerDe skips one (Athena's OpenCSVSerDe page, which documents the same
+# SerDe). Parquet carries its own types; it is what large tables should use.
+STORAGE = {
+    "csv": GlueStorage(
+        content_type="text/csv",
+        table_parameters={"classification": "csv", "skip.header.line.count": "1"},
+        input_format="org.apache.hadoop.mapred.TextInputFormat",
+        output_format="org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+        serde="org.apache.hadoop.hive.serde2.OpenCSVSerde",
+        serde_parameters={"separatorChar": ",", "quoteChar": "\"", "escapeChar": "\\"}),
+    "parquet": GlueStorage(
+        content_type="application/vnd.apache.parquet",
+        table_parameters={"classification": "parquet"},
+        input_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+        output_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+        serde="org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+        serde_parameters={"serialization.format": "1"}),
+}
+
+
 @dataclass
 class DataProducerArgs:
     organization: str
@@ -125,14 +159,15 @@ class DataProducer(pulumi.ComponentResource):
             protect=args.protect), opts=child)
         bucket, key = self.storage.bucket, self.storage.key
 
-        # FileAsset streams the file; its hash is the diff, so a changed CSV
-        # shows as an update in the preview.
+        # FileAsset streams the file; its hash is the diff, so a changed data
+        # file shows as an update in the preview.
+        storage = STORAGE[dataset.format]
         self.data_object = aws.s3.BucketObjectv2(
-            f"{name}-csv",
+            f"{name}-data-file",
             bucket=bucket.id,
             key=f"{prefix}/{dataset.file}",
             source=pulumi.FileAsset(str(dataset.data_path)),
-            content_type="text/csv",
+            content_type=storage.content_type,
             server_side_encryption="aws:kms",
             kms_key_id=key.arn,
             bucket_key_enabled=True,
@@ -149,17 +184,15 @@ class DataProducer(pulumi.ComponentResource):
             database_name=self.database.name,
             description=dataset.description,
             table_type="EXTERNAL_TABLE",
-            parameters={"classification": "csv", "skip.header.line.count": "1"},
+            parameters=storage.table_parameters,
             storage_descriptor=aws.glue.CatalogTableStorageDescriptorArgs(
                 location=pulumi.Output.concat("s3://", bucket.bucket, f"/{prefix}/"),
-                input_format="org.apache.hadoop.mapred.TextInputFormat",
-                output_format="org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+                input_format=storage.input_format,
+                output_format=storage.output_format,
                 ser_de_info=aws.glue.CatalogTableStorageDescriptorSerDeInfoArgs(
-                    serialization_library="org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe",
-                    parameters={"field.delim": ",", "serialization.format": ","},
-                ),
-                columns=[aws.glue.CatalogTableStorageDescriptorColumnArgs(name=c.name, type=c.type, comment=c.role)
-                         for c in dataset.columns],
+                    serialization_library=storage.serde, parameters=storage.serde_parameters),
+                columns=[aws.glue.CatalogTableStorageDescriptorColumnArgs(
+                    name=c.name, type=c.glue_type, comment=c.role) for c in dataset.columns],
             ),
             opts=child,
         )

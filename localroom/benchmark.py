@@ -49,15 +49,17 @@ def baseline(data_dir: Path) -> None:
     import sqlglot
 
     from model.collaboration import from_stack_files
-    from model.datasets import DUCKDB_TYPES
+    from model.datasets import CSV_TIMESTAMP_FORMAT
     from model.parameters import to_python
 
     settings, collab = from_stack_files(_analyst_stack(), data_dir=data_dir)
     con = duckdb.connect()
     for alias, table in collab.tables.items():
-        columns = ", ".join(f"'{c.name}': '{DUCKDB_TYPES[c.type]}'" for c in table.dataset.columns)
-        con.execute(f"CREATE TABLE {alias} AS SELECT * FROM read_csv(?, header = true, auto_detect = false, "
-                    f"columns = {{{columns}}})", [str(table.dataset.data_path)]).fetchall()
+        columns = ", ".join(f"'{c.name}': '{c.duckdb_type}'" for c in table.dataset.columns)
+        reader = (f"read_csv(?, header = true, auto_detect = false, columns = {{{columns}}}, "
+                  f"timestampformat = '{CSV_TIMESTAMP_FORMAT}')" if table.dataset.format == "csv"
+                  else "read_parquet(?)")
+        con.execute(f"CREATE TABLE {alias} AS SELECT * FROM {reader}", [str(table.dataset.data_path)]).fetchall()
     for template in settings.analyst.queries:
         sql = sqlglot.transpile(template.sql, read="spark", write="duckdb")[0]
         params = {p.name: to_python(p.type, p.default) for p in template.parameters if p.default is not None}

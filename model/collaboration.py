@@ -74,7 +74,7 @@ class Collaboration:
 
     def schema(self) -> dict[str, dict[str, str]]:
         """Table alias -> column -> type, for SQL analysis."""
-        return {alias: {c.name: c.type for c in t.dataset.columns} for alias, t in self.tables.items()}
+        return {alias: {c.name: c.glue_type for c in t.dataset.columns} for alias, t in self.tables.items()}
 
 
 def _table(member: Member, dataset: Dataset, rule: AnalysisRuleSpec | None, associated: bool) -> Table:

@@ -31,19 +31,52 @@ METRIC = "metric"  # may only be aggregated
 ROLES = (JOIN_KEY, USER_IDENTIFIER, DIMENSION, METRIC)
 IDENTIFIER_ROLES = (JOIN_KEY, USER_IDENTIFIER)
 
-# Glue/Hive column types we accept, and the DuckDB type each is read as (the
-# local clean room's engine, and the reader that checks the data before deploy).
-DUCKDB_TYPES = {
-    "string": "VARCHAR",
-    "int": "INTEGER",
-    "bigint": "BIGINT",
-    "double": "DOUBLE",
-    "float": "FLOAT",
-    "decimal": "DECIMAL(38, 10)",
-    "boolean": "BOOLEAN",
-    "date": "DATE",
-    "timestamp": "TIMESTAMP",
+# Column types: the Spark SQL types the Clean Rooms User Guide lists for the
+# Spark engine ("Data formats for AWS Clean Rooms": ARRAY, BIGINT, BOOLEAN, BYTE,
+# CHAR, DATE, DECIMAL, FLOAT, INTEGER, INTERVAL, LONG, MAP, REAL, SHORT, SMALLINT,
+# STRUCT, TIME, TIMESTAMP_LTZ, TIMESTAMP_NTZ, TINYINT, VARCHAR), less the nested
+# and interval types a CSV column cannot hold. Each maps to the Hive type name
+# the Glue table declares (which Spark reads) and the type DuckDB reads it as.
+# STRING and DOUBLE are not on that list: use varchar(n) and decimal(p,s) or float.
+_SIMPLE_TYPES = {  # schema type -> (Glue/Hive type, DuckDB type)
+    "bigint": ("bigint", "BIGINT"), "long": ("bigint", "BIGINT"),
+    "integer": ("int", "INTEGER"),
+    "smallint": ("smallint", "SMALLINT"), "short": ("smallint", "SMALLINT"),
+    "tinyint": ("tinyint", "TINYINT"), "byte": ("tinyint", "TINYINT"),
+    "boolean": ("boolean", "BOOLEAN"),
+    "float": ("float", "FLOAT"), "real": ("float", "FLOAT"),
+    "date": ("date", "DATE"),
+    "timestamp_ntz": ("timestamp", "TIMESTAMP"), "timestamp_ltz": ("timestamp", "TIMESTAMP"),
 }
+_SIZED = re.compile(r"^(varchar|char)\((\d+)\)$|^decimal\((\d+),\s*(\d+)\)$")
+TYPE_NAMES = [*_SIMPLE_TYPES, "decimal(p,s)", "varchar(n)", "char(n)"]
+# A timestamp in a text file must look like this (User Guide, data formats:
+# "yyyy-MM-dd HH:mm:ss.SSSSSS"); the data check reads CSV timestamps with it.
+CSV_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def column_type(text: str) -> tuple[str, str, int | None]:
+    """(Glue type, DuckDB type, max length for varchar/char) of a schema type; ValueError with the list."""
+    name = str(text).strip().lower()
+    if name in _SIMPLE_TYPES:
+        return (*_SIMPLE_TYPES[name], None)
+    sized = _SIZED.match(name)
+    if sized and sized.group(1):
+        length = int(sized.group(2))
+        if not 1 <= length <= (65535 if sized.group(1) == "varchar" else 255):
+            raise ValueError(f"{name!r}: the length must be 1-{65535 if sized.group(1) == 'varchar' else 255}")
+        return name.replace(" ", ""), "VARCHAR", length
+    if sized:
+        precision, scale = int(sized.group(3)), int(sized.group(4))
+        if not (1 <= precision <= 38 and 0 <= scale <= precision):
+            raise ValueError(f"{name!r}: decimal(p,s) needs 1 <= p <= 38 and 0 <= s <= p")
+        return f"decimal({precision},{scale})", f"DECIMAL({precision},{scale})", None
+    hint = {"string": " (text: varchar(n))", "double": " (decimal(p,s) or float)", "int": " (integer)",
+            "timestamp": " (timestamp_ntz)"}.get(name, "")
+    raise ValueError(f"got {name!r}{hint}; Clean Rooms documents these column types for the Spark engine: "
+                     f"{', '.join(TYPE_NAMES)}")
+
+
 FORMATS = {".csv": "csv", ".parquet": "parquet"}
 
 # Clean Rooms column names: lowercase, digits, underscore (the AllowedColumns
@@ -56,6 +89,18 @@ class Column:
     name: str
     type: str
     role: str
+
+    @property
+    def glue_type(self) -> str:
+        return column_type(self.type)[0]
+
+    @property
+    def duckdb_type(self) -> str:
+        return column_type(self.type)[1]
+
+    @property
+    def max_length(self) -> int | None:
+        return column_type(self.type)[2]
 
 
 @dataclass(frozen=True)
@@ -130,13 +175,17 @@ def _column_name(value):
     return value
 
 
-def _lower(value):
-    return value.lower() if isinstance(value, str) else value
+def _type(value):
+    try:
+        column_type(str(value))
+    except ValueError as exc:
+        raise PydanticCustomError("config", str(exc)) from None
+    return str(value).strip().lower().replace(" ", "")
 
 
 class SchemaColumn(Block):
     name: Annotated[str, BeforeValidator(_column_name)]
-    type: Annotated[Literal[tuple(DUCKDB_TYPES)], BeforeValidator(_lower)]
+    type: Annotated[str, BeforeValidator(_type)]
     role: Literal[ROLES]
 
 
@@ -171,7 +220,7 @@ def load_into(con, dataset: Dataset, table: str, max_errors: int = 5) -> int:
     if not path.is_file():
         raise ConfigError("dataset", f"{path}: data file named by {dataset.directory / 'schema.yaml'} does not exist")
     names = dataset.column_names
-    columns = ", ".join(f"{_quote(c.name)}: '{DUCKDB_TYPES[c.type]}'" for c in dataset.columns)
+    columns = ", ".join(f"{_quote(c.name)}: '{c.duckdb_type}'" for c in dataset.columns)
     if dataset.format == "csv":
         header = _csv_header(path)
         if header != names:
@@ -179,6 +228,7 @@ def load_into(con, dataset: Dataset, table: str, max_errors: int = 5) -> int:
                               f"columns {names} in schema.yaml")
         _run(con, f"CREATE OR REPLACE TABLE {_quote(table)} AS SELECT * FROM read_csv(?, header = true, "
                     f"auto_detect = false, delim = ',', quote = '\"', escape = '\"', columns = {{{columns}}}, "
+                    f"timestampformat = '{CSV_TIMESTAMP_FORMAT}', "
                     "store_rejects = true, rejects_table = '__rejects', rejects_scan = '__reject_scans')",
              [str(path)])
         errors = [_reject_message(row, dataset) for row in _run(
@@ -191,7 +241,7 @@ def load_into(con, dataset: Dataset, table: str, max_errors: int = 5) -> int:
         if found != names:
             raise ConfigError("dataset", f"{path}: Parquet columns {found} do not match the declared "
                               f"columns {names} in schema.yaml")
-        casts = ", ".join(f"CAST({_quote(c.name)} AS {DUCKDB_TYPES[c.type]}) AS {_quote(c.name)}"
+        casts = ", ".join(f"CAST({_quote(c.name)} AS {c.duckdb_type}) AS {_quote(c.name)}"
                           for c in dataset.columns)
         try:
             _run(con, f"CREATE OR REPLACE TABLE {_quote(table)} AS SELECT {casts} FROM read_parquet(?)", [str(path)])
@@ -199,11 +249,19 @@ def load_into(con, dataset: Dataset, table: str, max_errors: int = 5) -> int:
             raise ConfigError("dataset", f"{path}: a Parquet column does not convert to its declared type: "
                               f"{str(exc).splitlines()[0]}") from None
         errors = []
+    for column in dataset.columns:  # varchar(n)/char(n): Spark would cut a longer value short
+        if column.max_length is None or len(errors) >= max_errors:
+            continue
+        first = _run(con, f"SELECT min(rowid) FROM {_quote(table)} WHERE length({_quote(column.name)}) > ?",
+                     [column.max_length])[0][0]
+        if first is not None:
+            row = f"line {first + 2}" if dataset.format == "csv" else f"row {first + 1}"
+            errors.append(f"{row}: column '{column.name}' is longer than its type {column.type}")
     identifiers = [c.name for c in dataset.columns if c.role in IDENTIFIER_ROLES]
     for name in identifiers:
         if len(errors) >= max_errors:
             break
-        blank = f" OR {_quote(name)} = ''" if DUCKDB_TYPES[dataset.column(name).type] == "VARCHAR" else ""
+        blank = f" OR {_quote(name)} = ''" if dataset.column(name).duckdb_type == "VARCHAR" else ""
         empty = _run(con, f"SELECT count(*) FROM {_quote(table)} WHERE {_quote(name)} IS NULL{blank}")[0][0]
         if empty:
             role = dataset.column(name).role

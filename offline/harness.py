@@ -199,7 +199,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, pulumi.FileAsset):
-        return {"fileAsset": Path(value.path).resolve().relative_to(ROOT).as_posix()}
+        path = Path(value.path).resolve()
+        return {"fileAsset": path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)}
     return value
 
 

@@ -40,6 +40,7 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
+from decimal import Decimal
 from itertools import islice
 from pathlib import Path
 
@@ -69,7 +70,7 @@ ROW_GROUP_ROWS = 256 * 1024
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: str  # Glue/Hive type: string, int, double
+    type: str  # a Spark SQL type Clean Rooms documents: varchar(n), integer, decimal(p,s) (model/datasets.py)
     role: str  # join_key, user_identifier, dimension, metric (model/datasets.py)
 
 
@@ -95,8 +96,13 @@ class Schema:
                  f"description: {self.description}",
                  f"file: {self.file(data_format)}",
                  "columns:"]
-        lines += [f"  - {{name: {c.name}, type: {c.type}, role: {c.role}}}" for c in self.columns]
+        # decimal(p,s) is quoted: a bare comma would end the YAML flow mapping's value.
+        lines += [f"  - {{name: {c.name}, type: {_yaml_type(c.type)}, role: {c.role}}}" for c in self.columns]
         return "\n".join(lines) + "\n"
+
+
+def _yaml_type(name: str) -> str:
+    return f'"{name}"' if "," in name else name
 
 
 RETAIL = Schema(
@@ -107,16 +113,17 @@ RETAIL = Schema(
 #       user_identifier identifies a person (differential privacy protects it); never output
 #       dimension       may be grouped by and shown
 #       metric          may only be aggregated
-# type: Glue/Hive column type; {data} is checked against it before anything deploys.
+# type: a Spark SQL type the Clean Rooms data-format page lists (varchar(n), integer,
+#       decimal(p,s), ...); {data} is checked against it before anything deploys.
 """,
     description="Retail customers with their total purchases (salted SHA-256 e-mail key).",
     columns=(
-        Column("customer_key", "string", "join_key"),
-        Column("age_group", "string", "dimension"),
-        Column("region", "string", "dimension"),
-        Column("product_category", "string", "dimension"),
-        Column("order_count", "int", "metric"),
-        Column("purchase_amount", "double", "metric"),
+        Column("customer_key", "varchar(64)", "join_key"),
+        Column("age_group", "varchar(8)", "dimension"),
+        Column("region", "varchar(16)", "dimension"),
+        Column("product_category", "varchar(16)", "dimension"),
+        Column("order_count", "integer", "metric"),
+        Column("purchase_amount", "decimal(10,2)", "metric"),
     ),
 )
 
@@ -128,12 +135,12 @@ MEDIA = Schema(
 """,
     description="Media customers with their engagement (salted SHA-256 e-mail key).",
     columns=(
-        Column("customer_key", "string", "join_key"),
-        Column("age_group", "string", "dimension"),
-        Column("region", "string", "dimension"),
-        Column("channel", "string", "dimension"),
-        Column("sessions", "int", "metric"),
-        Column("engagement_score", "double", "metric"),
+        Column("customer_key", "varchar(64)", "join_key"),
+        Column("age_group", "varchar(8)", "dimension"),
+        Column("region", "varchar(16)", "dimension"),
+        Column("channel", "varchar(16)", "dimension"),
+        Column("sessions", "integer", "metric"),
+        Column("engagement_score", "decimal(5,2)", "metric"),
     ),
 )
 
@@ -248,13 +255,14 @@ def _chunk(lo: int, hi: int, a_rows: int, first: int, seed: int, data_format: st
 def _encode(rows: list[tuple], schema: Schema, data_format: str):
     """CSV text, or an Arrow record batch with the schema's types."""
     if data_format == "csv":
-        line = ",".join("%d" if c.type == "int" else "%s" for c in schema.columns) + "\n"
+        line = ",".join("%d" if c.type == "integer" else "%s" for c in schema.columns) + "\n"
         return "".join([line % row for row in rows])
     import pyarrow as pa
 
     columns = list(zip(*rows)) if rows else [()] * len(schema.columns)
     arrow = _arrow_schema(schema)
-    arrays = [pa.array([float(v) for v in values] if c.type == "double" else values, arrow.field(c.name).type)
+    arrays = [pa.array([Decimal(v) for v in values] if c.type.startswith("decimal") else values,
+                       arrow.field(c.name).type)
               for c, values in zip(schema.columns, columns)]
     return pa.RecordBatch.from_arrays(arrays, schema=arrow)
 
@@ -262,8 +270,15 @@ def _encode(rows: list[tuple], schema: Schema, data_format: str):
 def _arrow_schema(schema: Schema):
     import pyarrow as pa
 
-    types = {"string": pa.string(), "int": pa.int32(), "double": pa.float64()}
-    return pa.schema([pa.field(c.name, types[c.type]) for c in schema.columns])
+    def arrow_type(name: str):
+        if name == "integer":
+            return pa.int32()
+        if name.startswith("decimal("):
+            precision, scale = (int(n) for n in name[len("decimal("):-1].split(","))
+            return pa.decimal128(precision, scale)
+        return pa.string()  # varchar(n)
+
+    return pa.schema([pa.field(c.name, arrow_type(c.type)) for c in schema.columns])
 
 
 def _ignore_sigint() -> None:  # workers: the parent handles Ctrl-C and stops them

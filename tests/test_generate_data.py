@@ -135,7 +135,8 @@ def test_parquet_has_typed_columns_and_the_loader_accepts_it(tmp_path):
     summary = generate_data.generate(500, 400, 123, 7, tmp_path, "parquet")
     assert summary == {"seed": 7, "retail_purchases_rows": 500, "media_engagement_rows": 400,
                        "overlapping_customers": 123}
-    types = {"string": pa.string(), "int": pa.int32(), "double": pa.float64()}
+    types = {"varchar(64)": pa.string(), "varchar(8)": pa.string(), "varchar(16)": pa.string(),
+             "integer": pa.int32(), "decimal(10,2)": pa.decimal128(10, 2), "decimal(5,2)": pa.decimal128(5, 2)}
     for name, rows in (("retail_purchases", 500), ("media_engagement", 400)):
         dataset = load_dataset(name, tmp_path)
         assert dataset.file == f"{name}.parquet" and dataset.format == "parquet"

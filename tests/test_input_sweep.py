@@ -28,14 +28,19 @@ from tests.test_validator import LEAKY
 # (dataset, text edit of its schema.yaml as (old, new), what the error must say)
 BAD_SCHEMA = [
     ("retail_purchases", ("columns:", "colums:"), "did you mean 'columns'"),
-    ("retail_purchases", ("type: int,", "type: integer,"), "columns[4].type: got 'integer'"),
+    ("retail_purchases", ("type: integer,", "type: int,"), "columns[4].type: got 'int' (integer)"),
+    ("retail_purchases", ("type: varchar(64)", "type: string"), "got 'string' (text: varchar(n))"),
+    ("retail_purchases", ('type: "decimal(10,2)"', "type: double"), "got 'double' (decimal(p,s) or float)"),
+    ("retail_purchases", ('type: "decimal(10,2)"', 'type: "decimal(40,2)"'), "1 <= p <= 38"),
+    ("retail_purchases", ("type: varchar(64)", "type: varchar(0)"), "the length must be 1-65535"),
+    ("retail_purchases", ("type: varchar(64)", "type: array<string>"), "Clean Rooms documents these column types"),
     ("retail_purchases", ("role: metric}", "rol: metric}"), "did you mean 'role'"),
     ("retail_purchases", ("role: dimension}", "role: label}"), "columns[1].role: got 'label'"),
     ("retail_purchases", ("name: retail_purchases\n", "name: retail\n"), "must be the folder's name"),
     ("retail_purchases", ("{name: region", "{name: Region"), "'Region' must be lowercase"),
     ("retail_purchases", ("file: retail_purchases.csv", "file: ../x.csv"), "must be a file name beside"),
     ("retail_purchases", ("file: retail_purchases.csv", "file: retail_purchases.json"), "'.parquet'"),
-    ("retail_purchases", ("{name: region, type: string", "{name: age_group, type: string"), "duplicate columns"),
+    ("retail_purchases", ("{name: region, type: varchar", "{name: age_group, type: varchar"), "duplicate columns"),
     ("media_engagement", ("description:", "descripton:"), "did you mean 'description'"),
     ("media_engagement", ("columns:\n", "columns: []\nunused:\n"), "unknown key 'unused'"),
     ("media_engagement", ("- {name: sessions", "- {nme: sessions"), "did you mean 'name'"),
@@ -51,6 +56,9 @@ BAD_DATA = [
     ("retail_purchases", 9, ",35-44,west,home,3,1.0", "column 'customer_key' (join_key) is empty"),
     ("media_engagement", 5, "k5,18-24,south,web,3,high", "column 'engagement_score' value 'high'"),
     ("media_engagement", 5, "k5,18-24,south,web,99999999999,1.0", "column 'sessions' value '99999999999'"),
+    ("media_engagement", 5, "k5,18-24,south,web,3,123456.5", "column 'engagement_score' value '123456.5'"),
+    ("media_engagement", 5, "k5,18-24,south,a_very_long_channel_name,3,1.0",
+     "column 'channel' is longer than its type varchar(16)"),
 ]
 
 # (file name, content, what the error must say): templates that cannot even be read

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -188,13 +189,36 @@ def test_data_and_schema_reach_s3_and_glue(bootstrap):
     assert obj.inputs["serverSideEncryption"] == "aws:kms"
     table = run.one("aws:glue/catalogTable:CatalogTable")
     columns = table.input("storageDescriptor.columns")
+    # schema.yaml's Spark types, as the Hive names Glue declares.
     assert [(c["name"], c["type"]) for c in columns] == [
-        ("customer_key", "string"), ("age_group", "string"), ("region", "string"),
-        ("product_category", "string"), ("order_count", "int"), ("purchase_amount", "double")]
+        ("customer_key", "varchar(64)"), ("age_group", "varchar(8)"), ("region", "varchar(16)"),
+        ("product_category", "varchar(16)"), ("order_count", "int"), ("purchase_amount", "decimal(10,2)")]
     assert table.input("storageDescriptor.location") == \
         f"s3://org-a-cleanrooms-retail-purchases-{A}/datasets/retail_purchases/"
-    assert table.inputs["parameters"]["skip.header.line.count"] == "1"
+    # The CSV SerDe the Spark engine's format list names (OpenCSV), skipping the header.
+    assert table.input("storageDescriptor.serDeInfo.serializationLibrary") == "org.apache.hadoop.hive.serde2.OpenCSVSerde"
+    assert table.inputs["parameters"] == {"classification": "csv", "skip.header.line.count": "1"}
     assert run.of_type("aws:glue/crawler:Crawler") == []
+
+
+def test_a_parquet_producer_gets_a_parquet_glue_table(bootstrap, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(harness.ROOT / "scripts"))
+    import generate_data
+
+    generate_data.generate(300, 250, 100, 3, tmp_path, "parquet")
+    shutil.copytree(harness.ROOT / "data" / "queries", tmp_path / "queries")
+    run = run_stack("org-b", overrides={"dataDir": str(tmp_path)},
+                    peer_outputs={stack_ref("org-a"): bootstrap.a3.outputs})
+    obj = run.one("aws:s3/bucketObjectv2:BucketObjectv2")
+    assert obj.inputs["key"] == "datasets/media_engagement/media_engagement.parquet"
+    table = run.one("aws:glue/catalogTable:CatalogTable")
+    assert table.inputs["parameters"] == {"classification": "parquet"}
+    assert table.input("storageDescriptor.serDeInfo.serializationLibrary") == \
+        "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    assert table.input("storageDescriptor.inputFormat") == \
+        "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 
 
 # --------------------------------------------------------------------------
