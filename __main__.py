@@ -13,6 +13,7 @@ from components.dashboard import Dashboard, DashboardArgs
 from components.data_producer import DataProducer, DataProducerArgs
 from components.membership import Member, MemberArgs
 from components.peers import read_peers
+from components.privacy_budget import PrivacyBudget, PrivacyBudgetArgs
 from components.providers import make_providers
 from components.results_store import ResultsStore, ResultsStoreArgs
 from components.stack_config import project_values, refusals_as_run_errors
@@ -26,7 +27,7 @@ with refusals_as_run_errors():
     settings = load_settings(project_values(pulumi.get_project()), pulumi.get_project(), pulumi.get_stack())
     peers = read_peers(settings)
     plan.check_partners(settings, peers)
-    plan.check_budget(settings, peers)
+    plan.check_budget(settings, peers, pulumi.log.warn)
     joined_collaboration_id = None if OWNER in settings.roles else \
         plan.collaboration_id(settings, peers, pulumi.log.info)
     analyses, analysis_providers = plan.allowed_analyses(settings, peers, pulumi.log.info)
@@ -54,7 +55,7 @@ if OWNER in settings.roles:
     owner = CollaborationOwner(f"{org.name}-owner", CollaborationOwnerArgs(
         spec=settings.collaboration, creator=org, invited=settings.partners,
         analytics_engine=settings.analytics_engine, results=results.destination if results else None,
-        budget=settings.budget, payer=settings.payer, query_logging=settings.query_logging,
+        payer=settings.payer, query_logging=settings.query_logging,
         protect=settings.protect), opts=opts())
     membership, collaboration_id = owner.membership, owner.collaboration.collaboration_identifier
 elif joined_collaboration_id is not None:
@@ -78,6 +79,12 @@ if PRODUCER in settings.roles:
         iam_propagation_seconds=settings.iam_propagation_seconds,
         member_account_ids=[m.account_id for m in settings.members],
         result_receivers=plan.result_receivers(settings), protect=settings.protect), opts=opts())
+
+# The collaboration's privacy budget, from the one stack that declares it.
+budget = None
+if settings.budget is not None and membership is not None:
+    budget = PrivacyBudget(f"{org.name}-privacy-budget", PrivacyBudgetArgs(
+        membership_id=membership.membership_identifier, spec=settings.budget), opts=opts())
 
 # Analyst, part 2: the analysis templates, once the tables they read are associated.
 analyst = None
@@ -109,6 +116,8 @@ pulumi.export("analytics_engine", settings.analytics_engine)
 pulumi.export("collaboration_id", collaboration_id)
 pulumi.export("membership_id", membership.membership_identifier if membership else None)
 pulumi.export("membership_arn", membership.arn if membership else None)
+pulumi.export("privacy_budget", collaboration.budget_export(settings.budget))
+pulumi.export("privacy_budget_template_id", budget.template.privacy_budget_template_identifier if budget else None)
 pulumi.export("partners_joined", sorted(p.partner.name for p in peers.values() if p.membership_arn))
 if producer:
     pulumi.export("dataset", settings.dataset.name)
@@ -117,9 +126,6 @@ if producer:
     pulumi.export("configured_table_association_name", producer.association.name if producer.association else None)
     pulumi.export("differential_privacy", settings.analysis_rule.differential_privacy)
     pulumi.export("analysis_rule", collaboration.rule_export(settings.analysis_rule))
-if owner:
-    pulumi.export("privacy_budget_template_id",
-                  owner.budget_template.privacy_budget_template_identifier if owner.budget_template else None)
 if results:
     pulumi.export("results_bucket", results.storage.bucket.bucket)
     pulumi.export("results_prefix", settings.analyst.results_prefix)

@@ -1,4 +1,4 @@
-"""CollaborationOwner: the collaboration, the owner's membership, the privacy budget.
+"""CollaborationOwner: the collaboration and the owner's membership.
 
 Members and their abilities are fixed when the collaboration is created
 (CloudFormation createOnlyProperties), so a change to them replaces the
@@ -13,7 +13,7 @@ from typing import Sequence
 import pulumi
 import pulumi_aws_native.cleanrooms as cleanrooms
 
-from model.config import C3rSpec, CollaborationSpec, Member, PrivacyBudgetSpec
+from model.config import C3rSpec, CollaborationSpec, Member
 from components.membership import ResultDestination, new_membership
 
 
@@ -27,8 +27,6 @@ class CollaborationOwnerArgs:
     analytics_engine: str
     results: ResultDestination | None = None
     """The owner's default result configuration, when it is the analyst."""
-    budget: PrivacyBudgetSpec | None = None
-    """Differential privacy budget; created when any table uses differential privacy."""
     payer: str = ""
     """Name of the member that pays for query compute."""
     query_logging: bool = True
@@ -54,7 +52,6 @@ def _c3r(c3r: C3rSpec | None) -> cleanrooms.CollaborationDataEncryptionMetadataA
 class CollaborationOwner(pulumi.ComponentResource):
     collaboration: cleanrooms.Collaboration
     membership: cleanrooms.Membership
-    budget_template: cleanrooms.PrivacyBudgetTemplate | None
 
     def __init__(self, name: str, args: CollaborationOwnerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("cleanrooms:roles:CollaborationOwner", name, None, opts)
@@ -87,22 +84,7 @@ class CollaborationOwner(pulumi.ComponentResource):
             pays_for_queries=args.payer == args.creator.name, query_logging=args.query_logging,
             results=args.results, opts=kept)
 
-        # One privacy budget template per collaboration (CreatePrivacyBudgetTemplate).
-        self.budget_template = None
-        if args.budget is not None:
-            self.budget_template = cleanrooms.PrivacyBudgetTemplate(
-                f"{name}-privacy-budget",
-                membership_identifier=self.membership.membership_identifier,
-                privacy_budget_type=cleanrooms.PrivacyBudgetTemplatePrivacyBudgetType.DIFFERENTIAL_PRIVACY,
-                auto_refresh=cleanrooms.PrivacyBudgetTemplateAutoRefresh(args.budget.auto_refresh),
-                parameters=cleanrooms.ParametersPropertiesArgs(
-                    epsilon=args.budget.epsilon, users_noise_per_query=args.budget.users_noise_per_query),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-
         self.register_outputs({
             "collaboration_id": self.collaboration.collaboration_identifier,
             "membership_id": self.membership.membership_identifier,
-            "privacy_budget_template_id": self.budget_template.privacy_budget_template_identifier
-            if self.budget_template else None,
         })

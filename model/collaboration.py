@@ -111,11 +111,15 @@ def from_stack_files(stack: str, root: Path = ROOT, check_data: bool = False,
         _agree(own, partner, theirs)
         settings[partner.name] = theirs
     owner = next(s for s in settings.values() if s.collaboration is not None)
+    budgets = [s for s in settings.values() if s.budget is not None]
+    if len(budgets) > 1:
+        raise ConfigError("differentialPrivacy", f"stacks {[s.stack for s in budgets]} both set the collaboration's "
+                          "privacy budget; a collaboration has only one (CreatePrivacyBudgetTemplate)")
     tables = {s.dataset.name: _table(s.org, s.dataset, s.analysis_rule, True)
               for s in settings.values() if PRODUCER in s.roles}
     analyst = next(s for s in settings.values() if s.analyst is not None)
     collab = Collaboration(engine=owner.analytics_engine, members=tuple(s.org for s in settings.values()),
-                           tables=tables, budget=owner.budget,
+                           tables=tables, budget=budgets[0].budget if budgets else None,
                            analyst_templates=frozenset(q.name for q in analyst.analyst.queries))
     return own, collab
 
@@ -134,6 +138,14 @@ def _agree(own: Settings, partner: Member, theirs: Settings) -> None:
 
 # --------------------------------------------------------------------------
 # From this stack's config and its partners' outputs (the program at preview)
+
+
+def budget_export(budget: PrivacyBudgetSpec | None) -> dict[str, Any] | None:
+    """The privacy budget this stack sets, as a stack output (partners check there is only one)."""
+    if budget is None:
+        return None
+    return {"epsilon": budget.epsilon, "usersNoisePerQuery": budget.users_noise_per_query,
+            "autoRefresh": budget.auto_refresh}
 
 
 def rule_export(rule: AnalysisRuleSpec | None) -> dict[str, Any] | None:

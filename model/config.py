@@ -206,11 +206,9 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
     if PRODUCER in roles:
         dataset, rule = _producer(config, org, partners, engine, data_dir, check_data)
         settings["dataset"], settings["analysis_rule"] = dataset, rule
-    own_dp = PRODUCER in roles and settings["analysis_rule"].differential_privacy
-    if OWNER in roles and (own_dp or config.differential_privacy is not None):
-        # The owner keeps the collaboration's one privacy budget, for its own
-        # table under differential privacy or a partner's.
-        budget = config.differential_privacy or sm.PrivacyBudgetBlock()
+    if config.differential_privacy is not None:
+        # This stack sets the collaboration's one privacy budget (components/privacy_budget.py).
+        budget = config.differential_privacy
         settings["budget"] = PrivacyBudgetSpec(budget.epsilon, budget.users_noise_per_query, budget.auto_refresh)
     if ANALYST in roles:
         settings["analyst"] = _analyst(config.analyst or sm.AnalystBlock(), data_dir)
@@ -233,7 +231,7 @@ def _partner(block: sm.PartnerBlock) -> Partner:
 
 
 # Keys that only a role uses: set without the role, they would silently do nothing.
-_ROLE_KEYS = {"collaboration": OWNER, "differentialPrivacy": OWNER, "analysisRule": PRODUCER,
+_ROLE_KEYS = {"collaboration": OWNER, "analysisRule": PRODUCER,
               "dataset": PRODUCER, "analyst": ANALYST}
 
 

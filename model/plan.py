@@ -123,13 +123,22 @@ def dp_tables(settings: Settings, peers: dict[str, PeerOutputs]) -> set[str]:
     return tables
 
 
-def check_budget(settings: Settings, peers: dict[str, PeerOutputs]) -> None:
-    """The owner must configure a privacy budget once any table uses differential privacy."""
-    if OWNER not in settings.roles or settings.budget is not None:
-        return
-    protected = sorted(p.partner.name for p in peers.values() if p.get("differential_privacy"))
-    if protected:
-        raise ConfigError("differentialPrivacy", f"partner(s) {protected} protect their table with differential "
-                          "privacy; the collaboration needs a privacy budget: set differentialPrivacy "
-                          "(epsilon 1-20, usersNoisePerQuery 10-100, autoRefresh CALENDAR_MONTH or NONE)")
+def check_budget(settings: Settings, peers: dict[str, PeerOutputs], log: Log = _silent) -> None:
+    """One privacy budget per collaboration, once a table uses differential privacy.
 
+    Two stacks declaring one is an error ("Each collaboration can have only one
+    privacy budget template", CreatePrivacyBudgetTemplate). A protected table
+    without one anywhere is said, not refused: the member meant to set it may
+    not have deployed yet; until then the table cannot be queried.
+    """
+    declared = sorted(p.partner.name for p in peers.values() if p.get("privacy_budget"))
+    if settings.budget is not None and declared:
+        raise ConfigError("differentialPrivacy", f"partner(s) {declared} already set the collaboration's privacy "
+                          "budget, and a collaboration has only one (CreatePrivacyBudgetTemplate); remove it here or "
+                          "there")
+    protected = settings.analysis_rule is not None and settings.analysis_rule.differential_privacy
+    if protected and settings.budget is None and not declared:
+        log(f"'{settings.org.name}' protects its table with differential privacy, but no member has set the "
+            "collaboration's privacy budget yet; until one does, the table cannot be queried. The User Guide has "
+            "the member whose table is protected set it: add differentialPrivacy (epsilon, usersNoisePerQuery, "
+            "autoRefresh) to this stack")

@@ -28,7 +28,7 @@ def test_every_aws_native_input_matches_its_cloudformation_schema(bootstrap):
 
 def test_schema_check_can_fail(bootstrap):
     """The check above is not vacuous: a real input with one bad value is caught."""
-    budget = bootstrap.a3.one("aws-native:cleanrooms:PrivacyBudgetTemplate")
+    budget = bootstrap.b2.one("aws-native:cleanrooms:PrivacyBudgetTemplate")
     bad = dict(budget.inputs, parameters={"epsilon": 25, "usersNoisePerQuery": 20})
     assert any("epsilon" in e for e in validate_native(budget.typ, bad))
     table = bootstrap.b2.one("aws-native:cleanrooms:ConfiguredTable")

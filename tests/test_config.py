@@ -37,14 +37,14 @@ def test_shipped_configs_are_valid():
     a, b = settings_for("org-a"), settings_for("org-b")
     assert a.roles == {"collaboration_owner", "data_producer", "analyst"}
     assert b.roles == {"data_producer"}
-    assert a.budget.epsilon == 10 and a.budget.users_noise_per_query == 20
+    assert a.budget is None and b.budget.epsilon == 10 and b.budget.users_noise_per_query == 20
     assert b.analysis_rule.differential_privacy_column == "customer_key"
     assert a.payer == "org-a"  # the analyst pays unless configured
 
 
 def test_bad_config_is_refused_before_any_resource_is_declared():
     with pytest.raises(ConfigError, match="differentialPrivacy.epsilon"):
-        run_stack("org-a", overrides={"differentialPrivacy": {"epsilon": 25}})
+        run_stack("org-b", overrides={"differentialPrivacy": {"epsilon": 25}})
     declared = [r for r in harness.LAST_MONITOR.registered]
     assert declared == [], [r.name for r in declared]
 
@@ -102,7 +102,7 @@ def test_join_key_must_be_in_both_schemas(data_copy: Path):
     ({"autoRefresh": "WEEKLY"}, "differentialPrivacy.autoRefresh"),
 ])
 def test_privacy_budget_out_of_range(budget, key):
-    message = rejected("org-a", {"differentialPrivacy": budget})
+    message = rejected("org-b", {"differentialPrivacy": budget})
     assert key in message
     assert ("1 to 20" in message) or ("10 to 100" in message) or ("CALENDAR_MONTH" in message)
 

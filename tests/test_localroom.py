@@ -238,3 +238,22 @@ def test_noise_grows_with_the_user_contribution_limit(duplicated, tmp_path):
     out = run(room_, tmp_path, "SELECT m.region, COUNT(*) AS n FROM media_engagement m GROUP BY m.region")
     assert out.enforcement.user_contribution_limit == 2
     assert out.enforcement.noise[0].sigma == pytest.approx(2 * calibrate(10, 20).int_scale)
+
+
+def test_the_local_room_finds_the_budget_in_whichever_stack_sets_it(monkeypatch):
+    from model import collaboration
+
+    real = collaboration.load_stack
+
+    def both_set(stack, *args, **kwargs):
+        settings = real(stack, *args, **kwargs)
+        if stack == "org-a":  # org A also sets one
+            from dataclasses import replace
+            settings = replace(settings, budget=real("org-b", *args, **kwargs).budget)
+        return settings
+
+    assert from_stack_files("org-a")[1].budget.epsilon == 10  # org B's
+    monkeypatch.setattr(collaboration, "load_stack", both_set)
+    from model.errors import ConfigError
+    with pytest.raises(ConfigError, match="both set the collaboration's privacy budget"):
+        collaboration.from_stack_files("org-a")

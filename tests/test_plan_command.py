@@ -14,8 +14,8 @@ from tests import harness
 from tests.harness import ROOT
 
 CR = "aws-native:cleanrooms"
-# Org A's privacy budget with a different epsilon: one input of one resource changes.
-EPSILON_5 = {"org-a": {"differentialPrivacy": {"epsilon": 5, "usersNoisePerQuery": 20,
+# Org B's privacy budget with a different epsilon: one input of one resource changes.
+EPSILON_5 = {"org-b": {"differentialPrivacy": {"epsilon": 5, "usersNoisePerQuery": 20,
                                                "autoRefresh": "CALENDAR_MONTH"}}}
 
 
@@ -70,8 +70,8 @@ def test_json_is_deterministic(rounds, capsys):
     parsed = json.loads(printed)
     resources = parsed["stacks"]["org-a"]["resources"]
     assert [r["urn"] for r in resources] == sorted(r["urn"] for r in resources)
-    budget = next(r for r in resources if r["type"] == f"{CR}:PrivacyBudgetTemplate")
-    assert budget["summary"]["epsilon"] == 10 and budget["parent"].endswith("::org-a-owner")
+    budget = next(r for r in parsed["stacks"]["org-b"]["resources"] if r["type"] == f"{CR}:PrivacyBudgetTemplate")
+    assert budget["summary"]["epsilon"] == 10 and budget["parent"].endswith("::org-b-privacy-budget")
 
 
 def test_diff_against_the_saved_plan_reports_no_change(saved, capsys):
@@ -82,11 +82,11 @@ def test_diff_against_the_saved_plan_reports_no_change(saved, capsys):
 
 
 def test_diff_reports_a_changed_input(saved, capsys):
-    assert plan.main(["--stack", "org-a", "--diff", str(saved)], overrides=EPSILON_5) == 0
+    assert plan.main(["--stack", "org-b", "--diff", str(saved)], overrides=EPSILON_5) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
-        "org-a: 0 added, 0 removed, 1 changed",
-        f"  ~ {CR}:PrivacyBudgetTemplate  org-a-owner-privacy-budget",
+        "org-b: 0 added, 0 removed, 1 changed",
+        f"  ~ {CR}:PrivacyBudgetTemplate  org-b-privacy-budget-template",
         "      parameters.epsilon: 10 -> 5",
         f"0 added, 0 removed, 1 changed resource(s) against {saved}",
     ]

@@ -174,7 +174,7 @@ def test_aggregation_dimension_and_list_column_identifiers():
 
 
 def test_privacy_budget_band(runs):
-    run = runs["org-a"]
+    run = runs["org-b"]  # the member whose table is protected sets the budget
     budget = find(run, BUDGET)
     assert budget.inputs["parameters"] == {"epsilon": 10.0, "usersNoisePerQuery": 20.0}
     assert evaluate(run, policies=["cleanrooms-privacy-budget-bounds"]).violations == []

@@ -16,7 +16,7 @@ from tests.harness import stack_config
 from tests.policy_support import bootstrap, edited, evaluate, find, run_with, set_document
 
 A_RULE = stack_config("org-a")["cleanrooms-collab:analysisRule"]
-A_DP = stack_config("org-a")["cleanrooms-collab:differentialPrivacy"]
+B_DP = stack_config("org-b")["cleanrooms-collab:differentialPrivacy"]
 
 
 def with_threshold(minimum):
@@ -47,16 +47,16 @@ def test_query_logging_off_is_caught_by_the_policy_only(stack, expected):
 
 def test_epsilon_25_is_refused_by_the_program():
     with pytest.raises(ConfigError, match="differentialPrivacy.epsilon': got 25; allowed range is 1 to 20"):
-        run_with("org-a", {"differentialPrivacy": {**A_DP, "epsilon": 25}})
+        run_with("org-b", {"differentialPrivacy": {**B_DP, "epsilon": 25}})
 
 
 def test_epsilon_15_is_declared_by_the_program_and_caught_by_the_policy():
-    run = run_with("org-a", {"differentialPrivacy": {**A_DP, "epsilon": 15}})
+    run = run_with("org-b", {"differentialPrivacy": {**B_DP, "epsilon": 15}})
     report = evaluate(run)
     assert [v.policy for v in report.mandatory] == ["cleanrooms-privacy-budget-bounds"]
     assert "epsilon is 15; it must be from 1 to 10" in report.mandatory[0].message
     # The shipped epsilon 10 passes the default band but not a tightened one.
-    tightened = evaluate(bootstrap()["org-a"], config={"cleanrooms-privacy-budget-bounds": {"maxEpsilon": 8}})
+    tightened = evaluate(bootstrap()["org-b"], config={"cleanrooms-privacy-budget-bounds": {"maxEpsilon": 8}})
     assert [v.policy for v in tightened.mandatory] == ["cleanrooms-privacy-budget-bounds"]
 
 

@@ -57,10 +57,8 @@ def test_round1_org_a_creates_the_collaboration(bootstrap):
     assert membership.input("paymentConfiguration.queryCompute.isResponsible") is True
     assert membership.protect and membership.inputs["queryLogStatus"] == "ENABLED"
 
-    budget = run.one(f"{CR}:PrivacyBudgetTemplate")
-    assert budget.inputs["parameters"] == {"epsilon": 10, "usersNoisePerQuery": 20}
-    assert budget.inputs["autoRefresh"] == "CALENDAR_MONTH"
-    assert budget.inputs["membershipIdentifier"] == membership.state["membershipIdentifier"]
+    # Org B sets the privacy budget (its table is the protected one), once it has joined.
+    assert run.of_type(f"{CR}:PrivacyBudgetTemplate") == [] and run.outputs["privacy_budget"] is None
 
     # Org B has not deployed: its table is unknown, so no template can be created yet.
     assert run.of_type(f"{CR}:AnalysisTemplate") == []
@@ -105,6 +103,12 @@ def test_round2_org_b_joins_with_org_a_ids(bootstrap):
     assert trust_external_id(run, "org-b-producer-cleanrooms-read") == \
         f"arn:aws:*:us-east-1:*:dbuser:*/{a1.outputs['membership_id']}*"
     assert run.outputs["differential_privacy"] is True
+
+    budget = run.one(f"{CR}:PrivacyBudgetTemplate")
+    assert budget.inputs["parameters"] == {"epsilon": 10, "usersNoisePerQuery": 20}
+    assert budget.inputs["autoRefresh"] == "CALENDAR_MONTH"
+    assert budget.inputs["membershipIdentifier"] == membership.state["membershipIdentifier"]
+    assert run.outputs["privacy_budget"] == {"epsilon": 10, "usersNoisePerQuery": 20, "autoRefresh": "CALENDAR_MONTH"}
 
 
 def test_round3_org_a_completes_the_collaboration(bootstrap):
@@ -286,3 +290,35 @@ def test_engine_mismatch_with_the_owner_is_refused(bootstrap):
     with pytest.raises(ConfigError, match="analyticsEngine: CLEAN_ROOMS_SQL"):
         run_stack("org-b", peer_outputs={stack_ref("org-a"): outputs})
     assert [r.typ for r in harness.LAST_MONITOR.registered] == ["pulumi:pulumi:StackReference"]
+
+
+# --------------------------------------------------------------------------
+# Who sets the privacy budget: org B by default, any one member by config.
+
+B_BUDGET = stack_config("org-b")[f"{PROJECT}:differentialPrivacy"]
+
+
+def test_the_owner_can_set_the_privacy_budget_instead():
+    owner_sets = {"differentialPrivacy": B_BUDGET}
+    a1 = run_stack("org-a", overrides=owner_sets)
+    budget = a1.one(f"{CR}:PrivacyBudgetTemplate")
+    assert budget.inputs["membershipIdentifier"] == a1.outputs["membership_id"]
+    b2 = run_stack("org-b", overrides={"differentialPrivacy": None}, peer_outputs={stack_ref("org-a"): a1.outputs})
+    assert b2.of_type(f"{CR}:PrivacyBudgetTemplate") == []
+    assert not any("no member has set" in line for line in b2.logs)  # org A set it
+    a3 = run_stack("org-a", overrides=owner_sets, peer_outputs={stack_ref("org-b"): b2.outputs})
+    assert a3.one(f"{CR}:PrivacyBudgetTemplate").inputs == budget.inputs
+    assert {t.inputs["name"] for t in a3.of_type(f"{CR}:AnalysisTemplate")} == {"customer_segments", "channel_reach"}
+
+
+def test_only_one_member_may_set_the_privacy_budget(bootstrap):
+    with pytest.raises(ConfigError, match="partner\\(s\\) \\['org-b'\\] already set the collaboration's privacy"):
+        run_stack("org-a", overrides={"differentialPrivacy": B_BUDGET},
+                  peer_outputs={stack_ref("org-b"): bootstrap.b2.outputs})
+
+
+def test_a_protected_table_without_a_budget_is_said(bootstrap):
+    run = run_stack("org-b", overrides={"differentialPrivacy": None},
+                    peer_outputs={stack_ref("org-a"): bootstrap.a1.outputs})
+    assert run.of_type(f"{CR}:PrivacyBudgetTemplate") == []
+    assert any("no member has set the collaboration's privacy budget" in line for line in run.logs)
