@@ -77,7 +77,14 @@ class CollaborationOwner(pulumi.ComponentResource):
             query_log_status=cleanrooms.CollaborationQueryLogStatus(log_status),
             analytics_engine=cleanrooms.CollaborationAnalyticsEngine(args.analytics_engine),
             data_encryption_metadata=_c3r(spec.c3r),
-            opts=kept,
+            # Cloud Control reads payment configuration back differently from how it was
+            # given (hashicorp/terraform-provider-awscc#1903, "Drift is identified for the
+            # inputs creator_payment_configuration ... and payment_configuration inside a
+            # member"), and both are create-only: after `pulumi refresh` the drift would
+            # propose replacing the collaboration. Ignored here; the payer is fixed when the
+            # collaboration is created, and every stack must name the same one (model/plan.py).
+            opts=pulumi.ResourceOptions.merge(kept, pulumi.ResourceOptions(
+                ignore_changes=["creatorPaymentConfiguration", "members[*].paymentConfiguration"])),
         )
         self.membership = new_membership(
             f"{name}-membership", self.collaboration.collaboration_identifier,

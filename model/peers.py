@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from model.config import Partner
 
 # Output names a partner's stack may export that this stack reads.
-PEER_KEYS = ("organization", "account_id", "region", "roles", "dataset", "join_key",
+PEER_KEYS = ("organization", "account_id", "region", "roles", "dataset", "join_key", "query_compute_payer",
              "collaboration_id", "membership_id", "membership_arn", "analytics_engine",
              "configured_table_association_name", "differential_privacy", "analysis_rule", "privacy_budget",
              "analysis_templates")

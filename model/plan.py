@@ -44,7 +44,8 @@ def check_partners(settings: Settings, peers: dict[str, PeerOutputs]) -> None:
                 raise ConfigError(f"partners[{index}].{key}", f"is {mine!r}, but the stack of '{partner.name}' "
                                   f"({source}) reports {theirs!r}; make the two stack files agree")
         for key, mine, theirs in (("region", settings.region, peer.get("region")),
-                                  ("joinKey", settings.join_key, peer.get("join_key"))):
+                                  ("joinKey", settings.join_key, peer.get("join_key")),
+                                  ("queryComputePayer", settings.payer, peer.get("query_compute_payer"))):
             if theirs is not None and mine != theirs:
                 raise ConfigError(key, f"is {mine!r}, but partner '{partner.name}' ({source}) uses {theirs!r}; "
                                   "every organization of the collaboration must use the same")

@@ -50,6 +50,7 @@ class Registered:
     protect: bool
     custom: bool
     dependencies: list[str]
+    ignore_changes: list[str] = field(default_factory=list)
     id: str = ""
     state: dict = field(default_factory=dict)
 
@@ -176,6 +177,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 typ=request.type, name=request.name, inputs=_plain(inputs), urn=response.urn,
                 parent=request.parent, provider=request.provider, protect=bool(request.protect),
                 custom=bool(request.custom), dependencies=list(request.dependencies),
+                ignore_changes=list(request.ignoreChanges),
                 id=registration.id if registration else "", state=registration.state if registration else {}))
         return response
 
