@@ -40,13 +40,13 @@ org = settings.org
 providers = make_providers(settings)
 opts = providers.opts
 
-# Analyst, part 1: the results destination, named by the membership.
+# The analyst's (or a result receiver's) results destination, named by the membership.
 results = None
-if ANALYST in settings.roles:
-    results = ResultsStore(f"{org.name}-analyst", ResultsStoreArgs(
+if settings.results is not None:
+    results = ResultsStore(f"{org.name}-{'analyst' if ANALYST in settings.roles else 'receiver'}", ResultsStoreArgs(
         organization=org.name, account_id=org.account_id, region=settings.region,
-        bucket_name=f"{org.name}-cleanrooms-results-{org.account_id}", prefix=settings.analyst.results_prefix,
-        result_format=settings.analyst.result_format, protect=settings.protect,
+        bucket_name=f"{org.name}-cleanrooms-results-{org.account_id}", prefix=settings.results.results_prefix,
+        result_format=settings.results.result_format, protect=settings.protect,
         iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts())
 
 # The collaboration and this organization's membership in it.
@@ -129,9 +129,12 @@ if producer:
     pulumi.export("analysis_rule", collaboration.rule_export(settings.analysis_rule))
 if results:
     pulumi.export("results_bucket", results.storage.bucket.bucket)
-    pulumi.export("results_prefix", settings.analyst.results_prefix)
+    pulumi.export("results_prefix", settings.results.results_prefix)
     pulumi.export("results_kms_key_arn", results.storage.key.arn)
-    pulumi.export("result_format", settings.analyst.result_format)
+    pulumi.export("result_format", settings.results.result_format)
+if ANALYST in settings.roles:
+    pulumi.export("compute", settings.analyst.compute.export() if settings.analyst.compute else None)
+    pulumi.export("result_receivers", settings.result_receivers)
     pulumi.export("analysis_templates", analyst.template_info if analyst else {})
     pulumi.export("pending_templates", analyst.pending if analyst else {})
     pulumi.export("quicksight", {"dataset_id": dashboard.dataset_id, "aws_account_id": org.account_id,

@@ -62,5 +62,7 @@ class Analyst(pulumi.ComponentResource):
                 "id": template.analysis_template_identifier,
                 "parameters": [{"name": p.name, "type": p.type, "default": p.default} for p in query.parameters],
                 "differential_privacy": bool(set(query.tables) & args.dp_tables),
+                "tables": list(query.tables),
+                **({"compute": query.compute.export()} if query.compute else {}),
             }
         self.register_outputs({"analysis_templates": self.template_info})

@@ -22,12 +22,13 @@ from model.datasets import (DIMENSION, IDENTIFIER_ROLES, JOIN_KEY, METRIC, Datas
                                  load_dataset, validate_data)
 from model.errors import ConfigError
 from model.stackfiles import ROOT as PROJECT_DIR
-from model.templates import QueryTemplate, load_queries
+from model.templates import Compute, QueryTemplate, load_queries
 
 OWNER = "collaboration_owner"
 PRODUCER = "data_producer"
 ANALYST = "analyst"
-ROLES = (OWNER, PRODUCER, ANALYST)
+RECEIVER = "result_receiver"
+ROLES = (OWNER, PRODUCER, ANALYST, RECEIVER)
 
 # The analyst queries and receives results; data producers only contribute data.
 # Member abilities per the CloudFormation MemberAbility enum.
@@ -48,7 +49,11 @@ class Member:
 
     @property
     def abilities(self) -> list[str]:
-        return list(ANALYST_ABILITIES) if ANALYST in self.roles else []
+        # A result receiver gets results the analyst distributes to it (StartProtectedQuery
+        # resultConfiguration distribute: "collaboration member destination").
+        if ANALYST in self.roles:
+            return list(ANALYST_ABILITIES)
+        return ["CAN_RECEIVE_RESULTS"] if RECEIVER in self.roles else []
 
     @property
     def is_analyst(self) -> bool:
@@ -119,6 +124,16 @@ class AnalystSpec:
     queries: tuple[QueryTemplate, ...]
     result_format: str
     results_prefix: str
+    compute: Compute | None = None
+    """The stack's default Spark compute per query (a template's own setting wins)."""
+
+
+@dataclass(frozen=True)
+class ResultsSpec:
+    """Where Clean Rooms writes results for a member that receives them (an analyst or a receiver)."""
+
+    result_format: str
+    results_prefix: str
 
 
 @dataclass(frozen=True)
@@ -150,7 +165,20 @@ class Settings:
     dataset: Dataset | None = None
     analysis_rule: AnalysisRuleSpec | None = None
     analyst: AnalystSpec | None = None
+    receiver: ResultsSpec | None = None
     quicksight: QuickSightSpec = QuickSightSpec(enabled=False)
+
+    @property
+    def results(self) -> ResultsSpec | None:
+        """This member's results destination: the analyst's, or a result receiver's."""
+        if self.analyst is not None:
+            return ResultsSpec(self.analyst.result_format, self.analyst.results_prefix)
+        return self.receiver
+
+    @property
+    def result_receivers(self) -> list[str]:
+        """Partners the analyst distributes results to (role result_receiver)."""
+        return [p.account_id for p in self.partners if RECEIVER in p.roles]
 
     @property
     def roles(self) -> frozenset[str]:
@@ -212,6 +240,9 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
         settings["budget"] = PrivacyBudgetSpec(budget.epsilon, budget.users_noise_per_query, budget.auto_refresh)
     if ANALYST in roles:
         settings["analyst"] = _analyst(config.analyst or sm.AnalystBlock(), data_dir)
+    if RECEIVER in roles:
+        block = config.results or sm.ResultsBlock()
+        settings["receiver"] = ResultsSpec(block.result_format, _prefix(block.results_prefix, "results.resultsPrefix"))
     settings["quicksight"] = _quicksight(config.quicksight, org, settings.get("analyst"))
     return Settings(**settings)
 
@@ -232,7 +263,7 @@ def _partner(block: sm.PartnerBlock) -> Partner:
 
 # Keys that only a role uses: set without the role, they would silently do nothing.
 _ROLE_KEYS = {"collaboration": OWNER, "analysisRule": PRODUCER,
-              "dataset": PRODUCER, "analyst": ANALYST}
+              "dataset": PRODUCER, "analyst": ANALYST, "results": RECEIVER}
 
 
 def _check_role_keys(config: sm.StackConfig, roles: frozenset[str]) -> None:
@@ -262,6 +293,10 @@ def _check_members(org: Member, partners: tuple[Partner, ...]) -> None:
     if len(analysts) != 1:
         raise ConfigError("roles", f"exactly one organization must have role '{ANALYST}' "
                           f"(it can query and receives results); found {analysts or 'none'}")
+    both = [m.name for m in members if ANALYST in m.roles and RECEIVER in m.roles]
+    if both:
+        raise ConfigError("roles", f"{both} has roles analyst and {RECEIVER}; the analyst receives results already, "
+                          f"{RECEIVER} is for other members")
     for i, partner in enumerate(partners):
         if PRODUCER in partner.roles and not partner.dataset:
             raise ConfigError(f"partners[{i}].dataset", f"partner '{partner.name}' produces data; name its "
@@ -375,13 +410,19 @@ def _analysis_rule(block, dataset: Dataset, join_key: str, members: list[str]) -
         join_required=block.join_required)
 
 
+def _prefix(value: str, key: str) -> str:
+    prefix = value.strip("/")
+    if not _PREFIX.match(prefix):
+        raise ConfigError(key, f"{prefix!r} is not a usable S3 key prefix (letters, digits "
+                          "and !_.*'()/- , 1-200 characters)")
+    return prefix
+
+
 def _analyst(block: sm.AnalystBlock, data_dir: Path) -> AnalystSpec:
     queries = load_queries(data_dir / "queries", list(block.queries))
-    prefix = block.results_prefix.strip("/")
-    if not _PREFIX.match(prefix):
-        raise ConfigError("analyst.resultsPrefix", f"{prefix!r} is not a usable S3 key prefix (letters, digits "
-                          "and !_.*'()/- , 1-200 characters)")
-    return AnalystSpec(queries=queries, result_format=block.result_format, results_prefix=prefix)
+    prefix = _prefix(block.results_prefix, "analyst.resultsPrefix")
+    compute = Compute(block.compute.worker_type, block.compute.workers) if block.compute else None
+    return AnalystSpec(queries=queries, result_format=block.result_format, results_prefix=prefix, compute=compute)
 
 
 def _quicksight(block: sm.QuickSightBlock | None, org: Member, analyst: AnalystSpec | None) -> QuickSightSpec:

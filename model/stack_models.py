@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from model.errors import ConfigError
 
-ROLE = Literal["collaboration_owner", "data_producer", "analyst"]
+ROLE = Literal["collaboration_owner", "data_producer", "analyst", "result_receiver"]
 ENGINE = Literal["SPARK", "CLEAN_ROOMS_SQL"]
 # AWS::CleanRooms::ConfiguredTable enums in the CloudFormation schema.
 AGGREGATE_FUNCTION = Literal["COUNT", "COUNT_DISTINCT", "SUM", "SUM_DISTINCT", "AVG"]
@@ -240,8 +240,28 @@ AnalysisRuleBlock = Annotated[
 ]
 
 
+# StartProtectedQuery computeConfiguration.worker (botocore cleanrooms 2022-02-17): type
+# CR.1X | CR.4X | CR.8X; number: "SQL queries support a minimum value of 2 and a
+# maximum value of 400". There is no default compute setting on any resource: the
+# runner sends it with every query; without one the service's default (CR.1X) applies.
+WORKER_TYPE = Literal["CR.1X", "CR.4X", "CR.8X"]
+
+
+class ComputeBlock(Block):
+    worker_type: WORKER_TYPE = "CR.1X"
+    workers: whole(2, 400)
+
+
 class AnalystBlock(Block):
     queries: list[Text] = []
+    result_format: Literal["CSV", "PARQUET"] = "CSV"
+    results_prefix: Text = "results"
+    compute: ComputeBlock | None = None
+
+
+class ResultsBlock(Block):
+    """Where a result receiver's results land (its membership's default result configuration)."""
+
     result_format: Literal["CSV", "PARQUET"] = "CSV"
     results_prefix: Text = "results"
 
@@ -298,6 +318,7 @@ class StackConfig(Block):
     differential_privacy: PrivacyBudgetBlock | None = None
     analysis_rule: AnalysisRuleBlock | None = None
     analyst: AnalystBlock | None = None
+    results: ResultsBlock | None = None
     quicksight: QuickSightBlock | None = None
 
     @classmethod
@@ -310,7 +331,8 @@ class StackConfig(Block):
         return ""
 
 
-STRUCTURED_KEYS = ("partners", "collaboration", "differentialPrivacy", "analysisRule", "analyst", "quicksight")
+STRUCTURED_KEYS = ("partners", "collaboration", "differentialPrivacy", "analysisRule", "analyst", "results",
+                   "quicksight")
 
 
 def parse(values: dict[str, Any]) -> StackConfig:
@@ -356,7 +378,7 @@ def _block_in(annotation: Any) -> type[Block] | None:
 EXPECTED = {
     "organization": "a short lowercase name for this organization, e.g. org-a (it prefixes resource names)",
     "accountId": "the AWS account id, exactly 12 digits quoted in YAML (e.g. \"111111111111\")",
-    "roles": "a list of collaboration_owner, data_producer, analyst",
+    "roles": "a list of collaboration_owner, data_producer, analyst, result_receiver",
     "partners": "the other organizations: name, accountId, roles, dataset, stack",
     "name": "a name",
     "description": "a description (at least one character)",

@@ -34,6 +34,21 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class Compute:
+    """Spark workers for a query (StartProtectedQuery computeConfiguration.worker)."""
+
+    worker_type: str
+    workers: int
+
+    def export(self) -> dict:
+        return {"workerType": self.worker_type, "workers": self.workers}
+
+
+WORKER_TYPES = ("CR.1X", "CR.4X", "CR.8X")
+_COMPUTE_LINE = re.compile(r"^--\s*compute:\s*(\S+)\s+(\S+)\s*$")
+
+
+@dataclass(frozen=True)
 class QueryTemplate:
     name: str
     description: str
@@ -41,6 +56,8 @@ class QueryTemplate:
     parameters: tuple[Parameter, ...]
     tables: tuple[str, ...]  # configured table association names the SQL reads
     path: Path
+    compute: Compute | None = None
+    """The template's own Spark compute (`-- compute: CR.4X 32`), over the stack's default."""
 
 
 def parse_query(path: Path) -> QueryTemplate:
@@ -51,11 +68,13 @@ def parse_query(path: Path) -> QueryTemplate:
     text = path.read_text(encoding="utf-8")
     if len(text) > MAX_SQL_CHARS:
         raise _bad(where, f"SQL is {len(text)} characters; Clean Rooms allows {MAX_SQL_CHARS}")
-    description, params = "", []
+    description, params, compute = "", [], None
     for line_no, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if stripped.startswith("-- description:"):
             description = stripped.split(":", 1)[1].strip()
+        elif stripped.startswith("-- compute:"):
+            compute = _compute(stripped, f"{where}:{line_no}")
         elif stripped.startswith("-- param:"):
             at = f"{where}:{line_no}"
             match = _PARAM_LINE.match(stripped)
@@ -79,7 +98,20 @@ def parse_query(path: Path) -> QueryTemplate:
         raise _bad(where, f"parameters used in the SQL {sorted(used)} differ from those declared "
                           f"in '-- param:' lines {sorted(declared)}")
     return QueryTemplate(name=name, description=description[:255], sql=text, parameters=tuple(params),
-                         tables=referenced_tables(body, where), path=path)
+                         tables=referenced_tables(body, where), path=path, compute=compute)
+
+
+def _compute(line: str, where: str) -> Compute:
+    match = _COMPUTE_LINE.match(line)
+    if not match:
+        raise _bad(where, f"cannot read {line!r}; expected '-- compute: WORKER_TYPE WORKERS', e.g. "
+                          "'-- compute: CR.4X 32'")
+    worker_type, workers = match.groups()
+    if worker_type not in WORKER_TYPES:
+        raise _bad(where, f"worker type {worker_type!r}; allowed: {list(WORKER_TYPES)}")
+    if not workers.isdigit() or not 2 <= int(workers) <= 400:
+        raise _bad(where, f"{workers!r} workers; SQL queries take 2 to 400 (StartProtectedQuery)")
+    return Compute(worker_type, int(workers))
 
 
 def _shown(path: Path) -> str:

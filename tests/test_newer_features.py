@@ -1,0 +1,99 @@
+"""Clean Rooms as it is now: Spark compute per template, results to several receivers.
+
+The runner's side of both is in tests/test_queryrunner_*.py; these check what
+the stacks declare and export for it.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from model.errors import ConfigError
+from tests.harness import PROJECT, ROOT, run_stack, stack_config, stack_ref
+from tests.test_config import settings_for
+
+CR = "aws-native:cleanrooms"
+A, B, C = "111111111111", "222222222222", "333333333333"
+PARTNER_B = stack_config("org-a")[f"{PROJECT}:partners"][0]
+ORG_C = {"name": "org-c", "displayName": "Org C (agency)", "accountId": C, "roles": ["result_receiver"],
+         "stack": "organization/cleanrooms-collab/org-c"}
+
+
+# --------------------------------------------------------------------------
+# Spark compute
+
+
+def test_compute_defaults_per_stack_and_per_template(tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data", data)
+    sql = data / "queries" / "channel_reach.sql"
+    sql.write_text(sql.read_text().replace("-- param:", "-- compute: CR.4X 32\n-- param:", 1))
+    run = run_stack("org-a", overrides={"dataDir": str(data),
+                                        "analyst": {"compute": {"workerType": "CR.1X", "workers": 8}}})
+    assert run.outputs["compute"] == {"workerType": "CR.1X", "workers": 8}
+    # Templates wait for org B's table, so the exported template info is checked on the model.
+    settings = settings_for("org-a", {"dataDir": str(data)})
+    compute = {q.name: q.compute for q in settings.analyst.queries}
+    assert compute["channel_reach"].export() == {"workerType": "CR.4X", "workers": 32}
+    assert compute["customer_segments"] is None
+
+
+def test_templates_export_their_tables_and_compute(bootstrap):
+    templates = bootstrap.a3.outputs["analysis_templates"]
+    assert templates["customer_segments"]["tables"] == ["media_engagement", "retail_purchases"]
+    assert "compute" not in templates["customer_segments"]  # the stack default (none: the service's) applies
+    assert bootstrap.a3.outputs["compute"] is None
+
+
+@pytest.mark.parametrize("compute, key, fragment", [
+    ({"workerType": "CR.16X", "workers": 8}, "analyst.compute.workerType", "'CR.1X'"),
+    ({"workerType": "CR.1X", "workers": 1}, "analyst.compute.workers", "2 to 400"),
+    ({"workerType": "CR.1X", "workers": 401}, "analyst.compute.workers", "2 to 400"),
+    ({"workerType": "CR.1X"}, "analyst.compute.workers", "is missing"),
+    ({"workerType": "CR.1X", "workers": 8, "memory": 64}, "analyst.compute.memory", "unknown key"),
+])
+def test_bad_compute_is_refused(compute, key, fragment):
+    with pytest.raises(ConfigError) as info:
+        settings_for("org-a", {"analyst": {"compute": compute}})
+    assert str(info.value).startswith(f"config '{PROJECT}:{key}'") and fragment in str(info.value)
+
+
+# --------------------------------------------------------------------------
+# Results to several receivers
+
+
+def org_c_overrides() -> dict:
+    partner_a = dict(stack_config("org-b")[f"{PROJECT}:partners"][0])
+    return {"organization": "org-c", "displayName": "Org C (agency)", "accountId": C, "roles": ["result_receiver"],
+            "profile": "org-c", "dataset": None, "analysisRule": None, "differentialPrivacy": None,
+            "partners": [partner_a, {**PARTNER_B, "stack": "organization/cleanrooms-collab/org-b"}],
+            "results": {"resultFormat": "PARQUET", "resultsPrefix": "from-org-a"}}
+
+
+def test_a_result_receiver_is_invited_and_exported_to_the_analyst():
+    run = run_stack("org-a", overrides={"partners": [PARTNER_B, ORG_C]})
+    members = {m["accountId"]: m["memberAbilities"] for m in run.one(f"{CR}:Collaboration").inputs["members"]}
+    assert members == {B: [], C: ["CAN_RECEIVE_RESULTS"]}
+    assert run.outputs["result_receivers"] == [C]
+    receivers = run.one(f"{CR}:ConfiguredTableAssociation").input(
+        "configuredTableAssociationAnalysisRules.0.policy.v1.custom.allowedResultReceivers")
+    assert receivers == [A, C]
+
+
+def test_the_receiver_has_its_own_results_store():
+    a1 = run_stack("org-a", overrides={"partners": [PARTNER_B, ORG_C]})
+    run = run_stack("org-b", overrides=org_c_overrides(), peer_outputs={stack_ref("org-a"): a1.outputs})
+    membership = run.one(f"{CR}:Membership")
+    assert membership.inputs["collaborationIdentifier"] == a1.outputs["collaboration_id"]
+    s3 = membership.input("defaultResultConfiguration.outputConfiguration.s3")
+    assert s3 == {"bucket": f"org-c-cleanrooms-results-{C}", "keyPrefix": "from-org-a", "resultFormat": "PARQUET"}
+    assert run.of_type(f"{CR}:ConfiguredTable") == [] and run.outputs["results_bucket"] == f"org-c-cleanrooms-results-{C}"
+    assert "result_receivers" not in run.outputs  # only the analyst distributes
+
+
+def test_results_block_only_for_receivers():
+    with pytest.raises(ConfigError, match="'cleanrooms-collab:results': only applies to an organization with role "
+                                          "'result_receiver'"):
+        settings_for("org-b", {"results": {"resultFormat": "CSV"}})
