@@ -76,7 +76,7 @@ if PRODUCER in settings.roles:
         trusted_membership_arns=[membership.arn, *plan.partner_membership_arns(peers)] if membership else [],
         query_runner_membership_id=(membership.membership_identifier if ANALYST in settings.roles
                                     else plan.analyst_membership_id(settings, peers)) if membership else None,
-        iam_propagation_seconds=settings.iam_propagation_seconds,
+        iam_propagation_seconds=settings.iam_propagation_seconds, access_budget=settings.access_budget,
         member_account_ids=[m.account_id for m in settings.members],
         result_receivers=plan.result_receivers(settings), protect=settings.protect), opts=opts())
 
@@ -127,6 +127,8 @@ if producer:
     pulumi.export("configured_table_association_name", producer.association.name if producer.association else None)
     pulumi.export("differential_privacy", settings.analysis_rule.differential_privacy)
     pulumi.export("analysis_rule", collaboration.rule_export(settings.analysis_rule))
+    pulumi.export("configured_table_association_arn", producer.association.arn if producer.association else None)
+    pulumi.export("access_budget", settings.access_budget.export() if settings.access_budget else None)
 if results:
     pulumi.export("results_bucket", results.storage.bucket.bucket)
     pulumi.export("results_prefix", settings.results.results_prefix)
@@ -135,6 +137,8 @@ if results:
 if ANALYST in settings.roles:
     pulumi.export("compute", settings.analyst.compute.export() if settings.analyst.compute else None)
     pulumi.export("result_receivers", settings.result_receivers)
+    # Tables with a data access budget, so the runner can check what is left before a run.
+    pulumi.export("access_budgets", plan.access_budgets(settings, peers, producer.association if producer else None))
     pulumi.export("analysis_templates", analyst.template_info if analyst else {})
     pulumi.export("pending_templates", analyst.pending if analyst else {})
     pulumi.export("quicksight", {"dataset_id": dashboard.dataset_id, "aws_account_id": org.account_id,

@@ -17,7 +17,7 @@ import pulumi_aws_native.cleanrooms as cleanrooms
 
 from components import iam
 from components.iam_wait import propagation_wait
-from model.config import AnalysisRuleSpec
+from model.config import AccessBudgetSpec, AnalysisRuleSpec
 from model.datasets import Dataset
 from components.secure_bucket import SecureBucket, SecureBucketArgs
 
@@ -82,6 +82,8 @@ class DataProducerArgs:
     result_receivers: Sequence[str] = ()
     """Account ids allowed to receive results of queries over this table."""
     protect: bool = True
+    access_budget: AccessBudgetSpec | None = None
+    """How many times the table may be used; None: unlimited (the service's default)."""
 
 
 def analysis_rule(rule: AnalysisRuleSpec, allowed_analyses: Sequence[pulumi.Input[str]],
@@ -142,6 +144,41 @@ def association_rule(rule_type: str, receivers: Sequence[str]) -> cleanrooms.Con
         type=cleanrooms.ConfiguredTableAssociationAnalysisRuleType(rule_type),
         policy=cleanrooms.ConfiguredTableAssociationAnalysisRulePolicyArgs(
             v1=v1_cls(**{key: body_cls(allowed_result_receivers=sorted(set(receivers)))})))
+
+
+def access_budget(name: str, membership_id: pulumi.Input[str], association: cleanrooms.ConfiguredTableAssociation,
+                  spec: AccessBudgetSpec | None, parent: pulumi.Resource) -> cleanrooms.PrivacyBudgetTemplate | None:
+    """The table's data access budget: an ACCESS_BUDGET privacy budget on its association.
+
+    User Guide, configure-data-access-budget: "Each time a table is queried, a
+    PySpark job is run on the table, or an ML job is run [...], the budget for
+    that table is reduced by one. When the budget reaches zero, you can't run
+    queries, PySpark jobs, or ML jobs on that table." Parameters from
+    AWS::CleanRooms::PrivacyBudgetTemplate (BudgetParameters: 1-2 of {Type,
+    Budget, AutoRefresh}; ResourceArn: the association). The schema requires the
+    top-level AutoRefresh, which belongs to differential privacy; NONE here.
+    ResourceArn is create-only in CloudFormation but not marked so in
+    aws-native 1.84: a new association replaces the budget explicitly.
+    """
+    if spec is None:
+        return None
+    parameters = []
+    if spec.period is not None:
+        parameters.append(cleanrooms.PrivacyBudgetTemplateBudgetParameterArgs(
+            type=cleanrooms.PrivacyBudgetTemplateBudgetParameterType(spec.period), budget=spec.period_budget,
+            auto_refresh=cleanrooms.PrivacyBudgetTemplateBudgetParameterAutoRefresh.ENABLED if spec.auto_refresh
+            else cleanrooms.PrivacyBudgetTemplateBudgetParameterAutoRefresh.DISABLED))
+    if spec.lifetime is not None:
+        parameters.append(cleanrooms.PrivacyBudgetTemplateBudgetParameterArgs(
+            type=cleanrooms.PrivacyBudgetTemplateBudgetParameterType.LIFETIME, budget=spec.lifetime))
+    return cleanrooms.PrivacyBudgetTemplate(
+        name,
+        membership_identifier=membership_id,
+        privacy_budget_type=cleanrooms.PrivacyBudgetTemplatePrivacyBudgetType.ACCESS_BUDGET,
+        auto_refresh=cleanrooms.PrivacyBudgetTemplateAutoRefresh.NONE,
+        parameters=cleanrooms.ParametersPropertiesArgs(resource_arn=association.arn, budget_parameters=parameters),
+        opts=pulumi.ResourceOptions(parent=parent, replace_on_changes=["parameters.resourceArn"]),
+    )
 
 
 class DataProducer(pulumi.ComponentResource):
@@ -212,6 +249,7 @@ class DataProducer(pulumi.ComponentResource):
 
         self.role = None
         self.association = None
+        self.access_budget = None
         if args.membership_id is not None:
             self.role = aws.iam.Role(
                 f"{name}-cleanrooms-read",
@@ -245,6 +283,8 @@ class DataProducer(pulumi.ComponentResource):
                 configured_table_association_analysis_rules=[association_rule(args.rule.type, args.result_receivers)],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[*ready, self.data_object]),
             )
+            self.access_budget = access_budget(f"{name}-access-budget", args.membership_id, self.association,
+                                               args.access_budget, self)
 
         self.register_outputs({
             "data_bucket": bucket.bucket,

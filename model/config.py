@@ -129,6 +129,20 @@ class AnalystSpec:
 
 
 @dataclass(frozen=True)
+class AccessBudgetSpec:
+    """ACCESS_BUDGET: the most times the table may be used, per period and/or in all."""
+
+    period: str | None = None  # CALENDAR_DAY | CALENDAR_WEEK | CALENDAR_MONTH
+    period_budget: int | None = None
+    auto_refresh: bool = True
+    lifetime: int | None = None
+
+    def export(self) -> dict[str, Any]:
+        return {"period": self.period, "periodBudget": self.period_budget, "autoRefresh": self.auto_refresh,
+                "lifetime": self.lifetime}
+
+
+@dataclass(frozen=True)
 class ResultsSpec:
     """Where Clean Rooms writes results for a member that receives them (an analyst or a receiver)."""
 
@@ -164,6 +178,7 @@ class Settings:
     budget: PrivacyBudgetSpec | None = None
     dataset: Dataset | None = None
     analysis_rule: AnalysisRuleSpec | None = None
+    access_budget: AccessBudgetSpec | None = None
     analyst: AnalystSpec | None = None
     receiver: ResultsSpec | None = None
     quicksight: QuickSightSpec = QuickSightSpec(enabled=False)
@@ -234,6 +249,11 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
     if PRODUCER in roles:
         dataset, rule = _producer(config, org, partners, engine, data_dir, check_data)
         settings["dataset"], settings["analysis_rule"] = dataset, rule
+        if config.access_budget is not None:
+            period = config.access_budget.per_period
+            settings["access_budget"] = AccessBudgetSpec(
+                period=period.period if period else None, period_budget=period.budget if period else None,
+                auto_refresh=period.auto_refresh if period else True, lifetime=config.access_budget.lifetime)
     if config.differential_privacy is not None:
         # This stack sets the collaboration's one privacy budget (components/privacy_budget.py).
         budget = config.differential_privacy
@@ -262,7 +282,7 @@ def _partner(block: sm.PartnerBlock) -> Partner:
 
 
 # Keys that only a role uses: set without the role, they would silently do nothing.
-_ROLE_KEYS = {"collaboration": OWNER, "analysisRule": PRODUCER,
+_ROLE_KEYS = {"collaboration": OWNER, "analysisRule": PRODUCER, "accessBudget": PRODUCER,
               "dataset": PRODUCER, "analyst": ANALYST, "results": RECEIVER}
 
 

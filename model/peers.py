@@ -15,7 +15,8 @@ from model.config import Partner
 # Output names a partner's stack may export that this stack reads.
 PEER_KEYS = ("organization", "account_id", "region", "roles", "dataset", "join_key", "query_compute_payer",
              "collaboration_id", "membership_id", "membership_arn", "analytics_engine",
-             "configured_table_association_name", "differential_privacy", "analysis_rule", "privacy_budget",
+             "configured_table_association_name", "configured_table_association_arn", "access_budget",
+             "differential_privacy", "analysis_rule", "privacy_budget",
              "analysis_templates")
 
 

@@ -143,3 +143,14 @@ def check_budget(settings: Settings, peers: dict[str, PeerOutputs], log: Log = _
             "collaboration's privacy budget yet; until one does, the table cannot be queried. The User Guide has "
             "the member whose table is protected set it: add differentialPrivacy (epsilon, usersNoisePerQuery, "
             "autoRefresh) to this stack")
+
+
+def access_budgets(settings: Settings, peers: dict[str, PeerOutputs], own_association=None) -> dict:
+    """Association name -> ARN of every table with a data access budget (own table's ARN may be an Output)."""
+    found = {}
+    if settings.access_budget is not None and own_association is not None:
+        found[settings.dataset.name] = own_association.arn
+    for peer in peers.values():
+        if peer.get("access_budget") and peer.table_alias and peer.get("configured_table_association_arn"):
+            found[peer.table_alias] = peer.get("configured_table_association_arn")
+    return found

@@ -259,6 +259,26 @@ class AnalystBlock(Block):
     compute: ComputeBlock | None = None
 
 
+class PeriodBudgetBlock(Block):
+    # AccessBudgetType less LIFETIME (which is `lifetime` below); AutoRefreshMode as a boolean.
+    period: Literal["CALENDAR_DAY", "CALENDAR_WEEK", "CALENDAR_MONTH"]
+    budget: whole(0, 1_000_000)
+    auto_refresh: Bool = True
+
+
+class AccessBudgetBlock(Block):
+    """How many times the table may be used (ACCESS_BUDGET privacy budget): per period, in all, or both."""
+
+    per_period: PeriodBudgetBlock | None = None
+    lifetime: whole(0, 1_000_000) | None = None
+
+    @model_validator(mode="after")
+    def _one_of_them(self) -> "AccessBudgetBlock":
+        if self.per_period is None and self.lifetime is None:
+            raise _fail("give perPeriod {period, budget, autoRefresh}, lifetime, or both")
+        return self
+
+
 class ResultsBlock(Block):
     """Where a result receiver's results land (its membership's default result configuration)."""
 
@@ -317,6 +337,7 @@ class StackConfig(Block):
     collaboration: CollaborationBlock | None = None
     differential_privacy: PrivacyBudgetBlock | None = None
     analysis_rule: AnalysisRuleBlock | None = None
+    access_budget: AccessBudgetBlock | None = None
     analyst: AnalystBlock | None = None
     results: ResultsBlock | None = None
     quicksight: QuickSightBlock | None = None
@@ -331,8 +352,8 @@ class StackConfig(Block):
         return ""
 
 
-STRUCTURED_KEYS = ("partners", "collaboration", "differentialPrivacy", "analysisRule", "analyst", "results",
-                   "quicksight")
+STRUCTURED_KEYS = ("partners", "collaboration", "differentialPrivacy", "analysisRule", "accessBudget", "analyst",
+                   "results", "quicksight")
 
 
 def parse(values: dict[str, Any]) -> StackConfig:

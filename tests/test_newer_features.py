@@ -97,3 +97,41 @@ def test_results_block_only_for_receivers():
     with pytest.raises(ConfigError, match="'cleanrooms-collab:results': only applies to an organization with role "
                                           "'result_receiver'"):
         settings_for("org-b", {"results": {"resultFormat": "CSV"}})
+
+
+# --------------------------------------------------------------------------
+# Data access budgets
+
+ACCESS = {"accessBudget": {"perPeriod": {"period": "CALENDAR_DAY", "budget": 20}, "lifetime": 500}}
+
+
+def test_a_producer_declares_an_access_budget_on_its_table(bootstrap):
+    from tests.support.cfn_schema import validate_native
+
+    b2 = run_stack("org-b", overrides=ACCESS, peer_outputs={stack_ref("org-a"): bootstrap.a1.outputs})
+    budgets = {r.inputs["privacyBudgetType"]: r for r in b2.of_type(f"{CR}:PrivacyBudgetTemplate")}
+    access = budgets["ACCESS_BUDGET"]
+    association = b2.one(f"{CR}:ConfiguredTableAssociation")
+    assert access.inputs["parameters"] == {
+        "resourceArn": association.state["arn"],
+        "budgetParameters": [{"type": "CALENDAR_DAY", "budget": 20, "autoRefresh": "ENABLED"},
+                             {"type": "LIFETIME", "budget": 500}]}
+    assert access.inputs["autoRefresh"] == "NONE" and association.urn in access.dependencies
+    assert validate_native(access.typ, access.inputs) == []
+    assert b2.outputs["access_budget"] == {"period": "CALENDAR_DAY", "periodBudget": 20, "autoRefresh": True,
+                                           "lifetime": 500}
+    # The analyst learns which tables have one, for the runner's pre-check.
+    a3 = run_stack("org-a", peer_outputs={stack_ref("org-b"): b2.outputs})
+    assert a3.outputs["access_budgets"] == {"media_engagement": association.state["arn"]}
+
+
+@pytest.mark.parametrize("budget, key, fragment", [
+    ({}, "accessBudget", "perPeriod"),
+    ({"lifetime": -1}, "accessBudget.lifetime", "0 to 1000000"),
+    ({"perPeriod": {"period": "HOURLY", "budget": 5}}, "accessBudget.perPeriod.period", "'CALENDAR_DAY'"),
+    ({"perPeriod": {"period": "CALENDAR_DAY"}}, "accessBudget.perPeriod.budget", "is missing"),
+])
+def test_bad_access_budget_is_refused(budget, key, fragment):
+    with pytest.raises(ConfigError) as info:
+        settings_for("org-b", {"accessBudget": budget})
+    assert str(info.value).startswith(f"config '{PROJECT}:{key}'") and fragment in str(info.value)
