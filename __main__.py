@@ -55,8 +55,9 @@ if OWNER in settings.roles:
     owner = CollaborationOwner(f"{org.name}-owner", CollaborationOwnerArgs(
         spec=settings.collaboration, creator=org, invited=settings.partners,
         analytics_engine=settings.analytics_engine, results=results.destination if results else None,
-        payer=settings.payer, query_logging=settings.query_logging,
-        protect=settings.protect), opts=opts())
+        payer=settings.payer, query_logging=settings.query_logging, protect=settings.protect,
+        credentials={"region": settings.region, "profile": settings.profile,
+                     "assume_role_arn": settings.assume_role_arn}), opts=opts())
     membership, collaboration_id = owner.membership, owner.collaboration.collaboration_identifier
 elif joined_collaboration_id is not None:
     collaboration_id = joined_collaboration_id

@@ -7,14 +7,15 @@ collaboration; it is protected so that a config edit cannot delete it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import pulumi
 import pulumi_aws_native.cleanrooms as cleanrooms
 
-from model.config import C3rSpec, CollaborationSpec, Member
+from components.member_change import MemberChange
 from components.membership import ResultDestination, new_membership
+from model.config import C3rSpec, CollaborationSpec, Member, Partner
 
 
 @dataclass
@@ -22,8 +23,9 @@ class CollaborationOwnerArgs:
     spec: CollaborationSpec
     creator: Member
     """This organization: the creator, with abilities from its roles."""
-    invited: Sequence[Member]
-    """The partners, each with abilities from its roles (an empty list for data producers)."""
+    invited: Sequence[Partner]
+    """The partners, each with abilities from its roles (an empty list for data producers).
+    Those with added_by "changeRequest" join through a change request, not the members list."""
     analytics_engine: str
     results: ResultDestination | None = None
     """The owner's default result configuration, when it is the analyst."""
@@ -31,6 +33,12 @@ class CollaborationOwnerArgs:
     """Name of the member that pays for query compute."""
     query_logging: bool = True
     protect: bool = True
+    credentials: dict = field(default_factory=dict)
+    """region, profile and assume_role_arn of this stack, for the change requests' API calls."""
+
+
+def _by_change_request(member: Member) -> bool:
+    return getattr(member, "added_by", "invitation") == "changeRequest"
 
 
 def _payment(pays: bool) -> cleanrooms.CollaborationPaymentConfigurationArgs:
@@ -73,10 +81,12 @@ class CollaborationOwner(pulumi.ComponentResource):
                 # The service requires memberAbilities on every member; [] is a data contributor.
                 member_abilities=[cleanrooms.CollaborationMemberAbility(a) for a in m.abilities],
                 payment_configuration=_payment(args.payer == m.name),
-            ) for m in args.invited],
+            ) for m in args.invited if not _by_change_request(m)],
             query_log_status=cleanrooms.CollaborationQueryLogStatus(log_status),
             analytics_engine=cleanrooms.CollaborationAnalyticsEngine(args.analytics_engine),
             data_encryption_metadata=_c3r(spec.c3r),
+            auto_approved_change_types=[cleanrooms.CollaborationAutoApprovedChangeType(t)
+                                        for t in spec.auto_approved_change_types] or None,
             # Cloud Control reads payment configuration back differently from how it was
             # given (hashicorp/terraform-provider-awscc#1903, "Drift is identified for the
             # inputs creator_payment_configuration ... and payment_configuration inside a
@@ -90,6 +100,16 @@ class CollaborationOwner(pulumi.ComponentResource):
             f"{name}-membership", self.collaboration.collaboration_identifier,
             pays_for_queries=args.payer == args.creator.name, query_logging=args.query_logging,
             results=args.results, opts=kept)
+
+        # Members added after creation: a change request each, so the collaboration stays.
+        self.member_changes = {m.name: MemberChange(
+            f"{name}-add-{m.name}", collaboration_id=self.collaboration.collaboration_identifier,
+            account_id=m.account_id, display_name=m.display_name, abilities=list(m.abilities),
+            owner_account_id=args.creator.account_id, timeout_seconds=spec.change_request_timeout_seconds,
+            region=args.credentials.get("region", ""), profile=args.credentials.get("profile"),
+            assume_role_arn=args.credentials.get("assume_role_arn"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.membership]))
+            for m in args.invited if _by_change_request(m)}
 
         self.register_outputs({
             "collaboration_id": self.collaboration.collaboration_identifier,

@@ -67,6 +67,8 @@ class Partner(Member):
     stack: str | None = None
     # Outputs given in config, for partners whose stack lives in another backend.
     outputs: Mapping[str, Any] = field(default_factory=dict)
+    added_by: str = "invitation"
+    """invitation (a member when the collaboration is created) or changeRequest (added later)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class CollaborationSpec:
     name: str
     description: str
     c3r: C3rSpec | None
+    auto_approved_change_types: tuple[str, ...] = ()
+    change_request_timeout_seconds: int = 600
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,9 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
     payer = config.query_compute_payer or next(m.name for m in (org, *partners) if m.is_analyst)
     if payer not in names:
         raise ConfigError("queryComputePayer", f"got {payer!r}; allowed values: {names}")
+    if any(p.name == payer and p.added_by == "changeRequest" for p in partners):
+        raise ConfigError("queryComputePayer", f"'{payer}' is added by change request, which cannot make it the "
+                          "payer; name a member invited when the collaboration is created")
 
     settings = dict(project=project, stack=stack, data_dir=data_dir, org=org, region=config.region,
                     profile=config.profile or None, assume_role_arn=config.assume_role_arn or None,
@@ -278,7 +285,7 @@ def _data_dir(value: str) -> Path:
 def _partner(block: sm.PartnerBlock) -> Partner:
     return Partner(name=block.name, display_name=block.display_name or block.name, account_id=block.account_id,
                    roles=frozenset(block.roles), dataset=block.dataset or None, stack=block.stack,
-                   outputs=block.outputs or {})
+                   outputs=block.outputs or {}, added_by=block.added_by)
 
 
 # Keys that only a role uses: set without the role, they would silently do nothing.
@@ -318,6 +325,10 @@ def _check_members(org: Member, partners: tuple[Partner, ...]) -> None:
         raise ConfigError("roles", f"{both} has roles analyst and {RECEIVER}; the analyst receives results already, "
                           f"{RECEIVER} is for other members")
     for i, partner in enumerate(partners):
+        # MemberChangeSpecification: "CAN_QUERY and CAN_RUN_JOB" are "currently not supported".
+        if partner.added_by == "changeRequest" and (ANALYST in partner.roles or OWNER in partner.roles):
+            raise ConfigError(f"partners[{i}].addedBy", "a change request cannot add the analyst (CAN_QUERY is not "
+                              "supported for added members) or the owner; use addedBy: invitation")
         if PRODUCER in partner.roles and not partner.dataset:
             raise ConfigError(f"partners[{i}].dataset", f"partner '{partner.name}' produces data; name its "
                               "dataset (a folder under dataDir) so the join key and its templates can be checked")
@@ -332,7 +343,9 @@ def _collaboration(block: sm.CollaborationBlock | None) -> CollaborationSpec:
         c = block.c3r
         c3r = C3rSpec(c.allow_cleartext, c.allow_duplicates, c.allow_joins_on_columns_with_different_names,
                       c.preserve_nulls)
-    return CollaborationSpec(name=block.name, description=block.description, c3r=c3r)
+    return CollaborationSpec(name=block.name, description=block.description, c3r=c3r,
+                             auto_approved_change_types=tuple(block.auto_approved_change_types),
+                             change_request_timeout_seconds=block.change_request_timeout_seconds)
 
 
 def _producer(config: sm.StackConfig, org: Member, partners, engine: str, data_dir: Path,

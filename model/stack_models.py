@@ -157,10 +157,18 @@ class C3rBlock(Block):
     preserve_nulls: Bool = False
 
 
+# AWS::CleanRooms::Collaboration AutoApprovedChangeTypes (create-only): which change
+# requests take effect without the other members' approval.
+CHANGE_TYPE = Literal["ADD_MEMBER", "GRANT_RECEIVE_RESULTS_ABILITY", "REVOKE_RECEIVE_RESULTS_ABILITY"]
+
+
 class CollaborationBlock(Block):
     name: Text
     description: Annotated[Text, Field(min_length=1)]
     c3r: C3rBlock | None = Field(default=None, alias="c3r")
+    auto_approved_change_types: list[CHANGE_TYPE] = []
+    # How long `pulumi up` waits for members to approve a change request adding a member.
+    change_request_timeout_seconds: whole(10, 3600) = 600
 
 
 class PrivacyBudgetBlock(Block):
@@ -301,6 +309,10 @@ class PartnerBlock(Block):
     dataset: Text | None = None
     stack: StackRef | None = None
     outputs: dict[str, Any] | None = None
+    # invitation: in the collaboration's members when it is created (create-only: adding one
+    # later replaces the collaboration); changeRequest: added to the existing collaboration
+    # by a change request (components/member_change.py).
+    added_by: Literal["invitation", "changeRequest"] = "invitation"
 
     @model_validator(mode="after")
     def _one_source(self) -> "PartnerBlock":

@@ -135,3 +135,123 @@ def test_bad_access_budget_is_refused(budget, key, fragment):
     with pytest.raises(ConfigError) as info:
         settings_for("org-b", {"accessBudget": budget})
     assert str(info.value).startswith(f"config '{PROJECT}:{key}'") and fragment in str(info.value)
+
+
+# --------------------------------------------------------------------------
+# Collaboration changes: auto-approved change types, members added by change request
+
+import datetime as dt  # noqa: E402
+
+import boto3  # noqa: E402
+from botocore.stub import Stubber  # noqa: E402
+
+from components.member_change import ChangeRequestError, Poll, add_member  # noqa: E402
+
+COLLAB_ID = "3687eb1f-3fea-5a6e-b83f-4bd616fb0ed4"
+REQUEST_ID = "5a1c7a35-0f0b-4a57-9b2e-2b4b8f2f5f11"
+
+
+def test_a_member_added_by_change_request_leaves_the_collaboration_in_place():
+    collaboration = {**stack_config("org-a")[f"{PROJECT}:collaboration"],
+                     "autoApprovedChangeTypes": ["ADD_MEMBER", "GRANT_RECEIVE_RESULTS_ABILITY"]}
+    run = run_stack("org-a", overrides={"collaboration": collaboration,
+                                        "partners": [PARTNER_B, {**ORG_C, "addedBy": "changeRequest"}]})
+    collab = run.one(f"{CR}:Collaboration")
+    assert [m["accountId"] for m in collab.inputs["members"]] == [B]  # not org C: no replacement
+    assert collab.inputs["autoApprovedChangeTypes"] == ["ADD_MEMBER", "GRANT_RECEIVE_RESULTS_ABILITY"]
+    [change] = [r for r in run.resources if r.name == "org-a-owner-add-org-c"]
+    assert change.typ == "pulumi-python:dynamic:Resource"
+    assert {k: change.inputs[k] for k in ("account_id", "abilities", "owner_account_id", "region", "profile")} == {
+        "account_id": C, "abilities": ["CAN_RECEIVE_RESULTS"], "owner_account_id": A, "region": "us-east-1",
+        "profile": "org-a"}
+    assert change.inputs["collaboration_id"] == collab.state["collaborationIdentifier"]
+    # The member itself is still an allowed receiver of every table.
+    assert run.outputs["result_receivers"] == [C]
+
+
+@pytest.mark.parametrize("partner, key, fragment", [
+    ({**PARTNER_B, "roles": ["data_producer", "analyst"], "addedBy": "changeRequest"}, "partners[0].addedBy",
+     "cannot add the analyst"),
+    ({**PARTNER_B, "addedBy": "later"}, "partners[0].addedBy", "'invitation'"),
+])
+def test_what_a_change_request_cannot_add(partner, key, fragment):
+    overrides = {"partners": [partner]}
+    if "analyst" in partner["roles"]:
+        overrides.update(roles=["collaboration_owner", "data_producer"], analyst=None)
+    with pytest.raises(ConfigError) as info:
+        settings_for("org-a", overrides)
+    assert str(info.value).startswith(f"config '{PROJECT}:{key}'") and fragment in str(info.value)
+
+
+def _request(status: str, auto: bool = False) -> dict:
+    now = dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc)
+    return {"collaborationChangeRequest": {
+        "id": REQUEST_ID, "collaborationId": COLLAB_ID, "createTime": now, "updateTime": now, "status": status,
+        "isAutoApproved": auto, "changes": [{"specificationType": "MEMBER", "specification": {"member": {
+            "accountId": C, "memberAbilities": ["CAN_RECEIVE_RESULTS"], "displayName": "Org C"}},
+            "types": ["ADD_MEMBER"]}]}}
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def cleanrooms():
+    client = boto3.client("cleanrooms", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stub:
+        yield client, stub
+        stub.assert_no_pending_responses()
+
+
+CREATE = {"collaborationIdentifier": COLLAB_ID, "changes": [{"specificationType": "MEMBER", "specification": {
+    "member": {"accountId": C, "memberAbilities": ["CAN_RECEIVE_RESULTS"], "displayName": "Org C"}}}]}
+IDENT = {"collaborationIdentifier": COLLAB_ID, "changeRequestIdentifier": REQUEST_ID}
+
+
+def test_an_auto_approved_request_is_committed(cleanrooms):
+    client, stub = cleanrooms
+    stub.add_response("create_collaboration_change_request", _request("APPROVED", auto=True), CREATE)
+    stub.add_response("update_collaboration_change_request", _request("APPROVED", auto=True),
+                      {**IDENT, "action": "COMMIT"})
+    stub.add_response("get_collaboration_change_request", _request("COMMITTED", auto=True), IDENT)
+    clock = Clock()
+    state = add_member(client, COLLAB_ID, C, "Org C", ["CAN_RECEIVE_RESULTS"], Poll(60, clock, clock.sleep))
+    assert state["status"] == "COMMITTED" and clock.now == 0
+
+
+def test_a_pending_request_waits_for_approval_with_backoff_then_commits(cleanrooms):
+    client, stub = cleanrooms
+    stub.add_response("create_collaboration_change_request", _request("PENDING"), CREATE)
+    for _ in range(3):
+        stub.add_response("get_collaboration_change_request", _request("PENDING"), IDENT)
+    stub.add_response("get_collaboration_change_request", _request("APPROVED"), IDENT)
+    stub.add_response("update_collaboration_change_request", _request("APPROVED"), {**IDENT, "action": "COMMIT"})
+    stub.add_response("get_collaboration_change_request", _request("COMMITTED"), IDENT)
+    clock = Clock()
+    state = add_member(client, COLLAB_ID, C, "Org C", ["CAN_RECEIVE_RESULTS"], Poll(60, clock, clock.sleep))
+    assert state["status"] == "COMMITTED"
+    assert 0.8 * (1 + 2 + 4) <= clock.now <= 1.2 * (1 + 2 + 4)  # doubling waits, no fixed sleeps
+
+
+def test_a_denied_or_unapproved_request_fails_with_one_line(cleanrooms):
+    client, stub = cleanrooms
+    stub.add_response("create_collaboration_change_request", _request("PENDING"), CREATE)
+    stub.add_response("get_collaboration_change_request", _request("DENIED"), IDENT)
+    with pytest.raises(ChangeRequestError, match=f"change request {REQUEST_ID} adding {C} was DENIED"):
+        add_member(client, COLLAB_ID, C, "Org C", ["CAN_RECEIVE_RESULTS"], Poll(60, Clock(), lambda s: None))
+    stub.add_response("create_collaboration_change_request", _request("PENDING"), CREATE)
+    for _ in range(5):  # at 0, 1, 3, 7 and 10 s: the deadline
+        stub.add_response("get_collaboration_change_request", _request("PENDING"), IDENT)
+    clock = Clock()
+    with pytest.raises(ChangeRequestError, match="still PENDING after 10s"):
+        add_member(client, COLLAB_ID, C, "Org C", ["CAN_RECEIVE_RESULTS"],
+                   Poll(10, clock, clock.sleep, jitter=lambda: 1.0))
+    assert clock.now == 10
