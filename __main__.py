@@ -8,6 +8,7 @@ exports what partners and the query runner need. See README.md.
 import pulumi
 
 from components.analyst import Analyst, AnalystArgs
+from components.analyst_jobs import AnalystJobs, AnalystJobsArgs
 from components.collaboration_owner import CollaborationOwner, CollaborationOwnerArgs
 from components.dashboard import Dashboard, DashboardArgs
 from components.data_producer import DataProducer, DataProducerArgs
@@ -19,6 +20,7 @@ from components.results_store import ResultsStore, ResultsStoreArgs
 from components.stack_config import project_values, refusals_as_run_errors
 from model import collaboration, plan, validator
 from model.config import ANALYST, OWNER, PRODUCER, load_settings
+from model.jobs import check_jobs
 from model.templates import published_prefix
 
 # Everything that can refuse the config is decided before the first resource;
@@ -35,6 +37,8 @@ with refusals_as_run_errors():
         # The analyst's templates, checked as Clean Rooms would check them (model/validator).
         collab = collaboration.from_settings(settings, peers, settings.analyst.queries)
         for warning in validator.check_templates(settings.analyst.queries, collab):
+            pulumi.log.warn(warning)
+        for warning in check_jobs(settings.analyst.jobs, collab):
             pulumi.log.warn(warning)
 org = settings.org
 providers = make_providers(settings)
@@ -64,7 +68,7 @@ elif joined_collaboration_id is not None:
     membership = Member(f"{org.name}-member", MemberArgs(
         collaboration_id=collaboration_id, pays_for_queries=settings.payer == org.name,
         query_logging=settings.query_logging, results=results.destination if results else None,
-        protect=settings.protect), opts=opts()).membership
+        runs_jobs=org.runs_jobs, protect=settings.protect), opts=opts()).membership
 
 # Data producer: this organization's table, associated once it is a member.
 producer = None
@@ -96,7 +100,18 @@ if ANALYST in settings.roles and membership is not None:
         dp_tables=plan.dp_tables(settings, peers),
         depends_on=[producer.association] if producer and producer.association else []), opts=opts())
 
-# Analyst, part 3: a QuickSight dashboard over one template's results.
+# Analyst, part 3: PySpark analysis templates and the artifacts they run.
+jobs = None
+if ANALYST in settings.roles and membership is not None and settings.analyst.jobs:
+    jobs = AnalystJobs(f"{org.name}-analyst-jobs", AnalystJobsArgs(
+        organization=org.name, account_id=org.account_id, region=settings.region,
+        membership_id=membership.membership_identifier, jobs=settings.analyst.jobs,
+        associated_tables=plan.associated_tables(settings, peers, own_associated=producer is not None),
+        bucket_name=f"{org.name}-cleanrooms-artifacts-{org.account_id}", protect=settings.protect,
+        iam_propagation_seconds=settings.iam_propagation_seconds,
+        depends_on=[producer.association] if producer and producer.association else []), opts=opts())
+
+# Analyst, part 4: a QuickSight dashboard over one template's results.
 dashboard = None
 if results and settings.quicksight.enabled:
     qs = settings.quicksight
@@ -114,6 +129,7 @@ pulumi.export("region", settings.region)
 pulumi.export("join_key", settings.join_key)
 pulumi.export("query_compute_payer", settings.payer)
 pulumi.export("roles", sorted(settings.roles))
+pulumi.export("runs_jobs", org.runs_jobs)
 pulumi.export("analytics_engine", settings.analytics_engine)
 pulumi.export("collaboration_id", collaboration_id)
 pulumi.export("membership_id", membership.membership_identifier if membership else None)
@@ -142,6 +158,9 @@ if ANALYST in settings.roles:
     pulumi.export("access_budgets", plan.access_budgets(settings, peers, producer.association if producer else None))
     pulumi.export("analysis_templates", analyst.template_info if analyst else {})
     pulumi.export("pending_templates", analyst.pending if analyst else {})
+    pulumi.export("job_templates", jobs.template_info if jobs else {})
+    pulumi.export("pending_jobs", jobs.pending if jobs else {})
+    pulumi.export("artifact_bucket", jobs.storage.bucket.bucket if jobs else None)
     pulumi.export("quicksight", {"dataset_id": dashboard.dataset_id, "aws_account_id": org.account_id,
                                  "dashboard_id": dashboard.dashboard_id, "template": settings.quicksight.template,
                                  "published_prefix": published_prefix(settings.quicksight.template)}

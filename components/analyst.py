@@ -17,6 +17,13 @@ import pulumi_aws_native.cleanrooms as cleanrooms
 from model.templates import QueryTemplate
 
 
+def template_parameters(parameters) -> list[cleanrooms.AnalysisTemplateAnalysisParameterArgs] | None:
+    """A template's parameters as the resource takes them (None: the template has none)."""
+    return [cleanrooms.AnalysisTemplateAnalysisParameterArgs(
+        name=p.name, type=cleanrooms.AnalysisTemplateAnalysisParameterType(p.type), default_value=p.default)
+        for p in parameters] or None
+
+
 @dataclass
 class AnalystArgs:
     membership_id: pulumi.Input[str]
@@ -51,9 +58,7 @@ class Analyst(pulumi.ComponentResource):
                 membership_identifier=args.membership_id,
                 format=cleanrooms.AnalysisTemplateFormat.SQL,
                 source=cleanrooms.AnalysisTemplateAnalysisSource0PropertiesArgs(text=query.sql),
-                analysis_parameters=[cleanrooms.AnalysisTemplateAnalysisParameterArgs(
-                    name=p.name, type=cleanrooms.AnalysisTemplateAnalysisParameterType(p.type),
-                    default_value=p.default) for p in query.parameters] or None,
+                analysis_parameters=template_parameters(query.parameters),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
             )
             self.templates[query.name] = template

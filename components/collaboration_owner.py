@@ -41,9 +41,11 @@ def _by_change_request(member: Member) -> bool:
     return getattr(member, "added_by", "invitation") == "changeRequest"
 
 
-def _payment(pays: bool) -> cleanrooms.CollaborationPaymentConfigurationArgs:
+def _payment(pays: bool, runs_jobs: bool = False) -> cleanrooms.CollaborationPaymentConfigurationArgs:
     return cleanrooms.CollaborationPaymentConfigurationArgs(
-        query_compute=cleanrooms.CollaborationQueryComputePaymentConfigArgs(is_responsible=pays))
+        query_compute=cleanrooms.CollaborationQueryComputePaymentConfigArgs(is_responsible=pays),
+        # The member who runs jobs pays for them (see components/membership.py).
+        job_compute=cleanrooms.CollaborationJobComputePaymentConfigArgs(is_responsible=True) if runs_jobs else None)
 
 
 def _c3r(c3r: C3rSpec | None) -> cleanrooms.CollaborationDataEncryptionMetadataArgs | None:
@@ -74,17 +76,20 @@ class CollaborationOwner(pulumi.ComponentResource):
             creator_display_name=args.creator.display_name,
             # Omitted abilities would leave the creator unable to do anything.
             creator_member_abilities=[cleanrooms.CollaborationMemberAbility(a) for a in args.creator.abilities],
-            creator_payment_configuration=_payment(args.payer == args.creator.name),
+            creator_payment_configuration=_payment(args.payer == args.creator.name, args.creator.runs_jobs),
             members=[cleanrooms.CollaborationMemberSpecificationArgs(
                 account_id=m.account_id,
                 display_name=m.display_name,
                 # The service requires memberAbilities on every member; [] is a data contributor.
                 member_abilities=[cleanrooms.CollaborationMemberAbility(a) for a in m.abilities],
-                payment_configuration=_payment(args.payer == m.name),
+                payment_configuration=_payment(args.payer == m.name, m.runs_jobs),
             ) for m in args.invited if not _by_change_request(m)],
             query_log_status=cleanrooms.CollaborationQueryLogStatus(log_status),
             analytics_engine=cleanrooms.CollaborationAnalyticsEngine(args.analytics_engine),
             data_encryption_metadata=_c3r(spec.c3r),
+            # Job logs like query logs, once any member runs jobs (create-only).
+            job_log_status=cleanrooms.CollaborationJobLogStatus(log_status)
+            if any(m.runs_jobs for m in (args.creator, *args.invited)) else None,
             auto_approved_change_types=[cleanrooms.CollaborationAutoApprovedChangeType(t)
                                         for t in spec.auto_approved_change_types] or None,
             # Cloud Control reads payment configuration back differently from how it was
@@ -99,7 +104,7 @@ class CollaborationOwner(pulumi.ComponentResource):
         self.membership = new_membership(
             f"{name}-membership", self.collaboration.collaboration_identifier,
             pays_for_queries=args.payer == args.creator.name, query_logging=args.query_logging,
-            results=args.results, opts=kept)
+            results=args.results, opts=kept, runs_jobs=args.creator.runs_jobs)
 
         # Members added after creation: a change request each, so the collaboration stays.
         self.member_changes = {m.name: MemberChange(

@@ -242,7 +242,13 @@ class DataProducer(pulumi.ComponentResource):
                 glue=cleanrooms.ConfiguredTableGlueTableReferenceArgs(
                     database_name=self.database.name, table_name=self.table.name)),
             allowed_columns=dataset.column_names,
-            analysis_method=cleanrooms.ConfiguredTableAnalysisMethod.DIRECT_QUERY,
+            # DIRECT_JOB "allows PySpark jobs to be run directly on this table", MULTIPLE both;
+            # with MULTIPLE "you must specify at least two analysis methods".
+            analysis_method=cleanrooms.ConfiguredTableAnalysisMethod.MULTIPLE if args.rule.allow_jobs
+            else cleanrooms.ConfiguredTableAnalysisMethod.DIRECT_QUERY,
+            selected_analysis_methods=[cleanrooms.ConfiguredTableSelectedAnalysisMethod.DIRECT_QUERY,
+                                       cleanrooms.ConfiguredTableSelectedAnalysisMethod.DIRECT_JOB]
+            if args.rule.allow_jobs else None,
             analysis_rules=[analysis_rule(args.rule, args.allowed_analyses, args.allowed_analysis_providers)],
             opts=child,
         )

@@ -63,13 +63,15 @@ def table_read_trust(*, region: str, account_ids: Sequence[str], membership_arns
     return _doc(*statements)
 
 
-def results_write_trust(*, region: str, account_id: str) -> pulumi.Output[str]:
-    """Trust for the role Clean Rooms writes this member's query results with.
+def own_memberships_trust(*, region: str, account_id: str) -> pulumi.Output[str]:
+    """Trust for a role Clean Rooms assumes on behalf of this account's memberships.
 
-    The membership names this role (defaultResultConfiguration), so the role
-    exists first and cannot name the membership's ARN: the pattern admits only
-    memberships in this account and region, and aws:SourceAccount this
-    account. (The User Guide's "service role to receive results" section could
+    Used for the role results are written with and the role PySpark artifacts
+    are read with. The membership (defaultResultConfiguration) or the template
+    names the role, so the role exists first and cannot name their ARNs: the
+    pattern admits only memberships in this account and region (and anything
+    under them, such as membership/<id>/analysistemplate/<id>), and
+    aws:SourceAccount this account. (The User Guide's "service role to receive results" section could
     not be read offline; this is the confused-deputy page's rule applied with
     what is known when the role is created.)
     """
@@ -164,6 +166,40 @@ def results_write_policy(*, account_id: str, region: str, bucket_arn: pulumi.Inp
             "Sid": "EncryptResults",
             "Effect": "Allow",
             "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+            "Resource": [kms_key_arn],
+            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+        },
+    )
+
+
+def artifact_read_policy(*, account_id: str, region: str, bucket_arn: pulumi.Input[str], prefix: str,
+                         kms_key_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """What Clean Rooms needs to read PySpark analysis artifacts under one prefix.
+
+    Clean Rooms reads "the specific S3 object version used when creating the
+    template" (User Guide, pyspark-analysis-templates), hence GetObjectVersion
+    beside GetObject; nothing here can write or delete an artifact.
+    """
+    resource_account = {"StringEquals": {"s3:ResourceAccount": account_id}}
+    return _doc(
+        {
+            "Sid": "LocateArtifactBucket",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+            "Resource": [bucket_arn],
+            "Condition": resource_account,
+        },
+        {
+            "Sid": "ReadArtifacts",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+            "Resource": [pulumi.Output.concat(bucket_arn, f"/{prefix}/*")],
+            "Condition": resource_account,
+        },
+        {
+            "Sid": "DecryptArtifacts",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt"],
             "Resource": [kms_key_arn],
             "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
         },

@@ -27,16 +27,30 @@ class ResultDestination:
 
 def new_membership(name: str, collaboration_id: pulumi.Input[str], *, pays_for_queries: bool,
                    query_logging: bool, results: ResultDestination | None,
-                   opts: pulumi.ResourceOptions) -> cleanrooms.Membership:
+                   opts: pulumi.ResourceOptions, runs_jobs: bool = False) -> cleanrooms.Membership:
+    # A member that runs PySpark jobs pays for their compute ("An error is returned if the
+    # collaboration creator sets a FALSE value for the member who can run queries and jobs",
+    # botocore PaymentConfiguration.jobCompute), logs them like queries, and receives their
+    # results under <results prefix>/jobs (MembershipProtectedJobResultConfiguration; no
+    # result format there: CSV). The results role's policy covers that prefix.
+    log = cleanrooms.MembershipQueryLogStatus.ENABLED if query_logging else cleanrooms.MembershipQueryLogStatus.DISABLED
     return cleanrooms.Membership(
         name,
         collaboration_identifier=collaboration_id,
-        query_log_status=cleanrooms.MembershipQueryLogStatus.ENABLED if query_logging
-        else cleanrooms.MembershipQueryLogStatus.DISABLED,
+        query_log_status=log,
         # Must match what the collaboration designated, or the service refuses
         # (botocore MembershipQueryComputePaymentConfig.isResponsible).
         payment_configuration=cleanrooms.MembershipPaymentConfigurationArgs(
-            query_compute=cleanrooms.MembershipQueryComputePaymentConfigArgs(is_responsible=pays_for_queries)),
+            query_compute=cleanrooms.MembershipQueryComputePaymentConfigArgs(is_responsible=pays_for_queries),
+            job_compute=cleanrooms.MembershipJobComputePaymentConfigArgs(is_responsible=True) if runs_jobs else None),
+        job_log_status=(cleanrooms.MembershipJobLogStatus.ENABLED if query_logging
+                        else cleanrooms.MembershipJobLogStatus.DISABLED) if runs_jobs else None,
+        default_job_result_configuration=cleanrooms.MembershipProtectedJobResultConfigurationArgs(
+            output_configuration=cleanrooms.MembershipProtectedJobOutputConfigurationArgs(
+                s3=cleanrooms.MembershipProtectedJobS3OutputConfigurationInputArgs(
+                    bucket=results.bucket, key_prefix=f"{results.key_prefix}/jobs")),
+            role_arn=results.role_arn,
+        ) if runs_jobs and results else None,
         default_result_configuration=cleanrooms.MembershipProtectedQueryResultConfigurationArgs(
             output_configuration=cleanrooms.MembershipProtectedQueryOutputConfigurationArgs(
                 s3=cleanrooms.MembershipProtectedQueryS3OutputConfigurationArgs(
@@ -57,6 +71,7 @@ class MemberArgs:
     results: ResultDestination | None = None
     protect: bool = True
     """A member who deletes its membership can never rejoin the collaboration."""
+    runs_jobs: bool = False
 
 
 class Member(pulumi.ComponentResource):
@@ -67,5 +82,5 @@ class Member(pulumi.ComponentResource):
         self.membership = new_membership(
             f"{name}-membership", args.collaboration_id, pays_for_queries=args.pays_for_queries,
             query_logging=args.query_logging, results=args.results,
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect), runs_jobs=args.runs_jobs)
         self.register_outputs({"membership_id": self.membership.membership_identifier})

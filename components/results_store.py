@@ -40,13 +40,13 @@ class ResultsStore(pulumi.ComponentResource):
             protect=args.protect), opts=child)
         bucket, key = self.storage.bucket, self.storage.key
 
-        # The membership names this role, so the role comes first (see iam.results_write_trust).
+        # The membership names this role, so the role comes first (see iam.own_memberships_trust).
         self.role = aws.iam.Role(
             f"{name}-cleanrooms-write",
             name=iam.service_role_name(args.organization, "results"),
             path=iam.SERVICE_ROLE_PATH,
             description="Clean Rooms writes this organization's query results",
-            assume_role_policy=iam.results_write_trust(region=args.region, account_id=args.account_id),
+            assume_role_policy=iam.own_memberships_trust(region=args.region, account_id=args.account_id),
             opts=child,
         )
         self.policy = aws.iam.RolePolicy(

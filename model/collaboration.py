@@ -130,7 +130,8 @@ def _agree(own: Settings, partner: Member, theirs: Settings) -> None:
     for key, mine, actual in (("accountId", partner.account_id, theirs.org.account_id),
                               ("roles", sorted(partner.roles), sorted(theirs.org.roles)),
                               ("dataset", partner.dataset, theirs.org.dataset),
-                              ("name", partner.name, theirs.org.name)):
+                              ("name", partner.name, theirs.org.name),
+                              ("runsJobs", partner.runs_jobs, theirs.org.runs_jobs)):
         if mine != actual:
             raise ConfigError(f"{where}.{key}", f"is {mine!r}, but partner stack '{theirs.stack}' says "
                               f"{actual!r}; make the two stack files agree")

@@ -22,6 +22,7 @@ from model.datasets import (DIMENSION, IDENTIFIER_ROLES, JOIN_KEY, METRIC, Datas
                                  load_dataset, validate_data)
 from model.errors import ConfigError
 from model.stackfiles import ROOT as PROJECT_DIR
+from model.jobs import JobTemplate, load_jobs
 from model.templates import Compute, QueryTemplate, load_queries
 
 OWNER = "collaboration_owner"
@@ -46,13 +47,15 @@ class Member:
     account_id: str
     roles: frozenset[str]
     dataset: str | None = None
+    runs_jobs: bool = False
+    """The analyst also runs PySpark analysis templates (CAN_RUN_JOB)."""
 
     @property
     def abilities(self) -> list[str]:
         # A result receiver gets results the analyst distributes to it (StartProtectedQuery
         # resultConfiguration distribute: "collaboration member destination").
         if ANALYST in self.roles:
-            return list(ANALYST_ABILITIES)
+            return [*ANALYST_ABILITIES, *(["CAN_RUN_JOB"] if self.runs_jobs else [])]
         return ["CAN_RECEIVE_RESULTS"] if RECEIVER in self.roles else []
 
     @property
@@ -107,6 +110,7 @@ class AnalysisRuleSpec:
     threshold_column: str | None = None
     threshold_minimum: int | None = None
     disallowed_output_columns: tuple[str, ...] = ()
+    allow_jobs: bool = False
     # AGGREGATION
     aggregate_columns: tuple[tuple[str, tuple[str, ...]], ...] = ()
     dimension_columns: tuple[str, ...] = ()
@@ -130,6 +134,8 @@ class AnalystSpec:
     results_prefix: str
     compute: Compute | None = None
     """The stack's default Spark compute per query (a template's own setting wins)."""
+    jobs: tuple[JobTemplate, ...] = ()
+    """PySpark analysis templates (data/jobs/<name>/)."""
 
 
 @dataclass(frozen=True)
@@ -225,7 +231,8 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
     data_dir = data_dir or _data_dir(config.data_dir)
     roles = frozenset(config.roles)
     org = Member(name=config.organization, display_name=config.display_name or config.organization,
-                 account_id=config.account_id, roles=roles, dataset=config.dataset or None)
+                 account_id=config.account_id, roles=roles, dataset=config.dataset or None,
+                 runs_jobs=bool(config.analyst and config.analyst.jobs))
     if config.assume_role_arn and config.assume_role_arn.split(":")[4] != org.account_id:
         raise ConfigError("assumeRoleArn", f"role is in account {config.assume_role_arn.split(':')[4]}, "
                           f"but accountId is {org.account_id}")
@@ -285,7 +292,7 @@ def _data_dir(value: str) -> Path:
 def _partner(block: sm.PartnerBlock) -> Partner:
     return Partner(name=block.name, display_name=block.display_name or block.name, account_id=block.account_id,
                    roles=frozenset(block.roles), dataset=block.dataset or None, stack=block.stack,
-                   outputs=block.outputs or {}, added_by=block.added_by)
+                   outputs=block.outputs or {}, added_by=block.added_by, runs_jobs=block.runs_jobs)
 
 
 # Keys that only a role uses: set without the role, they would silently do nothing.
@@ -320,6 +327,9 @@ def _check_members(org: Member, partners: tuple[Partner, ...]) -> None:
     if len(analysts) != 1:
         raise ConfigError("roles", f"exactly one organization must have role '{ANALYST}' "
                           f"(it can query and receives results); found {analysts or 'none'}")
+    jobs = [m.name for m in members if m.runs_jobs and ANALYST not in m.roles]
+    if jobs:
+        raise ConfigError("partners", f"{jobs} run jobs but are not the analyst; only the analyst runs jobs")
     both = [m.name for m in members if ANALYST in m.roles and RECEIVER in m.roles]
     if both:
         raise ConfigError("roles", f"{both} has roles analyst and {RECEIVER}; the analyst receives results already, "
@@ -372,6 +382,14 @@ def _producer(config: sm.StackConfig, org: Member, partners, engine: str, data_d
                           "CUSTOM, AGGREGATION, LIST); without one the table can never be queried")
     members = [org.account_id, *(p.account_id for p in partners)]
     rule = _analysis_rule(config.analysis_rule, dataset, join_key, members)
+    others = sorted(set(rule.allowed_analysis_providers) - {org.account_id})
+    if rule.allow_jobs and rule.allowed_analyses == "ANY_QUERY" and others:
+        # ANY_JOB beside ANY_QUERY: a PySpark job is code that sees the rows, and no output
+        # rule constrains what it returns (aggregation thresholds, disallowed output columns
+        # and differential privacy apply to SQL only). A partner's jobs are approved one by one.
+        raise ConfigError("analysisRule.allowJobs", f"would let {others} run any PySpark code on this table's "
+                          "rows; set allowedAnalyses: templates to approve each job template, or allow jobs "
+                          "only for your own account")
     engines.check_rule(engine, rule)
     return dataset, rule
 
@@ -415,10 +433,15 @@ def _analysis_rule(block, dataset: Dataset, join_key: str, members: list[str]) -
         extra = _columns(block.disallowed_output_columns, dataset, "analysisRule.disallowedOutputColumns")
         # Identifier columns are never output, whatever the config says.
         disallowed = tuple(dict.fromkeys((*identifiers, *extra)))
+        if block.allow_jobs and dp_column:
+            # Differential privacy protects SQL queries; the User Guide's PySpark pages offer no
+            # DP for jobs, so a DP table is not opened to them here.
+            raise ConfigError("analysisRule.allowJobs", "jobs cannot be allowed on a table under differential "
+                              "privacy (it protects SQL queries only); remove one of the two")
         return AnalysisRuleSpec(type="CUSTOM", allowed_analyses=block.allowed_analyses,
                                 allowed_analysis_providers=providers, differential_privacy_column=dp_column,
                                 threshold_column=t_column, threshold_minimum=t_min,
-                                disallowed_output_columns=disallowed)
+                                disallowed_output_columns=disallowed, allow_jobs=block.allow_jobs)
     join_columns = _columns(block.join_columns if block.join_columns is not None else [join_key], dataset,
                             "analysisRule.joinColumns", (JOIN_KEY,))
     if block.type == "LIST":
@@ -455,7 +478,9 @@ def _analyst(block: sm.AnalystBlock, data_dir: Path) -> AnalystSpec:
     queries = load_queries(data_dir / "queries", list(block.queries))
     prefix = _prefix(block.results_prefix, "analyst.resultsPrefix")
     compute = Compute(block.compute.worker_type, block.compute.workers) if block.compute else None
-    return AnalystSpec(queries=queries, result_format=block.result_format, results_prefix=prefix, compute=compute)
+    jobs = load_jobs(data_dir / "jobs", list(block.jobs))
+    return AnalystSpec(queries=queries, result_format=block.result_format, results_prefix=prefix, compute=compute,
+                       jobs=jobs)
 
 
 def _quicksight(block: sm.QuickSightBlock | None, org: Member, analyst: AnalystSpec | None) -> QuickSightSpec:

@@ -17,7 +17,7 @@ PEER_KEYS = ("organization", "account_id", "region", "roles", "dataset", "join_k
              "collaboration_id", "membership_id", "membership_arn", "analytics_engine",
              "configured_table_association_name", "configured_table_association_arn", "access_budget",
              "differential_privacy", "analysis_rule", "privacy_budget",
-             "analysis_templates")
+             "analysis_templates", "job_templates", "runs_jobs")
 
 
 @dataclass(frozen=True)
@@ -46,3 +46,7 @@ class PeerOutputs:
     @property
     def template_arns(self) -> list[str]:
         return [t["arn"] for t in (self.get("analysis_templates") or {}).values()]
+
+    @property
+    def job_template_arns(self) -> list[str]:
+        return [t["arn"] for t in (self.get("job_templates") or {}).values()]

@@ -38,6 +38,8 @@ def check_partners(settings: Settings, peers: dict[str, PeerOutputs]) -> None:
             ("accountId", partner.account_id, peer.get("account_id")),
             ("roles", sorted(partner.roles), sorted(peer.get("roles")) if peer.get("roles") is not None else None),
             ("dataset", partner.dataset, peer.get("dataset") if PRODUCER in partner.roles else partner.dataset),
+            # Fixed in the collaboration when it is created (CAN_RUN_JOB), so both must say it.
+            ("runsJobs", partner.runs_jobs, peer.get("runs_jobs")),
         )
         for key, mine, theirs in checks:
             if theirs is not None and mine != theirs:
@@ -95,7 +97,8 @@ def allowed_analyses(settings: Settings, peers: dict[str, PeerOutputs],
     if rule is None or rule.type != "CUSTOM":
         return [], []
     if rule.allowed_analyses == "ANY_QUERY":
-        return ["ANY_QUERY"], list(rule.allowed_analysis_providers)
+        # AnalysisRuleCustom.allowedAnalyses: ANY_QUERY, ANY_JOB or template ARNs.
+        return ["ANY_QUERY", *(["ANY_JOB"] if rule.allow_jobs else [])], list(rule.allowed_analysis_providers)
     if ANALYST in settings.roles:
         # Our own templates need our table associated first, and the table's
         # rule would need the templates: allow our own account instead.
@@ -103,7 +106,7 @@ def allowed_analyses(settings: Settings, peers: dict[str, PeerOutputs],
                           f"'{settings.org.name}' is the analyst itself; use allowedAnalyses: ANY_QUERY with "
                           f"allowedAnalysisProviders: [\"{settings.org.account_id}\"]")
     analyst = peers[settings.analyst_member.name]
-    arns = analyst.template_arns
+    arns = analyst.template_arns + (analyst.job_template_arns if rule.allow_jobs else [])
     if not arns:
         log(f"no analysis templates from '{analyst.partner.name}' yet: the analysis rule allows "
                         "no analysis until they exist (run `pulumi up` again after the analyst deploys them)")

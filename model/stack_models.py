@@ -195,6 +195,9 @@ class CustomRuleBlock(Block):
     differential_privacy: UserIdentifierBlock | None = None
     aggregation_threshold: ThresholdBlock | None = None
     disallowed_output_columns: list[Column] = []
+    # Also allow PySpark jobs on the table (analysis method MULTIPLE; ANY_JOB beside
+    # ANY_QUERY, or the analyst's job templates when approving templates).
+    allow_jobs: Bool = False
 
 
 class AggregateColumnBlock(Block):
@@ -265,6 +268,7 @@ class AnalystBlock(Block):
     result_format: Literal["CSV", "PARQUET"] = "CSV"
     results_prefix: Text = "results"
     compute: ComputeBlock | None = None
+    jobs: list[Text] = []
 
 
 class PeriodBudgetBlock(Block):
@@ -313,6 +317,8 @@ class PartnerBlock(Block):
     # later replaces the collaboration); changeRequest: added to the existing collaboration
     # by a change request (components/member_change.py).
     added_by: Literal["invitation", "changeRequest"] = "invitation"
+    # The analyst also runs PySpark jobs (CAN_RUN_JOB, fixed when the collaboration is created).
+    runs_jobs: Bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> "PartnerBlock":

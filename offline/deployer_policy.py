@@ -483,11 +483,23 @@ def _referenced(resource: Registered, service: str, kinds: tuple[str, ...]) -> l
     return sorted(found)
 
 
+def _object_key_pattern(key: str | None) -> str:
+    """An object's key; a content-addressed one (a PySpark artifact under its SHA-256)
+    up to the hash, so a changed script needs no new deployer policy."""
+    if not key:
+        return "*"
+    parts = key.split("/")
+    for i, part in enumerate(parts):
+        if re.fullmatch(r"[0-9a-f]{64}", part):
+            return "/".join(parts[:i] + ["*"])
+    return key
+
+
 _SELECTORS = {
     "any": lambda r, s: ["*"],
     "bucket": lambda r, s: [_bucket_arn(r)],
     "bucket_objects": lambda r, s: [_bucket_arn(r) + "/*"],
-    "object": lambda r, s: [f"{_bucket_arn(r)}/{r.inputs.get('key') or '*'}"],
+    "object": lambda r, s: [f"{_bucket_arn(r)}/{_object_key_pattern(r.inputs.get('key'))}"],
     "kms_keys": lambda r, s: [s.arn("kms", "key/*")],
     "kms_alias_and_keys": lambda r, s: [s.arn("kms", r.inputs["name"]) if r.inputs.get("name")
                                         else s.arn("kms", f"{r.inputs.get('namePrefix') or 'alias/'}*"),

@@ -255,3 +255,135 @@ def test_a_denied_or_unapproved_request_fails_with_one_line(cleanrooms):
         add_member(client, COLLAB_ID, C, "Org C", ["CAN_RECEIVE_RESULTS"],
                    Poll(10, clock, clock.sleep, jitter=lambda: 1.0))
     assert clock.now == 10
+
+
+# --------------------------------------------------------------------------
+# PySpark analysis templates (data/jobs/<name>/)
+
+
+def test_a_job_is_a_pyspark_template_over_a_pinned_artifact(bootstrap):
+    import hashlib
+
+    run = bootstrap.a3
+    script = ROOT / "data" / "jobs" / "retail_order_mix" / "entrypoint.py"
+    digest = hashlib.sha256(script.read_bytes()).hexdigest()
+    [template] = [t for t in run.of_type(f"{CR}:AnalysisTemplate") if t.inputs["format"] == "PYSPARK_1_0"]
+    artifacts = template.inputs["source"]["artifacts"]
+    key = f"jobs/retail_order_mix/{digest}/entrypoint.py"
+    assert artifacts["entryPoint"]["location"] == {"bucket": f"org-a-cleanrooms-artifacts-{A}", "key": key}
+    role = run.named("org-a-analyst-jobs-cleanrooms-artifacts")
+    assert artifacts["roleArn"] == role.state["arn"] and role.inputs["path"] == "/service-role/"
+    assert template.inputs["schema"] == {"referencedTables": ["retail_purchases"]}
+    assert template.inputs["analysisParameters"] == [{"name": "min_orders", "type": "INT", "defaultValue": "1"}]
+    assert "sourceMetadata" not in template.inputs  # Clean Rooms computes it (not in CreateAnalysisTemplate)
+
+    # The object is uploaded, with its SHA-256, into a versioned bucket, before the template.
+    obj = run.named("org-a-analyst-jobs-retail-order-mix-script")
+    assert obj.inputs["key"] == key and obj.inputs["checksumAlgorithm"] == "SHA256"
+    assert obj.inputs["source"] == {"fileAsset": str(script.relative_to(ROOT))}
+    versioning = run.named("org-a-analyst-jobs-artifacts-versioning")
+    assert versioning.urn in obj.dependencies and obj.urn in template.dependencies
+
+    # The role may read artifacts, and nothing else.
+    import json
+    policy = json.loads(run.named("org-a-analyst-jobs-cleanrooms-artifacts-policy").inputs["policy"])
+    actions = sorted(a for s in policy["Statement"] for a in s["Action"])
+    assert actions == ["kms:Decrypt", "s3:GetBucketLocation", "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"]
+
+    exported = run.outputs["job_templates"]["retail_order_mix"]
+    assert exported["sha256"] == digest and exported["tables"] == ["retail_purchases"]
+    assert exported["compute"] == {"workerType": "CR.1X", "workers": 4}
+    assert exported["arn"] == template.state["arn"] and run.outputs["pending_jobs"] == {}
+
+
+def test_the_analyst_membership_and_its_table_are_ready_for_jobs(bootstrap):
+    run = bootstrap.a3
+    membership = run.one(f"{CR}:Membership")
+    assert membership.input("paymentConfiguration.jobCompute.isResponsible") is True
+    assert membership.inputs["jobLogStatus"] == "ENABLED"
+    job_results = membership.inputs["defaultJobResultConfiguration"]
+    assert job_results["outputConfiguration"]["s3"]["keyPrefix"] == "results/jobs"
+    assert job_results["roleArn"] == membership.input("defaultResultConfiguration.roleArn")
+    table = run.one(f"{CR}:ConfiguredTable")
+    assert table.inputs["analysisMethod"] == "MULTIPLE"
+    assert table.inputs["selectedAnalysisMethods"] == ["DIRECT_QUERY", "DIRECT_JOB"]
+    # Org B's table is under differential privacy: SQL only.
+    b_table = bootstrap.b2.one(f"{CR}:ConfiguredTable")
+    assert b_table.inputs["analysisMethod"] == "DIRECT_QUERY" and "selectedAnalysisMethods" not in b_table.inputs
+    assert bootstrap.b2.outputs["runs_jobs"] is False and run.outputs["runs_jobs"] is True
+
+
+def _job_dir(tmp_path, job_yaml: str | None = None, script: str | None = None):
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data", data)
+    job = data / "jobs" / "retail_order_mix"
+    if job_yaml is not None:
+        (job / "job.yaml").write_text(job_yaml)
+    if script is not None:
+        (job / "entrypoint.py").write_text(script)
+    return data
+
+
+GOOD_JOB = "entryPoint: entrypoint.py\ntables: [retail_purchases]\n"
+
+
+@pytest.mark.parametrize("job_yaml, script, fragment", [
+    ("tables: [retail_purchases]\nworkers: 4\n", None, "unknown key 'workers'"),
+    (GOOD_JOB + "compute: {workerType: CR.1X, workers: 2}\n", None, "compute.workers"),
+    (GOOD_JOB + "compute: {workerType: CR.8X, workers: 4}\n", None, "'CR.4X'"),
+    ("entryPoint: ../entrypoint.py\ntables: [retail_purchases]\n", None, "must be a .py file beside job.yaml"),
+    ("entryPoint: entrypoint.py\ntables: []\n", None, "tables"),
+    (GOOD_JOB + "parameters: [{name: n, type: INT, default: many}]\n", None, "default 'many' of parameter 'n'"),
+    (GOOD_JOB, "def main(context):\n    return {}\n", "def entrypoint(context)"),
+    (GOOD_JOB, "def entrypoint(context:\n", "entrypoint.py:1: not valid Python"),
+])
+def test_bad_jobs_are_refused_with_the_file(tmp_path, job_yaml, script, fragment):
+    data = _job_dir(tmp_path, job_yaml, script)
+    with pytest.raises(ConfigError) as info:
+        settings_for("org-a", {"dataDir": str(data)})
+    message = str(info.value)
+    assert message.startswith(f"config '{PROJECT}:analyst.jobs'") and fragment in message, message
+    assert "retail_order_mix" in message
+
+
+def test_an_unknown_job_names_the_available_ones():
+    with pytest.raises(ConfigError) as info:
+        settings_for("org-a", {"analyst": {"jobs": ["retail_order_mx"]}})
+    assert "no such job ['retail_order_mx']" in str(info.value) and "['retail_order_mix']" in str(info.value)
+
+
+@pytest.mark.parametrize("overrides, key, fragment", [
+    # Jobs are not allowed where no output rule would apply to what they return.
+    ({"analysisRule": {"type": "CUSTOM", "allowedAnalyses": "ANY_QUERY", "allowedAnalysisProviders": [A],
+                       "allowJobs": True, "differentialPrivacy": {"userIdentifierColumn": "customer_key"}}},
+     "analysisRule.allowJobs", "differential privacy"),
+    ({"analysisRule": {"type": "CUSTOM", "allowedAnalyses": "ANY_QUERY", "allowedAnalysisProviders": [A],
+                       "allowJobs": True}},
+     "analysisRule.allowJobs", "would let ['111111111111'] run any PySpark code"),
+])
+def test_a_partner_table_opens_to_jobs_only_template_by_template(overrides, key, fragment):
+    with pytest.raises(ConfigError) as info:
+        settings_for("org-b", overrides)
+    assert str(info.value).startswith(f"config '{PROJECT}:{key}'") and fragment in str(info.value)
+
+
+def test_a_job_on_a_partner_table_waits_for_it_and_dp_tables_are_refused(bootstrap, tmp_path):
+    import pulumi
+
+    data = _job_dir(tmp_path, "tables: [retail_purchases, media_engagement]\n")
+    with pytest.raises(pulumi.RunError) as info:
+        run_stack("org-a", overrides={"dataDir": str(data)}, peer_outputs={stack_ref("org-b"): bootstrap.b2.outputs})
+    assert "table 'media_engagement' is under differential privacy" in str(info.value)
+    # Before org B deploys its table is unknown: the template waits, and says so.
+    run = run_stack("org-a", overrides={"dataDir": str(data)})
+    assert run.outputs["pending_jobs"] == {"retail_order_mix": ["media_engagement"]}
+    assert "job_templates" in run.outputs and run.outputs["job_templates"] == {}
+
+
+def test_both_stacks_must_say_the_analyst_runs_jobs(bootstrap):
+    import pulumi
+
+    partner = dict(stack_config("org-b")[f"{PROJECT}:partners"][0], runsJobs=False)
+    with pytest.raises(pulumi.RunError) as info:
+        run_stack("org-b", overrides={"partners": [partner]}, peer_outputs={stack_ref("org-a"): bootstrap.a1.outputs})
+    assert "partners[0].runsJobs" in str(info.value) and "reports True" in str(info.value)

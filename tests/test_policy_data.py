@@ -20,7 +20,7 @@ def run():
 
 def test_every_shipped_bucket_passes(run):
     buckets = run.of_type(BUCKET)
-    assert len(buckets) == 2  # data and results
+    assert len(buckets) == 3  # data, results and PySpark artifacts
     assert evaluate(run, policies=["s3-bucket-kms-encryption", "s3-bucket-versioning", "s3-bucket-public-access-block",
                                    "s3-bucket-tls-only", "s3-no-public-read"]).violations == []
 
@@ -142,10 +142,11 @@ def test_unprotected_data_bucket_from_config():
     violations = evaluate(torn, policies=["protect-irreplaceable-resources"]).violations
     assert {v.resource_name for v in violations} == {
         "org-a-owner-collaboration", "org-a-owner-membership", "org-a-producer-data-bucket",
-        "org-a-analyst-results-bucket", "org-a-producer-data-key", "org-a-analyst-results-key"}
+        "org-a-analyst-results-bucket", "org-a-producer-data-key", "org-a-analyst-results-key",
+        "org-a-analyst-jobs-artifacts-bucket", "org-a-analyst-jobs-artifacts-key"}
     bucket = next(v for v in violations if v.resource_name == "org-a-producer-data-bucket")
     assert "aws:s3/bucket:Bucket 'org-a-producer-data-bucket' is not protected" in bucket.message
     assert "protect=True" in bucket.message
     advisory = evaluate(torn, config={"protect-irreplaceable-resources": {"enforcementLevel": "advisory"}},
                         policies=["protect-irreplaceable-resources"])
-    assert advisory.mandatory == [] and len(advisory.violations) == 6
+    assert advisory.mandatory == [] and len(advisory.violations) == len(violations)

@@ -38,11 +38,14 @@ def trust_external_id(run: Run, role_name: str) -> str:
 def test_round1_org_a_creates_the_collaboration(bootstrap):
     run = bootstrap.a1
     collab = run.one(f"{CR}:Collaboration")
-    assert collab.inputs["creatorMemberAbilities"] == ["CAN_QUERY", "CAN_RECEIVE_RESULTS"]
+    # Org A runs PySpark jobs too (analyst.jobs): it may, and pays for their compute.
+    assert collab.inputs["creatorMemberAbilities"] == ["CAN_QUERY", "CAN_RECEIVE_RESULTS", "CAN_RUN_JOB"]
     assert collab.inputs["members"] == [{
         "accountId": B, "displayName": "Org B (media)", "memberAbilities": [],
         "paymentConfiguration": {"queryCompute": {"isResponsible": False}}}]
-    assert collab.inputs["creatorPaymentConfiguration"] == {"queryCompute": {"isResponsible": True}}
+    assert collab.inputs["creatorPaymentConfiguration"] == {"queryCompute": {"isResponsible": True},
+                                                            "jobCompute": {"isResponsible": True}}
+    assert collab.inputs["jobLogStatus"] == "ENABLED"
     assert collab.inputs["queryLogStatus"] == "ENABLED"
     assert collab.inputs["analyticsEngine"] == "SPARK"
     assert "dataEncryptionMetadata" not in collab.inputs  # no C3R unless configured
@@ -60,8 +63,9 @@ def test_round1_org_a_creates_the_collaboration(bootstrap):
     # Org B sets the privacy budget (its table is the protected one), once it has joined.
     assert run.of_type(f"{CR}:PrivacyBudgetTemplate") == [] and run.outputs["privacy_budget"] is None
 
-    # Org B has not deployed: its table is unknown, so no template can be created yet.
-    assert run.of_type(f"{CR}:AnalysisTemplate") == []
+    # Org B has not deployed: its table is unknown, so no SQL template can be created yet
+    # (the PySpark job reads only org A's own table: test_newer_features).
+    assert [t.inputs["format"] for t in run.of_type(f"{CR}:AnalysisTemplate")] == ["PYSPARK_1_0"]
     assert run.outputs["pending_templates"] == {"channel_reach": ["media_engagement"],
                                                 "customer_segments": ["media_engagement"]}
     assert any("partner 'org-b' has no outputs yet" in line for line in run.logs)
@@ -113,7 +117,8 @@ def test_round2_org_b_joins_with_org_a_ids(bootstrap):
 
 def test_round3_org_a_completes_the_collaboration(bootstrap):
     b2, run = bootstrap.b2, bootstrap.a3
-    templates = {t.inputs["name"]: t for t in run.of_type(f"{CR}:AnalysisTemplate")}
+    templates = {t.inputs["name"]: t for t in run.of_type(f"{CR}:AnalysisTemplate")
+                 if t.inputs["format"] == "SQL"}
     assert set(templates) == {"customer_segments", "channel_reach"}
     segments = templates["customer_segments"]
     assert segments.inputs["membershipIdentifier"] == run.outputs["membership_id"]
@@ -187,7 +192,7 @@ def test_partner_values_from_config_instead_of_a_stack_reference(bootstrap):
 
 def test_data_and_schema_reach_s3_and_glue(bootstrap):
     run = bootstrap.a3
-    obj = run.one("aws:s3/bucketObjectv2:BucketObjectv2")
+    obj = run.named("org-a-producer-data-file")
     assert obj.inputs["key"] == "datasets/retail_purchases/retail_purchases.csv"
     assert obj.inputs["source"] == {"fileAsset": "data/retail_purchases/retail_purchases.csv"}
     assert obj.inputs["serverSideEncryption"] == "aws:kms"
@@ -236,7 +241,8 @@ def _b_analyst_overrides():
              "analysisRule": {"type": "CUSTOM", "allowedAnalyses": "templates",
                               "aggregationThreshold": {"column": "customer_key", "minimum": 3}}}
     b_config = stack_config("org-b")
-    partner_a = dict(b_config[f"{PROJECT}:partners"][0], roles=["collaboration_owner", "data_producer"])
+    partner_a = dict(b_config[f"{PROJECT}:partners"][0], roles=["collaboration_owner", "data_producer"],
+                     runsJobs=False)
     org_b = {"roles": ["data_producer", "analyst"], "partners": [partner_a],
              "analysisRule": {"type": "CUSTOM", "allowedAnalyses": "ANY_QUERY",
                               "allowedAnalysisProviders": [B],
@@ -308,7 +314,8 @@ def test_the_owner_can_set_the_privacy_budget_instead():
     assert not any("no member has set" in line for line in b2.logs)  # org A set it
     a3 = run_stack("org-a", overrides=owner_sets, peer_outputs={stack_ref("org-b"): b2.outputs})
     assert a3.one(f"{CR}:PrivacyBudgetTemplate").inputs == budget.inputs
-    assert {t.inputs["name"] for t in a3.of_type(f"{CR}:AnalysisTemplate")} == {"customer_segments", "channel_reach"}
+    assert {t.inputs["name"] for t in a3.of_type(f"{CR}:AnalysisTemplate")} == {
+        "customer_segments", "channel_reach", "retail_order_mix"}
 
 
 def test_only_one_member_may_set_the_privacy_budget(bootstrap):
