@@ -7,9 +7,10 @@ never changed afterwards ("Doing so will cause all future analysis jobs using
 this template to fail"). So each script is stored under its own hash
 (jobs/<name>/<sha256>/<script>): a changed script is a new object and a new
 template (the source is create-only), and the old object stays for the old one.
-Clean Rooms records the hash (sourceMetadata.artifacts.entryPointHash) and the
-object version, and checks both before every run; `queryrunner job` compares
-that hash with the local script's before it starts one. "The member who creates the PySpark
+The template declares the hash (sourceMetadata.artifacts.entryPointHash);
+Clean Rooms records it and the object version, and checks both before every
+run; `queryrunner job` compares the service's hash with the exported one
+before it starts one. "The member who creates the PySpark
 analysis template must also be the member who receives results": the analyst.
 
 A template, like a SQL one, waits until the tables it reads are associated.
@@ -110,9 +111,14 @@ class AnalystJobs(pulumi.ComponentResource):
                         entry_point=cleanrooms.AnalysisTemplateArtifactArgs(
                             location=cleanrooms.AnalysisTemplateS3LocationArgs(bucket=bucket.bucket, key=object_key)),
                         role_arn=self.role.arn)),
-                # No sourceMetadata: CreateAnalysisTemplate takes none (botocore
-                # CreateAnalysisTemplateInput); Clean Rooms computes the artifact's
-                # SHA-256 itself, and the runner compares it with job.sha256 before a run.
+                # The hash Clean Rooms checks before every run, declared so that the diff
+                # shows it to reviewers. CloudFormation declares SourceMetadata ("Update
+                # requires: No interruption") although CreateAnalysisTemplate computes it
+                # (botocore has no input for it); hex, as the User Guide's review page
+                # compares it with `sha256sum`. The runner checks the service's value too.
+                source_metadata=cleanrooms.AnalysisTemplateAnalysisSourceMetadataPropertiesArgs(
+                    artifacts=cleanrooms.AnalysisTemplateArtifactMetadataArgs(
+                        entry_point_hash=cleanrooms.AnalysisTemplateHashArgs(sha256=job.sha256))),
                 schema=cleanrooms.AnalysisTemplateAnalysisSchemaArgs(referenced_tables=list(job.tables)),
                 analysis_parameters=template_parameters(job.parameters),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[script, *ready, *args.depends_on]),

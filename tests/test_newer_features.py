@@ -275,7 +275,7 @@ def test_a_job_is_a_pyspark_template_over_a_pinned_artifact(bootstrap):
     assert artifacts["roleArn"] == role.state["arn"] and role.inputs["path"] == "/service-role/"
     assert template.inputs["schema"] == {"referencedTables": ["retail_purchases"]}
     assert template.inputs["analysisParameters"] == [{"name": "min_orders", "type": "INT", "defaultValue": "1"}]
-    assert "sourceMetadata" not in template.inputs  # Clean Rooms computes it (not in CreateAnalysisTemplate)
+    assert template.inputs["sourceMetadata"] == {"artifacts": {"entryPointHash": {"sha256": digest}}}
 
     # The object is uploaded, with its SHA-256, into a versioned bucket, before the template.
     obj = run.named("org-a-analyst-jobs-retail-order-mix-script")
