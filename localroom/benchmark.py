@@ -74,11 +74,13 @@ def _analyst_stack() -> str:
 
 
 def prepare(rows: int, folder: Path) -> Path:
-    """A data folder with both datasets at ``rows`` rows (half of them shared), schemas and queries."""
+    """A data folder with both datasets at ``rows`` rows (half of them shared), schemas, queries and jobs."""
     subprocess.run([sys.executable, str(ROOT / "scripts" / "generate_data.py"), "--a-rows", str(rows),
                     "--b-rows", str(rows), "--overlap", str(rows // 2), "--out", str(folder)], check=True,
                    stdout=subprocess.DEVNULL, cwd=ROOT)
-    shutil.copytree(ROOT / "data" / "queries", folder / "queries", dirs_exist_ok=True)
+    # The analyst's stack file names its templates and jobs: both come along with the data.
+    for templates in ("queries", "jobs"):
+        shutil.copytree(ROOT / "data" / templates, folder / templates, dirs_exist_ok=True)
     return folder
 
 

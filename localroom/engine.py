@@ -1,7 +1,10 @@
-"""Running a validated template on DuckDB under the collaboration's rules.
+"""Running a validated template on DuckDB (or Spark) under the collaboration's rules.
+
+The engine is a backend object (``DuckDB`` below by default; ``Spark`` in
+localroom/spark.py): the plan writes its SQL in the backend's dialect.
 
 A template that reads no protected table runs as written (transpiled from
-Spark SQL to DuckDB by sqlglot, parameters bound as typed values). Otherwise
+Spark SQL to the engine's dialect by sqlglot, parameters bound as typed values). Otherwise
 the final SELECT is split in two:
 
 1. the aggregation, with every aggregate replaced by the parts the rules need:
@@ -36,7 +39,7 @@ from sqlglot.optimizer.scope import Scope
 from localroom.privacy import Calibration
 from model.budget import dp_type, final_aggregates
 from model.collaboration import Collaboration
-from model.datasets import load_into
+from model.datasets import Dataset, load_into
 from model.validator.analysis import Analysis, BaseColumn, aggregates_in, build
 
 DIALECT = "duckdb"
@@ -79,14 +82,28 @@ class LocalResult:
     enforcement: Enforcement
 
 
-class LocalCleanRoom:
-    """One DuckDB database holding the collaboration's tables, each loaded once per process."""
+class DuckDB:
+    """The default backend: one in-memory DuckDB database, each table loaded once per process.
 
-    def __init__(self, collab: Collaboration):
-        self.collab = collab
+    A backend is what the Plan needs from an engine: ``load`` the datasets as
+    tables named by their association names, run SQL of ``dialect`` with typed
+    parameters into a pyarrow table (``sql``) or one value (``scalar``),
+    ``materialize``/``drop`` an intermediate table, ``register``/``unregister``
+    a pyarrow table, and ``rows_per_key``. ``errors`` are its failures while a
+    template runs, ``message`` makes one line of them. localroom/spark.py is
+    the other backend.
+    """
+
+    dialect = "duckdb"
+    errors = (duckdb.Error,)
+
+    def __init__(self):
         self.con = duckdb.connect()
-        self.loaded: dict[str, int] = {}
         self._rows_per_key: dict[tuple[str, str], int] = {}
+
+    def load(self, tables: dict[str, Dataset]) -> dict[str, int]:
+        """Read each dataset into a table named by its alias; the row counts (ConfigError names file and line)."""
+        return {alias: load_into(self.con, dataset, alias) for alias, dataset in tables.items()}
 
     def rows_per_key(self, table: str, column: str) -> int:
         """The most rows any one value of ``table.column`` has (cached: the tables never change)."""
@@ -94,43 +111,81 @@ class LocalCleanRoom:
             quoted = '"' + column.replace('"', '""') + '"'
             # Grouped by a 64-bit hash of the key, which is faster on long keys; a collision can
             # only make the count larger, so this stays an upper bound (1 still proves uniqueness).
-            self._rows_per_key[(table, column)] = self._exec(
+            self._rows_per_key[(table, column)] = self.exec(
                 f'SELECT coalesce(max(c), 0) FROM (SELECT count(*) AS c FROM "{table}" '
                 f"WHERE {quoted} IS NOT NULL GROUP BY hash({quoted}))")[0][0]
         return self._rows_per_key[(table, column)]
 
-    def load(self, aliases) -> None:
-        for alias in sorted(aliases):
-            if alias not in self.loaded:
-                self.loaded[alias] = load_into(self.con, self.collab.tables[alias].dataset, alias)
+    def sql(self, sql: str, params: dict[str, Any]) -> pa.Table:
+        return self._relation(sql, params).to_arrow_table()
 
-    def plain_sql(self, analysis: Analysis) -> str:
-        """The template as DuckDB runs it with no rules at all (the benchmark's baseline)."""
-        return analysis.tree.sql(dialect=DIALECT)
+    def scalar(self, sql: str, params: dict[str, Any]) -> Any:
+        return self._relation(sql, params).fetchall()[0][0]
 
-    def run(self, analysis: Analysis, params: dict[str, Any], noise, calibration: Calibration | None) -> LocalResult:
-        self.load(analysis.tables)
-        plan = Plan(analysis)
-        try:
-            if plan.direct:
-                return LocalResult(self._sql(plan.direct_sql, params).to_arrow_table(), Enforcement())
-            return plan.execute(self, params, noise, calibration)
-        except duckdb.Error as exc:
-            raise RunFailed(_first_line(exc)) from None
-
-    def _exec(self, sql: str, params: dict[str, Any] | None = None) -> list:
-        used = {p.name for p in _placeholders(sql)} if params else set()
+    def exec(self, sql: str, params: dict[str, Any] | None = None) -> list:
+        used = {p.name for p in _placeholders(sql, self.dialect)} if params else set()
         return self.con.execute(sql, {k: v for k, v in params.items() if k in used} if used else None).fetchall()
 
-    def _sql(self, sql: str, params: dict[str, Any]):
-        used = {p.name for p in _placeholders(sql)}
+    def materialize(self, name: str, sql: str, params: dict[str, Any]) -> None:
+        self.exec(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}", params)
+
+    def drop(self, name: str) -> None:
+        self.exec(f"DROP TABLE IF EXISTS {name}")
+
+    def register(self, name: str, table: pa.Table) -> None:
+        self.con.register(name, table)
+
+    def unregister(self, name: str) -> None:
+        self.con.unregister(name)
+
+    def message(self, exc: Exception) -> str:
+        return _first_line(exc)
+
+    def _relation(self, sql: str, params: dict[str, Any]):
+        used = {p.name for p in _placeholders(sql, self.dialect)}
         return self.con.sql(sql, params={k: v for k, v in params.items() if k in used} or None)
 
 
-def _placeholders(sql: str) -> list[exp.Placeholder]:
+class LocalCleanRoom:
+    """The collaboration's tables in one engine (DuckDB unless another backend is given), each loaded once."""
+
+    def __init__(self, collab: Collaboration, backend=None):
+        self.collab = collab
+        self.db = backend if backend is not None else DuckDB()
+        self.loaded: dict[str, int] = {}
+
+    @property
+    def dialect(self) -> str:
+        """The SQL dialect sqlglot writes for the engine."""
+        return self.db.dialect
+
+    def rows_per_key(self, table: str, column: str) -> int:
+        return self.db.rows_per_key(table, column)
+
+    def load(self, aliases) -> None:
+        todo = {alias: self.collab.tables[alias].dataset for alias in sorted(aliases) if alias not in self.loaded}
+        if todo:
+            self.loaded.update(self.db.load(todo))
+
+    def plain_sql(self, analysis: Analysis) -> str:
+        """The template as the engine runs it with no rules at all (the benchmark's baseline)."""
+        return analysis.tree.sql(dialect=self.dialect)
+
+    def run(self, analysis: Analysis, params: dict[str, Any], noise, calibration: Calibration | None) -> LocalResult:
+        self.load(analysis.tables)
+        plan = Plan(analysis, self.dialect)
+        try:
+            if plan.direct:
+                return LocalResult(self.db.sql(plan.direct_sql, params), Enforcement())
+            return plan.execute(self, params, noise, calibration)
+        except self.db.errors as exc:
+            raise RunFailed(self.db.message(exc)) from None
+
+
+def _placeholders(sql: str, dialect: str = DIALECT) -> list[exp.Placeholder]:
     import sqlglot
 
-    return list(sqlglot.parse_one(sql, read=DIALECT).find_all(exp.Placeholder))
+    return list(sqlglot.parse_one(sql, read=dialect).find_all(exp.Placeholder))
 
 
 def _first_line(exc: Exception) -> str:
@@ -154,7 +209,8 @@ class _Aggregate:
 
 
 class Plan:
-    def __init__(self, analysis: Analysis):
+    def __init__(self, analysis: Analysis, dialect: str = DIALECT):
+        self.dialect = dialect
         tree = analysis.tree.copy()
         self.analysis = build(analysis.template, analysis.collab, tree)
         self.root = self.analysis.root
@@ -163,7 +219,7 @@ class Plan:
         self.thresholded = {a: tables[a] for a in sorted(read) if tables[a].threshold}
         self.protected = {a: tables[a] for a in sorted(read) if tables[a].differential_privacy}
         self.direct = not self.thresholded and not self.protected
-        self.direct_sql = tree.sql(dialect=DIALECT) if self.direct else ""
+        self.direct_sql = tree.sql(dialect=dialect) if self.direct else ""
 
     # -- building -----------------------------------------------------------
     def _select(self) -> exp.Select:
@@ -209,7 +265,7 @@ class Plan:
                 user = renamed[-1] if user is not None else None
             return self._aggregate(room, select, params, noise, calibration, enforcement, grouped, identities, user)
         finally:
-            room._exec("DROP TABLE IF EXISTS __input")
+            room.db.drop("__input")
 
     def _rows_per_identity(self, room: LocalCleanRoom, select: exp.Select, identity: exp.Expression) -> int | None:
         """An upper bound on the input rows one value of ``identity`` has, from the tables' key counts.
@@ -267,7 +323,7 @@ class Plan:
             counted = identity.copy() if unique else exp.Distinct(expressions=[identity.copy()])
             projections.append(exp.alias_(exp.Count(this=counted), f"__t{k}"))
         phase1.set("expressions", projections)
-        parts = room._sql(phase1.sql(dialect=DIALECT), params).to_arrow_table()
+        parts = room.db.sql(phase1.sql(dialect=self.dialect), params)
         if groups:  # DuckDB groups in parallel: a fixed order makes seeded noise land on the same rows
             parts = parts.sort_by([(f"__g{i}", "ascending") for i in range(len(groups))])
 
@@ -300,11 +356,11 @@ class Plan:
             if select.args.get(key) is not None:
                 value = select.args[key]
                 phase2.set(key, value.transform(rewrite, copy=False) if isinstance(value, exp.Expression) else value)
-        room.con.register("__parts", parts)
+        room.db.register("__parts", parts)
         try:
-            table = room._sql(phase2.sql(dialect=DIALECT), params).to_arrow_table()
+            table = room.db.sql(phase2.sql(dialect=self.dialect), params)
         finally:
-            room.con.unregister("__parts")
+            room.db.unregister("__parts")
         return LocalResult(table, enforcement)
 
     def _row_level(self, room, select, params, enforcement) -> LocalResult:
@@ -312,9 +368,9 @@ class Plan:
         if self.protected:
             raise LocalLimitation("a query over a differentially private table must aggregate")  # validator refuses
         enforcement.thresholds = {a: t.threshold[1] for a, t in self.thresholded.items()}
-        sql = select.sql(dialect=DIALECT)
-        enforcement.suppressed_rows = room._sql(f"SELECT count(*) FROM ({sql})", params).fetchall()[0][0]
-        return LocalResult(room._sql(f"SELECT * FROM ({sql}) LIMIT 0", params).to_arrow_table(), enforcement)
+        sql = select.sql(dialect=self.dialect)
+        enforcement.suppressed_rows = room.db.scalar(f"SELECT count(*) FROM ({sql}) AS __rows", params)
+        return LocalResult(room.db.sql(f"SELECT * FROM ({sql}) AS __rows LIMIT 0", params), enforcement)
 
     # -- identities -----------------------------------------------------------
     def _identity(self, scope: Scope, table: str, column: str) -> exp.Expression:
@@ -355,7 +411,8 @@ class Plan:
                 value = select.args[key]
                 contributions.set(key, [v.copy() for v in value] if isinstance(value, list) else value.copy())
         contributions.set("group", exp.Group(expressions=[user.copy()]))
-        return room._sql(f"SELECT max(c) FROM ({contributions.sql(dialect=DIALECT)})", params).fetchall()[0][0] or 1
+        sql = contributions.sql(dialect=self.dialect)
+        return room.db.scalar(f"SELECT max(c) FROM ({sql}) AS __contributions", params) or 1
 
     def _add_noise(self, room, select, params, parts: pa.Table, aggregates, noise, calibration: Calibration,
                    enforcement: Enforcement, outputs: dict[int, str], user: exp.Expression,
@@ -411,7 +468,7 @@ def _materialize(room: LocalCleanRoom, select: exp.Select, extra: list[exp.Expre
         if select.args.get(key) is not None:
             source.set(key, select.args[key])
             select.set(key, None)
-    room._exec(f"CREATE OR REPLACE TEMP TABLE __input AS {source.sql(dialect=DIALECT)}", params)
+    room.db.materialize("__input", source.sql(dialect=room.dialect), params)
     select.set("from_", exp.From(this=exp.to_table("__input")))
 
     def rename(node: exp.Expression) -> exp.Expression:

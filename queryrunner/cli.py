@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "~/.aws/credentials (default: the usual boto3 chain)")
 
     local = _Parser(add_help=False)
-    g = local.add_argument_group("local clean room (no AWS: the stack files, data/ and DuckDB on this machine)")
+    g = local.add_argument_group("local clean room (no AWS: the stack files, data/ and DuckDB or Spark on "
+                                 "this machine)")
     g.add_argument("--local", action="store_true",
                    help="run in the local clean room instead of AWS Clean Rooms")
     g.add_argument("--stack", metavar="NAME",
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "the data files and queries/)")
     g.add_argument("--state-dir", metavar="DIR",
                    help="with --local: where the privacy budget ledger is kept, per stack (default .localroom)")
+    g.add_argument("--engine", choices=["duckdb", "spark"],
+                   help="with --local run: the engine that runs the templates (default duckdb; spark is PySpark "
+                        "3.5, Clean Rooms' engine: venv/bin/pip install -r requirements-spark.txt)")
+    g.add_argument("--spark-master", metavar="URL",
+                   help="with --engine spark: the Spark master, e.g. spark://HOST:7077 for an existing cluster "
+                        "(default local[*]: Spark in this process)")
 
     parser = _Parser(prog="python -m queryrunner", description="Run AWS Clean Rooms protected queries from "
                      "the analyst stack's analysis templates.", epilog=EPILOG,
@@ -130,7 +137,8 @@ def main(argv: list[str] | None = None, *, stdin=None, stdout=None, stderr=None,
         run_benchmark(args.queries, args.max_concurrency, args.seed, args.min_duration, args.max_duration,
                       stdout, args.verbose)
         return EXIT_OK
-    local_only = [f"--{f.replace('_', '-')}" for f in ("stack", "data_dir", "state_dir", "seed")
+    local_only = [f"--{f.replace('_', '-')}" for f in ("stack", "data_dir", "state_dir", "seed", "engine",
+                                                       "spark_master")
                   if getattr(args, f, None) is not None]
     if local_only and not getattr(args, "local", False):
         verb = "applies" if len(local_only) == 1 else "apply"

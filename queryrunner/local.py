@@ -1,8 +1,9 @@
 """The local path: `run --local` and `budget --local`, with no AWS and no Pulumi.
 
 The stack files say what the collaboration is (model/collaboration.py), the
-validator refuses what Clean Rooms would (model/validator), DuckDB runs the
-template under the tables' rules (localroom/engine.py), a ledger on disk keeps
+validator refuses what Clean Rooms would (model/validator), DuckDB (or Spark,
+--engine spark: localroom/spark.py) runs the template under the tables' rules
+(localroom/engine.py), a ledger on disk keeps
 the privacy budget (localroom/ledger.py), and results land where the cloud path
 puts them: OUT/<template>/<run id>.csv, with OUT/report.html beside them.
 Same tables, same exit codes as the cloud path; imports neither pulumi nor boto3.
@@ -64,10 +65,44 @@ class LocalApp:
         state = Path(args.state_dir or ".localroom")
         if state.exists() and not state.is_dir():
             raise UsageError(f"--state-dir {state} is a file; give a folder")
+        self._check_engine()
         try:
             self._load()
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+
+    def _check_engine(self) -> None:
+        """--engine and --spark-master: refused by name where they mean nothing; PySpark present for spark."""
+        engine, master = getattr(self.args, "engine", None), getattr(self.args, "spark_master", None)
+        if self.args.command != "run" and (engine is not None or master is not None):
+            given = [f for f, v in (("--engine", engine), ("--spark-master", master)) if v is not None]
+            raise UsageError(f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to run "
+                             "(budget reads the ledger, no engine)")
+        if master is not None and engine != "spark":
+            raise UsageError("--spark-master applies only with --engine spark")
+        if engine == "spark":
+            from localroom.spark import DEFAULT_MASTER, SparkUnavailable, check_master, require
+
+            try:
+                require()
+            except SparkUnavailable as exc:
+                raise UsageError(str(exc)) from None
+            problem = check_master(master or DEFAULT_MASTER)
+            if problem:
+                raise UsageError(problem)
+
+    def backend(self):
+        """The engine for LocalCleanRoom: None for DuckDB (its default), else Spark, started here."""
+        if getattr(self.args, "engine", None) != "spark":
+            return None
+        from localroom.spark import DEFAULT_MASTER, Spark, SparkStartFailed, probe
+
+        master = self.args.spark_master or DEFAULT_MASTER
+        try:
+            probe(master)
+            return Spark(master)
+        except SparkStartFailed as exc:
+            raise LocalError(str(exc)) from None
 
     def _load(self) -> None:
         from model.collaboration import from_stack_files
@@ -154,9 +189,11 @@ class LocalApp:
             for line in refusals:
                 self.err(f"  {line}")
             return EXIT_USAGE
-        self.err(f"local clean room: stack {self.stack}, tables {sorted(self.collab.tables)}; "
+        backend = self.backend()
+        engine = f"; engine Spark {backend.version} ({backend.master})" if backend is not None else ""
+        self.err(f"local clean room: stack {self.stack}, tables {sorted(self.collab.tables)}{engine}; "
                  f"results to {out}/<template>/")
-        room = LocalCleanRoom(self.collab)
+        room = LocalCleanRoom(self.collab, backend)
         try:  # every data file is read and checked against its schema before the first run
             room.load({alias for _, _, analysis in checked for alias in analysis.tables})
         except ConfigError as exc:
