@@ -1,4 +1,4 @@
-"""Differential-privacy budget: what is left, and whether a query may spend it.
+"""Privacy budgets: what is left, and whether a query may spend it (differential privacy, then access).
 
 How the check works (all shapes from the botocore cleanrooms 2022-02-17 model):
 - list_privacy_budgets(privacyBudgetType=DIFFERENTIAL_PRIVACY) gives, per budget,
@@ -13,13 +13,77 @@ How the check works (all shapes from the botocore cleanrooms 2022-02-17 model):
   with the fraction of the budget that is left (remainingCount/maxCount).
 The counting and the refusal rule are model/budget.py's, shared with the local
 clean room.
+
+Access budgets (privacyBudgetType ACCESS_BUDGET) are simpler: a table owner
+limits how many times a configured table association may be used (each query
+reading it uses one), per calendar day/week/month and/or over its lifetime.
+list_privacy_budgets gives, per association ARN, each period's remaining count
+and aggregateRemainingBudget, the lower of them; at 0 Clean Rooms refuses any
+query that reads the table, and so does `run`, before starting it.
 """
 from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
 
 from model.budget import Budget, Impact, budget_rows, count_aggregations  # noqa: F401 (re-exported)
 from queryrunner.outputs import Template
 
 DP = "DIFFERENTIAL_PRIVACY"
+ACCESS = "ACCESS_BUDGET"
+
+
+@dataclass
+class AccessBudget:
+    """One table's access budget (AccessBudget of the cleanrooms model)."""
+
+    resource_arn: str                 # the configured table association (or intermediate table) ARN
+    aggregate_remaining: int          # the lower of the period and lifetime budgets' remaining uses
+    details: list[dict[str, Any]] = field(default_factory=list)  # AccessBudgetDetails, 1-2 of them
+
+    def describe(self) -> str:
+        parts = []
+        for d in self.details:
+            text = f"{d['budgetType']} {d['remainingBudget']} of {d['budget']} left"
+            if d.get("endTime") is not None and d["budgetType"] != "LIFETIME":
+                text += f" until {_time(d['endTime'])}"
+            parts.append(text)
+        return "; ".join(parts) or f"{self.aggregate_remaining} left"
+
+
+def list_access_budgets(client, membership_id: str) -> list[AccessBudget]:
+    budgets = []
+    paginator = client.get_paginator("list_privacy_budgets")
+    for page in paginator.paginate(membershipIdentifier=membership_id, privacyBudgetType=ACCESS):
+        for summary in page["privacyBudgetSummaries"]:
+            access = (summary.get("budget") or {}).get("accessBudget")
+            if access:
+                budgets.append(AccessBudget(access["resourceArn"], access["aggregateRemainingBudget"],
+                                            list(access.get("details") or [])))
+    return budgets
+
+
+def _time(value: Any) -> str:
+    if value is None:
+        return "-"
+    return value.isoformat(timespec="seconds") if isinstance(value, dt.datetime) else str(value)
+
+
+def table_label(resource_arn: str, names: dict[str, str]) -> str:
+    """The association's name when the stack output access_budgets names it, else the ARN's last part (its id)."""
+    return names.get(resource_arn) or resource_arn.rsplit("/", 1)[-1] or resource_arn
+
+
+def access_rows(budgets: list[AccessBudget], names: dict[str, str]) -> tuple[list[str], list[list[str]]]:
+    header = ["table", "budget type", "remaining", "budget", "period start", "period end", "usable now"]
+    rows = []
+    for b in sorted(budgets, key=lambda b: table_label(b.resource_arn, names)):
+        for d in b.details:
+            rows.append([table_label(b.resource_arn, names), d["budgetType"], str(d["remainingBudget"]),
+                         str(d["budget"]), _time(d.get("startTime")), _time(d.get("endTime")),
+                         str(b.aggregate_remaining)])
+    return header, rows
 
 
 class BudgetError(Exception):

@@ -36,6 +36,24 @@ _BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", "--x-s3", ".mrap", "--table-
 _TEMPLATE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _ACCOUNT_ID = re.compile(r"\d{12}")
 
+# Spark compute per protected query (StartProtectedQuery computeConfiguration.worker). WORKER_TYPES is the
+# model's WorkerComputeType enum (a test compares it with the installed botocore model; botocore does not check
+# enums on the client). The model lets `number` be 2-1024, but its documentation says "SQL queries support a
+# minimum value of 2 and a maximum value of 400", and every template here is SQL: 2-400 is what we send.
+WORKER_TYPES = ("CR.1X", "CR.4X", "CR.8X")
+SQL_WORKERS = (2, 400)
+# Clean Rooms Processing Units per worker, from the User Guide's worker table (CR.1X: 4 vCPU / 30 GB, 4 workers =
+# 8 CRPU; CR.4X: 16 vCPU / 120 GB, 4 workers = 32 CRPU). CR.8X is not in that table, so no figure is claimed.
+CRPU_PER_WORKER = {"CR.1X": 2, "CR.4X": 8}
+# PySpark jobs (StartProtectedJob computeConfiguration.worker, ProtectedJobWorkerComputeConfiguration): the model's
+# ProtectedJobWorkerComputeType enum has no CR.8X, and both type and number are required. The model lets `number` be
+# 4-1024; the API reference's worker documentation says "PySpark jobs support a minimum value of 4 and a maximum
+# value of 128", so 4-128 is what the runner sends.
+JOB_WORKER_TYPES = ("CR.1X", "CR.4X")
+JOB_WORKERS = (4, 128)
+# A script's SHA-256 as the stack exports it (hashlib's hexdigest, what `sha256sum` prints).
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
 
 class CheckError(UsageError):
     """A bad input, found locally; nothing was sent (exit 2)."""
@@ -116,6 +134,14 @@ def check_collaboration_id(value: Any) -> str | None:
 
 def check_query_id(value: Any) -> str | None:
     return check_model_string(value, "ProtectedQueryIdentifier", UUID_EXAMPLE)
+
+
+def check_job_id(value: Any) -> str | None:
+    return check_model_string(value, "ProtectedJobIdentifier", UUID_EXAMPLE)
+
+
+def check_template_id(value: Any) -> str | None:
+    return check_model_string(value, "AnalysisTemplateIdentifier", UUID_EXAMPLE)
 
 
 def check_template_arn(value: Any) -> str | None:
@@ -201,6 +227,47 @@ def check_account_id(value: Any) -> str | None:
     return f"must be a 12-digit AWS account id as a string; got {json_type(value)}"
 
 
+def check_worker_type(value: Any) -> str | None:
+    if isinstance(value, str) and value in WORKER_TYPES:
+        return None
+    got = show(value) if isinstance(value, str) else json_type(value)
+    return (f"must be one of {', '.join(WORKER_TYPES)} (the Spark worker size, WorkerComputeType of the cleanrooms "
+            f"API); got {got}")
+
+
+def check_workers(value: Any) -> str | None:
+    lo, hi = SQL_WORKERS
+    if isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi:
+        return None
+    got = json_type(value) if not isinstance(value, int) or isinstance(value, bool) else str(value)
+    return (f"must be an integer from {lo} to {hi} (Spark workers per query; the Clean Rooms API reference: \"SQL "
+            f"queries support a minimum value of {lo} and a maximum value of {hi}\"); got {got}")
+
+
+def check_job_worker_type(value: Any) -> str | None:
+    if isinstance(value, str) and value in JOB_WORKER_TYPES:
+        return None
+    got = show(value) if isinstance(value, str) else json_type(value)
+    return (f"must be {' or '.join(JOB_WORKER_TYPES)} (the Spark worker size of a PySpark job, "
+            f"ProtectedJobWorkerComputeType of the cleanrooms API; jobs have no CR.8X); got {got}")
+
+
+def check_job_workers(value: Any) -> str | None:
+    lo, hi = JOB_WORKERS
+    if isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi:
+        return None
+    got = json_type(value) if not isinstance(value, int) or isinstance(value, bool) else str(value)
+    return (f"must be an integer from {lo} to {hi} (Spark workers per PySpark job; the Clean Rooms API reference: "
+            f"\"PySpark jobs support a minimum value of {lo} and a maximum value of {hi}\"); got {got}")
+
+
+def check_sha256(value: Any) -> str | None:
+    if isinstance(value, str) and _SHA256_HEX.fullmatch(value):
+        return None
+    got = show(value) if isinstance(value, str) else json_type(value)
+    return f"must be the script's SHA-256 as 64 hexadecimal digits (as sha256sum prints it); got {got}"
+
+
 # -- flags ----------------------------------------------------------------------
 def _int_at_least(value: int, least: int, flag: str, what: str) -> None:
     if value < least:
@@ -222,14 +289,33 @@ def check_flag_ranges(args) -> None:
         _seconds_above(args.timeout, 0, "--timeout", "the overall deadline")
         _int_at_least(args.retries, 0, "--retries", "re-runs of a transiently failed query")
         _int_at_least(args.max_rows, 0, "--max-rows", "rows printed per result")
+        if getattr(args, "worker_type", None) is not None:
+            fail("--worker-type", check_worker_type(args.worker_type))
+        if getattr(args, "workers", None) is not None:
+            fail("--workers", check_workers(args.workers))
+    elif command == "job":
+        _seconds_above(args.timeout, 0, "--timeout", "the overall deadline")
+        _int_at_least(args.retries, 0, "--retries", "re-runs of a job that failed with error.retry.retryable")
+        _int_at_least(args.max_rows, 0, "--max-rows", "rows printed per result")
+        if getattr(args, "worker_type", None) is not None:
+            fail("--worker-type", check_job_worker_type(args.worker_type))
+        if getattr(args, "workers", None) is not None:
+            fail("--workers", check_job_workers(args.workers))
     elif command == "history":
         _int_at_least(args.limit, 1, "--limit", "how many queries to list")
+        if getattr(args, "jobs", False) and args.status_filter == "TIMED_OUT":
+            raise CheckError("--status TIMED_OUT does not apply with --jobs: a protected job is SUBMITTED, STARTED, "
+                             "CANCELLING, CANCELLED, FAILED or SUCCESS")
     elif command == "benchmark":
         _int_at_least(args.queries, 1, "--queries", "simulated queries")
         _int_at_least(args.max_concurrency, 1, "--max-concurrency", "queries in flight at once")
         _seconds_above(args.min_duration, 0, "--min-duration", "the shortest simulated query")
         _seconds_above(args.max_duration, args.min_duration, "--max-duration", "--min-duration or more",
                        inclusive=True)
+        scale = getattr(args, "time_scale", 1.0)
+        if not (math.isfinite(scale) and 0 < scale <= 1):
+            raise CheckError(f"--time-scale must be a number > 0 and <= 1 (real seconds per simulated second); "
+                             f"got {scale:g}")
 
 
 def check_out_dir(path: str) -> str | None:

@@ -90,10 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-refresh", action="store_true", help="do not start a QuickSight ingestion afterwards")
     run.add_argument("--allow-budget-exhaustion", action="store_true",
                      help="run a differential-privacy template even if it exhausts the privacy budget")
+    run.add_argument("--worker-type", metavar="TYPE",
+                     help="Spark worker size for every template run: CR.1X, CR.4X or CR.8X (overrides the "
+                          "template's and the stack's compute outputs; default: theirs, else the service's, CR.1X)")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="Spark workers per query, 2-400 (overrides the template's and the stack's compute "
+                          "outputs); more workers finish big queries sooner but cost the same or more")
+    run.add_argument("--no-distribute", action="store_true",
+                     help="send results only to this runner's results bucket, not also to the member accounts "
+                          "of output result_receivers")
     run.add_argument("--seed", type=int, metavar="N",
                      help="with --local: reproducible differential-privacy noise (numpy, not a private release)")
 
-    sub.add_parser("budget", parents=[stack, local], help="remaining differential-privacy budget per aggregation")
+    sub.add_parser("budget", parents=[stack, local],
+                   help="remaining differential-privacy budget per aggregation, and access budget per table")
 
     status = sub.add_parser("status", parents=[stack], help="one protected query's state, result and error")
     status.add_argument("query_id")
@@ -102,13 +112,42 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", type=int, default=20, help="how many queries (default 20)")
     history.add_argument("--status", dest="status_filter",
                          choices=["SUBMITTED", "STARTED", "CANCELLED", "CANCELLING", "FAILED", "SUCCESS", "TIMED_OUT"])
+    history.add_argument("--jobs", action="store_true", help="list protected jobs (PySpark) instead of queries")
 
-    bench = sub.add_parser("benchmark", help="run-all code path on simulated queries: wall vs slowest vs sum")
-    bench.add_argument("--queries", type=int, default=20)
+    # PySpark jobs (queryrunner/jobs.py; docs/query-runner.md, "PySpark jobs").
+    job = sub.add_parser("job", parents=[stack], help="run one PySpark analysis template as a protected job",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    job.add_argument("name", help="job name (a key of output job_templates)")
+    job.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="job parameter; repeatable; checked against the declared type before sending")
+    job.add_argument("--timeout", type=float, default=1800.0,
+                     help="overall deadline in seconds; a job still running then is cancelled (default 1800)")
+    job.add_argument("--retries", type=int, default=2,
+                     help="re-runs of a job that failed with error.retry.retryable true (default 2)")
+    job.add_argument("--out", default="results", metavar="DIR",
+                     help="where results are saved, as DIR/<job>/<job id>/<result>.csv (default results)")
+    job.add_argument("--max-rows", type=int, default=50, help="rows printed per result (default 50)")
+    job.add_argument("--worker-type", metavar="TYPE",
+                     help="Spark worker size: CR.1X or CR.4X (overrides job_templates.<name>.compute)")
+    job.add_argument("--workers", type=int, metavar="N",
+                     help="Spark workers, 4-128 (overrides job_templates.<name>.compute)")
+    job_status = sub.add_parser("job-status", parents=[stack], help="one protected job's state, result and error")
+    job_status.add_argument("job_id")
+
+    bench = sub.add_parser("benchmark", help="run-all code path on simulated queries: wall vs slowest, per "
+                                             "poll policy")
+    bench.add_argument("--queries", type=int, default=5)
     bench.add_argument("--max-concurrency", type=int, default=5)
-    bench.add_argument("--seed", type=int, default=7)
-    bench.add_argument("--min-duration", type=float, default=0.2)
-    bench.add_argument("--max-duration", type=float, default=2.0)
+    bench.add_argument("--seed", type=int, default=1)
+    bench.add_argument("--min-duration", type=float, default=2.0, help="shortest query, simulated seconds")
+    bench.add_argument("--max-duration", type=float, default=30.0, help="longest query, simulated seconds")
+    bench.add_argument("--policy", choices=["elapsed", "doubling", "both"], default="both",
+                       help="poll policy: elapsed (the runner's: each wait <= 1/10 of the query's running time, "
+                            "1-30 s), doubling (the old one: 1 s doubling to 30 s), or both (default)")
+    bench.add_argument("--time-scale", type=float, default=0.01,
+                       help="real seconds per simulated second (default 0.01: a 60 s query takes 0.6 s)")
+    bench.add_argument("--virtual-time", action="store_true",
+                       help="advance a virtual clock instead of sleeping: instant and exact")
     bench.add_argument("--verbose", action="store_true", help="show every status transition")
     return parser
 
@@ -116,8 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, *, stdin=None, stdout=None, stderr=None,
          client_factory: Callable[[str, str], Any] | None = None,
          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Any] | None = None,
-         backoff: Callable[[], Any] | None = None) -> int:
-    """Entry point; every side effect (streams, AWS clients, time, jitter) is injectable for tests."""
+         backoff: Callable[[], Any] | None = None, poll: Callable[[], Any] | None = None) -> int:
+    """Entry point; every side effect (streams, AWS clients, time, jitter) is injectable for tests.
+
+    ``backoff`` makes the delays between re-runs of a failed query, ``poll`` the policy between polls.
+    """
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     try:
         args = build_parser().parse_args(argv)
@@ -134,8 +176,10 @@ def main(argv: list[str] | None = None, *, stdin=None, stdout=None, stderr=None,
     if args.command == "benchmark":
         from queryrunner.simulate import run_benchmark
 
+        policies = ("elapsed", "doubling") if args.policy == "both" else (args.policy,)
         run_benchmark(args.queries, args.max_concurrency, args.seed, args.min_duration, args.max_duration,
-                      stdout, args.verbose)
+                      stdout, args.verbose, policies=policies, time_scale=args.time_scale,
+                      virtual=args.virtual_time)
         return EXIT_OK
     local_only = [f"--{f.replace('_', '-')}" for f in ("stack", "data_dir", "state_dir", "seed", "engine",
                                                        "spark_master")
@@ -149,6 +193,7 @@ def main(argv: list[str] | None = None, *, stdin=None, stdout=None, stderr=None,
 
         return local.run(args, stdout, stderr)
     from queryrunner import cloud
-    from queryrunner.poll import Backoff
+    from queryrunner.poll import Backoff, ElapsedPoll
 
-    return cloud.run(args, stdin, stdout, stderr, client_factory, clock, sleep, backoff or Backoff)
+    return cloud.run(args, stdin, stdout, stderr, client_factory, clock, sleep, backoff or Backoff,
+                     poll or ElapsedPoll)

@@ -17,8 +17,9 @@ from queryrunner import checks
 from queryrunner import params as qparams
 from queryrunner import refresh, results
 from queryrunner.batch import run_all
-from queryrunner.outputs import VALUE_CHECKS, OutputsError, Settings, Template, load_outputs
-from queryrunner.poll import TERMINAL, Outcome, QueryRunner, Reporter
+from queryrunner.outputs import VALUE_CHECKS, Compute, OutputsError, Settings, Template, describe_compute, load_outputs
+from queryrunner.poll import (TERMINAL, ElapsedPoll, Outcome, QueryRunner, Reporter, billed_units, result_location,
+                              result_members)
 
 
 def default_client_factory(profile: str | None = None) -> Callable[[str, str], Any]:
@@ -47,9 +48,9 @@ def check_profile(args, default_factory: bool) -> None:
 
 
 class App:
-    def __init__(self, args, stdin, stdout, stderr, client_factory, clock, sleep, backoff):
+    def __init__(self, args, stdin, stdout, stderr, client_factory, clock, sleep, backoff, poll=ElapsedPoll):
         self.args, self.stdout, self.stderr = args, stdout, stderr
-        self.clock, self.sleep, self.backoff = clock, sleep, backoff
+        self.clock, self.sleep, self.backoff, self.poll = clock, sleep, backoff, poll
         # Every input is checked before the first client exists: a bad one is exit 2, nothing sent.
         check_profile(args, default_factory=client_factory is None)
         self.client_factory = client_factory or default_client_factory(getattr(args, "profile", None))
@@ -62,6 +63,7 @@ class App:
         # a wrong type or an impossible id means the file is not the analyst stack's outputs.
         self.settings.check(VALUE_CHECKS)
         self._clients: dict[str, Any] = {}
+        self.receivers: tuple[str, ...] = ()  # member accounts each result is also sent to (run)
         self.published: list[str] = []  # templates copied to the dashboard's prefix in this run
 
     def client(self, service: str):
@@ -111,12 +113,25 @@ class App:
                 raise OutputsError(f"stack output 'analysis_templates.{t.name}.arn' is in region {arn_region} but "
                                    f"the runner would call Clean Rooms in {region} ({s.label('region')}); "
                                    "give the region the templates were deployed in")
-        self.err(f"membership {membership_id} in {region}; results to s3://{bucket}/{prefix}/<template>/ as {fmt}")
+        # Compute, most specific first: --worker-type/--workers, the template's own, the stack's default.
+        flags = Compute(getattr(args, "worker_type", None), getattr(args, "workers", None))
+        default = s.compute
+        compute = {t.name: flags.over(t.compute).over(default).configuration() for t, _ in jobs}
+        receivers = self.receivers = () if getattr(args, "no_distribute", False) else s.result_receivers
+        access_arns = s.access_budgets  # checked here, used after the client exists
+        also = f", and to member account{'s' if len(receivers) > 1 else ''} {', '.join(receivers)}" if receivers else ""
+        self.err(f"membership {membership_id} in {region}; results to s3://{bucket}/{prefix}/<template>/ as {fmt}"
+                 f"{also}")
 
         cleanrooms = self.client("cleanrooms")
         refused: list[Outcome] = []
         runnable = []
+        blocked = self.access_check(cleanrooms, jobs, access_arns)
         for t, p in jobs:
+            if t.name in blocked:
+                self.err(f"[{t.name}] {blocked[t.name]}")
+                refused.append(Outcome(t.name, "REFUSED", error_code="ACCESS_BUDGET", error_message=blocked[t.name]))
+                continue
             if t.differential_privacy:
                 try:
                     dp_budget.check(cleanrooms, membership_id, s.collaboration_id, t,
@@ -132,7 +147,8 @@ class App:
 
         runner = QueryRunner(cleanrooms, membership_id, output_s3, clock=self.clock, sleep=self.sleep,
                              deadline=self.clock() + args.timeout, retries=args.retries, backoff=self.backoff,
-                             reporter=Reporter(self.stderr))
+                             poll=self.poll, reporter=Reporter(self.stderr), receivers=receivers,
+                             compute=lambda template: compute[template.name])
         saved: dict[str, list[str]] = {}
         failed: list[Outcome] = list(refused)
 
@@ -160,14 +176,67 @@ class App:
             self.refresh_quicksight(quicksight)
         return EXIT_QUERY_FAILED if failed else EXIT_OK
 
+    def access_check(self, cleanrooms, jobs, access_arns: dict[str, str] | None) -> dict[str, str]:
+        """Templates that read a table whose access budget is used up: name -> why (refused, exit 1).
+
+        Needs the outputs analysis_templates.<name>.tables and access_budgets (association name -> ARN; the
+        budget names the association by ARN, the template by name); without them the service decides.
+        """
+        reads = {t.name: [table for table in (t.tables or ()) if table in (access_arns or {})] for t, _ in jobs}
+        if not any(reads.values()):
+            return {}
+        try:
+            listed = dp_budget.list_access_budgets(cleanrooms, self.settings.membership_id)
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            self.err(f"WARNING: could not check the tables' access budgets ({err.get('Code')}: {err.get('Message')}); "
+                     "Clean Rooms still refuses a query over a table whose access budget is used up")
+            return {}
+        by_arn = {b.resource_arn: b for b in listed}
+        blocked: dict[str, str] = {}
+        wanted: dict[str, list[str]] = {}
+        for name, tables in reads.items():
+            for table in tables:
+                budget = by_arn.get(access_arns[table])
+                if budget is None:
+                    continue  # no access budget on that table: its use is unlimited
+                if budget.aggregate_remaining <= 0:
+                    blocked.setdefault(name, f"refusing to run {name!r}: table {table!r} has no access budget left "
+                                             f"({budget.describe()}); its owner sets the budget, or wait for the "
+                                             "period to renew")
+                else:
+                    wanted.setdefault(table, []).append(name)
+        for table, names in wanted.items():
+            budget = by_arn[access_arns[table]]
+            names = [n for n in names if n not in blocked]
+            if len(names) > budget.aggregate_remaining:
+                self.err(f"WARNING: table {table!r} can be used {budget.aggregate_remaining} more time"
+                         f"{'s' if budget.aggregate_remaining != 1 else ''} but {len(names)} templates read it "
+                         f"({', '.join(names)}); Clean Rooms will refuse the ones past its access budget")
+        return blocked
+
     def report(self, o: Outcome, saved: dict[str, list[str]]) -> bool:
         """Tell the user how one template ended; True when its result is on disk."""
         where = f"query {o.query_id}" if o.query_id else "query"
         if o.ok:
+            delivered = ""
+            if o.receivers:
+                delivered = f"; also received by member account{'s' if len(o.receivers) > 1 else ''} " \
+                            f"{', '.join(o.receivers)}"
+            billed = f"; billed {o.billed:g} CRPU-hours" if o.billed is not None else ""
             self.err(f"[{o.template}] SUCCESS after {o.elapsed:.1f}s ({o.attempts} attempt"
-                     f"{'s' if o.attempts != 1 else ''}); result at {o.location}")
+                     f"{'s' if o.attempts != 1 else ''}) on {describe_compute(o.compute_used)}{billed}; "
+                     f"result at {o.location or '(no S3 location reported)'}{delivered}")
+            missing = sorted(set(self.receivers) - set(o.receivers)) if self.receivers else []
+            if missing:
+                self.err(f"[{o.template}] WARNING: Clean Rooms does not list member account"
+                         f"{'s' if len(missing) > 1 else ''} {', '.join(missing)} among the receivers")
+            if not o.location:
+                self.err(f"[{o.template}] query succeeded but the result could not be retrieved: the service "
+                         "reported no S3 location for this runner's copy")
+                return False
             try:
-                data = results.fetch(self.client("s3"), o.location or "", self.settings.result_format)
+                data = results.fetch(self.client("s3"), o.location, self.settings.result_format)
                 paths = results.save(data, self.args.out, o.template, o.query_id)
             except (results.ResultsError, OSError, BotoCoreError) as exc:
                 self.err(f"[{o.template}] query succeeded but the result could not be retrieved: {exc}")
@@ -202,11 +271,18 @@ class App:
         return False
 
     def summary(self, outcomes: list[Outcome], saved: dict[str, list[str]]) -> None:
-        rows = [[o.template, o.status, o.query_id or "-", f"{o.elapsed:.1f}", str(o.attempts),
-                 ", ".join(saved.get(o.template, [])) or (o.error_code or "-")] for o in outcomes]
+        billed = any(o.billed is not None for o in outcomes)
+        rows = []
+        for o in outcomes:
+            row = [o.template, o.status, o.query_id or "-", f"{o.elapsed:.1f}", str(o.attempts),
+                   describe_compute(o.compute_used, short=True) if o.query_id else "-"]
+            if billed:
+                row.append(f"{o.billed:g}" if o.billed is not None else "-")
+            rows.append(row + [", ".join(saved.get(o.template, [])) or (o.error_code or "-")])
+        header = ["template", "status", "query id", "seconds", "attempts", "compute"]
+        header += ["CRPU-hours"] if billed else []
         print("== summary ==", file=self.stdout)
-        print(results.format_table(["template", "status", "query id", "seconds", "attempts", "result / error"],
-                                   rows, max_rows=len(rows)), file=self.stdout)
+        print(results.format_table(header + ["result / error"], rows, max_rows=len(rows)), file=self.stdout)
 
     def publish_for_dashboard(self, o: Outcome, data) -> None:
         """Copy the dashboard template's result to the prefix its dataset reads."""
@@ -235,11 +311,21 @@ class App:
     # -- read-only commands -------------------------------------------------
     def budget(self) -> int:
         self.settings.require_all(["membership_id", "region"])
-        budgets = dp_budget.list_budgets(self.client("cleanrooms"), self.settings.membership_id)
+        names = {arn: name for name, arn in (self.settings.access_budgets or {}).items()}
+        cleanrooms = self.client("cleanrooms")
+        budgets = dp_budget.list_budgets(cleanrooms, self.settings.membership_id)
         if not budgets:
             print("no differential-privacy budgets in this collaboration", file=self.stdout)
+        else:
+            header, rows = dp_budget.budget_rows(budgets)
+            print(results.format_table(header, rows, max_rows=len(rows)), file=self.stdout)
+        access = dp_budget.list_access_budgets(cleanrooms, self.settings.membership_id)
+        print("", file=self.stdout)
+        if not access:
+            print("no access budgets in this collaboration (every table may be used without limit)", file=self.stdout)
             return EXIT_OK
-        header, rows = dp_budget.budget_rows(budgets)
+        header, rows = dp_budget.access_rows(access, names)
+        print("== access budgets (how many more times each table may be used) ==", file=self.stdout)
         print(results.format_table(header, rows, max_rows=len(rows)), file=self.stdout)
         return EXIT_OK
 
@@ -265,9 +351,18 @@ class App:
         millis = (q.get("statistics") or {}).get("totalDurationInMillis")
         if millis is not None:
             rows.append(["duration", f"{millis / 1000:.1f}s"])
-        location = ((q.get("result") or {}).get("output") or {}).get("s3", {}).get("location")
+        configured = q.get("computeConfiguration")
+        rows.append(["compute", describe_compute(configured) if configured else
+                     "not reported (with none sent, the service's default: CR.1X)"])
+        units = billed_units(q)
+        if units is not None:
+            rows.append(["billed", f"{units:g} CRPU-hours"])
+        location = result_location(q)
         if location:
             rows.append(["result", location])
+        members = result_members(q)
+        if members:
+            rows.append(["received by", ", ".join(members)])
         if q.get("error"):
             e = q["error"]
             rows.append(["error", f"{e['code']}: {e['message']}"])
@@ -278,9 +373,51 @@ class App:
             return EXIT_QUERY_FAILED
         return EXIT_OK
 
+    # -- PySpark jobs (queryrunner/jobs.py) ---------------------------------------
+    def job(self) -> int:
+        from queryrunner.jobs import JobCommand
+
+        return JobCommand(self).run()
+
+    def job_status(self) -> int:
+        from queryrunner import jobs
+
+        checks.fail("job-status JOB_ID", checks.check_job_id(self.args.job_id))
+        self.settings.require_all(["membership_id", "region"])
+        job = self.client("cleanrooms").get_protected_job(
+            membershipIdentifier=self.settings.membership_id, protectedJobIdentifier=self.args.job_id
+        )["protectedJob"]
+        rows = jobs.status_rows(job, jobs.job_names(self.settings))
+        print(results.format_table(["field", "value"], rows, max_rows=len(rows)).rsplit("\n", 1)[0],
+              file=self.stdout)
+        return EXIT_QUERY_FAILED if job["status"] in ("FAILED", "CANCELLED") else EXIT_OK
+
+    def job_history(self) -> int:
+        kwargs = {"membershipIdentifier": self.settings.membership_id}
+        if self.args.status_filter:
+            kwargs["status"] = self.args.status_filter
+        paginator = self.client("cleanrooms").get_paginator("list_protected_jobs")
+        summaries = []
+        for page in paginator.paginate(**kwargs, PaginationConfig={"PageSize": min(self.args.limit, 100)}):
+            summaries += page["protectedJobs"]
+            if len(summaries) >= self.args.limit:
+                break
+        summaries = summaries[: self.args.limit]
+        if not summaries:
+            print("no protected jobs for this membership", file=self.stdout)
+            return EXIT_OK
+        rows = [[j["id"], j["status"], j["createTime"].isoformat(timespec="seconds"),
+                 ",".join(r["analysisType"] for r in j.get("receiverConfigurations", [])) or "-"]
+                for j in summaries]
+        print(results.format_table(["job id", "status", "created", "analysis"], rows, max_rows=len(rows)),
+              file=self.stdout)
+        return EXIT_OK
+
     def history(self) -> int:
         checks.check_flag_ranges(self.args)
         self.settings.require_all(["membership_id", "region"])
+        if getattr(self.args, "jobs", False):
+            return self.job_history()
         kwargs = {"membershipIdentifier": self.settings.membership_id}
         if self.args.status_filter:
             kwargs["status"] = self.args.status_filter
@@ -302,10 +439,10 @@ class App:
         return EXIT_OK
 
 
-def run(args, stdin, stdout, stderr, client_factory, clock, sleep, backoff) -> int:
+def run(args, stdin, stdout, stderr, client_factory, clock, sleep, backoff, poll=ElapsedPoll) -> int:
     try:
-        app = App(args, stdin, stdout, stderr, client_factory, clock, sleep, backoff)
-        return getattr(app, args.command)()
+        app = App(args, stdin, stdout, stderr, client_factory, clock, sleep, backoff, poll)
+        return getattr(app, args.command.replace("-", "_"))()
     except (UsageError, OutputsError) as exc:
         print(f"error: {checks.one_line(str(exc))}", file=stderr)
         return EXIT_USAGE

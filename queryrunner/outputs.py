@@ -42,6 +42,10 @@ def _result_format(value: Any) -> str | None:
     return f"must be CSV or PARQUET, got {got}"
 
 
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"must be true or false, got {checks.json_type(value)}"
+
+
 # How each single-valued output (or the flag standing in for it) is checked; see queryrunner/checks.py.
 VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "membership_id": checks.check_membership_id,
@@ -50,6 +54,9 @@ VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "results_bucket": checks.check_bucket,
     "results_prefix": checks.check_prefix,
     "result_format": _result_format,
+    # PySpark jobs: whether this membership runs them, and the bucket their scripts are stored in.
+    "runs_jobs": _boolean,
+    "artifact_bucket": checks.check_bucket,
 }
 
 
@@ -61,12 +68,67 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class Compute:
+    """Spark workers for a protected query; None fields are left to a less specific source or the service."""
+
+    worker_type: str | None = None
+    workers: int | None = None
+
+    def over(self, fallback: "Compute | None") -> "Compute":
+        """This setting, with what it leaves open taken from ``fallback`` (the less specific source)."""
+        if fallback is None:
+            return self
+        return Compute(self.worker_type or fallback.worker_type,
+                       self.workers if self.workers is not None else fallback.workers)
+
+    def configuration(self) -> dict[str, Any] | None:
+        """StartProtectedQuery's computeConfiguration, or None to send none (the service's default, CR.1X)."""
+        worker: dict[str, Any] = {}
+        if self.worker_type:
+            worker["type"] = self.worker_type
+        if self.workers is not None:
+            worker["number"] = self.workers
+        return {"worker": worker} if worker else None
+
+
+def describe_compute(configuration: dict[str, Any] | None, short: bool = False) -> str:
+    """A computeConfiguration (sent, or echoed by ProtectedQuery) for a progress line, status or the summary."""
+    worker = (configuration or {}).get("worker") or {}
+    kind, number = worker.get("type"), worker.get("number")
+    if not kind and number is None:
+        return "default" if short else "service default (none sent; CR.1X per the User Guide)"
+    text = f"{kind or 'default type'} x {number if number is not None else 'default'}"
+    if short:
+        return text
+    text += " workers"
+    per = checks.CRPU_PER_WORKER.get(kind or "")
+    if per and number is not None:
+        text += f" = {per * number} CRPU"
+    return text
+
+
+@dataclass(frozen=True)
 class Template:
     name: str
     arn: str
     id: str
     parameters: tuple[Parameter, ...] = ()
     differential_privacy: bool = False
+    compute: Compute | None = None           # analysis_templates.<name>.compute
+    tables: tuple[str, ...] | None = None    # analysis_templates.<name>.tables (association names); None: unknown
+
+
+@dataclass(frozen=True)
+class PySparkTemplate:
+    """A PySpark analysis template the analyst runs as a protected job (stack output job_templates.<name>)."""
+
+    name: str
+    arn: str
+    id: str
+    sha256: str                              # the script's SHA-256, lowercase hex, when the stack was deployed
+    parameters: tuple[Parameter, ...] = ()
+    tables: tuple[str, ...] | None = None    # association names the job reads
+    compute: Compute | None = None           # job_templates.<name>.compute (both keys, from job.yaml)
 
 
 @dataclass
@@ -176,6 +238,118 @@ class Settings:
             checks.fail(f"{where}published_prefix'", checks.check_prefix(qs["published_prefix"]), OutputsError)
         return qs
 
+    @property
+    def compute(self) -> Compute | None:
+        """The stack's default compute (output ``compute``); None when absent or null."""
+        return _compute("stack output 'compute", self.get("compute"))
+
+    def own_accounts(self) -> dict[str, str]:
+        """This runner's AWS account id(s), each with the output that says so (for result_receivers)."""
+        found: dict[str, str] = {}
+        account = self.raw.get("account_id")
+        if isinstance(account, str) and checks.check_account_id(account) is None:
+            found[account] = "stack output 'account_id'"
+        arns = [("membership_arn", self.raw.get("membership_arn"))]
+        raw_templates = self.raw.get("analysis_templates")
+        if isinstance(raw_templates, dict):
+            arns += [(f"analysis_templates.{name}.arn", (spec or {}).get("arn") if isinstance(spec, dict) else None)
+                     for name, spec in raw_templates.items()]
+        for key, arn in arns:
+            parts = arn.split(":") if isinstance(arn, str) else []
+            if len(parts) > 4 and checks.check_account_id(parts[4]) is None:
+                found.setdefault(parts[4], f"stack output '{key}'")
+        return found
+
+    @property
+    def result_receivers(self) -> tuple[str, ...]:
+        """Member accounts that also get each result (output ``result_receivers``); () when absent or empty."""
+        raw = self.get("result_receivers")
+        if raw is None:
+            return ()
+        shape = 'a list of 12-digit AWS account ids as strings (["222233334444", ...])'
+        if not isinstance(raw, list):
+            raise OutputsError(f"stack output 'result_receivers' must be {shape}, got {checks.json_type(raw)}; "
+                               "fix the outputs or pass --no-distribute")
+        own = self.own_accounts()
+        for i, account in enumerate(raw):
+            where = f"stack output 'result_receivers[{i}]'"
+            checks.fail(where, checks.check_account_id(account), OutputsError)
+            if account in raw[:i]:
+                raise OutputsError(f"{where} lists account {account} a second time; list each receiver once")
+            if account in own:
+                raise OutputsError(
+                    f"{where} is {account}, this runner's own account ({own[account]}): Clean Rooms does not accept "
+                    "the query runner's account as a member location, and the runner's copy goes to the results "
+                    "bucket anyway; remove it from result_receivers (or pass --no-distribute)")
+        if raw and self.get("analytics_engine") == "CLEAN_ROOMS_SQL":
+            raise OutputsError("stack output 'result_receivers' lists receivers but stack output 'analytics_engine' "
+                               "is CLEAN_ROOMS_SQL: Clean Rooms sends one result to several receivers only with the "
+                               "Spark analytics engine; pass --no-distribute")
+        return tuple(raw)
+
+    @property
+    def access_budgets(self) -> dict[str, str] | None:
+        """Association name -> association ARN of the tables with an access budget (output ``access_budgets``)."""
+        raw = self.get("access_budgets")
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise OutputsError("stack output 'access_budgets' must be an object {\"<association name>\": "
+                               f"\"<configured table association ARN>\"}}, got {checks.json_type(raw)}")
+        for name, arn in raw.items():
+            where = f"stack output 'access_budgets.{checks.one_line(name)}'"
+            if not name:
+                raise OutputsError("stack output 'access_budgets' has an empty association name")
+            checks.fail(where, checks.check_model_string(
+                arn, "BudgetedResourceArn", "arn:aws:cleanrooms:us-east-1:111122223333:membership/"
+                f"{checks.UUID_EXAMPLE}/configuredtableassociation/{checks.UUID_EXAMPLE}"), OutputsError)
+        return dict(raw)
+
+    @property
+    def pending_jobs(self) -> dict[str, list[str]]:
+        """Jobs declared but without a template yet: name -> the tables they wait for (output pending_jobs)."""
+        raw = self.get("pending_jobs")
+        if raw is None:
+            return {}
+        shape = 'an object {"<job>": ["<table>", ...]}'
+        if not isinstance(raw, dict):
+            raise OutputsError(f"stack output 'pending_jobs' must be {shape}, got {checks.json_type(raw)}")
+        for name, tables in raw.items():
+            if not isinstance(tables, list) or not all(isinstance(t, str) and t for t in tables):
+                raise OutputsError(f"stack output 'pending_jobs.{checks.one_line(name)}' must be a list of table "
+                                   f"names, got {checks.json_type(tables)}")
+        return dict(raw)
+
+    def job_templates(self) -> dict[str, PySparkTemplate]:
+        """The PySpark analysis templates (output job_templates), every field type-checked."""
+        raw = self.get("job_templates")
+        if raw is None:
+            raise OutputsError("missing stack output 'job_templates': stacks deployed before PySpark jobs do not "
+                               f"export it (run `pulumi up`); {HOW_TO_GET}")
+        if not isinstance(raw, dict):
+            raise OutputsError("stack output 'job_templates' must be an object {\"<job>\": {\"arn\": ..., \"id\": ..., "
+                               f"\"sha256\": ..., \"parameters\": [...]}}}}, got {checks.json_type(raw)}")
+        return {name: _job(name, spec) for name, spec in raw.items()}
+
+    def job(self, name: str) -> PySparkTemplate:
+        """One job's template; an unknown or pending job is an input error naming what exists."""
+        if self.get("runs_jobs") is False:
+            raise OutputsError(f"stack output 'runs_jobs' is false: this membership cannot run PySpark jobs (the "
+                               f"analyst's stack declares no analyst.jobs, so it has no CAN_RUN_JOB ability); cannot "
+                               f"run {checks.show(name)}")
+        jobs = self.job_templates()
+        pending = self.pending_jobs
+        if name in jobs:
+            return jobs[name]
+        if name in pending:
+            raise OutputsError(f"job {checks.show(name)} is in stack output 'pending_jobs': its template is not "
+                               f"created yet, it waits for table{'s' if len(pending[name]) != 1 else ''} "
+                               f"{', '.join(pending[name])} to be associated with the collaboration; run `pulumi up` "
+                               "on the analyst stack once their owners have deployed")
+        known = ", ".join(sorted(jobs)) or "none"
+        waiting = f"; pending (waiting for tables): {', '.join(sorted(pending))}" if pending else ""
+        raise OutputsError(f"unknown job {checks.show(name)}: stack output 'job_templates' declares {known}{waiting}")
+
     def templates(self) -> dict[str, Template]:
         """The declared analysis templates, every field type-checked (an error names the key path)."""
         raw = self.require("analysis_templates")
@@ -208,7 +382,13 @@ def _template(name: str, spec: Any) -> Template:
     dp = spec.get("differential_privacy", False)
     if dp is not None and not isinstance(dp, bool):
         raise OutputsError(f"{where}.differential_privacy' must be true or false, got {checks.json_type(dp)}")
-    declared = spec.get("parameters")
+    return Template(name=name, arn=spec["arn"], id=spec["id"], parameters=_parameters(where, spec.get("parameters")),
+                    differential_privacy=bool(dp), compute=_compute(f"{where}.compute", spec.get("compute")),
+                    tables=_tables(where, spec.get("tables")))
+
+
+def _parameters(where: str, declared: Any) -> tuple[Parameter, ...]:
+    """A template's declared parameters; ``where`` is "stack output '<key path>" (no closing quote)."""
     if declared is None:
         declared = []
     if not isinstance(declared, list):
@@ -230,8 +410,83 @@ def _template(name: str, spec: Any) -> Template:
         if p["name"] in {q.name for q in params}:
             raise OutputsError(f"{at}.name' declares parameter {p['name']!r} twice")
         params.append(Parameter(p["name"], p["type"].upper(), p.get("default")))
-    return Template(name=name, arn=spec["arn"], id=spec["id"], parameters=tuple(params),
-                    differential_privacy=bool(dp))
+    return tuple(params)
+
+
+def _tables(where: str, tables: Any) -> tuple[str, ...] | None:
+    """The association names a template reads (None: not exported)."""
+    if tables is None:
+        return None
+    if not isinstance(tables, list):
+        raise OutputsError(f"{where}.tables' must be a list of the configured table association names the "
+                           f"template reads, got {checks.json_type(tables)}")
+    for i, table in enumerate(tables):
+        if not isinstance(table, str) or not table:
+            raise OutputsError(f"{where}.tables[{i}]' must be a non-empty string (an association name), "
+                               f"got {checks.json_type(table)}")
+    return tuple(tables)
+
+
+def _job(name: str, spec: Any) -> PySparkTemplate:
+    where = f"stack output 'job_templates.{name}"
+    checks.fail(f"stack output 'job_templates': job name {checks.show(name)}", checks.check_template_name(name),
+                OutputsError)
+    if not isinstance(spec, dict):
+        raise OutputsError(f"{where}' must be an object with \"arn\", \"id\", \"sha256\" and \"parameters\", "
+                           f"got {checks.json_type(spec)}")
+    for key in ("arn", "id", "sha256"):
+        if key not in spec:
+            raise OutputsError(f"{where}' is malformed (missing {key!r}): {HOW_TO_GET}")
+    checks.fail(f"{where}.arn'", checks.check_template_arn(spec["arn"]), OutputsError)
+    checks.fail(f"{where}.id'", checks.check_template_id(spec["id"]), OutputsError)
+    if spec["arn"].rsplit("/", 1)[-1] != spec["id"]:
+        raise OutputsError(f"{where}.id' is {spec['id']} but {where}.arn' names template "
+                           f"{spec['arn'].rsplit('/', 1)[-1]}: the outputs are not from one deployment")
+    checks.fail(f"{where}.sha256'", checks.check_sha256(spec["sha256"]), OutputsError)
+    params = _parameters(where, spec.get("parameters"))
+    for i, p in enumerate(params):
+        # StartProtectedJob's parameter map takes JobParameterName keys.
+        checks.fail(f"{where}.parameters[{i}].name'", checks.check_model_string(p.name, "JobParameterName",
+                                                                                "min_orders"), OutputsError)
+    return PySparkTemplate(name=name, arn=spec["arn"], id=spec["id"], sha256=spec["sha256"].lower(),
+                           parameters=params, tables=_tables(where, spec.get("tables")),
+                           compute=_job_compute(f"{where}.compute", spec.get("compute")))
+
+
+def _job_compute(where: str, value: Any) -> Compute | None:
+    """job_templates.<name>.compute: null, or {"workerType": "CR.1X"|"CR.4X", "workers": 4-128}."""
+    if value is None:
+        return None
+    lo, hi = checks.JOB_WORKERS
+    if not isinstance(value, dict):
+        raise OutputsError(f"{where}' must be an object {{\"workerType\": \"{'|'.join(checks.JOB_WORKER_TYPES)}\", "
+                           f"\"workers\": {lo}-{hi}}} or null, got {checks.json_type(value)}")
+    kind, number = value.get("workerType"), value.get("workers")
+    if kind is not None:
+        checks.fail(f"{where}.workerType'", checks.check_job_worker_type(kind), OutputsError)
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)  # JSON has one number type
+    if number is not None:
+        checks.fail(f"{where}.workers'", checks.check_job_workers(number), OutputsError)
+    return Compute(kind, number)
+
+
+def _compute(where: str, value: Any) -> Compute | None:
+    """A {"workerType": ..., "workers": ...} output (either key may be absent); ``where`` lacks the closing quote."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise OutputsError(f"{where}' must be an object {{\"workerType\": \"{'|'.join(checks.WORKER_TYPES)}\", "
+                           f"\"workers\": {checks.SQL_WORKERS[0]}-{checks.SQL_WORKERS[1]}}} or null, "
+                           f"got {checks.json_type(value)}")
+    kind, number = value.get("workerType"), value.get("workers")
+    if kind is not None:
+        checks.fail(f"{where}.workerType'", checks.check_worker_type(kind), OutputsError)
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)  # JSON has one number type
+    if number is not None:
+        checks.fail(f"{where}.workers'", checks.check_workers(number), OutputsError)
+    return Compute(kind, number)
 
 
 def load_outputs(source: str | None, stdin: IO[str]) -> dict[str, Any]:

@@ -1,22 +1,25 @@
 """Starting a protected query, polling it to a final state, retrying transient failures.
 
 Clean Rooms has no waiter for protected queries, so the runner polls
-get_protected_query. Polling uses capped exponential backoff with jitter (many
-analysts polling in lock-step would otherwise hit the API together) and one
-absolute deadline. Time is injected (`clock`, `sleep`) so that tests run in
-virtual time and the benchmark can run scaled-down real time.
+get_protected_query. Each wait is bounded by a fraction of the time the query
+has been running (ElapsedPoll: a tenth, clamped to 1-30 s, jittered so that
+many analysts do not poll in lock-step), so a finished query is noticed at most
+about 10% of its own duration late, and everything runs under one absolute
+deadline. Re-runs after a transient failure wait by capped exponential backoff
+(Backoff). Time is injected (`clock`, `sleep`) so that tests run in virtual time
+and the benchmark can run scaled-down real time.
 """
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from queryrunner.outputs import Template
+from queryrunner.outputs import Template, describe_compute
 
 TERMINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED", "TIMED_OUT"})
 
@@ -50,12 +53,51 @@ class Backoff:
             raise ValueError("need 0 < initial <= cap and factor >= 1")
         self.initial, self.factor, self.cap = initial, factor, cap
         self.rng = rng or random.Random()
+        self._sequence: Iterator[float] | None = None
 
     def delays(self) -> Iterator[float]:
         delay = self.initial
         while True:
             yield delay / 2 + self.rng.random() * delay / 2
             delay = min(self.cap, delay * self.factor)
+
+    def delay(self, elapsed: float) -> float:
+        """As a poll policy (the runner's old one, kept for comparison): the next delay; ``elapsed`` is ignored.
+
+        A query that ends just after a poll is noticed up to one whole delay late, and the delay doubles
+        regardless of how long the query has run: without jitter it polls at 1, 3, 7, 15, 31 s, so a 16 s
+        query is seen finished at 31 s.
+        """
+        if self._sequence is None:
+            self._sequence = self.delays()
+        return next(self._sequence)
+
+
+class ElapsedPoll:
+    """Poll delays bounded by a fraction of the time the query has been running.
+
+    The wait after ``elapsed`` seconds is ``fraction * elapsed`` clamped to [floor, cap], drawn from
+    [delay/2, delay] (the same equal jitter as Backoff). A query that ends at T is therefore noticed by
+    T + max(floor, min(cap, fraction * T)): within 10% of its duration by default once it has run 10 s, and
+    never more than `cap` late. The price is more get_protected_query calls (about 39 for a one-minute query
+    instead of 7, about 75 for a ten-minute one instead of 31); the 1 s floor, jittered, keeps them at least
+    half a second apart, as the old policy's first poll was.
+    """
+
+    def __init__(self, fraction: float = 0.1, floor: float = 1.0, cap: float = 30.0,
+                 rng: random.Random | None = None):
+        if not (0 < fraction <= 1) or floor <= 0 or cap < floor:
+            raise ValueError("need 0 < fraction <= 1 and 0 < floor <= cap")
+        self.fraction, self.floor, self.cap = fraction, floor, cap
+        self.rng = rng or random.Random()
+
+    def bound(self, elapsed: float) -> float:
+        """The longest wait after ``elapsed`` seconds (before jitter)."""
+        return min(self.cap, max(self.floor, self.fraction * max(elapsed, 0.0)))
+
+    def delay(self, elapsed: float) -> float:
+        bound = self.bound(elapsed)
+        return bound / 2 + self.rng.random() * bound / 2
 
 
 @dataclass
@@ -70,6 +112,7 @@ class Outcome:
     elapsed: float = 0.0
     error_code: str | None = None
     error_message: str | None = None
+    compute: dict[str, Any] | None = None  # the computeConfiguration sent (None: none, the service's default)
 
     @property
     def ok(self) -> bool:
@@ -77,7 +120,39 @@ class Outcome:
 
     @property
     def location(self) -> str | None:
-        return ((self.query.get("result") or {}).get("output") or {}).get("s3", {}).get("location")
+        return result_location(self.query)
+
+    @property
+    def receivers(self) -> list[str]:
+        return result_members(self.query)
+
+    @property
+    def billed(self) -> float | None:
+        return billed_units(self.query)
+
+    @property
+    def compute_used(self) -> dict[str, Any] | None:
+        """What the service says the query ran on, else what was asked for."""
+        return self.query.get("computeConfiguration") or self.compute
+
+
+def result_location(query: dict[str, Any]) -> str | None:
+    """The runner's own copy: result.output.s3.location, or result.output.distribute.s3.location."""
+    output = (query.get("result") or {}).get("output") or {}
+    s3 = output.get("s3") or (output.get("distribute") or {}).get("s3") or {}
+    return s3.get("location")
+
+
+def result_members(query: dict[str, Any]) -> list[str]:
+    """Member accounts that received the result (result.output.distribute.memberList, or .memberList)."""
+    output = (query.get("result") or {}).get("output") or {}
+    members = (output.get("distribute") or {}).get("memberList") or output.get("memberList") or []
+    return [m["accountId"] for m in members if m.get("accountId")]
+
+
+def billed_units(query: dict[str, Any]) -> float | None:
+    """CRPU-hours billed (statistics.billedResourceUtilization.units), when the service reports them."""
+    return ((query.get("statistics") or {}).get("billedResourceUtilization") or {}).get("units")
 
 
 class Reporter:
@@ -112,10 +187,17 @@ class QueryRunner:
     def __init__(self, client, membership_id: str, output_s3: Callable[[Template], dict[str, str]], *,
                  clock: Callable[[], float], sleep: Callable[[float], Any] | None = None,
                  deadline: float, retries: int = 2, backoff: Callable[[], Backoff] = Backoff,
-                 reporter: Reporter):
+                 poll: Callable[[], Any] = ElapsedPoll, reporter: Reporter,
+                 receivers: Sequence[str] = (),
+                 compute: Callable[[Template], dict[str, Any] | None] = lambda template: None):
         self.client = client
         self.membership_id = membership_id
         self.output_s3 = output_s3
+        # Member accounts that get every result too (distribute), besides the runner's own S3 location.
+        self.receivers = tuple(receivers)
+        self.compute = compute
+        # `poll()` makes one poll policy per query: an object whose delay(elapsed) gives the next wait.
+        self.poll = poll
         self.clock = clock
         self.stop_event = threading.Event()
         # Waiting on the stop event instead of time.sleep lets Ctrl-C wake every
@@ -180,21 +262,34 @@ class QueryRunner:
         return True
 
     # -- internals ----------------------------------------------------------
+    def result_configuration(self, template: Template) -> dict[str, Any]:
+        s3 = self.output_s3(template)
+        if not self.receivers:
+            return {"outputConfiguration": {"s3": s3}}
+        # The model allows one S3 location at most, and not the runner's own account as a member.
+        locations = [{"s3": s3}] + [{"member": {"accountId": account}} for account in self.receivers]
+        return {"outputConfiguration": {"distribute": {"locations": locations}}}
+
     def _attempt(self, template: Template, params: dict[str, str], attempt: int, started: float) -> Outcome:
         if self.stop_event.is_set():
             return Outcome(template.name, "INTERRUPTED")
+        compute = self.compute(template)
+        request: dict[str, Any] = {
+            "type": "SQL",
+            # The membership id, not the collaboration id (the seed recipe's bug).
+            "membershipIdentifier": self.membership_id,
+            "sqlParameters": {"analysisTemplateArn": template.arn, "parameters": dict(params)},
+            "resultConfiguration": self.result_configuration(template),
+        }
+        if compute is not None:
+            request["computeConfiguration"] = compute
         try:
-            response = self.client.start_protected_query(
-                type="SQL",
-                # The membership id, not the collaboration id (the seed recipe's bug).
-                membershipIdentifier=self.membership_id,
-                sqlParameters={"analysisTemplateArn": template.arn, "parameters": dict(params)},
-                resultConfiguration={"outputConfiguration": {"s3": self.output_s3(template)}},
-            )
+            response = self.client.start_protected_query(**request)
         except ClientError as exc:
             err = exc.response.get("Error", {})
             self.reporter.say(template.name, f"start_protected_query failed: {err.get('Code')}: {err.get('Message')}")
-            return Outcome(template.name, "START_FAILED", error_code=err.get("Code"), error_message=err.get("Message"))
+            return Outcome(template.name, "START_FAILED", error_code=err.get("Code"), error_message=err.get("Message"),
+                           compute=compute)
         query = response["protectedQuery"]
         query_id = query["id"]
         with self._lock:
@@ -204,8 +299,10 @@ class QueryRunner:
             self.cancel(query_id, template.name)
             return Outcome(template.name, "INTERRUPTED", query_id=query_id, query=query)
         suffix = f" (attempt {attempt})" if attempt > 1 else ""
-        self.reporter.say(template.name, f"started query {query_id}{suffix}: {query['status']}")
+        self.reporter.say(template.name, f"started query {query_id}{suffix}: {query['status']}; compute "
+                                         f"{describe_compute(query.get('computeConfiguration') or compute)}")
         outcome = self._poll(template.name, query, started)
+        outcome.compute = compute
         if outcome.status in TERMINAL:
             with self._lock:
                 self._in_flight.pop(query_id, None)
@@ -213,7 +310,8 @@ class QueryRunner:
 
     def _poll(self, name: str, query: dict[str, Any], started: float) -> Outcome:
         query_id, status = query["id"], query["status"]
-        delays = self.backoff().delays()
+        policy = self.poll()
+        running_since = self.clock()  # the query's own start: a retry's new query starts from zero
         poll_errors = 0
         while status not in TERMINAL:
             remaining = self.deadline - self.clock()
@@ -224,7 +322,7 @@ class QueryRunner:
                 return Outcome(name, "DEADLINE", query_id=query_id, query=query,
                                error_code="DEADLINE_EXCEEDED",
                                error_message=f"no final state before the deadline (last status {status})")
-            self.sleep(min(next(delays), remaining))
+            self.sleep(min(policy.delay(self.clock() - running_since), remaining))
             if self.stop_event.is_set():
                 return Outcome(name, "INTERRUPTED", query_id=query_id, query=query)
             try:

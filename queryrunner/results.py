@@ -1,6 +1,7 @@
 """Fetching a protected query's result from S3, printing it, saving it locally.
 
-`result.output.s3.location` is an s3:// URI that names either one object or a
+`result.output.s3.location` (or `result.output.distribute.s3.location` when the
+result also went to member accounts) is an s3:// URI that names either one object or a
 prefix holding one or more part files (the Spark engine writes several parts
 unless singleFileOutput is set), so both are handled.
 """

@@ -1,8 +1,9 @@
 """`run --all` in virtual time: real threads, a fake Clean Rooms, no real waiting.
 
-VirtualTime advances the clock only when every query that can be in flight is
-asleep, jumping to the earliest wake-up: the threads interleave as they would
-in real time, but a 10-minute run takes milliseconds and is deterministic.
+VirtualTime (queryrunner/simulate.py) advances the clock only when every query
+that can be in flight is asleep, jumping to the earliest wake-up: the threads
+interleave as they would in real time, but a 10-minute run takes milliseconds
+and is deterministic.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from moto import mock_aws
 from queryrunner.batch import run_all
 from queryrunner.cli import main
 from queryrunner.outputs import Template
-from queryrunner.poll import Backoff, QueryRunner, Reporter
-from queryrunner.simulate import FakeCleanRooms
+from queryrunner.poll import Backoff, ElapsedPoll, QueryRunner, Reporter
+from queryrunner.simulate import FakeCleanRooms, VirtualTime, run_benchmark
 
 REGION = "us-east-1"
 ACCOUNT = "111122223333"
@@ -28,55 +29,19 @@ MEMBERSHIP_ID = "0a1b2c3d-4e5f-4a6b-9c7d-8e9f0a1b2c3d"
 BUCKET = "analyst-results-111122223333"
 
 
-class VirtualTime:
-    def __init__(self, queries: int, workers: int):
-        self.now = 0.0
-        self.cond = threading.Condition()
-        self.unfinished = queries
-        self.workers = workers
-        self.wakeups: list[float] = []
-
-    def clock(self) -> float:
-        with self.cond:
-            return self.now
-
-    def finished(self, _query_id: str) -> None:
-        with self.cond:
-            self.unfinished -= 1
-            self._maybe_advance()
-
-    def _maybe_advance(self) -> None:
-        # Sleepers whose wake-up has come are awake even if their thread has not
-        # run yet; counting them as asleep would advance time twice.
-        asleep = [w for w in self.wakeups if w > self.now]
-        if asleep and len(asleep) >= min(self.unfinished, self.workers):
-            self.now = min(asleep)
-            self.cond.notify_all()
-
-    def sleep(self, seconds: float) -> None:
-        with self.cond:
-            wake = self.now + seconds
-            self.wakeups.append(wake)
-            self._maybe_advance()
-            while self.now < wake:
-                if not self.cond.wait(timeout=5):
-                    raise RuntimeError("virtual time stalled")
-            self.wakeups.remove(wake)
-
-
 def templates(n: int) -> list[Template]:
     return [Template(f"t{i}", f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:membership/{MEMBERSHIP_ID}/analysistemplate/"
                               f"{uuid.UUID(int=i + 1)}", str(uuid.UUID(int=i + 1))) for i in range(n)]
 
 
-def run_virtual(durations: list[float], workers: int):
+def run_virtual(durations: list[float], workers: int, poll=lambda: ElapsedPoll(rng=random.Random(3))):
     ts = templates(len(durations))
     vt = VirtualTime(len(ts), workers)
     client = FakeCleanRooms({t.arn: d for t, d in zip(ts, durations)}, vt.clock, on_finished=vt.finished)
     runner = QueryRunner(client, MEMBERSHIP_ID, lambda t: {"resultFormat": "CSV", "bucket": BUCKET,
                                                            "keyPrefix": f"results/{t.name}"},
                          clock=vt.clock, sleep=vt.sleep, deadline=10_000, retries=0,
-                         backoff=lambda: Backoff(rng=random.Random(3)), reporter=Reporter(io.StringIO()))
+                         backoff=lambda: Backoff(rng=random.Random(3)), poll=poll, reporter=Reporter(io.StringIO()))
     outcomes = run_all(runner, [(t, {}) for t in ts], workers)
     return outcomes, client, vt.now
 
@@ -87,9 +52,32 @@ def test_all_queries_at_once_take_about_the_slowest():
     assert [o.status for o in outcomes] == ["SUCCESS"] * 5
     assert [o.template for o in outcomes] == ["t0", "t1", "t2", "t3", "t4"]
     assert client.max_in_flight == 5
-    # finished when the slowest is seen done: at most one (capped) poll interval late
-    assert max(durations) <= wall <= max(durations) + 30
+    # finished when the slowest is seen done: at most a tenth of its duration late
+    assert max(durations) <= wall <= 1.1 * max(durations)
     assert wall < sum(durations) / 2
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("duration", [0.4, 3.0, 9.5, 17.0, 45.0, 95.0, 600.0, 3600.0, 9000.0])
+def test_a_finished_query_is_noticed_within_a_tenth_of_its_duration(duration, seed):
+    """Lateness <= max(1 s floor, a tenth of the duration), and never more than the 30 s cap."""
+    _, client, wall = run_virtual([duration], 1, poll=lambda: ElapsedPoll(rng=random.Random(seed)))
+    late = wall - duration
+    assert 0 <= late <= min(30.0, max(1.0, 0.1 * duration)) + 1e-9
+    polls = client.calls.count("get")
+    assert polls <= 15 + 35 * max(1, duration / 60)  # the price: more polls than doubling, still bounded
+
+
+def test_the_old_doubling_policy_was_late_by_up_to_the_query_itself():
+    """Polls at 1, 3, 7, 15, 31 s (jitter off): a 16 s query is seen at 31 s, nearly twice its duration."""
+    class NoJitter(random.Random):
+        def random(self):
+            return 1.0
+
+    _, _, wall = run_virtual([16.0], 1, poll=lambda: Backoff(rng=NoJitter()))
+    assert wall == pytest.approx(31.0)
+    _, _, wall = run_virtual([16.0], 1, poll=lambda: ElapsedPoll(rng=NoJitter()))
+    assert 16.0 <= wall <= 16.0 + 1.6
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
@@ -149,8 +137,10 @@ def test_cli_run_all_prints_each_result_and_a_summary(tmp_path, monkeypatch):
     sent = {q["arn"]: q["params"] for q in fake.queries.values()}
     assert sent == {t.arn: ({"min_orders": "4"} if t.name == "t0" else {}) for t in ts}
     # 2 lanes, filled in order: t0 (200) then t3 (100); t1 (50) then t2 (400).
-    # About 450 s plus polling granularity, not the 750 s sum.
-    assert 450 <= vt.now <= 450 + 2 * 30
+    # About 450 s plus at most a tenth of each query's duration, not the 750 s sum.
+    assert 450 <= vt.now <= 1.1 * 450
+    assert "compute service default" in err.getvalue()
+    assert summary.splitlines()[1].split(" | ")[5].strip() == "compute"
 
 
 def test_cli_run_all_rejects_a_parameter_no_template_declares():
@@ -200,12 +190,42 @@ def test_ctrl_c_during_run_all_cancels_every_query_in_flight():
 
 
 def test_benchmark_command_smoke():
+    """Real threads, real (scaled) time: the output's shape, not its numbers."""
     out = io.StringIO()
-    code = main(["benchmark", "--queries", "4", "--max-concurrency", "2", "--min-duration", "0.01",
-                 "--max-duration", "0.05"], stdout=out, stderr=io.StringIO())
+    code = main(["benchmark", "--queries", "4", "--max-concurrency", "2", "--min-duration", "1",
+                 "--max-duration", "5", "--time-scale", "0.002"], stdout=out, stderr=io.StringIO())
     assert code == 0
-    assert "wall time" in out.getvalue() and "sequential sum" in out.getvalue()
+    text = out.getvalue()
+    assert "slowest query" in text and "sequential sum" in text and "ideal end" in text
     import re
 
-    assert re.search(r"max in flight\s+2\s+limit 2", out.getvalue())
-    assert re.search(r"succeeded\s+4\s+of 4", out.getvalue())
+    for policy in ("elapsed (the runner's)", "doubling (the old one)"):
+        line = next(line for line in text.splitlines() if line.strip().startswith(policy))
+        assert re.search(r"\d+\.\d\dx .*2 limit 2\s+4 of 4$", line), line
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_benchmark_elapsed_policy_ends_within_a_tenth_of_the_slowest_query(seed):
+    """The benchmark's own numbers, in virtual time: the runner's policy vs the old doubling one."""
+    out = io.StringIO()
+    report = run_benchmark(5, 5, seed, 2.0, 30.0, out, virtual=True)
+    new, old = report["policies"]["elapsed"], report["policies"]["doubling"]
+    assert report["ideal"] == report["slowest"]  # all five in flight at once
+    assert report["slowest"] <= new["wall"] <= 1.1 * report["slowest"]
+    assert new["ratio"] == pytest.approx(new["wall"] / report["slowest"])
+    assert new["wall"] <= old["wall"] + 1e-9
+    assert new["succeeded"] == old["succeeded"] == 5
+    assert f"{new['ratio']:.2f}x" in out.getvalue() and f"{old['ratio']:.2f}x" in out.getvalue()
+
+
+def test_benchmark_shows_the_old_overshoot():
+    report = run_benchmark(5, 5, 1, 2.0, 30.0, io.StringIO(), virtual=True)
+    assert report["policies"]["doubling"]["ratio"] > 1.5 > 1.1 > report["policies"]["elapsed"]["ratio"]
+
+
+def test_benchmark_with_queued_queries_compares_with_the_ideal_schedule():
+    report = run_benchmark(12, 3, 4, 2.0, 30.0, io.StringIO(), virtual=True, policies=("elapsed",))
+    new = report["policies"]["elapsed"]
+    assert report["ideal"] > report["slowest"]
+    assert report["ideal"] <= new["wall"] <= 1.1 * report["ideal"]
+    assert new["max_in_flight"] == 3

@@ -28,6 +28,19 @@ def test_runner_reads_the_analyst_stack_outputs(bootstrap):
         "org-a-cleanrooms-results-111111111111", "results", "CSV")
 
 
+def test_runner_reads_the_compute_receivers_and_access_budget_outputs(bootstrap):
+    """The outputs behind compute, distribute and the access-budget pre-check parse as the runner expects."""
+    exported = json.loads(json.dumps(bootstrap.a3.outputs))
+    settings = Settings(load_outputs("-", io.StringIO(json.dumps(exported))), {})
+    assert settings.compute is None  # no default in the stack file: the service's
+    assert settings.result_receivers == ()  # no partner with the result_receiver role
+    assert settings.access_budgets == {}  # no table with an access budget
+    for template in settings.templates().values():
+        assert set(template.tables) == {"retail_purchases", "media_engagement"}
+        assert template.compute is None
+    assert exported["account_id"] in settings.own_accounts()
+
+
 def test_runner_refuses_a_bad_parameter_for_the_real_template_before_sending(bootstrap, tmp_path):
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps(bootstrap.a3.outputs))

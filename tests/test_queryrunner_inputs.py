@@ -73,6 +73,37 @@ def param(**changes) -> str:
 
 G = json.dumps(GOOD)
 
+# PySpark jobs: the outputs `job` reads (job_templates, pending_jobs, runs_jobs, artifact_bucket).
+JOB_ID = "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d"
+JOB_ARN = f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:membership/{MEMBERSHIP_ID}/analysistemplate/{JOB_ID}"
+JOB = {"arn": JOB_ARN, "id": JOB_ID, "sha256": "ab" * 32, "tables": ["retail_purchases"],
+       "parameters": [{"name": "min_orders", "type": "INT", "default": "1"}],
+       "compute": {"workerType": "CR.1X", "workers": 4}}
+JOBS_GOOD = {**GOOD, "runs_jobs": True, "artifact_bucket": "org-a-cleanrooms-artifacts-111122223333",
+             "job_templates": {"retail_order_mix": JOB}, "pending_jobs": {"media_mix": ["media_engagement"]}}
+JOB_RUN = ["job", "retail_order_mix", "--outputs", "-"]
+J = json.dumps(JOBS_GOOD)
+
+
+def job_outputs(**changes) -> str:
+    """The good job outputs with some keys replaced."""
+    data = copy.deepcopy(JOBS_GOOD)
+    data.update(changes)
+    return json.dumps(data)
+
+
+def job(**changes) -> str:
+    """The good job outputs with fields of job_templates.retail_order_mix replaced (None deletes)."""
+    data = copy.deepcopy(JOBS_GOOD)
+    spec = data["job_templates"]["retail_order_mix"]
+    for key, value in changes.items():
+        if value is None:
+            spec.pop(key, None)
+        else:
+            spec[key] = value
+    return json.dumps(data)
+
+
 # (argv, standard input (the stack outputs for --outputs -) or None, what the one error line must contain)
 BAD_INPUTS: list[tuple[list[str], str | None, str]] = [
     # region: flag and output
@@ -187,6 +218,104 @@ BAD_INPUTS: list[tuple[list[str], str | None, str]] = [
     ([*RUN, "--param", "min_orders=many"], G, "min_orders"),
     ([*RUN, "--param", "nope=1"], G, "nope"),
     ([*RUN, "--param", "min_orders"], G, "--param"),
+    # Spark compute: flags (SQL queries: 2-400 workers) and the outputs compute / analysis_templates.<t>.compute
+    ([*RUN, "--worker-type", "CR.2X"], G, "--worker-type"),
+    ([*RUN, "--worker-type", "cr.4x"], G, "--worker-type"),
+    ([*RUN, "--worker-type", ""], G, "--worker-type"),
+    ([*RUN, "--workers", "1"], G, "--workers"),
+    ([*RUN, "--workers", "401"], G, "--workers"),
+    ([*RUN, "--workers", "x"], G, "--workers"),
+    ([*RUN, "--workers", "16.5"], G, "--workers"),
+    (["run", "--all", "--outputs", "-", "--workers", "1024"], G, "--workers"),
+    (RUN, outputs(compute="CR.4X"), "stack output 'compute'"),
+    (RUN, outputs(compute=[{"workerType": "CR.4X"}]), "stack output 'compute'"),
+    (RUN, outputs(compute={"workerType": 4, "workers": 16}), "stack output 'compute.workerType'"),
+    (RUN, outputs(compute={"workerType": "CR.2X", "workers": 16}), "stack output 'compute.workerType'"),
+    (RUN, outputs(compute={"workerType": "CR.1X", "workers": "16"}), "stack output 'compute.workers'"),
+    (RUN, outputs(compute={"workerType": "CR.1X", "workers": True}), "stack output 'compute.workers'"),
+    (RUN, outputs(compute={"workerType": "CR.1X", "workers": 1}), "stack output 'compute.workers'"),
+    (RUN, outputs(compute={"workers": 401}), "stack output 'compute.workers'"),
+    (RUN, outputs(compute={"workers": 16.5}), "stack output 'compute.workers'"),
+    (RUN, template(compute="CR.4X"), "analysis_templates.customer_segments.compute'"),
+    (RUN, template(compute={"workerType": "CR.16X"}), "analysis_templates.customer_segments.compute.workerType"),
+    (RUN, template(compute={"workers": 0}), "analysis_templates.customer_segments.compute.workers"),
+    # result receivers: 12-digit account ids, never the runner's own account
+    (RUN, outputs(result_receivers=[ACCOUNT]), "stack output 'result_receivers[0]'"),
+    (RUN, outputs(account_id="999988887777", result_receivers=["222233334444", "999988887777"]),
+     "stack output 'result_receivers[1]'"),
+    (RUN, outputs(membership_arn=f"arn:aws:cleanrooms:{REGION}:999988887777:membership/{MEMBERSHIP_ID}",
+                  result_receivers=["999988887777"]), "stack output 'result_receivers[0]'"),
+    (RUN, outputs(result_receivers="222233334444"), "stack output 'result_receivers'"),
+    (RUN, outputs(result_receivers={"org-b": "222233334444"}), "stack output 'result_receivers'"),
+    (RUN, outputs(result_receivers=[222233334444]), "stack output 'result_receivers[0]'"),
+    (RUN, outputs(result_receivers=["2222-3333-4444"]), "stack output 'result_receivers[0]'"),
+    (RUN, outputs(result_receivers=["222233334444", "222233334444"]), "stack output 'result_receivers[1]'"),
+    (RUN, outputs(result_receivers=["222233334444"], analytics_engine="CLEAN_ROOMS_SQL"),
+     "stack output 'analytics_engine'"),
+    # tables a template reads, and the access budgets' associations
+    (RUN, template(tables="retail_purchases"), "analysis_templates.customer_segments.tables'"),
+    (RUN, template(tables=["retail_purchases", 2]), "analysis_templates.customer_segments.tables[1]"),
+    (RUN, template(tables=[""]), "analysis_templates.customer_segments.tables[0]"),
+    (RUN, outputs(access_budgets=["media_engagement"]), "stack output 'access_budgets'"),
+    (RUN, outputs(access_budgets={"media_engagement": 5}), "stack output 'access_budgets.media_engagement'"),
+    (RUN, outputs(access_budgets={"media_engagement": SEG_ARN}), "stack output 'access_budgets.media_engagement'"),
+    (["budget", "--outputs", "-"], outputs(access_budgets="media_engagement"), "stack output 'access_budgets'"),
+    (["benchmark", "--time-scale", "0"], None, "--time-scale"),
+    (["benchmark", "--time-scale", "2"], None, "--time-scale"),
+    (["benchmark", "--time-scale", "nan"], None, "--time-scale"),
+    (["benchmark", "--policy", "fixed"], None, "--policy"),
+    # PySpark jobs: the job and its outputs
+    (["job", "retail_order_mx", "--outputs", "-"], J, "stack output 'job_templates'"),
+    (["job", "media_mix", "--outputs", "-"], J, "stack output 'pending_jobs'"),
+    (JOB_RUN, job_outputs(job_templates=None), "missing stack output 'job_templates'"),
+    (JOB_RUN, job_outputs(job_templates=[JOB]), "stack output 'job_templates'"),
+    (JOB_RUN, job_outputs(job_templates={"retail_order_mix": JOB_ARN}), "job_templates.retail_order_mix'"),
+    (JOB_RUN, job_outputs(job_templates={"retail_order_mix": JOB, "../x": JOB}), "stack output 'job_templates'"),
+    (JOB_RUN, job_outputs(pending_jobs=["media_mix"]), "stack output 'pending_jobs'"),
+    (JOB_RUN, job_outputs(pending_jobs={"media_mix": "media_engagement"}), "stack output 'pending_jobs.media_mix'"),
+    (JOB_RUN, job_outputs(runs_jobs=False), "stack output 'runs_jobs'"),
+    (JOB_RUN, job_outputs(runs_jobs="yes"), "stack output 'runs_jobs'"),
+    (RUN, outputs(runs_jobs=1), "stack output 'runs_jobs'"),
+    (RUN, outputs(artifact_bucket="Org_A_Artifacts"), "stack output 'artifact_bucket'"),
+    (JOB_RUN, job_outputs(artifact_bucket=["org-a-artifacts"]), "stack output 'artifact_bucket'"),
+    (JOB_RUN, job(arn=None), "job_templates.retail_order_mix' is malformed"),
+    (JOB_RUN, job(arn="arn:aws:s3:::org-a-artifacts"), "job_templates.retail_order_mix.arn"),
+    (JOB_RUN, job(arn=SEG_ARN), "job_templates.retail_order_mix.id"),  # the ARN names another template
+    (JOB_RUN, job(arn=JOB_ARN.replace(REGION, "eu-west-1")), "job_templates.retail_order_mix.arn"),
+    (JOB_RUN, job(id="retail-order-mix"), "job_templates.retail_order_mix.id"),
+    (JOB_RUN, job(sha256=None), "job_templates.retail_order_mix' is malformed"),
+    (JOB_RUN, job(sha256="ab" * 31), "job_templates.retail_order_mix.sha256"),
+    (JOB_RUN, job(sha256="zz" * 32), "job_templates.retail_order_mix.sha256"),
+    (JOB_RUN, job(sha256=1234), "job_templates.retail_order_mix.sha256"),
+    (JOB_RUN, job(parameters=[{"name": "min orders", "type": "INT"}]), "job_templates.retail_order_mix.parameters[0]"),
+    (JOB_RUN, job(parameters={"min_orders": "INT"}), "job_templates.retail_order_mix.parameters'"),
+    (JOB_RUN, job(tables="retail_purchases"), "job_templates.retail_order_mix.tables'"),
+    (JOB_RUN, job(compute="CR.1X"), "job_templates.retail_order_mix.compute'"),
+    (JOB_RUN, job(compute={"workerType": "CR.8X", "workers": 4}), "job_templates.retail_order_mix.compute.workerType"),
+    (JOB_RUN, job(compute={"workerType": "CR.1X", "workers": 2}), "job_templates.retail_order_mix.compute.workers"),
+    (JOB_RUN, job(compute={"workerType": "CR.1X", "workers": 200}), "job_templates.retail_order_mix.compute.workers"),
+    (JOB_RUN, job(compute={"workerType": "CR.1X", "workers": "4"}), "job_templates.retail_order_mix.compute.workers"),
+    # PySpark jobs: flags (CR.1X or CR.4X, 4-128 workers, both or neither)
+    ([*JOB_RUN, "--worker-type", "CR.8X"], J, "--worker-type"),
+    ([*JOB_RUN, "--worker-type", "cr.1x"], J, "--worker-type"),
+    ([*JOB_RUN, "--workers", "3"], J, "--workers"),
+    ([*JOB_RUN, "--workers", "129"], J, "--workers"),
+    ([*JOB_RUN, "--workers", "4.5"], J, "--workers"),
+    ([*JOB_RUN, "--workers", "8"], job(compute=None), "--worker-type"),
+    ([*JOB_RUN, "--worker-type", "CR.4X"], job(compute=None), "--workers"),
+    ([*JOB_RUN, "--timeout", "0"], J, "--timeout"),
+    ([*JOB_RUN, "--timeout", "nan"], J, "--timeout"),
+    ([*JOB_RUN, "--retries", "-1"], J, "--retries"),
+    ([*JOB_RUN, "--max-rows", "-1"], J, "--max-rows"),
+    ([*JOB_RUN, "--out", A_FILE], J, "--out"),
+    ([*JOB_RUN, "--param", "min_orders=many"], J, "min_orders"),
+    ([*JOB_RUN, "--param", "max_orders=3"], J, "max_orders"),
+    ([*JOB_RUN, "--region", "eu-west-2"], J, "--region"),
+    ([*JOB_RUN, "--membership-id", COLLABORATION_ID], J, "membership_id equals collaboration_id"),
+    (["job", "--outputs", "-"], J, "the following arguments are required: name"),
+    (["job-status", "--outputs", "-", "job-1"], J, "JOB_ID"),
+    (["job-status", "--outputs", "-", QUERY_ID.upper()], J, "JOB_ID"),
+    (["history", "--outputs", "-", "--jobs", "--status", "TIMED_OUT"], J, "--status"),
     # escape codes and newlines in a value are shown escaped, on one line
     (["run", "customer_segments\x1b[2J", "--outputs", "-"], G, "customer_segments\\x1b[2J"),
     (["budget", "\x1b[31m\nsurprise"], None, "unrecognized arguments"),
@@ -256,6 +385,7 @@ def test_bad_input_is_refused_locally(argv, stdin, expected):
     RUN, ["run", "--all", "--outputs", "-"], ["budget", "--outputs", "-"], ["history", "--outputs", "-"],
     ["status", "--outputs", "-", QUERY_ID], [*RUN, "--profile", "org-a"], [*RUN, "--region", "us-east-1"],
     [*RUN, "--results-bucket", "team.results-1", "--results-prefix", "/a/b=c/"],
+    [*RUN, "--worker-type", "CR.8X", "--workers", "400"], [*RUN, "--workers", "2", "--no-distribute"],
 ])
 def test_good_inputs_get_as_far_as_aws(argv):
     """The baseline of the sweep: with nothing wrong, the runner does ask for a client."""
@@ -266,6 +396,10 @@ def test_good_inputs_get_as_far_as_aws(argv):
 @pytest.mark.parametrize("changes", [
     {"region": "us-gov-west-1"}, {"region": "cn-north-1"}, {"region": "eu-central-1"},
     {"quicksight": QUICKSIGHT}, {"result_format": "parquet"}, {"collaboration_id": None},
+    {"compute": {"workerType": "CR.1X", "workers": 16}}, {"compute": None}, {"compute": {"workers": 16.0}},
+    {"result_receivers": ["222233334444", "555566667777"]}, {"result_receivers": []}, {"result_receivers": None},
+    {"access_budgets": {"media_engagement": "arn:aws:cleanrooms:us-east-1:222233334444:membership/"
+                                            f"{MEMBERSHIP_ID}/configuredtableassociation/{SEG_ID}"}},
 ])
 def test_good_outputs_pass(changes):
     data = copy.deepcopy(GOOD)
@@ -281,9 +415,35 @@ def test_good_outputs_pass(changes):
     assert factory.calls == [("cleanrooms", region)]
 
 
+@pytest.mark.parametrize("argv, stdin", [
+    (JOB_RUN, J), ([*JOB_RUN, "--worker-type", "CR.4X", "--workers", "128", "--param", "min_orders=3"], J),
+    ([*JOB_RUN, "--workers", "4"], job(compute={"workerType": "CR.1X"})), (JOB_RUN, job(compute=None)),
+    (JOB_RUN, job(sha256="AB" * 32)), (JOB_RUN, job_outputs(pending_jobs=None, artifact_bucket=None)),
+    (["job-status", "--outputs", "-", QUERY_ID], J), (["history", "--outputs", "-", "--jobs"], J),
+    (RUN, J),  # the job outputs do not get in the way of queries
+])
+def test_good_job_inputs_get_as_far_as_aws(argv, stdin):
+    factory = NoAws()
+    with pytest.raises(AssertionError, match="client was requested"):
+        invoke(argv, stdin, factory)
+    assert factory.calls == [("cleanrooms", REGION)]
+
+
 def test_no_refresh_skips_the_dashboard_output():
     with pytest.raises(AssertionError, match="client was requested"):
         invoke([*RUN, "--no-refresh"], outputs(quicksight="not an object"))
+
+
+def test_no_distribute_skips_the_receivers_output():
+    with pytest.raises(AssertionError, match="client was requested"):
+        invoke([*RUN, "--no-distribute"], outputs(result_receivers=[ACCOUNT]))
+
+
+def test_template_compute_and_tables_may_be_partial_or_null():
+    for changes in ({"compute": {"workerType": "CR.4X"}}, {"compute": {"workers": 400}}, {"compute": {}},
+                    {"tables": ["retail_purchases"]}, {"tables": []}):
+        with pytest.raises(AssertionError, match="client was requested"):
+            invoke(RUN, template(**changes))
 
 
 def test_outputs_that_are_not_utf8(tmp_path):

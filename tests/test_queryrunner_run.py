@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from queryrunner.cli import main
-from queryrunner.poll import Backoff
+from queryrunner.poll import Backoff, ElapsedPoll
 
 REGION = "us-east-1"
 ACCOUNT = "111122223333"
@@ -78,7 +78,7 @@ class FakeTime:
 
 
 class NoJitter(random.Random):
-    """Backoff delays at their upper bound, so that poll counts are exact."""
+    """Backoff and poll delays at their upper bound, so that poll counts are exact."""
 
     def random(self) -> float:
         return 1.0
@@ -131,6 +131,7 @@ class Env:
         self.stdout, self.stderr = io.StringIO(), io.StringIO()
         self.created: list[str] = []
         self.backoff = lambda: Backoff(rng=random.Random(0))
+        self.poll = lambda: ElapsedPoll(rng=random.Random(0))
 
     def factory(self, service: str, region: str):
         assert region == REGION
@@ -145,7 +146,7 @@ class Env:
         with self.stub, self.qs_stub:
             code = main([*argv, *extra, "--out", self.out_dir] if argv[0] == "run" else [*argv, *extra],
                         stdin=stdin, stdout=self.stdout, stderr=self.stderr, client_factory=self.factory,
-                        clock=self.time.clock, sleep=self.time.sleep, backoff=self.backoff)
+                        clock=self.time.clock, sleep=self.time.sleep, backoff=self.backoff, poll=self.poll)
         assert not self.stub._queue, f"unused Clean Rooms responses; stderr:\n{self.err}"
         assert not self.qs_stub._queue, f"unused QuickSight responses; stderr:\n{self.err}"
         return code
@@ -189,8 +190,9 @@ def test_success_prints_table_and_writes_merged_csv(env):
     with open(saved, encoding="utf-8") as fh:
         content = fh.read().splitlines()
     assert content[0].startswith("age_group,region") and len(content) == 4  # header once, 3 rows
-    # exponential backoff, jittered within [d/2, d]
-    assert 0.5 <= env.time.sleeps[0] <= 1 and 1 <= env.time.sleeps[1] <= 2 and 2 <= env.time.sleeps[2] <= 4
+    # polls in the first 10 s wait the 1 s floor, jittered within [0.5, 1]
+    assert len(env.time.sleeps) == 3 and all(0.5 <= s <= 1 for s in env.time.sleeps)
+    assert "compute service default" in env.err  # no compute output, no flag: no computeConfiguration sent
     assert "quicksight" not in env.created
 
 
@@ -271,19 +273,21 @@ def test_cancelled_elsewhere(env):
 
 def test_deadline_exceeded_cancels_the_query(env):
     env.stub.add_response("start_protected_query", query(Q1, "SUBMITTED"), start_params())
-    for _ in range(4):  # sleeps 1, 2, 4, then the 3 s left of the 10 s deadline (jitter off: upper bounds)
+    # Jitter off (upper bounds): the 1 s floor up to 11 s, then a tenth of the elapsed time (1.1 s),
+    # then the 0.4 s left of the 12.5 s deadline.
+    for _ in range(13):
         env.stub.add_response("get_protected_query", query(Q1, "STARTED"), get_params(Q1))
     env.stub.add_response("update_protected_query", query(Q1, "CANCELLING"),
                           {**get_params(Q1), "targetStatus": "CANCELLED"})
-    env.backoff = lambda: Backoff(rng=NoJitter())
+    env.poll = lambda: ElapsedPoll(rng=NoJitter())
 
-    code = env.run("run", "customer_segments", "--timeout", "10")
+    code = env.run("run", "customer_segments", "--timeout", "12.5")
 
     assert code == 1
     assert "deadline reached after" in env.err and f"cancelled query {Q1}" in env.err
-    assert f"query {Q1} did not finish within --timeout 10s; it was cancelled" in env.err
-    assert sum(env.time.sleeps) == pytest.approx(10)  # never sleeps past the deadline
-    assert max(env.time.sleeps) <= 30
+    assert f"query {Q1} did not finish within --timeout 12.5s; it was cancelled" in env.err
+    assert env.time.sleeps == pytest.approx([1.0] * 11 + [1.1, 0.4])
+    assert sum(env.time.sleeps) == pytest.approx(12.5)  # never sleeps past the deadline
 
 
 def test_ctrl_c_cancels_query_and_exits_130(env):

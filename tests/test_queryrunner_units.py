@@ -10,7 +10,7 @@ import pytest
 from queryrunner import params
 from queryrunner.budget import count_aggregations
 from queryrunner.outputs import OutputsError, Parameter, Settings, load_outputs
-from queryrunner.poll import Backoff, is_retryable
+from queryrunner.poll import Backoff, ElapsedPoll, is_retryable, result_location, result_members
 from queryrunner.results import ResultData, ResultsError, format_table, parse_s3_uri, save
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "data" / "queries"
@@ -53,6 +53,36 @@ def test_backoff_grows_with_jitter_and_is_capped():
         ceiling = min(30, 2 ** i)
         assert ceiling / 2 <= value <= ceiling
     assert len(set(values)) == len(values)  # jittered
+
+
+def test_elapsed_poll_waits_a_tenth_of_the_running_time_between_1_and_30_seconds():
+    policy = ElapsedPoll(rng=random.Random(0))
+    assert [policy.bound(t) for t in (0, 5, 10, 25, 120, 300, 7200)] == [1, 1, 1, 2.5, 12, 30, 30]
+    for elapsed in (0, 3, 17, 250, 9000):
+        bound = policy.bound(elapsed)
+        delays = [policy.delay(elapsed) for _ in range(50)]
+        assert all(bound / 2 <= d <= bound for d in delays)  # jittered, never zero
+        assert len(set(delays)) == len(delays)
+    custom = ElapsedPoll(fraction=0.05, floor=0.5, cap=10)
+    assert (custom.bound(1), custom.bound(100), custom.bound(1000)) == (0.5, 5, 10)
+    with pytest.raises(ValueError):
+        ElapsedPoll(fraction=0)
+    with pytest.raises(ValueError):
+        ElapsedPoll(floor=5, cap=1)
+
+
+def test_backoff_as_a_poll_policy_ignores_the_elapsed_time():
+    a, b = Backoff(rng=random.Random(4)), Backoff(rng=random.Random(4))
+    assert [a.delay(elapsed) for elapsed in (0, 999, 0, 5)] == [next(d) for d in [b.delays()] for _ in range(4)]
+
+
+def test_result_location_and_receivers_from_either_output_shape():
+    plain = {"result": {"output": {"s3": {"location": "s3://b/k/"}}}}
+    dist = {"result": {"output": {"distribute": {"s3": {"location": "s3://b/d/"},
+                                                 "memberList": [{"accountId": "222233334444"}]}}}}
+    assert (result_location(plain), result_members(plain)) == ("s3://b/k/", [])
+    assert (result_location(dist), result_members(dist)) == ("s3://b/d/", ["222233334444"])
+    assert result_location({"status": "STARTED"}) is None
 
 
 def test_retryable_prefers_the_service_flag():

@@ -1,0 +1,494 @@
+"""`job NAME`: one of the analyst's PySpark analysis templates, run as a Clean Rooms protected job.
+
+What happens, in order (docs/query-runner.md, "PySpark jobs"):
+1. Every input is checked locally (exit 2, nothing sent): the job is in the stack output job_templates
+   (not pending_jobs), --param against its declared parameters, compute (--worker-type CR.1X|CR.4X,
+   --workers 4-128, over job_templates.<name>.compute), --timeout, --retries, --out.
+2. The local script data/jobs/<name>/<entry point>, if there is one, is compared with the exported SHA-256:
+   a difference is a warning (the job runs what is deployed, not the local file).
+3. get_analysis_template: the template's entryPointHash.sha256 (which Clean Rooms computed when the template
+   was created) must be the exported SHA-256, hex in any case or base64 of the same digest; otherwise the job
+   is refused (exit 1) before anything is started.
+4. The tables' access budgets, as `run` checks them (App.access_check).
+5. start_protected_job without resultConfiguration, so the membership's default job result configuration
+   applies (the stack sets it to s3://<results_bucket>/<results_prefix>/jobs); then get_protected_job with
+   the runner's poll policy (ElapsedPoll) under one absolute deadline (--timeout). At the deadline or on
+   Ctrl-C the job is cancelled (update_protected_job, CANCELLED). A FAILED job is started again only when
+   the service says so (error.retry.retryable true), at most --retries times, after Backoff's delays.
+6. On SUCCESS, result.output.s3.location is a prefix holding one folder per entry of the script's "results"
+   dict; each is downloaded, printed and saved as --out/<job>/<job id>/<result>.csv.
+
+Time is injected (clock, sleep) like the rest of the runner, so tests run in virtual time.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from queryrunner import EXIT_INTERRUPTED, EXIT_OK, EXIT_QUERY_FAILED
+from queryrunner import checks
+from queryrunner import params as qparams
+from queryrunner import results
+from queryrunner.outputs import Compute, OutputsError, PySparkTemplate, describe_compute
+from queryrunner.poll import MAX_POLL_ERRORS, Reporter, billed_units
+
+# ProtectedJobStatus of the botocore cleanrooms model: SUBMITTED, STARTED, CANCELLING are not final.
+JOB_TERMINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
+JOB_STATUSES = ("SUBMITTED", "STARTED", "CANCELLING", "CANCELLED", "FAILED", "SUCCESS")
+
+# Where `job` looks for the local copy of a job's script: the project's data/jobs (the stacks' default dataDir).
+JOBS_DIR = Path(__file__).resolve().parent.parent / "data" / "jobs"
+
+# A result folder name becomes a file name under --out.
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.=-]")
+SINGLE_RESULT = "result"
+
+
+# -- hashes -------------------------------------------------------------------
+def sha256_hex(value: Any) -> str | None:
+    """A SHA-256 given as 64 hex digits (any case) or as base64 (standard or URL-safe) of its 32 bytes, as
+    lowercase hex; None when it is neither. The API reference does not say which encoding
+    entryPointHash.sha256 uses; the User Guide compares it with `sha256sum` output (hex)."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        return text.lower()
+    if not re.fullmatch(r"[A-Za-z0-9+/_-]{42,44}={0,2}", text):
+        return None
+    text = text.replace("-", "+").replace("_", "/")  # URL-safe alphabet to the standard one
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == 32 else None
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- running one job ------------------------------------------------------------
+@dataclass
+class JobOutcome:
+    """How one job run ended (after retries)."""
+
+    name: str
+    status: str  # a terminal ProtectedJobStatus, or DEADLINE / START_FAILED / POLL_FAILED
+    job_id: str | None = None
+    job: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    elapsed: float = 0.0
+    compute: dict[str, Any] | None = None  # the computeConfiguration sent (None: none, the service's default)
+    cancel_note: str = ""                 # what happened to the cancel request at the deadline
+
+    @property
+    def error(self) -> dict[str, Any]:
+        return self.job.get("error") or {}
+
+    @property
+    def location(self) -> str | None:
+        return (((self.job.get("result") or {}).get("output") or {}).get("s3") or {}).get("location")
+
+    @property
+    def billed(self) -> float | None:
+        return billed_units(self.job)
+
+    @property
+    def compute_used(self) -> dict[str, Any] | None:
+        return self.job.get("computeConfiguration") or self.compute
+
+
+def retryable(error: dict[str, Any] | None) -> bool:
+    """Only an explicit error.retry.retryable true: a job re-run is billed again and uses access budget again."""
+    return bool(((error or {}).get("retry") or {}).get("retryable") is True)
+
+
+def describe_job_compute(configuration: dict[str, Any] | None) -> str:
+    if not configuration:
+        return "service default (none sent)"
+    return describe_compute(configuration)
+
+
+class JobRunner:
+    """Starts a protected job, polls it to a final state, re-runs it when the service says that may help."""
+
+    def __init__(self, client, membership_id: str, *, clock: Callable[[], float], sleep: Callable[[float], Any],
+                 deadline: float, retries: int, backoff: Callable[[], Any], poll: Callable[[], Any],
+                 reporter: Reporter):
+        self.client, self.membership_id = client, membership_id
+        self.clock, self.sleep, self.deadline = clock, sleep, deadline
+        self.retries, self.backoff, self.poll, self.reporter = retries, backoff, poll, reporter
+        self.current: str | None = None  # the job in flight, for Ctrl-C
+
+    def execute(self, job: PySparkTemplate, params: dict[str, str], compute: dict[str, Any] | None) -> JobOutcome:
+        started = self.clock()
+        delays = self.backoff().delays()
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = self._attempt(job, params, compute, attempt, started)
+            outcome.attempts, outcome.elapsed, outcome.compute = attempt, self.clock() - started, compute
+            if outcome.status != "FAILED" or not retryable(outcome.error) or attempt > self.retries:
+                return outcome
+            remaining = self.deadline - self.clock()
+            if remaining <= 0:
+                return outcome
+            delay = min(next(delays), remaining)
+            self.reporter.say(job.name, f"attempt {attempt} failed with {outcome.error.get('code')}: "
+                                        f"{outcome.error.get('message')}; the service says it is retryable: retry "
+                                        f"{attempt}/{self.retries} in {delay:.1f}s (a new job, billed again)")
+            self.sleep(delay)
+
+    def _attempt(self, job: PySparkTemplate, params: dict[str, str], compute: dict[str, Any] | None,
+                 attempt: int, started: float) -> JobOutcome:
+        request: dict[str, Any] = {
+            "type": "PYSPARK",
+            "membershipIdentifier": self.membership_id,
+            "jobParameters": {"analysisTemplateArn": job.arn, "parameters": dict(params)},
+            # No resultConfiguration: the membership's defaultJobResultConfiguration applies (the results bucket).
+        }
+        if compute is not None:
+            request["computeConfiguration"] = compute
+        try:
+            response = self.client.start_protected_job(**request)
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            self.reporter.say(job.name, f"start_protected_job failed: {err.get('Code')}: {err.get('Message')}")
+            return JobOutcome(job.name, "START_FAILED", job={"error": {"code": err.get("Code"),
+                                                                       "message": err.get("Message")}})
+        current = response["protectedJob"]
+        self.current = current["id"]
+        suffix = f" (attempt {attempt})" if attempt > 1 else ""
+        self.reporter.say(job.name, f"started job {current['id']}{suffix}: {current['status']}; compute "
+                                    f"{describe_job_compute(current.get('computeConfiguration') or compute)}")
+        outcome = self._poll(job.name, current, started)
+        if outcome.status in JOB_TERMINAL:
+            self.current = None
+        return outcome
+
+    def _poll(self, name: str, current: dict[str, Any], started: float) -> JobOutcome:
+        job_id, status = current["id"], current["status"]
+        policy = self.poll()
+        running_since = self.clock()
+        errors = 0
+        while status not in JOB_TERMINAL:
+            remaining = self.deadline - self.clock()
+            if remaining <= 0:
+                self.reporter.say(name, f"deadline reached after {self.clock() - started:.1f}s while {status}; "
+                                        "cancelling")
+                note = self.cancel(job_id, name)
+                return JobOutcome(name, "DEADLINE", job_id=job_id, job=current, cancel_note=note)
+            self.sleep(min(policy.delay(self.clock() - running_since), remaining))
+            try:
+                current = self.client.get_protected_job(membershipIdentifier=self.membership_id,
+                                                        protectedJobIdentifier=job_id)["protectedJob"]
+            except ClientError as exc:
+                errors += 1
+                err = exc.response.get("Error", {})
+                self.reporter.say(name, f"get_protected_job failed ({errors}/{MAX_POLL_ERRORS}): "
+                                        f"{err.get('Code')}: {err.get('Message')}")
+                if errors >= MAX_POLL_ERRORS:
+                    return JobOutcome(name, "POLL_FAILED", job_id=job_id, job={**current, "error": {
+                        "code": err.get("Code"), "message": err.get("Message")}})
+                continue
+            errors = 0
+            if current["status"] != status:
+                self.reporter.say(name, f"{status} -> {current['status']} after {self.clock() - started:.1f}s")
+                status = current["status"]
+        return JobOutcome(name, status, job_id=job_id, job=current)
+
+    def cancel(self, job_id: str, name: str) -> str:
+        """Ask Clean Rooms to cancel; returns what happened, for the final report."""
+        try:
+            response = self.client.update_protected_job(membershipIdentifier=self.membership_id,
+                                                        protectedJobIdentifier=job_id, targetStatus="CANCELLED")
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            self.reporter.say(name, f"could not cancel job {job_id}: {err.get('Code')}: {err.get('Message')}")
+            return (f"it could NOT be cancelled ({err.get('Code')}: {err.get('Message')}); check it with "
+                    f"`job-status {job_id}` and cancel it in the console")
+        finally:
+            self.current = None
+        now = response["protectedJob"]["status"]
+        self.reporter.say(name, f"cancelled job {job_id} (now {now})")
+        return f"it was cancelled (now {now})"
+
+
+# -- results --------------------------------------------------------------------
+def result_name(folder: str | None) -> str:
+    if not folder:
+        return SINGLE_RESULT
+    name = _SAFE_NAME.sub("_", folder)
+    return name if name.strip(".") else SINGLE_RESULT
+
+
+def fetch_results(s3, location: str) -> dict[str, results.ResultData]:
+    """Download a job's results: one ResultData per first folder under ``location`` (the script's "results" keys).
+
+    Files directly under the location are one result, named "result". CSV unless every file of a result is
+    Parquet; gzip-compressed CSV is decompressed.
+    """
+    bucket, key = results.parse_s3_uri(location)
+    base = key if key.endswith("/") or not key else key + "/"
+    try:
+        keys = results.list_result_keys(s3, bucket, key)
+        files = [(k, s3.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in keys]
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        raise results.ResultsError(f"cannot read {location}: {err.get('Code')}: {err.get('Message')}") from exc
+    groups: dict[str, list[tuple[str, bytes]]] = {}
+    for k, content in files:
+        relative = k[len(base):] if k.startswith(base) else k.rsplit("/", 1)[-1]
+        parts = relative.split("/")
+        groups.setdefault(result_name(parts[0] if len(parts) > 1 else None), []).append((k, content))
+    found: dict[str, results.ResultData] = {}
+    for name, members in sorted(groups.items()):
+        parquet = all(k.lower().endswith(".parquet") for k, _ in members)
+        if parquet:
+            data = results.ResultData(fmt="PARQUET", files=members)
+            results._decode_parquet(data)
+        else:
+            plain = [(k, gzip.decompress(c) if c[:2] == b"\x1f\x8b" else c) for k, c in members]
+            data = results.ResultData(fmt="CSV", files=plain)
+            results._decode_csv(data)
+        found[name] = data
+    return found
+
+
+# -- the command ----------------------------------------------------------------
+class JobCommand:
+    """`job NAME` for one App (queryrunner/cloud.py): its settings, clients, streams, clock and policies."""
+
+    def __init__(self, app):
+        self.app, self.args, self.settings = app, app.args, app.settings
+
+    def compute(self, job: PySparkTemplate) -> dict[str, Any] | None:
+        """--worker-type/--workers over job_templates.<name>.compute; StartProtectedJob needs both or neither."""
+        flags = Compute(getattr(self.args, "worker_type", None), getattr(self.args, "workers", None))
+        merged = flags.over(job.compute)
+        if merged.worker_type is None and merged.workers is None:
+            return None
+        where = f"stack output 'job_templates.{job.name}.compute'"
+        if merged.worker_type is None:
+            raise checks.CheckError(f"--workers {merged.workers} needs a worker type: StartProtectedJob takes the type "
+                                    f"and number of workers together, and {where} gives no workerType; add "
+                                    f"--worker-type {' or '.join(checks.JOB_WORKER_TYPES)}")
+        if merged.workers is None:
+            lo, hi = checks.JOB_WORKERS
+            raise checks.CheckError(f"--worker-type {merged.worker_type} needs a number of workers: StartProtectedJob "
+                                    f"takes the type and number of workers together, and {where} gives no workers; "
+                                    f"add --workers N ({lo}-{hi})")
+        return {"worker": {"type": merged.worker_type, "number": merged.workers}}
+
+    def run(self) -> int:
+        app, args, s = self.app, self.args, self.settings
+        checks.check_flag_ranges(args)  # cli.main checked them already; App may be driven directly
+        checks.fail("--out", checks.check_out_dir(args.out))
+        s.require_all(["membership_id", "region"])
+        if s.get("membership_id") == s.get("collaboration_id"):
+            raise OutputsError("membership_id equals collaboration_id: start_protected_job needs this "
+                               "organization's membership id; check the stack outputs")
+        job = s.job(args.name)
+        params = qparams.resolve(job.name, job.parameters, qparams.parse_assignments(args.param))
+        arn_region = job.arn.split(":")[3]
+        if arn_region != s.region:
+            raise OutputsError(f"stack output 'job_templates.{job.name}.arn' is in region {arn_region} but the runner "
+                               f"would call Clean Rooms in {s.region} ({s.label('region')}); give the region the "
+                               "templates were deployed in")
+        compute = self.compute(job)
+        access_arns = s.access_budgets  # checked here, used after the client exists
+        # Everything local is settled: from here on, requests.
+        self.compare_local_script(job)
+        where = (f"s3://{s.results_bucket}/{s.results_prefix}/jobs/" if s.get("results_bucket") and
+                 s.get("results_prefix") else "its default job result location")
+        app.err(f"membership {s.membership_id} in {s.region}; job results go to the membership's default job "
+                f"result configuration ({where})")
+
+        cleanrooms = app.client("cleanrooms")
+        refusal = self.verify_template(cleanrooms, job)
+        if refusal:
+            app.err(f"[{job.name}] {refusal}")
+            return EXIT_QUERY_FAILED
+        blocked = app.access_check(cleanrooms, [(job, params)], access_arns)
+        if job.name in blocked:
+            app.err(f"[{job.name}] {blocked[job.name]}")
+            return EXIT_QUERY_FAILED
+
+        runner = JobRunner(cleanrooms, s.membership_id, clock=app.clock, sleep=app.sleep or time.sleep,
+                           deadline=app.clock() + args.timeout, retries=args.retries, backoff=app.backoff,
+                           poll=app.poll, reporter=Reporter(app.stderr))
+        try:
+            outcome = runner.execute(job, params, compute)
+        except KeyboardInterrupt:
+            in_flight = runner.current
+            if in_flight:
+                app.err(f"interrupted: cancelling job {in_flight}")
+                note = runner.cancel(in_flight, job.name)
+                app.err(f"[{job.name}] job {in_flight}: {note}; exiting")
+            else:
+                app.err("interrupted: no job in flight; exiting")
+            return EXIT_INTERRUPTED
+        return self.report(job, outcome)
+
+    # -- before the start ---------------------------------------------------------
+    def compare_local_script(self, job: PySparkTemplate) -> None:
+        """Warn when data/jobs/<name>/<entry point> is not the script the stack deployed (not an error)."""
+        folder = JOBS_DIR / job.name
+        spec = folder / "job.yaml"
+        if not spec.is_file():
+            return
+        try:
+            import yaml
+
+            entry = (yaml.safe_load(spec.read_text(encoding="utf-8")) or {}).get("entryPoint") or "entrypoint.py"
+        except (OSError, UnicodeDecodeError, AttributeError, yaml.YAMLError) as exc:
+            self.app.err(f"[{job.name}] WARNING: cannot read {spec} to compare the local script with the deployed "
+                         f"one ({checks.one_line(str(exc))})")
+            return
+        if not isinstance(entry, str) or Path(entry).name != entry or not (folder / entry).is_file():
+            return
+        script = folder / entry
+        digest = file_sha256(script)
+        if digest != job.sha256:
+            self.app.err(f"[{job.name}] WARNING: the local script {script} (sha256 {digest}) is not the deployed one "
+                         f"(stack output 'job_templates.{job.name}.sha256' {job.sha256}): the job runs the deployed "
+                         "script; run `pulumi up` to deploy the local one")
+
+    def verify_template(self, client, job: PySparkTemplate) -> str | None:
+        """Compare the service's entryPointHash with the exported SHA-256; a refusal message, or None to go on."""
+        template = client.get_analysis_template(membershipIdentifier=self.settings.membership_id,
+                                                analysisTemplateIdentifier=job.id)["analysisTemplate"]
+        fmt = template.get("format")
+        if fmt == "SQL":
+            return (f"refusing to start {job.name!r}: analysis template {job.id} is a SQL template, not PySpark; "
+                    f"stack output 'job_templates.{job.name}' does not describe it (run it with `run`, or fix the "
+                    "outputs)")
+        artifacts = (template.get("sourceMetadata") or {}).get("artifacts") or {}
+        reported = (artifacts.get("entryPointHash") or {}).get("sha256")
+        if reported is None:
+            self.app.err(f"[{job.name}] WARNING: Clean Rooms reports no entryPointHash for template {job.id}; cannot "
+                         "compare it with the deployed script (Clean Rooms still checks the artifact's hash itself)")
+            return None
+        service = sha256_hex(reported)
+        if service is None:
+            return (f"refusing to start {job.name!r}: the template's entryPointHash.sha256 {checks.show(reported)} "
+                    "is neither 64 hex digits nor base64 of a 32-byte SHA-256, so the runner cannot tell whether the "
+                    "template runs the deployed script")
+        if service != job.sha256:
+            return (f"refusing to start {job.name!r}: the template's script hash (entryPointHash.sha256, {service}) is "
+                    f"not the one the stack deployed (stack output 'job_templates.{job.name}.sha256', {job.sha256}): "
+                    "the artifact was changed after the template was created; run `pulumi up` to deploy the script "
+                    "again as a new template, then run the job")
+        self.app.err(f"[{job.name}] template {job.id} runs the deployed script (sha256 {service[:12]}...)")
+        return None
+
+    # -- after the end ------------------------------------------------------------
+    def report(self, job: PySparkTemplate, o: JobOutcome) -> int:
+        app, args = self.app, self.args
+        where = f"job {o.job_id}" if o.job_id else "job"
+        tries = f"{o.attempts} attempt{'s' if o.attempts != 1 else ''}"
+        if o.status == "SUCCESS":
+            return self.success(job, o)
+        if o.status == "FAILED":
+            error = o.error
+            retry = (error.get("retry") or {}).get("retryable")
+            if retry is True:
+                hint = f" (retryable, but --retries {args.retries} are used up or the deadline is near)"
+            elif retry is False:
+                hint = " (not retryable: fix the cause, then run again)"
+            else:
+                hint = " (the service does not say whether it is retryable; not retried)"
+            app.err(f"[{job.name}] {where} FAILED after {tries}: {error.get('code')}: {error.get('message')}{hint}")
+        elif o.status == "CANCELLED":
+            app.err(f"[{job.name}] {where} was CANCELLED (by someone else, e.g. in the console)")
+        elif o.status == "DEADLINE":
+            app.err(f"[{job.name}] {where} did not finish within --timeout {args.timeout:g}s; {o.cancel_note}")
+        elif o.status == "POLL_FAILED":
+            app.err(f"[{job.name}] {where}: its state could not be read ({o.error.get('code')}: "
+                    f"{o.error.get('message')}); it may still be running: `job-status {o.job_id}`")
+        else:
+            app.err(f"[{job.name}] {where} could not start: {o.error.get('code')}: {o.error.get('message')}")
+        return EXIT_QUERY_FAILED
+
+    def success(self, job: PySparkTemplate, o: JobOutcome) -> int:
+        app, args = self.app, self.args
+        stats = o.job.get("statistics") or {}
+        took = (f"; Clean Rooms reports {stats['totalDurationInMillis'] / 1000:.1f}s"
+                if stats.get("totalDurationInMillis") is not None else "")
+        billed = f"; billed {o.billed:g} CRPU-hours" if o.billed is not None else "; billing not reported"
+        app.err(f"[{job.name}] SUCCESS after {o.elapsed:.1f}s ({o.attempts} attempt{'s' if o.attempts != 1 else ''}"
+                f"{took}) on {describe_job_compute(o.compute_used)}{billed}; results at "
+                f"{o.location or '(no S3 location reported)'}")
+        if not o.location:
+            members = ", ".join(m.get("accountId", "?") for m in
+                                ((o.job.get("result") or {}).get("output") or {}).get("memberList") or [])
+            also = f" (the service reports member accounts {members})" if members else ""
+            app.err(f"[{job.name}] job succeeded but its results could not be retrieved: the service reported no "
+                    f"S3 location{also}")
+            return EXIT_QUERY_FAILED
+        try:
+            found = fetch_results(app.client("s3"), o.location)
+            saved = {name: results.save(data, os.path.join(args.out, job.name), o.job_id, name)
+                     for name, data in found.items()}
+        except (results.ResultsError, OSError, BotoCoreError) as exc:
+            app.err(f"[{job.name}] job succeeded but its results could not be retrieved: {exc}")
+            return EXIT_QUERY_FAILED
+        for name, data in found.items():
+            print(f"== {job.name}: {name} (job {o.job_id}) ==", file=app.stdout)
+            if data.header:
+                print(results.format_table(data.header, data.rows, args.max_rows), file=app.stdout)
+            else:
+                print(data.note or "(empty result)", file=app.stdout)
+        app.stdout.flush()
+        app.err(f"[{job.name}] saved {', '.join(p for paths in saved.values() for p in paths)}")
+        return EXIT_OK
+
+
+# -- read-only --------------------------------------------------------------------
+def job_names(settings) -> dict[str, str]:
+    """Template ARN -> job name, from job_templates when it parses (a nicety for job-status)."""
+    try:
+        return {t.arn: t.name for t in settings.job_templates().values()}
+    except OutputsError:
+        return {}
+
+
+def status_rows(job: dict[str, Any], names: dict[str, str]) -> list[list[str]]:
+    parameters = job.get("jobParameters") or {}
+    rows = [["id", job["id"]], ["status", job["status"]], ["created", job["createTime"].isoformat()]]
+    arn = parameters.get("analysisTemplateArn")
+    if arn:
+        rows.append(["job", names.get(arn, arn)])
+    for k, v in sorted((parameters.get("parameters") or {}).items()):
+        rows.append([f"param {k}", v])
+    millis = (job.get("statistics") or {}).get("totalDurationInMillis")
+    if millis is not None:
+        rows.append(["duration", f"{millis / 1000:.1f}s"])
+    rows.append(["compute", describe_job_compute(job.get("computeConfiguration"))
+                 if job.get("computeConfiguration") else "not reported"])
+    units = billed_units(job)
+    if units is not None:
+        rows.append(["billed", f"{units:g} CRPU-hours"])
+    output = (job.get("result") or {}).get("output") or {}
+    if (output.get("s3") or {}).get("location"):
+        rows.append(["result", output["s3"]["location"]])
+    members = [m["accountId"] for m in output.get("memberList") or [] if m.get("accountId")]
+    if members:
+        rows.append(["received by", ", ".join(members)])
+    if job.get("error"):
+        e = job["error"]
+        rows.append(["error", f"{e['code']}: {e['message']}"])
+        rows.append(["retryable", str(bool((e.get("retry") or {}).get("retryable")))])
+    return rows
