@@ -8,13 +8,13 @@ exports what partners and the query runner need. See README.md.
 import pulumi
 
 from components.analyst import Analyst, AnalystArgs
-from components.analyst_jobs import AnalystJobs, AnalystJobsArgs
 from components.collaboration_owner import CollaborationOwner, CollaborationOwnerArgs
 from components.dashboard import Dashboard, DashboardArgs
 from components.data_producer import DataProducer, DataProducerArgs
 from components.membership import Member, MemberArgs
 from components.peers import read_peers
 from components.privacy_budget import PrivacyBudget, PrivacyBudgetArgs
+from components.pyspark_jobs import PySparkJobs, PySparkJobsArgs
 from components.providers import make_providers
 from components.results_store import ResultsStore, ResultsStoreArgs
 from components.stack_config import project_values, refusals_as_run_errors
@@ -38,13 +38,15 @@ with refusals_as_run_errors():
         collab = collaboration.from_settings(settings, peers, settings.analyst.queries)
         for warning in validator.check_templates(settings.analyst.queries, collab):
             pulumi.log.warn(warning)
-        for warning in check_jobs(settings.analyst.jobs, collab):
+    if settings.jobs:
+        # This member's PySpark templates: their tables exist and let its jobs run.
+        for warning in check_jobs(settings.jobs, collaboration.from_settings(settings, peers), settings.org):
             pulumi.log.warn(warning)
 org = settings.org
 providers = make_providers(settings)
 opts = providers.opts
 
-# The analyst's (or a result receiver's) results destination, named by the membership.
+# The results destination of the analyst, a result receiver or a job runner, named by the membership.
 results = None
 if settings.results is not None:
     results = ResultsStore(f"{org.name}-{'analyst' if ANALYST in settings.roles else 'receiver'}", ResultsStoreArgs(
@@ -100,18 +102,18 @@ if ANALYST in settings.roles and membership is not None:
         dp_tables=plan.dp_tables(settings, peers),
         depends_on=[producer.association] if producer and producer.association else []), opts=opts())
 
-# Analyst, part 3: PySpark analysis templates and the artifacts they run.
+# PySpark analysis templates and the artifacts they run (any member that runs jobs).
 jobs = None
-if ANALYST in settings.roles and membership is not None and settings.analyst.jobs:
-    jobs = AnalystJobs(f"{org.name}-analyst-jobs", AnalystJobsArgs(
+if settings.jobs and membership is not None:
+    jobs = PySparkJobs(f"{org.name}-jobs", PySparkJobsArgs(
         organization=org.name, account_id=org.account_id, region=settings.region,
-        membership_id=membership.membership_identifier, jobs=settings.analyst.jobs,
+        membership_id=membership.membership_identifier, jobs=settings.jobs,
         associated_tables=plan.associated_tables(settings, peers, own_associated=producer is not None),
         bucket_name=f"{org.name}-cleanrooms-artifacts-{org.account_id}", protect=settings.protect,
         iam_propagation_seconds=settings.iam_propagation_seconds,
         depends_on=[producer.association] if producer and producer.association else []), opts=opts())
 
-# Analyst, part 4: a QuickSight dashboard over one template's results.
+# Analyst, part 3: a QuickSight dashboard over one template's results.
 dashboard = None
 if results and settings.quicksight.enabled:
     qs = settings.quicksight
@@ -154,14 +156,16 @@ if results:
 if ANALYST in settings.roles:
     pulumi.export("compute", settings.analyst.compute.export() if settings.analyst.compute else None)
     pulumi.export("result_receivers", settings.result_receivers)
-    # Tables with a data access budget, so the runner can check what is left before a run.
-    pulumi.export("access_budgets", plan.access_budgets(settings, peers, producer.association if producer else None))
     pulumi.export("analysis_templates", analyst.template_info if analyst else {})
     pulumi.export("pending_templates", analyst.pending if analyst else {})
-    pulumi.export("job_templates", jobs.template_info if jobs else {})
-    pulumi.export("pending_jobs", jobs.pending if jobs else {})
-    pulumi.export("artifact_bucket", jobs.storage.bucket.bucket if jobs else None)
     pulumi.export("quicksight", {"dataset_id": dashboard.dataset_id, "aws_account_id": org.account_id,
                                  "dashboard_id": dashboard.dashboard_id, "template": settings.quicksight.template,
                                  "published_prefix": published_prefix(settings.quicksight.template)}
                   if dashboard else None)
+if ANALYST in settings.roles or settings.jobs:
+    # Tables with a data access budget, so the runner can check what is left before a run.
+    pulumi.export("access_budgets", plan.access_budgets(settings, peers, producer.association if producer else None))
+    # What `python -m queryrunner job` runs, from whichever stack creates the jobs.
+    pulumi.export("job_templates", jobs.template_info if jobs else {})
+    pulumi.export("pending_jobs", jobs.pending if jobs else {})
+    pulumi.export("artifact_bucket", jobs.storage.bucket.bucket if jobs else None)

@@ -48,15 +48,18 @@ class Member:
     roles: frozenset[str]
     dataset: str | None = None
     runs_jobs: bool = False
-    """The analyst also runs PySpark analysis templates (CAN_RUN_JOB)."""
+    """Creates and runs PySpark analysis templates, and receives their results (CAN_RUN_JOB)."""
 
     @property
     def abilities(self) -> list[str]:
         # A result receiver gets results the analyst distributes to it (StartProtectedQuery
         # resultConfiguration distribute: "collaboration member destination").
+        # A member that runs PySpark jobs receives their results too ("The member who creates
+        # the PySpark analysis template must also be the member who receives results").
+        jobs = ["CAN_RUN_JOB"] if self.runs_jobs else []
         if ANALYST in self.roles:
-            return [*ANALYST_ABILITIES, *(["CAN_RUN_JOB"] if self.runs_jobs else [])]
-        return ["CAN_RECEIVE_RESULTS"] if RECEIVER in self.roles else []
+            return [*ANALYST_ABILITIES, *jobs]
+        return ["CAN_RECEIVE_RESULTS", *jobs] if RECEIVER in self.roles or self.runs_jobs else []
 
     @property
     def is_analyst(self) -> bool:
@@ -134,8 +137,6 @@ class AnalystSpec:
     results_prefix: str
     compute: Compute | None = None
     """The stack's default Spark compute per query (a template's own setting wins)."""
-    jobs: tuple[JobTemplate, ...] = ()
-    """PySpark analysis templates (data/jobs/<name>/)."""
 
 
 @dataclass(frozen=True)
@@ -192,10 +193,12 @@ class Settings:
     analyst: AnalystSpec | None = None
     receiver: ResultsSpec | None = None
     quicksight: QuickSightSpec = QuickSightSpec(enabled=False)
+    jobs: tuple[JobTemplate, ...] = ()
+    """This member's PySpark analysis templates (data/jobs/<name>/)."""
 
     @property
     def results(self) -> ResultsSpec | None:
-        """This member's results destination: the analyst's, or a result receiver's."""
+        """This member's results destination: the analyst's, or a result receiver's or job runner's."""
         if self.analyst is not None:
             return ResultsSpec(self.analyst.result_format, self.analyst.results_prefix)
         return self.receiver
@@ -232,7 +235,7 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
     roles = frozenset(config.roles)
     org = Member(name=config.organization, display_name=config.display_name or config.organization,
                  account_id=config.account_id, roles=roles, dataset=config.dataset or None,
-                 runs_jobs=bool(config.analyst and config.analyst.jobs))
+                 runs_jobs=bool(config.jobs))
     if config.assume_role_arn and config.assume_role_arn.split(":")[4] != org.account_id:
         raise ConfigError("assumeRoleArn", f"role is in account {config.assume_role_arn.split(':')[4]}, "
                           f"but accountId is {org.account_id}")
@@ -274,10 +277,12 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
         settings["budget"] = PrivacyBudgetSpec(budget.epsilon, budget.users_noise_per_query, budget.auto_refresh)
     if ANALYST in roles:
         settings["analyst"] = _analyst(config.analyst or sm.AnalystBlock(), data_dir)
-    if RECEIVER in roles:
+    if RECEIVER in roles or (config.jobs and ANALYST not in roles):
+        # Job results land in the member's own results store, like distributed query results.
         block = config.results or sm.ResultsBlock()
         settings["receiver"] = ResultsSpec(block.result_format, _prefix(block.results_prefix, "results.resultsPrefix"))
     settings["quicksight"] = _quicksight(config.quicksight, org, settings.get("analyst"))
+    settings["jobs"] = load_jobs(data_dir / "jobs", list(config.jobs))
     return Settings(**settings)
 
 
@@ -303,6 +308,8 @@ _ROLE_KEYS = {"collaboration": OWNER, "analysisRule": PRODUCER, "accessBudget": 
 def _check_role_keys(config: sm.StackConfig, roles: frozenset[str]) -> None:
     for key, role in _ROLE_KEYS.items():
         field = next(name for name, f in sm.StackConfig.model_fields.items() if (f.alias or name) == key)
+        if key == "results" and config.jobs and ANALYST not in roles:
+            continue  # a member that runs jobs receives their results there
         if getattr(config, field) not in (None, "") and role not in roles:
             raise ConfigError(key, f"only applies to an organization with role '{role}', and this stack's roles "
                               f"are {sorted(roles)}; remove the key or add the role")
@@ -327,9 +334,6 @@ def _check_members(org: Member, partners: tuple[Partner, ...]) -> None:
     if len(analysts) != 1:
         raise ConfigError("roles", f"exactly one organization must have role '{ANALYST}' "
                           f"(it can query and receives results); found {analysts or 'none'}")
-    jobs = [m.name for m in members if m.runs_jobs and ANALYST not in m.roles]
-    if jobs:
-        raise ConfigError("partners", f"{jobs} run jobs but are not the analyst; only the analyst runs jobs")
     both = [m.name for m in members if ANALYST in m.roles and RECEIVER in m.roles]
     if both:
         raise ConfigError("roles", f"{both} has roles analyst and {RECEIVER}; the analyst receives results already, "
@@ -382,7 +386,8 @@ def _producer(config: sm.StackConfig, org: Member, partners, engine: str, data_d
                           "CUSTOM, AGGREGATION, LIST); without one the table can never be queried")
     members = [org.account_id, *(p.account_id for p in partners)]
     rule = _analysis_rule(config.analysis_rule, dataset, join_key, members)
-    others = sorted(set(rule.allowed_analysis_providers) - {org.account_id})
+    job_runners = {m.account_id for m in (org, *partners) if m.runs_jobs}
+    others = sorted((set(rule.allowed_analysis_providers) & job_runners) - {org.account_id})
     if rule.allow_jobs and rule.allowed_analyses == "ANY_QUERY" and others:
         # ANY_JOB beside ANY_QUERY: a PySpark job is code that sees the rows, and no output
         # rule constrains what it returns (aggregation thresholds, disallowed output columns
@@ -478,9 +483,7 @@ def _analyst(block: sm.AnalystBlock, data_dir: Path) -> AnalystSpec:
     queries = load_queries(data_dir / "queries", list(block.queries))
     prefix = _prefix(block.results_prefix, "analyst.resultsPrefix")
     compute = Compute(block.compute.worker_type, block.compute.workers) if block.compute else None
-    jobs = load_jobs(data_dir / "jobs", list(block.jobs))
-    return AnalystSpec(queries=queries, result_format=block.result_format, results_prefix=prefix, compute=compute,
-                       jobs=jobs)
+    return AnalystSpec(queries=queries, result_format=block.result_format, results_prefix=prefix, compute=compute)
 
 
 def _quicksight(block: sm.QuickSightBlock | None, org: Member, analyst: AnalystSpec | None) -> QuickSightSpec:

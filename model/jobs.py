@@ -74,30 +74,30 @@ def load_job(directory: Path) -> JobTemplate:
     spec = directory / "job.yaml"
     where = f"{spec}"
     if not _NAME.match(name):
-        raise ConfigError("analyst.jobs", f"{directory}: job folder name '{name}' must be lowercase letters, "
+        raise ConfigError("jobs", f"{directory}: job folder name '{name}' must be lowercase letters, "
                           "digits, '_'")
     if not spec.is_file():
-        raise ConfigError("analyst.jobs", f"{directory}: no job.yaml (description, entryPoint, tables, parameters)")
+        raise ConfigError("jobs", f"{directory}: no job.yaml (description, entryPoint, tables, parameters)")
     try:
         job = JobFile.model_validate(read_yaml(spec) or {})
     except ValidationError as exc:
         problems = [f"{key}: {message}" if key else message
                     for key, message in (describe(e, JobFile) for e in exc.errors())]
-        raise ConfigError("analyst.jobs", f"{where}: " + "; ".join(problems)) from None
+        raise ConfigError("jobs", f"{where}: " + "; ".join(problems)) from None
     script = directory / job.entry_point
     if Path(job.entry_point).name != job.entry_point or not job.entry_point.endswith(".py") or not script.is_file():
-        raise ConfigError("analyst.jobs", f"{where}: entryPoint '{job.entry_point}' must be a .py file beside job.yaml")
+        raise ConfigError("jobs", f"{where}: entryPoint '{job.entry_point}' must be a .py file beside job.yaml")
     source = script.read_bytes()
     if len(source) > MAX_ARTIFACT_BYTES:
-        raise ConfigError("analyst.jobs", f"{script}: {len(source)} bytes; Clean Rooms takes at most 1 GB of artifacts")
+        raise ConfigError("jobs", f"{script}: {len(source)} bytes; Clean Rooms takes at most 1 GB of artifacts")
     _check_entrypoint(script, source)
     for p in job.parameters:
         problem = None if p.default is None else check_value(p.type, p.default)
         if problem:
-            raise ConfigError("analyst.jobs", f"{where}: default {p.default!r} of parameter '{p.name}' is {problem}")
+            raise ConfigError("jobs", f"{where}: default {p.default!r} of parameter '{p.name}' is {problem}")
     names = [p.name for p in job.parameters]
     if len(set(names)) != len(names):
-        raise ConfigError("analyst.jobs", f"{where}: parameters {names} repeat a name")
+        raise ConfigError("jobs", f"{where}: parameters {names} repeat a name")
     compute = Compute(job.compute.worker_type, job.compute.workers) if job.compute else None
     return JobTemplate(name=name, description=job.description[:255], directory=directory,
                        entry_point=job.entry_point, tables=tuple(job.tables),
@@ -110,11 +110,11 @@ def _check_entrypoint(script: Path, source: bytes) -> None:
     try:
         tree = ast.parse(source, filename=str(script))
     except SyntaxError as exc:
-        raise ConfigError("analyst.jobs", f"{script}:{exc.lineno}: not valid Python: {exc.msg}") from None
+        raise ConfigError("jobs", f"{script}:{exc.lineno}: not valid Python: {exc.msg}") from None
     functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     entry = functions.get("entrypoint")
     if entry is None or len(entry.args.args) != 1:
-        raise ConfigError("analyst.jobs", f"{script}: needs a top-level function `def entrypoint(context)`, the "
+        raise ConfigError("jobs", f"{script}: needs a top-level function `def entrypoint(context)`, the "
                           "handler Clean Rooms calls")
 
 
@@ -122,18 +122,21 @@ def load_jobs(directory: Path, names: list[str]) -> tuple[JobTemplate, ...]:
     available = {p.name: p for p in sorted(directory.glob("*/")) if p.is_dir()} if directory.is_dir() else {}
     unknown = [n for n in names if n not in available]
     if unknown:
-        raise ConfigError("analyst.jobs", f"no such job {unknown}; available in {directory}: {sorted(available)}")
+        raise ConfigError("jobs", f"no such job {unknown}; available in {directory}: {sorted(available)}")
     return tuple(load_job(available[n]) for n in names)
 
 
-def check_jobs(jobs: tuple[JobTemplate, ...], collab) -> list[str]:
+def check_jobs(jobs: tuple[JobTemplate, ...], collab, runner) -> list[str]:
     """Each job's tables against the collaboration; refusals raise, waits are returned as warnings.
 
-    A table must exist in the collaboration and be open to jobs: its configured
-    table's analysis method includes DIRECT_JOB (the producer's
-    analysisRule.allowJobs) and it is not under differential privacy. A
-    partner whose rule is not exported yet, or does not allow jobs yet, is a
-    warning: the template is still declared, and runs once they deploy.
+    ``runner`` is the member whose stack declares the jobs (it creates, runs and
+    receives them). A table must exist in the collaboration and be open to its
+    jobs: the configured table's analysis method includes DIRECT_JOB (the
+    producer's analysisRule.allowJobs), it is not under differential privacy, and
+    its rule lets the runner's jobs run (ANY_QUERY with the runner's account among
+    allowedAnalysisProviders, or, for a partner's table, the job template approved
+    by ARN). What only a partner can fix is a warning: the template is still
+    declared, and runs once they deploy.
     """
     warnings = []
     for job in jobs:
@@ -141,18 +144,33 @@ def check_jobs(jobs: tuple[JobTemplate, ...], collab) -> list[str]:
             table = collab.tables.get(alias)
             where = f"data/jobs/{job.name}/job.yaml"
             if table is None:
-                raise ConfigError("analyst.jobs", f"{where}: table '{alias}' is not in the collaboration; "
+                raise ConfigError("jobs", f"{where}: table '{alias}' is not in the collaboration; "
                                   f"tables are {sorted(collab.tables)}")
             if table.differential_privacy:
-                raise ConfigError("analyst.jobs", f"{where}: table '{alias}' is under differential privacy, "
+                raise ConfigError("jobs", f"{where}: table '{alias}' is under differential privacy, "
                                   "which protects SQL queries only; no job can read it")
-            if table.rule is None:
+            own = table.owner.name == runner.name
+            rule = table.rule
+            if rule is None:
                 warnings.append(f"job '{job.name}': {table.owner.name} has not exported the rule of '{alias}' "
                                 "yet; the job runs once they deploy with analysisRule.allowJobs: true")
-            elif not table.rule.allow_jobs:
-                message = (f"{where}: table '{alias}' of {table.owner.name} does not allow PySpark jobs "
-                           "(analysisRule.allowJobs)")
-                if table.owner.name == collab.analyst.name:
-                    raise ConfigError("analyst.jobs", message + "; set analysisRule.allowJobs: true")
-                warnings.append(message + f"; the job cannot run until {table.owner.name} sets it")
+                continue
+            problem = None
+            if not rule.allow_jobs:
+                problem = "does not allow PySpark jobs (analysisRule.allowJobs)"
+            elif rule.allowed_analyses == "ANY_QUERY" and runner.account_id not in rule.allowed_analysis_providers:
+                problem = (f"allows ANY_QUERY/ANY_JOB only for {list(rule.allowed_analysis_providers)}, not "
+                           f"{runner.name}'s account {runner.account_id} (analysisRule.allowedAnalysisProviders)")
+            elif rule.allowed_analyses != "ANY_QUERY" and own:
+                # The table's rule would need the template's ARN, and the template needs the
+                # table associated first (as for the analyst's SQL templates, plan.allowed_analyses).
+                problem = ("approves templates by ARN, and a member's own job template cannot be approved on "
+                           "its own table (the table exists before the template); use allowedAnalyses: "
+                           f"ANY_QUERY with allowedAnalysisProviders including {runner.account_id}")
+            if problem is None:
+                continue
+            message = f"{where}: table '{alias}' of {table.owner.name} {problem}"
+            if own:
+                raise ConfigError("jobs", message)
+            warnings.append(message + f"; the job cannot run until {table.owner.name} changes it")
     return warnings

@@ -47,6 +47,6 @@ class PeerOutputs:
     def template_arns(self) -> list[str]:
         return [t["arn"] for t in (self.get("analysis_templates") or {}).values()]
 
-    @property
-    def job_template_arns(self) -> list[str]:
-        return [t["arn"] for t in (self.get("job_templates") or {}).values()]
+    def job_template_arns(self, table: str) -> list[str]:
+        """The partner's PySpark templates that read ``table`` (what a rule approving by ARN lists)."""
+        return [t["arn"] for t in (self.get("job_templates") or {}).values() if table in (t.get("tables") or [])]

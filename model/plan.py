@@ -106,7 +106,10 @@ def allowed_analyses(settings: Settings, peers: dict[str, PeerOutputs],
                           f"'{settings.org.name}' is the analyst itself; use allowedAnalyses: ANY_QUERY with "
                           f"allowedAnalysisProviders: [\"{settings.org.account_id}\"]")
     analyst = peers[settings.analyst_member.name]
-    arns = analyst.template_arns + (analyst.job_template_arns if rule.allow_jobs else [])
+    arns = list(analyst.template_arns)
+    if rule.allow_jobs:
+        # Any partner's PySpark templates that read this table (whoever runs jobs creates them).
+        arns += [arn for peer in peers.values() for arn in peer.job_template_arns(settings.dataset.name)]
     if not arns:
         log(f"no analysis templates from '{analyst.partner.name}' yet: the analysis rule allows "
                         "no analysis until they exist (run `pulumi up` again after the analyst deploys them)")

@@ -268,7 +268,6 @@ class AnalystBlock(Block):
     result_format: Literal["CSV", "PARQUET"] = "CSV"
     results_prefix: Text = "results"
     compute: ComputeBlock | None = None
-    jobs: list[Text] = []
 
 
 class PeriodBudgetBlock(Block):
@@ -317,7 +316,8 @@ class PartnerBlock(Block):
     # later replaces the collaboration); changeRequest: added to the existing collaboration
     # by a change request (components/member_change.py).
     added_by: Literal["invitation", "changeRequest"] = "invitation"
-    # The analyst also runs PySpark jobs (CAN_RUN_JOB, fixed when the collaboration is created).
+    # The partner runs PySpark jobs (its stack has `jobs`): CAN_RUN_JOB, fixed when the
+    # collaboration is created, and CAN_RECEIVE_RESULTS for a partner that is not the analyst.
     runs_jobs: Bool = False
 
     @model_validator(mode="after")
@@ -359,6 +359,8 @@ class StackConfig(Block):
     analyst: AnalystBlock | None = None
     results: ResultsBlock | None = None
     quicksight: QuickSightBlock | None = None
+    # PySpark analysis templates this member creates, runs and receives results of (data/jobs/<name>/).
+    jobs: list[Text] = []
 
     @classmethod
     def _belongs(cls, key: str) -> str:
@@ -371,7 +373,7 @@ class StackConfig(Block):
 
 
 STRUCTURED_KEYS = ("partners", "collaboration", "differentialPrivacy", "analysisRule", "accessBudget", "analyst",
-                   "results", "quicksight")
+                   "results", "quicksight", "jobs")
 
 
 def parse(values: dict[str, Any]) -> StackConfig:

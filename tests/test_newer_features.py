@@ -271,22 +271,22 @@ def test_a_job_is_a_pyspark_template_over_a_pinned_artifact(bootstrap):
     artifacts = template.inputs["source"]["artifacts"]
     key = f"jobs/retail_order_mix/{digest}/entrypoint.py"
     assert artifacts["entryPoint"]["location"] == {"bucket": f"org-a-cleanrooms-artifacts-{A}", "key": key}
-    role = run.named("org-a-analyst-jobs-cleanrooms-artifacts")
+    role = run.named("org-a-jobs-cleanrooms-artifacts")
     assert artifacts["roleArn"] == role.state["arn"] and role.inputs["path"] == "/service-role/"
     assert template.inputs["schema"] == {"referencedTables": ["retail_purchases"]}
     assert template.inputs["analysisParameters"] == [{"name": "min_orders", "type": "INT", "defaultValue": "1"}]
     assert template.inputs["sourceMetadata"] == {"artifacts": {"entryPointHash": {"sha256": digest}}}
 
     # The object is uploaded, with its SHA-256, into a versioned bucket, before the template.
-    obj = run.named("org-a-analyst-jobs-retail-order-mix-script")
+    obj = run.named("org-a-jobs-retail-order-mix-script")
     assert obj.inputs["key"] == key and obj.inputs["checksumAlgorithm"] == "SHA256"
     assert obj.inputs["source"] == {"fileAsset": str(script.relative_to(ROOT))}
-    versioning = run.named("org-a-analyst-jobs-artifacts-versioning")
+    versioning = run.named("org-a-jobs-artifacts-versioning")
     assert versioning.urn in obj.dependencies and obj.urn in template.dependencies
 
     # The role may read artifacts, and nothing else.
     import json
-    policy = json.loads(run.named("org-a-analyst-jobs-cleanrooms-artifacts-policy").inputs["policy"])
+    policy = json.loads(run.named("org-a-jobs-cleanrooms-artifacts-policy").inputs["policy"])
     actions = sorted(a for s in policy["Statement"] for a in s["Action"])
     assert actions == ["kms:Decrypt", "s3:GetBucketLocation", "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"]
 
@@ -342,13 +342,13 @@ def test_bad_jobs_are_refused_with_the_file(tmp_path, job_yaml, script, fragment
     with pytest.raises(ConfigError) as info:
         settings_for("org-a", {"dataDir": str(data)})
     message = str(info.value)
-    assert message.startswith(f"config '{PROJECT}:analyst.jobs'") and fragment in message, message
+    assert message.startswith(f"config '{PROJECT}:jobs'") and fragment in message, message
     assert "retail_order_mix" in message
 
 
 def test_an_unknown_job_names_the_available_ones():
     with pytest.raises(ConfigError) as info:
-        settings_for("org-a", {"analyst": {"jobs": ["retail_order_mx"]}})
+        settings_for("org-a", {"jobs": ["retail_order_mx"]})
     assert "no such job ['retail_order_mx']" in str(info.value) and "['retail_order_mix']" in str(info.value)
 
 
@@ -387,3 +387,111 @@ def test_both_stacks_must_say_the_analyst_runs_jobs(bootstrap):
     with pytest.raises(pulumi.RunError) as info:
         run_stack("org-b", overrides={"partners": [partner]}, peer_outputs={stack_ref("org-a"): bootstrap.a1.outputs})
     assert "partners[0].runsJobs" in str(info.value) and "reports True" in str(info.value)
+
+
+# A data producer that ships its own job: it creates, runs and receives it.
+
+ENGAGEMENT_JOB = """def entrypoint(context):
+    media = context["referencedTables"]["media_engagement"]
+    return {"results": {"by_channel": media.groupBy("channel").count()}}
+"""
+B_THRESHOLD_RULE = {"type": "CUSTOM", "allowedAnalyses": "ANY_QUERY", "allowedAnalysisProviders": [A, B],
+                    "allowJobs": True, "aggregationThreshold": {"column": "customer_key", "minimum": 3}}
+
+
+def _with_job(tmp_path, name: str, tables: list[str], script: str = ENGAGEMENT_JOB):
+    data = tmp_path / "data"
+    if not data.exists():
+        shutil.copytree(ROOT / "data", data)
+    job = data / "jobs" / name
+    job.mkdir(parents=True)
+    (job / "job.yaml").write_text(f"tables: {tables}\n")
+    (job / "entrypoint.py").write_text(script)
+    return data
+
+
+def _producer_job_overrides(data, a_runs_jobs: bool = False) -> tuple[dict, dict]:
+    partner_a = dict(stack_config("org-b")[f"{PROJECT}:partners"][0], runsJobs=a_runs_jobs)
+    org_a = {"partners": [dict(PARTNER_B, runsJobs=True)], **({} if a_runs_jobs else {"jobs": []})}
+    org_b = {"dataDir": str(data), "partners": [partner_a], "analysisRule": B_THRESHOLD_RULE,
+             "differentialPrivacy": None, "jobs": ["engagement_mix"], "results": {"resultsPrefix": "out"}}
+    return org_a, org_b
+
+
+def test_a_producer_ships_a_job_and_receives_its_results(tmp_path):
+    data = _with_job(tmp_path, "engagement_mix", ["media_engagement"])
+    org_a, org_b = _producer_job_overrides(data)
+    a1 = run_stack("org-a", overrides=org_a)
+    collab = a1.one(f"{CR}:Collaboration")
+    assert collab.inputs["creatorMemberAbilities"] == ["CAN_QUERY", "CAN_RECEIVE_RESULTS"]
+    [b] = collab.inputs["members"]
+    # "The member who creates the PySpark analysis template must also be the member who receives results."
+    assert b["memberAbilities"] == ["CAN_RECEIVE_RESULTS", "CAN_RUN_JOB"]
+    assert b["paymentConfiguration"]["jobCompute"] == {"isResponsible": True}
+    assert collab.inputs["jobLogStatus"] == "ENABLED"
+
+    b2 = run_stack("org-b", overrides=org_b, peer_outputs={stack_ref("org-a"): a1.outputs})
+    membership = b2.one(f"{CR}:Membership")
+    assert membership.input("paymentConfiguration.jobCompute.isResponsible") is True
+    job_results = membership.inputs["defaultJobResultConfiguration"]
+    assert job_results["outputConfiguration"]["s3"] == {"bucket": f"org-b-cleanrooms-results-{B}",
+                                                       "keyPrefix": "out/jobs"}
+    [template] = b2.of_type(f"{CR}:AnalysisTemplate")
+    assert template.inputs["format"] == "PYSPARK_1_0" and template.inputs["name"] == "engagement_mix"
+    assert template.inputs["membershipIdentifier"] == membership.state["membershipIdentifier"]
+    assert template.inputs["source"]["artifacts"]["entryPoint"]["location"]["bucket"] == \
+        f"org-b-cleanrooms-artifacts-{B}"
+    table = b2.one(f"{CR}:ConfiguredTable")
+    assert table.inputs["analysisMethod"] == "MULTIPLE"
+    assert table.input("analysisRules.0.policy.v1.custom.allowedAnalyses") == ["ANY_QUERY", "ANY_JOB"]
+    assert b2.outputs["runs_jobs"] is True and set(b2.outputs["job_templates"]) == {"engagement_mix"}
+    assert b2.outputs["results_bucket"] == f"org-b-cleanrooms-results-{B}"
+    # Org A distributes query results to receivers only; org B runs its own jobs.
+    assert a1.outputs["result_receivers"] == []
+
+
+def test_any_job_is_refused_where_a_partner_that_runs_jobs_could_use_it(tmp_path):
+    data = _with_job(tmp_path, "engagement_mix", ["media_engagement"])
+    _, org_b = _producer_job_overrides(data, a_runs_jobs=True)
+    with pytest.raises(ConfigError) as info:
+        settings_for("org-b", org_b)
+    assert str(info.value).startswith(f"config '{PROJECT}:analysisRule.allowJobs': would let ['{A}'] run any "
+                                      "PySpark code")
+
+
+def test_a_job_on_its_own_table_needs_any_query_for_its_account(bootstrap, tmp_path):
+    import pulumi
+
+    data = _with_job(tmp_path, "engagement_mix", ["media_engagement"])
+    org_a, org_b = _producer_job_overrides(data)
+    a1 = run_stack("org-a", overrides=org_a)
+    own_out = dict(org_b, analysisRule=dict(B_THRESHOLD_RULE, allowedAnalysisProviders=[A]))
+    with pytest.raises(pulumi.RunError) as info:
+        run_stack("org-b", overrides=own_out, peer_outputs={stack_ref("org-a"): a1.outputs})
+    assert f"not org-b's account {B}" in str(info.value)
+    by_arn = dict(org_b, analysisRule={k: v for k, v in B_THRESHOLD_RULE.items() if k != "allowedAnalysisProviders"}
+                  | {"allowedAnalyses": "templates"})
+    with pytest.raises(pulumi.RunError) as info:
+        run_stack("org-b", overrides=by_arn, peer_outputs={stack_ref("org-a"): a1.outputs})
+    assert "cannot be approved on its own table" in str(info.value)
+
+
+def test_a_partner_approving_templates_approves_the_jobs_that_read_its_table(tmp_path):
+    """Org A's job joins org B's table; org B approves by ARN exactly the templates that may read it."""
+    data = _with_job(tmp_path, "joint_mix", ["retail_purchases", "media_engagement"])
+    other = data / "jobs" / "own_only"
+    shutil.copytree(data / "jobs" / "retail_order_mix", other)
+    org_a = {"dataDir": str(data), "jobs": ["joint_mix", "own_only"]}
+    b_rule = {"type": "CUSTOM", "allowedAnalyses": "templates", "allowJobs": True,
+              "aggregationThreshold": {"column": "customer_key", "minimum": 3}}
+    org_b = {"analysisRule": b_rule, "differentialPrivacy": None}
+    a1 = run_stack("org-a", overrides=org_a)
+    assert a1.outputs["pending_jobs"] == {"joint_mix": ["media_engagement"]}
+    b2 = run_stack("org-b", overrides=org_b, peer_outputs={stack_ref("org-a"): a1.outputs})
+    a3 = run_stack("org-a", overrides=org_a, peer_outputs={stack_ref("org-b"): b2.outputs})
+    jobs = a3.outputs["job_templates"]
+    assert set(jobs) == {"own_only", "joint_mix"} and a3.outputs["pending_jobs"] == {}
+    b4 = run_stack("org-b", overrides=org_b, peer_outputs={stack_ref("org-a"): a3.outputs})
+    allowed = b4.one(f"{CR}:ConfiguredTable").input("analysisRules.0.policy.v1.custom.allowedAnalyses")
+    sql = [t["arn"] for t in a3.outputs["analysis_templates"].values()]
+    assert allowed == sorted(sql + [jobs["joint_mix"]["arn"]])  # not own_only: it never reads org B's table

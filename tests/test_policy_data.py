@@ -143,7 +143,7 @@ def test_unprotected_data_bucket_from_config():
     assert {v.resource_name for v in violations} == {
         "org-a-owner-collaboration", "org-a-owner-membership", "org-a-producer-data-bucket",
         "org-a-analyst-results-bucket", "org-a-producer-data-key", "org-a-analyst-results-key",
-        "org-a-analyst-jobs-artifacts-bucket", "org-a-analyst-jobs-artifacts-key"}
+        "org-a-jobs-artifacts-bucket", "org-a-jobs-artifacts-key"}
     bucket = next(v for v in violations if v.resource_name == "org-a-producer-data-bucket")
     assert "aws:s3/bucket:Bucket 'org-a-producer-data-bucket' is not protected" in bucket.message
     assert "protect=True" in bucket.message

@@ -38,7 +38,7 @@ def trust_external_id(run: Run, role_name: str) -> str:
 def test_round1_org_a_creates_the_collaboration(bootstrap):
     run = bootstrap.a1
     collab = run.one(f"{CR}:Collaboration")
-    # Org A runs PySpark jobs too (analyst.jobs): it may, and pays for their compute.
+    # Org A runs PySpark jobs too (`jobs`): it may, and pays for their compute.
     assert collab.inputs["creatorMemberAbilities"] == ["CAN_QUERY", "CAN_RECEIVE_RESULTS", "CAN_RUN_JOB"]
     assert collab.inputs["members"] == [{
         "accountId": B, "displayName": "Org B (media)", "memberAbilities": [],
@@ -237,7 +237,7 @@ def _b_analyst_overrides():
     a_config = stack_config("org-a")
     partner_b = dict(a_config[f"{PROJECT}:partners"][0], roles=["data_producer", "analyst"])
     org_a = {"roles": ["collaboration_owner", "data_producer"], "partners": [partner_b],
-             "analyst": None,
+             "analyst": None, "jobs": [],
              "analysisRule": {"type": "CUSTOM", "allowedAnalyses": "templates",
                               "aggregationThreshold": {"column": "customer_key", "minimum": 3}}}
     b_config = stack_config("org-b")

@@ -1,4 +1,4 @@
-"""AnalystJobs: the analyst's PySpark analysis templates and the artifacts Clean Rooms runs.
+"""PySparkJobs: a member's PySpark analysis templates and the artifacts Clean Rooms runs.
 
 What the User Guide asks of the artifacts (create-pyspark-analysis-template,
 store-artifacts-in-s3): an S3 bucket with versioning, the objects uploaded with
@@ -11,7 +11,9 @@ The template declares the hash (sourceMetadata.artifacts.entryPointHash);
 Clean Rooms records it and the object version, and checks both before every
 run; `queryrunner job` compares the service's hash with the exported one
 before it starts one. "The member who creates the PySpark
-analysis template must also be the member who receives results": the analyst.
+analysis template must also be the member who receives results": the member
+whose stack declares `jobs` runs them (CAN_RUN_JOB) and receives their results
+(CAN_RECEIVE_RESULTS), analyst or not.
 
 A template, like a SQL one, waits until the tables it reads are associated.
 """
@@ -35,7 +37,7 @@ ARTIFACT_PREFIX = "jobs"
 
 
 @dataclass
-class AnalystJobsArgs:
+class PySparkJobsArgs:
     organization: str
     account_id: str
     region: str
@@ -49,9 +51,9 @@ class AnalystJobsArgs:
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
 
 
-class AnalystJobs(pulumi.ComponentResource):
-    def __init__(self, name: str, args: AnalystJobsArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("cleanrooms:roles:AnalystJobs", name, None, opts)
+class PySparkJobs(pulumi.ComponentResource):
+    def __init__(self, name: str, args: PySparkJobsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("cleanrooms:roles:PySparkJobs", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.storage = SecureBucket(f"{name}-artifacts", SecureBucketArgs(
             bucket_name=args.bucket_name, description=f"{args.organization}'s PySpark analysis artifacts",
