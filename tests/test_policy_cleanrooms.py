@@ -106,6 +106,36 @@ def test_aggregation_output_constraint_from_the_program():
     assert "has no outputConstraints" in v.message and "minimum: 3" in v.message
 
 
+# -- PySpark jobs ---------------------------------------------------------------------------------
+
+
+def test_jobs_never_reach_a_table_under_differential_privacy(runs):
+    """Org A's table is open to its own jobs (threshold, not DP); org B's DP table is SQL only."""
+    a_table, b_table = find(runs["org-a"], TABLE), find(runs["org-b"], TABLE)
+    assert a_table.inputs["analysisMethod"] == "MULTIPLE" and "ANY_JOB" in custom(a_table)["allowedAnalyses"]
+    for run in (runs["org-a"], runs["org-b"]):
+        assert evaluate(run, policies=["cleanrooms-jobs-restricted"]).violations == []
+
+    def open_to_jobs(r):
+        r.inputs.update(analysisMethod="MULTIPLE", selectedAnalysisMethods=["DIRECT_QUERY", "DIRECT_JOB"])
+    [v] = evaluate(edited(runs["org-b"], b_table, open_to_jobs), policies=["cleanrooms-jobs-restricted"]).violations
+    assert "under differential privacy but open to PySpark jobs (analysisMethod MULTIPLE)" in v.message
+    any_job = edited(runs["org-b"], b_table, lambda r: custom(r)["allowedAnalyses"].append("ANY_JOB"))
+    [v] = evaluate(any_job, policies=["cleanrooms-jobs-restricted"]).violations
+    assert "(analysisMethod DIRECT_QUERY, ANY_JOB)" in v.message
+    # Selected methods without DIRECT_JOB leave the table closed to jobs.
+    queries_only = edited(runs["org-b"], b_table, lambda r: r.inputs.update(
+        analysisMethod="MULTIPLE", selectedAnalysisMethods=["DIRECT_QUERY"]))
+    assert evaluate(queries_only, policies=["cleanrooms-jobs-restricted"]).violations == []
+
+
+def test_any_job_names_its_providers(runs):
+    table = find(runs["org-a"], TABLE)
+    anyone = edited(runs["org-a"], table, lambda r: custom(r).pop("allowedAnalysisProviders"))
+    messages = [v.message for v in evaluate(anyone, policies=["cleanrooms-jobs-restricted"]).violations]
+    assert len(messages) == 1 and "allows ANY_JOB but names no allowedAnalysisProviders" in messages[0]
+
+
 # -- ANY_QUERY -------------------------------------------------------------------------------------
 
 

@@ -167,6 +167,48 @@ any_query_restricted = ResourceValidationPolicy(
 )
 
 
+# -- jobs never reach what differential privacy protects ---------------------------------
+
+
+def _jobs(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """A PySpark job is code over the rows: no output rule constrains what it returns.
+
+    Differential privacy, aggregation thresholds and disallowed output columns apply
+    to SQL (botocore AnalysisRuleCustom: "You can't use aggregation thresholds with
+    differential privacy, or when allowedAnalyses allows only jobs"), so a table under
+    differential privacy must not be open to jobs, and ANY_JOB must name who may run them.
+    """
+    if args.resource_type != CONFIGURED_TABLE:
+        return
+    subject = where(args.resource_type, args.name)
+    props = plain(args.props)
+    method = props.get("analysisMethod")
+    jobs_open = method in ("DIRECT_JOB", "MULTIPLE") and (
+        method == "DIRECT_JOB" or "DIRECT_JOB" in as_list(props.get("selectedAnalysisMethods")))
+    for _type, key, body in rule_bodies(props):
+        if key != "custom":
+            continue
+        analyses = body.get("allowedAnalyses")
+        any_job = not is_unknown(analyses) and "ANY_JOB" in as_list(analyses)
+        if body.get("differentialPrivacy") and (jobs_open or any_job):
+            report(f"{subject}: the table is under differential privacy but open to PySpark jobs "
+                   f"(analysisMethod {method}{', ANY_JOB' if any_job else ''}); differential privacy protects "
+                   "SQL queries only, so a job could return single customers' rows: keep analysisMethod "
+                   "DIRECT_QUERY (config: remove analysisRule.allowJobs).")
+        providers = body.get("allowedAnalysisProviders")
+        if any_job and not is_unknown(providers) and not as_list(providers):
+            report(f"{subject}: the CUSTOM rule allows ANY_JOB but names no allowedAnalysisProviders; list the "
+                   "account ids whose jobs may run, or approve job templates by ARN instead.")
+
+
+jobs_restricted = ResourceValidationPolicy(
+    name="cleanrooms-jobs-restricted",
+    description="Tables under differential privacy are closed to PySpark jobs; ANY_JOB names its providers.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_jobs,
+)
+
+
 # -- identifier columns never output ---------------------------------------------------
 
 IDENTIFIER_SCHEMA = config_schema({
@@ -312,6 +354,7 @@ c3r_only_when_declared = ResourceValidationPolicy(
 
 
 POLICIES = [query_logging_enabled, table_has_analysis_rule, minimum_aggregation_threshold, any_query_restricted,
+            jobs_restricted,
             identifier_columns_never_output, privacy_budget_bounds, c3r_only_when_declared]
 
 __all__ = ["POLICIES", "COLLABORATION", "MEMBERSHIP", "CONFIGURED_TABLE", "ASSOCIATION", "PRIVACY_BUDGET_TEMPLATE",
