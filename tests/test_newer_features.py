@@ -448,6 +448,16 @@ def test_a_producer_ships_a_job_and_receives_its_results(tmp_path):
     assert b2.outputs["results_bucket"] == f"org-b-cleanrooms-results-{B}"
     # Org A distributes query results to receivers only; org B runs its own jobs.
     assert a1.outputs["result_receivers"] == []
+    # What Cloud Control would receive, and the IAM documents, pass the real schemas and linter.
+    from tests.support.cfn_schema import validate_native
+    from tests.support.iam_lint import iam_documents_from_mock_resources, lint_policy
+
+    for run in (a1, b2):
+        for r in run.resources:
+            if r.custom and r.typ.startswith("aws-native:"):
+                assert validate_native(r.typ, r.inputs) == [], r.name
+    for document in iam_documents_from_mock_resources(b2.resources):
+        assert lint_policy(document.document, kind=document.kind) == [], document.resource_name
 
 
 def test_any_job_is_refused_where_a_partner_that_runs_jobs_could_use_it(tmp_path):
