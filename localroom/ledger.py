@@ -103,28 +103,41 @@ class Ledger:
         with self._locked():
             self._write([c for c in self.charges() if c.run_id != run_id])
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path.with_suffix(".lock"), "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                yield
-        except OSError as exc:
-            raise LedgerError(f"cannot write the privacy budget ledger {self.path}: {exc.strerror}") from None
+    def _locked(self):
+        return locked(self.path, "the privacy budget ledger", LedgerError)
 
     def _write(self, charges: list[Charge]) -> None:
-        data = {"version": VERSION, "stack": self.stack, "epsilon": self.calibration.epsilon,
-                "usersNoisePerQuery": self.calibration.users_noise_per_query, "autoRefresh": self.auto_refresh,
-                "charges": [{"at": c.at.isoformat(), "template": c.template, "run_id": c.run_id,
-                             "usage": c.usage, "fraction": c.fraction} for c in charges]}
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=2)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, {
+            "version": VERSION, "stack": self.stack, "epsilon": self.calibration.epsilon,
+            "usersNoisePerQuery": self.calibration.users_noise_per_query, "autoRefresh": self.auto_refresh,
+            "charges": [{"at": c.at.isoformat(), "template": c.template, "run_id": c.run_id,
+                         "usage": c.usage, "fraction": c.fraction} for c in charges]})
+
+
+# The discipline every state file of the local room follows (this ledger, localroom/access.py's):
+# read-modify-write under an exclusive lock on a sibling .lock file, and the file replaced by a
+# rename of a fully written and fsynced temporary file beside it.
+@contextmanager
+def locked(path: Path, what: str, error: type[Exception]) -> Iterator[None]:
+    """An exclusive lock on ``path``'s sibling ``.lock`` file for one read-modify-write of ``path``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    except OSError as exc:
+        raise error(f"cannot write {what} {path}: {exc.strerror}") from None
+
+
+def write_atomically(path: Path, data: dict) -> None:
+    """``data`` as JSON in ``path``: written beside it, fsynced, then renamed over it (never half-written)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,4 +1,4 @@
-"""results/report.html: one self-contained page over the latest local run of each template.
+"""results/report.html: one self-contained page over the latest local run of each template and job.
 
 Opens from disk with no server and no network: inline CSS, an inline SVG chart
 and a few lines of inline JavaScript that only count what the browser drew
@@ -8,7 +8,9 @@ Per template: the chart the QuickSight dashboard shows (components/dashboard.py:
 vertical clustered bars of customer_count by age_group, coloured by region; for
 other templates the first numeric column by the first text column, coloured by
 the second), the result table, the differential-privacy noise added to each
-output and the rows suppressed by aggregation thresholds.
+output and the rows suppressed by aggregation thresholds. Per PySpark job
+(`job NAME --local`), its latest run: each result the script returned, with the
+same chart and table.
 """
 
 from __future__ import annotations
@@ -43,9 +45,26 @@ def latest_runs(out: Path) -> list[dict]:
     return [runs[name] for name in sorted(runs)]
 
 
+def latest_jobs(out: Path) -> list[dict]:
+    """The latest run of each job: OUT/<job>/<run id>.json beside its folder of results."""
+    runs: dict[str, dict] = {}
+    for record in sorted(out.glob("*/*.json")):
+        try:
+            data = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict) or "job" not in data or not record.with_suffix("").is_dir():
+            continue
+        data["results"] = [dict(r, path=record.parent / r["csv"]) for r in data.get("results") or []
+                           if (record.parent / r["csv"]).is_file()]
+        if data["job"] not in runs or data["finished"] > runs[data["job"]]["finished"]:
+            runs[data["job"]] = data
+    return [runs[name] for name in sorted(runs)]
+
+
 def write_report(out: Path) -> Path:
     out = Path(out)
-    sections = [_section(run) for run in latest_runs(out)]
+    sections = [_section(run) for run in latest_runs(out)] + [_job_section(run) for run in latest_jobs(out)]
     page = _PAGE.format(body="\n".join(sections) or "<p>No local runs yet.</p>")
     target = out / "report.html"
     fd, tmp = tempfile.mkstemp(dir=out, prefix=".report", suffix=".html.tmp")
@@ -55,20 +74,47 @@ def write_report(out: Path) -> Path:
     return target
 
 
-def _section(run: dict) -> str:
+def _result_table(table, name: str) -> str:
+    """The result as an HTML table (at most MAX_TABLE_ROWS rows); ``name`` is its file."""
     import pyarrow.types as pt
 
-    table = pacsv.read_csv(run["csv"])
     columns = table.column_names
     rows = table.slice(0, MAX_TABLE_ROWS).to_pylist()
-    chart = _chart(table, columns)
     esc = html.escape
     more = (f"<p class=note>First {MAX_TABLE_ROWS} of {table.num_rows} rows; the full result is "
-            f"{esc(run['csv'].name)}.</p>" if table.num_rows > MAX_TABLE_ROWS else "")
+            f"{esc(name)}.</p>" if table.num_rows > MAX_TABLE_ROWS else "")
     text = {c for c in columns if pt.is_string(table.schema.field(c).type)}
     cls = {c: "" if c in text else " class=num" for c in columns}
     head = "".join(f"<th{cls[c]}>{esc(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td{cls[c]}>{esc(cell(r[c], grouping=True))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>\n{more}"
+
+
+def _job_section(run: dict) -> str:
+    esc = html.escape
+    params = ", ".join(f"{esc(k)}={esc(str(v))}" for k, v in run["parameters"].items()) or "none"
+    parts = []
+    for result in run["results"]:
+        table = pacsv.read_csv(result["path"])
+        parts.append(f"<h3>Result {esc(result['name'])}</h3>\n{_chart(table, table.column_names)}\n"
+                     f"{_result_table(table, result['path'].name)}")
+    return f"""<section id="job-{esc(run['job'])}" data-job="{esc(run['job'])}">
+<h2>{esc(run['job'])} <small>(PySpark job)</small></h2>
+<p class=note>{esc(run.get('description') or '')}</p>
+<p class=meta>run {esc(run['run_id'])} &middot; {esc(run['finished'])} &middot; stack {esc(run['stack'])} &middot;
+script {esc(run.get('script') or '')} &middot; tables {esc(', '.join(run.get('tables') or []))} &middot;
+parameters {params}</p>
+<p class=note>A job's results are what its script returns: no aggregation threshold, noise or disallowed output
+column applies to them (the tables' rules only decide whether a job may read them).</p>
+{"".join(parts) or "<p class=note>No results.</p>"}
+</section>"""
+
+
+def _section(run: dict) -> str:
+    table = pacsv.read_csv(run["csv"])
+    columns = table.column_names
+    chart = _chart(table, columns)
+    esc = html.escape
     noise_rows = "".join(
         f"<tr><td>{esc(n['column'])}</td><td>{esc(n['aggregate'])}</td><td class=num>{n['sensitivity']:.4g}</td>"
         f"<td class=num>{n['sigma']:.4g}</td><td class=num>&plusmn;{1.96 * n['sigma']:.4g}</td></tr>"
@@ -97,8 +143,7 @@ parameters {params} &middot; {table.num_rows} row(s)</p>
 {suppressed}
 {privacy}
 <h3>Result</h3>
-<table><tr>{head}</tr>{body}</table>
-{more}
+{_result_table(table, run['csv'].name)}
 </section>"""
 
 
@@ -181,9 +226,9 @@ th {{ background: #f4f4f4; }}
 </style></head>
 <body>
 <h1>Local clean room report</h1>
-<p class=note>Made by <code>python -m queryrunner run --local</code>: the same templates, rules and data as the
-collaboration, run on this machine with DuckDB. Differential-privacy noise is this project's own calibration
-(docs/local-clean-room.md, "How the local noise is derived"), not AWS's.</p>
+<p class=note>Made by <code>python -m queryrunner run --local</code> (and <code>job --local</code>): the same
+templates, rules and data as the collaboration, run on this machine with DuckDB (or Spark). Differential-privacy
+noise is this project's own calibration (docs/local-clean-room.md, "How the local noise is derived"), not AWS's.</p>
 {body}
 <script>
 // Count the bars the browser actually laid out (a test reads this back).

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from model.config import (ANALYST, PRODUCER, AnalysisRuleSpec, Member, PrivacyBudgetSpec, Settings,
-                          load_settings)
+from model.config import (ANALYST, PRODUCER, AccessBudgetSpec, AnalysisRuleSpec, Member, PrivacyBudgetSpec,
+                          Settings, load_settings)
 from model.datasets import IDENTIFIER_ROLES, Dataset, load_dataset
 from model.errors import ConfigError
 from model.peers import PeerOutputs
@@ -37,6 +37,8 @@ class Table:
     """None while the owner has not exported it (a partner that has not deployed)."""
     associated: bool = True
     """False for a table a producer declares but has not associated yet."""
+    access_budget: AccessBudgetSpec | None = None
+    """The owner's accessBudget (how many times the table may be used), when known: from_stack_files sets it."""
 
     @property
     def disallowed_output(self) -> frozenset[str]:
@@ -77,8 +79,10 @@ class Collaboration:
         return {alias: {c.name: c.glue_type for c in t.dataset.columns} for alias, t in self.tables.items()}
 
 
-def _table(member: Member, dataset: Dataset, rule: AnalysisRuleSpec | None, associated: bool) -> Table:
-    return Table(alias=dataset.name, owner=member, dataset=dataset, rule=rule, associated=associated)
+def _table(member: Member, dataset: Dataset, rule: AnalysisRuleSpec | None, associated: bool,
+           access_budget: AccessBudgetSpec | None = None) -> Table:
+    return Table(alias=dataset.name, owner=member, dataset=dataset, rule=rule, associated=associated,
+                 access_budget=access_budget)
 
 
 # --------------------------------------------------------------------------
@@ -115,7 +119,7 @@ def from_stack_files(stack: str, root: Path = ROOT, check_data: bool = False,
     if len(budgets) > 1:
         raise ConfigError("differentialPrivacy", f"stacks {[s.stack for s in budgets]} both set the collaboration's "
                           "privacy budget; a collaboration has only one (CreatePrivacyBudgetTemplate)")
-    tables = {s.dataset.name: _table(s.org, s.dataset, s.analysis_rule, True)
+    tables = {s.dataset.name: _table(s.org, s.dataset, s.analysis_rule, True, s.access_budget)
               for s in settings.values() if PRODUCER in s.roles}
     analyst = next(s for s in settings.values() if s.analyst is not None)
     collab = Collaboration(engine=owner.analytics_engine, members=tuple(s.org for s in settings.values()),

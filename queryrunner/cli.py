@@ -22,9 +22,14 @@ in-flight queries cancelled
 
 examples:
   python -m queryrunner run --all --local              # the local clean room, no AWS
+  python -m queryrunner job retail_order_mix --local   # a PySpark job's script on this machine's Spark
   pulumi stack output --json --stack org-a | python -m queryrunner run customer_segments \\
       --outputs - --param min_orders=2
 """
+
+
+# job's defaults: with --local, a value other than these was given on the command line, and is refused.
+JOB_TIMEOUT, JOB_RETRIES = 1800.0, 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,15 +119,32 @@ def build_parser() -> argparse.ArgumentParser:
                          choices=["SUBMITTED", "STARTED", "CANCELLED", "CANCELLING", "FAILED", "SUCCESS", "TIMED_OUT"])
     history.add_argument("--jobs", action="store_true", help="list protected jobs (PySpark) instead of queries")
 
-    # PySpark jobs (queryrunner/jobs.py; docs/query-runner.md, "PySpark jobs").
-    job = sub.add_parser("job", parents=[stack], help="run one PySpark analysis template as a protected job",
+    # PySpark jobs (queryrunner/jobs.py; docs/query-runner.md, "PySpark jobs"); --local: queryrunner/local.py.
+    job_local = _Parser(add_help=False)
+    g = job_local.add_argument_group("local clean room (no AWS: the stack files, data/ and the script on this "
+                                     "machine's Spark)")
+    g.add_argument("--local", action="store_true",
+                   help="run the job's script here, on PySpark 3.5 (venv/bin/pip install -r requirements-spark.txt)")
+    g.add_argument("--stack", metavar="NAME",
+                   help="with --local: the stack file Pulumi.NAME.yaml that declares the job (default: the one "
+                        "stack with `jobs`)")
+    g.add_argument("--data-dir", metavar="DIR",
+                   help="with --local: use this folder instead of the stacks' dataDir (schemas, data files, jobs/)")
+    g.add_argument("--state-dir", metavar="DIR",
+                   help="with --local: where the access budgets are kept, beside the analyst's privacy budget "
+                        "ledger (default .localroom)")
+    g.add_argument("--spark-master", metavar="URL",
+                   help="with --local: the Spark master, e.g. spark://HOST:7077 (default local[*]: Spark in this "
+                        "process)")
+    job = sub.add_parser("job", parents=[stack, job_local],
+                         help="run one PySpark analysis template as a protected job (--local: on this machine)",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    job.add_argument("name", help="job name (a key of output job_templates)")
+    job.add_argument("name", help="job name (a key of output job_templates; with --local, of the stack's `jobs`)")
     job.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="job parameter; repeatable; checked against the declared type before sending")
-    job.add_argument("--timeout", type=float, default=1800.0,
+    job.add_argument("--timeout", type=float, default=JOB_TIMEOUT,
                      help="overall deadline in seconds; a job still running then is cancelled (default 1800)")
-    job.add_argument("--retries", type=int, default=2,
+    job.add_argument("--retries", type=int, default=JOB_RETRIES,
                      help="re-runs of a job that failed with error.retry.retryable true (default 2)")
     job.add_argument("--out", default="results", metavar="DIR",
                      help="where results are saved, as DIR/<job>/<job id>/<result>.csv (default results)")
@@ -190,6 +212,14 @@ def main(argv: list[str] | None = None, *, stdin=None, stdout=None, stderr=None,
         return EXIT_USAGE
     if getattr(args, "local", False):
         from queryrunner import local
+
+        if args.command == "job":
+            cloud = [flag for flag, value, default in (("--timeout", args.timeout, JOB_TIMEOUT),
+                                                       ("--retries", args.retries, JOB_RETRIES)) if value != default]
+            if cloud:
+                print(f"error: {', '.join(cloud)} {'is' if len(cloud) == 1 else 'are'} for AWS (a protected job's "
+                      "deadline and re-runs); job --local runs the script once, here", file=stderr)
+                return EXIT_USAGE
 
         return local.run(args, stdout, stderr)
     from queryrunner import cloud

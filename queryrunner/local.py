@@ -1,12 +1,16 @@
-"""The local path: `run --local` and `budget --local`, with no AWS and no Pulumi.
+"""The local path: `run --local`, `budget --local` and `job --local`, with no AWS and no Pulumi.
 
 The stack files say what the collaboration is (model/collaboration.py), the
 validator refuses what Clean Rooms would (model/validator), DuckDB (or Spark,
 --engine spark: localroom/spark.py) runs the template under the tables' rules
 (localroom/engine.py), a ledger on disk keeps
-the privacy budget (localroom/ledger.py), and results land where the cloud path
+the privacy budget (localroom/ledger.py) and another the tables' access budgets
+(localroom/access.py), and results land where the cloud path
 puts them: OUT/<template>/<run id>.csv, with OUT/report.html beside them.
-Same tables, same exit codes as the cloud path; imports neither pulumi nor boto3.
+`job --local` runs a PySpark analysis template's script on Spark
+(localroom/jobs.py) and saves OUT/<job>/<run id>/<result>.csv.
+Same tables, same exit codes as the cloud path; imports neither pulumi nor boto3
+(nor pyspark, unless a command needs Spark).
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from queryrunner import EXIT_INTERRUPTED, EXIT_OK, EXIT_QUERY_FAILED, EXIT_USAGE, UsageError
+from queryrunner import EXIT_INTERRUPTED, EXIT_OK, EXIT_QUERY_FAILED, EXIT_USAGE, UsageError, checks
 from queryrunner import params as qparams
 from localroom.report import cell
 from queryrunner.display import format_table
@@ -62,9 +66,15 @@ class LocalApp:
         if given:
             raise UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for AWS; with --local the "
                              "stack file is read instead (--stack)")
-        state = Path(args.state_dir or ".localroom")
+        state = self.state = Path(args.state_dir or ".localroom")
         if state.exists() and not state.is_dir():
             raise UsageError(f"--state-dir {state} is a file; give a folder")
+        if args.command == "job":
+            given = [flag for flag, dest in (("--worker-type", "worker_type"), ("--workers", "workers"))
+                     if getattr(args, dest, None) is not None]
+            if given:
+                raise UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for AWS (a protected "
+                                 "job's compute); job --local runs on this machine's Spark (--spark-master)")
         self._check_engine()
         try:
             self._load()
@@ -74,6 +84,17 @@ class LocalApp:
     def _check_engine(self) -> None:
         """--engine and --spark-master: refused by name where they mean nothing; PySpark present for spark."""
         engine, master = getattr(self.args, "engine", None), getattr(self.args, "spark_master", None)
+        if self.args.command == "job":  # a PySpark job always runs on Spark
+            from localroom.spark import DEFAULT_MASTER, INSTALL_HINT, SparkUnavailable, check_master, require
+
+            try:
+                require()
+            except SparkUnavailable:
+                raise UsageError(f"job --local needs PySpark 3.5, which is not installed: {INSTALL_HINT}") from None
+            problem = check_master(master or DEFAULT_MASTER)
+            if problem:
+                raise UsageError(problem)
+            return
         if self.args.command != "run" and (engine is not None or master is not None):
             given = [f for f, v in (("--engine", engine), ("--spark-master", master)) if v is not None]
             raise UsageError(f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to run "
@@ -93,7 +114,7 @@ class LocalApp:
 
     def backend(self):
         """The engine for LocalCleanRoom: None for DuckDB (its default), else Spark, started here."""
-        if getattr(self.args, "engine", None) != "spark":
+        if getattr(self.args, "engine", None) != "spark" and self.args.command != "job":
             return None
         from localroom.spark import DEFAULT_MASTER, Spark, SparkStartFailed, probe
 
@@ -106,17 +127,25 @@ class LocalApp:
 
     def _load(self) -> None:
         from model.collaboration import from_stack_files
-        from model.stackfiles import stack_names
+        from model.stackfiles import stack_from_reference, stack_names
 
-        stack = self.args.stack or _analyst_stack(stack_names())
+        job = self.args.command == "job"
+        stack = self.args.stack or (_job_stack(stack_names()) if job else _analyst_stack(stack_names()))
         data_dir = Path(self.args.data_dir).resolve() if self.args.data_dir else None
         if data_dir is not None and not data_dir.is_dir():
             raise UsageError(f"--data-dir {self.args.data_dir} is not a folder")
         self.settings, self.collab = from_stack_files(stack, data_dir=data_dir)
-        if self.settings.analyst is None:
+        if job and not self.settings.jobs:
+            raise UsageError(f"stack '{stack}' declares no PySpark jobs (`jobs` in Pulumi.{stack}.yaml); stacks that "
+                             f"do: {_job_stacks(stack_names()) or 'none'} (--stack)")
+        if not job and self.settings.analyst is None:
             raise UsageError(f"stack '{stack}' does not have the analyst role; the analyst's stack is "
                              f"'{_analyst_stack(stack_names())}' (--stack)")
         self.stack = stack
+        # The access budgets are the collaboration's, not one member's: they are kept beside the analyst's
+        # privacy budget ledger, whichever member's stack runs (a job runner need not be the analyst).
+        self.analyst_stack = stack if self.settings.analyst is not None else next(
+            stack_from_reference(p.stack) for p in self.settings.partners if p.is_analyst)
 
     def err(self, message: str) -> None:
         print(message, file=self.stderr, flush=True)
@@ -132,18 +161,37 @@ class LocalApp:
         path = Path(self.args.state_dir or ".localroom") / self.stack / "privacy-budget.json"
         return Ledger(path, self.stack, calibrate(spec.epsilon, spec.users_noise_per_query), spec.auto_refresh)
 
+    def access(self):
+        """The tables' access budgets (localroom/access.py), beside the analyst's privacy budget ledger."""
+        from localroom.access import FILE_NAME, AccessLedger
+
+        budgets = {alias: (table.owner.name, table.access_budget) for alias, table in self.collab.tables.items()
+                   if table.access_budget is not None}
+        return AccessLedger(self.state / self.analyst_stack / FILE_NAME, self.analyst_stack, budgets)
+
     def budget(self) -> int:
+        """What the cloud `budget` prints: the privacy budget, then each table's access budget."""
         from localroom.ledger import LedgerError
         from model.budget import budget_rows
+        from queryrunner.budget import AccessBudget, access_rows
 
         ledger = self.ledger()
-        if ledger is None:
-            print("no differential-privacy budgets in this collaboration", file=self.stdout)
-            return EXIT_OK
         try:
-            header, rows = budget_rows([ledger.budget()])
+            if ledger is None:
+                print("no differential-privacy budgets in this collaboration", file=self.stdout)
+            else:
+                header, rows = budget_rows([ledger.budget()])
+                print(format_table(header, rows, max_rows=len(rows)), file=self.stdout)
+            access = self.access().statuses()
         except LedgerError as exc:
             raise LocalError(str(exc)) from None
+        print("", file=self.stdout)
+        if not access:
+            print("no access budgets in this collaboration (every table may be used without limit)", file=self.stdout)
+            return EXIT_OK
+        # The cloud runner's table: AccessBudget in botocore's shape, labelled by association name.
+        header, rows = access_rows([AccessBudget(a.table, a.aggregate_remaining, a.details) for a in access], {})
+        print("== access budgets (how many more times each table may be used) ==", file=self.stdout)
         print(format_table(header, rows, max_rows=len(rows)), file=self.stdout)
         return EXIT_OK
 
@@ -198,6 +246,7 @@ class LocalApp:
             room.load({alias for _, _, analysis in checked for alias in analysis.tables})
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+        self.warn_access([(template.name, analysis.tables) for template, _, analysis in checked])
         outcomes = []
         for template, values, analysis in checked:
             outcomes.append(self.run_one(room, template, values, analysis, out))
@@ -214,7 +263,26 @@ class LocalApp:
             self.err(f"report: {report}")
         return EXIT_OK if all(o["status"] == "SUCCESS" for o in outcomes) else EXIT_QUERY_FAILED
 
+    def warn_access(self, reads: list[tuple[str, object]]) -> None:
+        """Before `run --all`: a table read by more templates than it has uses left (the later ones are refused)."""
+        if len(reads) < 2:
+            return
+        from localroom.ledger import LedgerError
+
+        try:
+            statuses = {s.table: s for s in self.access().statuses()}
+        except LedgerError:
+            return  # each run reports it
+        for table, status in statuses.items():
+            names = [name for name, tables in reads if table in tables]
+            if not status.exhausted and len(names) > status.aggregate_remaining:
+                left = status.aggregate_remaining
+                self.err(f"warning: table {table!r} can be used {left} more time{'s' if left != 1 else ''} but "
+                         f"{len(names)} templates read it ({', '.join(names)}); they run in this order and the ones "
+                         "past its access budget are refused")
+
     def run_one(self, room, template, values: dict[str, str], analysis, out: Path) -> dict:
+        from localroom.access import AccessExhausted
         from localroom.engine import LocalLimitation, RunFailed
         from localroom.ledger import LedgerError
         from localroom.privacy import OpenDPNoise, SeededNoise
@@ -227,6 +295,9 @@ class LocalApp:
         protected = any(t.differential_privacy for t in analysis.tables.values())
         usage = count_aggregations(template.sql) if protected else Counter()
         try:
+            blocked = self.access().blocked(analysis.tables)
+            if blocked:
+                raise _Refused(f"refusing to run {name!r}: {blocked[0].refusal()}", "ACCESS_BUDGET")
             if protected:
                 if ledger is None:
                     raise LocalError("the template reads a differentially private table, but the collaboration "
@@ -244,14 +315,17 @@ class LocalApp:
             result = room.run(analysis, typed, noise, calibration)
         except _Refused as exc:
             self.err(f"[{name}] {exc}")
-            return {"template": name, "status": "REFUSED", "error": "PRIVACY_BUDGET"}
+            return {"template": name, "status": "REFUSED", "error": exc.code}
         except (LocalLimitation, RunFailed, LocalError, LedgerError) as exc:
             self.err(f"[{name}] FAILED: {exc}")
             return {"template": name, "status": "FAILED", "error": type(exc).__name__}
         run_id = str(uuid.uuid4())
         seconds = time.monotonic() - started
         try:
-            path = self.save(template, values, result, run_id, out, ledger, usage, seconds)
+            path = self.save(template, values, result, run_id, out, ledger, usage, seconds, analysis.tables)
+        except AccessExhausted as exc:  # a concurrent run used the last use after this run's check
+            self.err(f"[{name}] refusing to keep the result of {name!r}, nothing was saved or charged: {exc}")
+            return {"template": name, "status": "REFUSED", "error": "ACCESS_BUDGET"}
         except (OSError, LedgerError) as exc:
             self.err(f"[{name}] the result could not be saved, nothing was charged: {exc}")
             return {"template": name, "status": "FAILED", "error": "SAVE"}
@@ -265,34 +339,40 @@ class LocalApp:
         if enforcement.seeded:
             notes.append("seeded noise: reproducible, not a private release")
         self.err(f"[{name}] SUCCESS after {seconds:.1f}s; saved {path}" + (f" ({'; '.join(notes)})" if notes else ""))
-        print(f"== {name} ({run_id}) ==", file=self.stdout)
-        header = result.table.column_names
-        rows = [[cell(v) for v in row.values()] for row in result.table.slice(0, self.args.max_rows).to_pylist()]
-        text = format_table(header, rows, self.args.max_rows)
-        if result.table.num_rows > self.args.max_rows:  # format_table only saw the rows it prints
-            text = text.rsplit("\n", 1)[0] + (f"\n... {result.table.num_rows - self.args.max_rows} more rows "
-                                               f"(see the saved file)\n({result.table.num_rows} rows)")
-        print(text, file=self.stdout, flush=True)
+        self.print_table(f"== {name} ({run_id}) ==", result.table)
         return {"template": name, "status": "SUCCESS", "run_id": run_id, "seconds": seconds, "path": str(path)}
 
-    def save(self, template, values, result, run_id: str, out: Path, ledger, usage: Counter, seconds: float) -> Path:
-        """Write the CSV and its run record; charge the ledger; nothing is left half-done on failure."""
-        import csv
+    def print_table(self, title: str, table) -> None:
+        """A result on stdout: at most --max-rows rows, as the cloud path prints it."""
+        print(title, file=self.stdout)
+        header = table.column_names
+        rows = [[cell(v) for v in row.values()] for row in table.slice(0, self.args.max_rows).to_pylist()]
+        text = format_table(header, rows, self.args.max_rows)
+        if table.num_rows > self.args.max_rows:  # format_table only saw the rows it prints
+            text = text.rsplit("\n", 1)[0] + (f"\n... {table.num_rows - self.args.max_rows} more rows "
+                                               f"(see the saved file)\n({table.num_rows} rows)")
+        print(text, file=self.stdout, flush=True)
 
+    def save(self, template, values, result, run_id: str, out: Path, ledger, usage: Counter, seconds: float,
+             tables=()) -> Path:
+        """Write the CSV and its run record; charge the budgets; nothing is left half-done on failure.
+
+        The access budgets are charged first, checked again under their lock (AccessExhausted: a concurrent
+        run took the last use), then the privacy budget; a failure after either takes it back.
+        """
         folder = out / template.name
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{run_id}.csv"
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{run_id}", suffix=".csv.tmp")
         os.close(fd)
-        charged = False
+        charged, access = False, None
         try:
-            with open(tmp, "w", newline="", encoding="utf-8") as handle:  # as the cloud path saves results
-                writer = csv.writer(handle)
-                writer.writerow(result.table.column_names)
-                for batch in result.table.to_batches():
-                    writer.writerows(zip(*(column.to_pylist() for column in batch.columns)))
+            _write_csv(Path(tmp), result.table)  # as the cloud path saves results
             record = _record(template, values, result, run_id, self.stack, seconds)
             (folder / f".{run_id}.json.tmp").write_text(json.dumps(record, indent=2), encoding="utf-8")
+            access = self.access()
+            if not access.charge(tables, run_id, template.name):
+                access = None
             if usage and ledger is not None:
                 ledger.charge(template.name, run_id, usage)
                 charged = True
@@ -304,12 +384,136 @@ class LocalApp:
             target.unlink(missing_ok=True)
             if charged:
                 ledger.uncharge(run_id)
+            if access is not None:
+                access.uncharge(run_id)
             raise
         return target
 
 
+    # -- job ----------------------------------------------------------------
+    def job(self) -> int:
+        """`job NAME --local`: a PySpark analysis template's script on this machine's Spark."""
+        from localroom.access import AccessExhausted
+        from localroom.jobs import JobFailed, lint, run_job, shown
+        from localroom.ledger import LedgerError
+        from model.errors import ConfigError
+        from model.jobs import check_jobs
+
+        args = self.args
+        checks.fail("--out", checks.check_out_dir(args.out))
+        out = Path(args.out)
+        jobs = {j.name: j for j in self.settings.jobs}
+        if args.name not in jobs:
+            raise UsageError(f"unknown job {args.name!r}; stack {self.stack} declares: {', '.join(sorted(jobs))}")
+        job = jobs[args.name]
+        # What Clean Rooms would refuse (model/jobs.check_jobs). A partner's rule that does not let the job
+        # run is only a warning at preview (the partner may still change it); here every rule is known.
+        try:
+            refusals = check_jobs((job,), self.collab, self.settings.org)
+        except ConfigError as exc:
+            refusals = [exc.message]
+        if refusals:
+            self.err(f"error: Clean Rooms would refuse job {job.name!r}; nothing was run:")
+            for line in refusals:
+                self.err(f"  {line}")
+            return EXIT_USAGE
+        values = qparams.resolve(job.name, job.parameters, qparams.parse_assignments(args.param))
+        for warning in lint(job.script):
+            self.err(f"warning: {warning}")
+        tables = {alias: self.collab.tables[alias] for alias in job.tables}
+        access = self.access()
+        try:
+            blocked = access.blocked(tables)
+        except LedgerError as exc:
+            raise LocalError(str(exc)) from None
+        if blocked:
+            self.err(f"[{job.name}] refusing to run {job.name!r}: {blocked[0].refusal()}")
+            return EXIT_QUERY_FAILED
+        backend = self.backend()
+        self.err(f"local clean room: stack {self.stack}, job {job.name} ({shown(job.script)}) over "
+                 f"{sorted(tables)}; engine Spark {backend.version} ({backend.master}); results to "
+                 f"{out}/{job.name}/<run id>/")
+        started = time.monotonic()
+        try:
+            results = run_job(backend, job.script, tables, values)
+        except ConfigError as exc:  # a data file that does not match its schema
+            raise UsageError(str(exc)) from None
+        except JobFailed as exc:
+            self.err(f"[{job.name}] FAILED: {exc}")
+            return EXIT_QUERY_FAILED
+        seconds = time.monotonic() - started
+        run_id = str(uuid.uuid4())
+        try:
+            folder = self.save_job(job, values, results, run_id, out, seconds, access)
+        except AccessExhausted as exc:
+            self.err(f"[{job.name}] refusing to keep the results of {job.name!r}, nothing was saved or charged: {exc}")
+            return EXIT_QUERY_FAILED
+        except (OSError, LedgerError) as exc:
+            self.err(f"[{job.name}] the results could not be saved, nothing was charged: {exc}")
+            return EXIT_QUERY_FAILED
+        self.err(f"[{job.name}] SUCCESS after {seconds:.1f}s; saved "
+                 f"{', '.join(str(folder / f'{name}.csv') for name in results)}")
+        for name, table in results.items():
+            self.print_table(f"== {job.name}: {name} (run {run_id}) ==", table)
+        from localroom.report import write_report
+
+        self.err(f"report: {write_report(out)}")
+        return EXIT_OK
+
+    def save_job(self, job, values: dict[str, str], results: dict, run_id: str, out: Path, seconds: float,
+                 access) -> Path:
+        """OUT/<job>/<run id>/<result>.csv (the cloud `job` layout) and OUT/<job>/<run id>.json; charge the
+        tables' access budgets. All or nothing: the folder appears by one rename, after the charge."""
+        import shutil
+        from datetime import datetime, timezone
+
+        from localroom.jobs import shown
+
+        parent = out / job.name
+        parent.mkdir(parents=True, exist_ok=True)
+        folder, record_path = parent / run_id, parent / f"{run_id}.json"
+        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{run_id}", suffix=".tmp"))
+        tmp_record = parent / f".{run_id}.json.tmp"
+        charged = False
+        try:
+            for name, table in results.items():
+                _write_csv(tmp / f"{name}.csv", table)
+            record = {"run_id": run_id, "job": job.name, "description": job.description, "stack": self.stack,
+                      "script": shown(job.script), "sha256": job.sha256,
+                      "finished": datetime.now(timezone.utc).isoformat(), "seconds": round(seconds, 3),
+                      "parameters": values, "tables": list(job.tables),
+                      "results": [{"name": name, "csv": f"{run_id}/{name}.csv", "rows": table.num_rows,
+                                   "columns": table.column_names} for name, table in results.items()]}
+            tmp_record.write_text(json.dumps(record, indent=2), encoding="utf-8")
+            charged = bool(access.charge(job.tables, run_id, f"job:{job.name}"))
+            os.replace(tmp, folder)
+            os.replace(tmp_record, record_path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp_record.unlink(missing_ok=True)
+            record_path.unlink(missing_ok=True)
+            if charged:
+                access.uncharge(run_id)
+            raise
+        return folder
+
+
 class _Refused(Exception):
-    pass
+    def __init__(self, message: str, code: str = "PRIVACY_BUDGET"):
+        super().__init__(message)
+        self.code = code
+
+
+def _write_csv(path: Path, table) -> None:
+    """A pyarrow table as CSV with a header, as the cloud path saves results."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(table.column_names)
+        for batch in table.to_batches():
+            writer.writerows(zip(*(column.to_pylist() for column in batch.columns)))
 
 
 def _analyst_stack(stacks: list[str]) -> str:
@@ -321,6 +525,23 @@ def _analyst_stack(stacks: list[str]) -> str:
     found = [s for s in stacks if ANALYST in (load_stack_config(s).get(f"{project}:roles") or [])]
     if len(found) != 1:
         raise UsageError(f"give the analyst's stack with --stack; stack files with the analyst role: {found or 'none'}")
+    return found[0]
+
+
+def _job_stacks(stacks: list[str]) -> list[str]:
+    """The stack files that declare PySpark jobs (`jobs`)."""
+    from model.stackfiles import ROOT, load_stack_config, project_name
+
+    project = project_name(ROOT)
+    return [s for s in stacks if load_stack_config(s).get(f"{project}:jobs")]
+
+
+def _job_stack(stacks: list[str]) -> str:
+    """The one stack file that declares PySpark jobs: the member that runs them."""
+    found = _job_stacks(stacks)
+    if len(found) != 1:
+        raise UsageError(f"give the stack that runs the job with --stack; stack files that declare jobs: "
+                         f"{found or 'none'}")
     return found[0]
 
 
