@@ -28,8 +28,14 @@ examples:
 """
 
 
-# job's defaults: with --local, a value other than these was given on the command line, and is refused.
+# Defaults of flags that only mean something against AWS: with --local, a value other than
+# these was given on the command line, and is refused (no flag is silently ignored).
 JOB_TIMEOUT, JOB_RETRIES = 1800.0, 2
+RUN_TIMEOUT, RUN_RETRIES, RUN_MAX_CONCURRENCY = 1800.0, 2, 5
+RUN_CLOUD_FLAGS = (("--timeout", "timeout", RUN_TIMEOUT), ("--retries", "retries", RUN_RETRIES),
+                   ("--max-concurrency", "max_concurrency", RUN_MAX_CONCURRENCY), ("--no-refresh", "no_refresh", False),
+                   ("--worker-type", "worker_type", None), ("--workers", "workers", None),
+                   ("--no-distribute", "no_distribute", False))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,11 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--all", action="store_true", help="run every template concurrently")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="template parameter; repeatable; checked against the declared type before sending")
-    run.add_argument("--max-concurrency", type=int, default=5,
+    run.add_argument("--max-concurrency", type=int, default=RUN_MAX_CONCURRENCY,
                      help="queries in flight at most with --all (default 5, the default per-membership quota)")
-    run.add_argument("--timeout", type=float, default=1800.0,
+    run.add_argument("--timeout", type=float, default=RUN_TIMEOUT,
                      help="overall deadline in seconds; queries still running then are cancelled (default 1800)")
-    run.add_argument("--retries", type=int, default=2, help="re-runs of a query that failed transiently (default 2)")
+    run.add_argument("--retries", type=int, default=RUN_RETRIES, help="re-runs of a query that failed transiently (default 2)")
     run.add_argument("--out", default="results", metavar="DIR",
                      help="where results are saved, as DIR/<template>/<query id>.csv|.parquet (default results)")
     run.add_argument("--max-rows", type=int, default=50, help="rows printed per result (default 50)")
@@ -219,6 +225,13 @@ def main(argv: list[str] | None = None, *, stdin=None, stdout=None, stderr=None,
             if cloud:
                 print(f"error: {', '.join(cloud)} {'is' if len(cloud) == 1 else 'are'} for AWS (a protected job's "
                       "deadline and re-runs); job --local runs the script once, here", file=stderr)
+                return EXIT_USAGE
+        if args.command == "run":
+            cloud = [flag for flag, dest, default in RUN_CLOUD_FLAGS if getattr(args, dest) != default]
+            if cloud:
+                print(f"error: {', '.join(cloud)} {'is' if len(cloud) == 1 else 'are'} for AWS (protected queries' "
+                      "deadline, re-runs, concurrency, compute, receivers, QuickSight); run --local runs each "
+                      "template once, here", file=stderr)
                 return EXIT_USAGE
 
         return local.run(args, stdout, stderr)

@@ -103,6 +103,13 @@ BAD_LOCAL_CLI = [
     (("run", "customer_segments", "--seed", "-1"), "--seed must be >= 0"),
     (("run", "customer_segments", "--max-rows", "-1"), "--max-rows"),
     (("run", "customer_segments", "--seed", "x"), "invalid int value"),
+    # AWS-only flags would be silently ignored here: each is refused by name.
+    (("run", "customer_segments", "--workers", "8"), "--workers is for AWS"),
+    (("run", "customer_segments", "--worker-type", "CR.4X"), "--worker-type is for AWS"),
+    (("run", "--all", "--timeout", "60", "--max-concurrency", "2"), "--timeout, --max-concurrency are for AWS"),
+    (("run", "customer_segments", "--retries", "0"), "--retries is for AWS"),
+    (("run", "customer_segments", "--no-distribute"), "--no-distribute is for AWS"),
+    (("run", "customer_segments", "--no-refresh"), "--no-refresh is for AWS"),
 ]
 
 
