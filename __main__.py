@@ -11,6 +11,7 @@ from components.analyst import Analyst, AnalystArgs
 from components.collaboration_owner import CollaborationOwner, CollaborationOwnerArgs
 from components.dashboard import Dashboard, DashboardArgs
 from components.data_producer import DataProducer, DataProducerArgs
+from components.member_change import Credentials
 from components.membership import Member, MemberArgs
 from components.peers import read_peers
 from components.privacy_budget import PrivacyBudget, PrivacyBudgetArgs
@@ -62,8 +63,7 @@ if OWNER in settings.roles:
         spec=settings.collaboration, creator=org, invited=settings.partners,
         analytics_engine=settings.analytics_engine, results=results.destination if results else None,
         payer=settings.payer, query_logging=settings.query_logging, protect=settings.protect,
-        credentials={"region": settings.region, "profile": settings.profile,
-                     "assume_role_arn": settings.assume_role_arn}), opts=opts())
+        credentials=Credentials(settings.region, settings.profile, settings.assume_role_arn)), opts=opts())
     membership, collaboration_id = owner.membership, owner.collaboration.collaboration_identifier
 elif joined_collaboration_id is not None:
     collaboration_id = joined_collaboration_id
@@ -93,25 +93,26 @@ if settings.budget is not None and membership is not None:
     budget = PrivacyBudget(f"{org.name}-privacy-budget", PrivacyBudgetArgs(
         membership_id=membership.membership_identifier, spec=settings.budget), opts=opts())
 
-# Analyst, part 2: the analysis templates, once the tables they read are associated.
+# Templates (SQL and PySpark) are created once the tables they read are associated.
+associated = plan.associated_tables(settings, peers, own_associated=producer is not None)
+own_association = [producer.association] if producer and producer.association else []
+
+# Analyst, part 2: the analysis templates.
 analyst = None
 if ANALYST in settings.roles and membership is not None:
     analyst = Analyst(f"{org.name}-analyst-templates", AnalystArgs(
         membership_id=membership.membership_identifier, queries=settings.analyst.queries,
-        associated_tables=plan.associated_tables(settings, peers, own_associated=producer is not None),
-        dp_tables=plan.dp_tables(settings, peers),
-        depends_on=[producer.association] if producer and producer.association else []), opts=opts())
+        associated_tables=associated, dp_tables=plan.dp_tables(settings, peers), depends_on=own_association),
+        opts=opts())
 
 # PySpark analysis templates and the artifacts they run (any member that runs jobs).
 jobs = None
 if settings.jobs and membership is not None:
     jobs = PySparkJobs(f"{org.name}-jobs", PySparkJobsArgs(
         organization=org.name, account_id=org.account_id, region=settings.region,
-        membership_id=membership.membership_identifier, jobs=settings.jobs,
-        associated_tables=plan.associated_tables(settings, peers, own_associated=producer is not None),
+        membership_id=membership.membership_identifier, jobs=settings.jobs, associated_tables=associated,
         bucket_name=f"{org.name}-cleanrooms-artifacts-{org.account_id}", protect=settings.protect,
-        iam_propagation_seconds=settings.iam_propagation_seconds,
-        depends_on=[producer.association] if producer and producer.association else []), opts=opts())
+        iam_propagation_seconds=settings.iam_propagation_seconds, depends_on=own_association), opts=opts())
 
 # Analyst, part 3: a QuickSight dashboard over one template's results.
 dashboard = None

@@ -14,6 +14,7 @@ from typing import Sequence
 import pulumi
 import pulumi_aws_native.cleanrooms as cleanrooms
 
+from model.jobs import JobTemplate
 from model.templates import QueryTemplate
 
 
@@ -22,6 +23,28 @@ def template_parameters(parameters) -> list[cleanrooms.AnalysisTemplateAnalysisP
     return [cleanrooms.AnalysisTemplateAnalysisParameterArgs(
         name=p.name, type=cleanrooms.AnalysisTemplateAnalysisParameterType(p.type), default_value=p.default)
         for p in parameters] or None
+
+
+def missing_tables(kind: str, template: QueryTemplate | JobTemplate, associated_tables: set[str]) -> list[str]:
+    """The tables a template (SQL or PySpark) reads that are not associated yet: it waits for them, and says so."""
+    missing = sorted(set(template.tables) - associated_tables)
+    if missing:
+        pulumi.log.info(f"{kind} '{template.name}' waits for tables {missing} to be associated; "
+                        "run `pulumi up` again after the partner deploys")
+    return missing
+
+
+def template_export(resource: cleanrooms.AnalysisTemplate, template: QueryTemplate | JobTemplate,
+                    **extra) -> dict:
+    """What the stack exports of one analysis template for the query runner (SQL or PySpark)."""
+    return {
+        "arn": resource.arn,
+        "id": resource.analysis_template_identifier,
+        "parameters": [{"name": p.name, "type": p.type, "default": p.default} for p in template.parameters],
+        "tables": list(template.tables),
+        **extra,
+        **({"compute": template.compute.export()} if template.compute else {}),
+    }
 
 
 @dataclass
@@ -45,11 +68,9 @@ class Analyst(pulumi.ComponentResource):
         self.pending: dict[str, list[str]] = {}
         self.template_info: dict[str, dict] = {}
         for query in args.queries:
-            missing = sorted(set(query.tables) - args.associated_tables)
+            missing = missing_tables("analysis template", query, args.associated_tables)
             if missing:
                 self.pending[query.name] = missing
-                pulumi.log.info(f"analysis template '{query.name}' waits for tables {missing} to be "
-                                "associated; run `pulumi up` again after the partner deploys")
                 continue
             template = cleanrooms.AnalysisTemplate(
                 f"{name}-{query.name.replace('_', '-')}",
@@ -62,12 +83,6 @@ class Analyst(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
             )
             self.templates[query.name] = template
-            self.template_info[query.name] = {
-                "arn": template.arn,
-                "id": template.analysis_template_identifier,
-                "parameters": [{"name": p.name, "type": p.type, "default": p.default} for p in query.parameters],
-                "differential_privacy": bool(set(query.tables) & args.dp_tables),
-                "tables": list(query.tables),
-                **({"compute": query.compute.export()} if query.compute else {}),
-            }
+            self.template_info[query.name] = template_export(
+                template, query, differential_privacy=bool(set(query.tables) & args.dp_tables))
         self.register_outputs({"analysis_templates": self.template_info})

@@ -7,13 +7,13 @@ collaboration; it is protected so that a config edit cannot delete it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import pulumi
 import pulumi_aws_native.cleanrooms as cleanrooms
 
-from components.member_change import MemberChange
+from components.member_change import Credentials, MemberChange
 from components.membership import ResultDestination, new_membership
 from model.config import C3rSpec, CollaborationSpec, Member, Partner
 
@@ -33,12 +33,12 @@ class CollaborationOwnerArgs:
     """Name of the member that pays for query compute."""
     query_logging: bool = True
     protect: bool = True
-    credentials: dict = field(default_factory=dict)
-    """region, profile and assume_role_arn of this stack, for the change requests' API calls."""
+    credentials: Credentials = Credentials(region="")
+    """This stack's AWS settings, for the change requests' API calls (partners added by change request)."""
 
 
-def _by_change_request(member: Member) -> bool:
-    return getattr(member, "added_by", "invitation") == "changeRequest"
+def _by_change_request(member: Partner) -> bool:
+    return member.added_by == "changeRequest"
 
 
 def _payment(pays: bool, runs_jobs: bool = False) -> cleanrooms.CollaborationPaymentConfigurationArgs:
@@ -111,9 +111,7 @@ class CollaborationOwner(pulumi.ComponentResource):
             f"{name}-add-{m.name}", collaboration_id=self.collaboration.collaboration_identifier,
             account_id=m.account_id, display_name=m.display_name, abilities=list(m.abilities),
             owner_account_id=args.creator.account_id, timeout_seconds=spec.change_request_timeout_seconds,
-            region=args.credentials.get("region", ""), profile=args.credentials.get("profile"),
-            assume_role_arn=args.credentials.get("assume_role_arn"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.membership]))
+            credentials=args.credentials, opts=pulumi.ResourceOptions(parent=self, depends_on=[self.membership]))
             for m in args.invited if _by_change_request(m)}
 
         self.register_outputs({

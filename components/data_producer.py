@@ -16,7 +16,7 @@ import pulumi_aws as aws
 import pulumi_aws_native.cleanrooms as cleanrooms
 
 from components import iam
-from components.iam_wait import propagation_wait
+from components.iam_wait import service_role
 from model.config import AccessBudgetSpec, AnalysisRuleSpec
 from model.datasets import Dataset
 from components.secure_bucket import SecureBucket, SecureBucketArgs
@@ -257,27 +257,17 @@ class DataProducer(pulumi.ComponentResource):
         self.association = None
         self.access_budget = None
         if args.membership_id is not None:
-            self.role = aws.iam.Role(
-                f"{name}-cleanrooms-read",
-                name=iam.service_role_name(args.organization, f"read-{dataset.name}"),
-                path=iam.SERVICE_ROLE_PATH,
+            self.role, _, ready = service_role(
+                f"{name}-cleanrooms-read", organization=args.organization, purpose=f"read-{dataset.name}",
                 description=f"Clean Rooms reads {dataset.name} for the collaboration's memberships",
-                assume_role_policy=iam.table_read_trust(
+                trust=iam.table_read_trust(
                     region=args.region, account_ids=args.member_account_ids,
                     membership_arns=args.trusted_membership_arns,
                     query_runner_membership_id=args.query_runner_membership_id),
-                opts=child,
-            )
-            read_policy = aws.iam.RolePolicy(
-                f"{name}-cleanrooms-read-policy",
-                role=self.role.id,
                 policy=iam.data_read_policy(account_id=args.account_id, region=args.region, bucket_arn=bucket.arn,
                                             prefix=prefix, kms_key_arn=key.arn, database=self.database.name,
                                             table=self.table.name),
-                opts=child,
-            )
-            ready = propagation_wait(f"{name}-cleanrooms-read", self.role, [read_policy],
-                                     args.iam_propagation_seconds, self)
+                iam_propagation_seconds=args.iam_propagation_seconds, parent=self)
             # The association's name is the table's alias in every member's SQL.
             self.association = cleanrooms.ConfiguredTableAssociation(
                 f"{name}-association",

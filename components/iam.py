@@ -99,6 +99,39 @@ def service_role_name(organization: str, purpose: str) -> str:
     return f"{organization}-cleanrooms-{purpose}"[:64]
 
 
+def _bucket(sid: str, bucket_arn: pulumi.Input[str], account_id: str) -> dict:
+    """Find the bucket (list it, its region), only while it is in this account."""
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+        "Resource": [bucket_arn],
+        "Condition": {"StringEquals": {"s3:ResourceAccount": account_id}},
+    }
+
+
+def _objects(sid: str, actions: list[str], bucket_arn: pulumi.Input[str], prefix: str, account_id: str) -> dict:
+    """``actions`` on the objects under ``prefix``, only while the bucket is in this account."""
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": actions,
+        "Resource": [pulumi.Output.concat(bucket_arn, f"/{prefix}/*")],
+        "Condition": {"StringEquals": {"s3:ResourceAccount": account_id}},
+    }
+
+
+def _key_via_s3(sid: str, actions: list[str], kms_key_arn: pulumi.Input[str], region: str) -> dict:
+    """``actions`` on the bucket's KMS key, only when S3 calls KMS for them."""
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": actions,
+        "Resource": [kms_key_arn],
+        "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+    }
+
+
 def data_read_policy(*, account_id: str, region: str, bucket_arn: pulumi.Input[str], prefix: str,
                      kms_key_arn: pulumi.Input[str], database: pulumi.Input[str],
                      table: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -108,7 +141,6 @@ def data_read_policy(*, account_id: str, region: str, bucket_arn: pulumi.Input[s
     data (ml-roles, "read training data"), narrowed to this table.
     """
     glue = f"arn:aws:glue:{region}:{account_id}"
-    resource_account = {"StringEquals": {"s3:ResourceAccount": account_id}}
     return _doc(
         {
             "Sid": "ReadThisGlueTable",
@@ -119,56 +151,19 @@ def data_read_policy(*, account_id: str, region: str, bucket_arn: pulumi.Input[s
                          pulumi.Output.concat(glue, ":database/", database),
                          pulumi.Output.concat(glue, ":table/", database, "/", table)],
         },
-        {
-            "Sid": "ListThisPrefix",
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
-            "Resource": [bucket_arn],
-            "Condition": resource_account,
-        },
-        {
-            "Sid": "ReadThisPrefix",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject"],
-            "Resource": [pulumi.Output.concat(bucket_arn, f"/{prefix}/*")],
-            "Condition": resource_account,
-        },
-        {
-            "Sid": "DecryptThisBucketsObjects",
-            "Effect": "Allow",
-            "Action": ["kms:Decrypt"],
-            "Resource": [kms_key_arn],
-            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
-        },
+        _bucket("ListThisPrefix", bucket_arn, account_id),
+        _objects("ReadThisPrefix", ["s3:GetObject"], bucket_arn, prefix, account_id),
+        _key_via_s3("DecryptThisBucketsObjects", ["kms:Decrypt"], kms_key_arn, region),
     )
 
 
 def results_write_policy(*, account_id: str, region: str, bucket_arn: pulumi.Input[str], prefix: str,
                          kms_key_arn: pulumi.Input[str]) -> pulumi.Output[str]:
     """What Clean Rooms needs to write query results under one prefix."""
-    resource_account = {"StringEquals": {"s3:ResourceAccount": account_id}}
     return _doc(
-        {
-            "Sid": "LocateResultsBucket",
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
-            "Resource": [bucket_arn],
-            "Condition": resource_account,
-        },
-        {
-            "Sid": "WriteResults",
-            "Effect": "Allow",
-            "Action": ["s3:PutObject"],
-            "Resource": [pulumi.Output.concat(bucket_arn, f"/{prefix}/*")],
-            "Condition": resource_account,
-        },
-        {
-            "Sid": "EncryptResults",
-            "Effect": "Allow",
-            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
-            "Resource": [kms_key_arn],
-            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
-        },
+        _bucket("LocateResultsBucket", bucket_arn, account_id),
+        _objects("WriteResults", ["s3:PutObject"], bucket_arn, prefix, account_id),
+        _key_via_s3("EncryptResults", ["kms:GenerateDataKey", "kms:Decrypt"], kms_key_arn, region),
     )
 
 
@@ -180,29 +175,10 @@ def artifact_read_policy(*, account_id: str, region: str, bucket_arn: pulumi.Inp
     template" (User Guide, pyspark-analysis-templates), hence GetObjectVersion
     beside GetObject; nothing here can write or delete an artifact.
     """
-    resource_account = {"StringEquals": {"s3:ResourceAccount": account_id}}
     return _doc(
-        {
-            "Sid": "LocateArtifactBucket",
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
-            "Resource": [bucket_arn],
-            "Condition": resource_account,
-        },
-        {
-            "Sid": "ReadArtifacts",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-            "Resource": [pulumi.Output.concat(bucket_arn, f"/{prefix}/*")],
-            "Condition": resource_account,
-        },
-        {
-            "Sid": "DecryptArtifacts",
-            "Effect": "Allow",
-            "Action": ["kms:Decrypt"],
-            "Resource": [kms_key_arn],
-            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
-        },
+        _bucket("LocateArtifactBucket", bucket_arn, account_id),
+        _objects("ReadArtifacts", ["s3:GetObject", "s3:GetObjectVersion"], bucket_arn, prefix, account_id),
+        _key_via_s3("DecryptArtifacts", ["kms:Decrypt"], kms_key_arn, region),
     )
 
 

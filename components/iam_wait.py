@@ -13,15 +13,20 @@ So the wait is a resource in the graph (pulumiverse-time's Sleep): the
 preview shows it, it runs only when it is created, and again only when the
 role is replaced (its trigger). Its length is the iamPropagationSeconds config
 key; 0 leaves it out.
+
+Every role Clean Rooms assumes is built the same way (service_role): the role
+under /service-role/, its one inline policy, then this wait.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import pulumi
 import pulumi_aws as aws
 import pulumiverse_time as time
+
+from components import iam
 
 
 def propagation_wait(name: str, role: aws.iam.Role, policies: Sequence[pulumi.Resource], seconds: int,
@@ -32,3 +37,21 @@ def propagation_wait(name: str, role: aws.iam.Role, policies: Sequence[pulumi.Re
     wait = time.Sleep(f"{name}-iam-propagation", create_duration=f"{seconds}s", triggers={"role": role.arn},
                       opts=pulumi.ResourceOptions(parent=parent, depends_on=[role, *policies]))
     return [wait]
+
+
+class ServiceRole(NamedTuple):
+    role: aws.iam.Role
+    policy: aws.iam.RolePolicy
+    ready: list[pulumi.Resource]
+    """What a resource that names the role depends on (propagation_wait)."""
+
+
+def service_role(name: str, *, organization: str, purpose: str, description: str, trust: pulumi.Input[str],
+                 policy: pulumi.Input[str], iam_propagation_seconds: int, parent: pulumi.Resource) -> ServiceRole:
+    """A role a service assumes: ``name`` (role ``<organization>-cleanrooms-<purpose>`` under
+    iam.SERVICE_ROLE_PATH), its inline policy ``<name>-policy`` and its propagation wait."""
+    child = pulumi.ResourceOptions(parent=parent)
+    role = aws.iam.Role(name, name=iam.service_role_name(organization, purpose), path=iam.SERVICE_ROLE_PATH,
+                        description=description, assume_role_policy=trust, opts=child)
+    role_policy = aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=policy, opts=child)
+    return ServiceRole(role, role_policy, propagation_wait(name, role, [role_policy], iam_propagation_seconds, parent))

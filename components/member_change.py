@@ -36,6 +36,15 @@ class ChangeRequestError(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """How the owner's stack reaches AWS (its providers' settings), for the change requests' API calls."""
+
+    region: str
+    profile: str | None = None
+    assume_role_arn: str | None = None
+
+
 @dataclass
 class Poll:
     """Exponential backoff with jitter under one deadline (no fixed sleeps)."""
@@ -126,10 +135,10 @@ class MemberChange(dynamic.Resource):
     status: pulumi.Output[str]
 
     def __init__(self, name: str, *, collaboration_id: pulumi.Input[str], account_id: str, display_name: str,
-                 abilities: list[str], owner_account_id: str, region: str, profile: str | None,
-                 assume_role_arn: str | None, timeout_seconds: int, opts: pulumi.ResourceOptions | None = None):
+                 abilities: list[str], owner_account_id: str, credentials: Credentials, timeout_seconds: int,
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__(MemberChangeProvider(), name, {
             "collaboration_id": collaboration_id, "account_id": account_id, "display_name": display_name,
-            "abilities": abilities, "owner_account_id": owner_account_id, "region": region, "profile": profile,
-            "assume_role_arn": assume_role_arn, "timeout_seconds": timeout_seconds, "status": None,
-            "auto_approved": None}, opts)
+            "abilities": abilities, "owner_account_id": owner_account_id, "region": credentials.region,
+            "profile": credentials.profile, "assume_role_arn": credentials.assume_role_arn,
+            "timeout_seconds": timeout_seconds, "status": None, "auto_approved": None}, opts)

@@ -33,18 +33,17 @@ def new_membership(name: str, collaboration_id: pulumi.Input[str], *, pays_for_q
     # botocore PaymentConfiguration.jobCompute), logs them like queries, and receives their
     # results under <results prefix>/jobs (MembershipProtectedJobResultConfiguration; no
     # result format there: CSV). The results role's policy covers that prefix.
-    log = cleanrooms.MembershipQueryLogStatus.ENABLED if query_logging else cleanrooms.MembershipQueryLogStatus.DISABLED
+    log_status = "ENABLED" if query_logging else "DISABLED"
     return cleanrooms.Membership(
         name,
         collaboration_identifier=collaboration_id,
-        query_log_status=log,
+        query_log_status=cleanrooms.MembershipQueryLogStatus(log_status),
         # Must match what the collaboration designated, or the service refuses
         # (botocore MembershipQueryComputePaymentConfig.isResponsible).
         payment_configuration=cleanrooms.MembershipPaymentConfigurationArgs(
             query_compute=cleanrooms.MembershipQueryComputePaymentConfigArgs(is_responsible=pays_for_queries),
             job_compute=cleanrooms.MembershipJobComputePaymentConfigArgs(is_responsible=True) if runs_jobs else None),
-        job_log_status=(cleanrooms.MembershipJobLogStatus.ENABLED if query_logging
-                        else cleanrooms.MembershipJobLogStatus.DISABLED) if runs_jobs else None,
+        job_log_status=cleanrooms.MembershipJobLogStatus(log_status) if runs_jobs else None,
         default_job_result_configuration=cleanrooms.MembershipProtectedJobResultConfigurationArgs(
             output_configuration=cleanrooms.MembershipProtectedJobOutputConfigurationArgs(
                 s3=cleanrooms.MembershipProtectedJobS3OutputConfigurationInputArgs(

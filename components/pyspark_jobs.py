@@ -28,8 +28,8 @@ import pulumi_aws as aws
 import pulumi_aws_native.cleanrooms as cleanrooms
 
 from components import iam
-from components.analyst import template_parameters
-from components.iam_wait import propagation_wait
+from components.analyst import missing_tables, template_export, template_parameters
+from components.iam_wait import service_role
 from components.secure_bucket import SecureBucket, SecureBucketArgs
 from model.jobs import JobTemplate
 
@@ -59,23 +59,13 @@ class PySparkJobs(pulumi.ComponentResource):
             bucket_name=args.bucket_name, description=f"{args.organization}'s PySpark analysis artifacts",
             protect=args.protect), opts=child)
         bucket, key = self.storage.bucket, self.storage.key
-        self.role = aws.iam.Role(
-            f"{name}-cleanrooms-artifacts",
-            name=iam.service_role_name(args.organization, "artifacts"),
-            path=iam.SERVICE_ROLE_PATH,
+        self.role, _, ready = service_role(
+            f"{name}-cleanrooms-artifacts", organization=args.organization, purpose="artifacts",
             description="Clean Rooms reads this organization's PySpark analysis artifacts",
-            assume_role_policy=iam.own_memberships_trust(region=args.region, account_id=args.account_id),
-            opts=child,
-        )
-        policy = aws.iam.RolePolicy(
-            f"{name}-cleanrooms-artifacts-policy",
-            role=self.role.id,
+            trust=iam.own_memberships_trust(region=args.region, account_id=args.account_id),
             policy=iam.artifact_read_policy(account_id=args.account_id, region=args.region, bucket_arn=bucket.arn,
                                             prefix=ARTIFACT_PREFIX, kms_key_arn=key.arn),
-            opts=child,
-        )
-        ready = propagation_wait(f"{name}-cleanrooms-artifacts", self.role, [policy], args.iam_propagation_seconds,
-                                 self)
+            iam_propagation_seconds=args.iam_propagation_seconds, parent=self)
 
         self.templates: dict[str, cleanrooms.AnalysisTemplate] = {}
         self.pending: dict[str, list[str]] = {}
@@ -97,10 +87,9 @@ class PySparkJobs(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.storage.encryption,
                                                                      self.storage.versioning]),
             )
-            missing = sorted(set(job.tables) - args.associated_tables)
+            missing = missing_tables("PySpark template", job, args.associated_tables)
             if missing:
                 self.pending[job.name] = missing
-                pulumi.log.info(f"PySpark template '{job.name}' waits for tables {missing} to be associated")
                 continue
             template = cleanrooms.AnalysisTemplate(
                 f"{name}-{job.name.replace('_', '-')}",
@@ -126,12 +115,5 @@ class PySparkJobs(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[script, *ready, *args.depends_on]),
             )
             self.templates[job.name] = template
-            self.template_info[job.name] = {
-                "arn": template.arn,
-                "id": template.analysis_template_identifier,
-                "parameters": [{"name": p.name, "type": p.type, "default": p.default} for p in job.parameters],
-                "tables": list(job.tables),
-                "sha256": job.sha256,
-                **({"compute": job.compute.export()} if job.compute else {}),
-            }
+            self.template_info[job.name] = template_export(template, job, sha256=job.sha256)
         self.register_outputs({"job_templates": self.template_info, "artifact_bucket": bucket.bucket})

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws as aws
 
 from components import iam
-from components.iam_wait import propagation_wait
+from components.iam_wait import service_role
 from components.membership import ResultDestination
 from components.secure_bucket import SecureBucket, SecureBucketArgs
 
@@ -41,23 +40,13 @@ class ResultsStore(pulumi.ComponentResource):
         bucket, key = self.storage.bucket, self.storage.key
 
         # The membership names this role, so the role comes first (see iam.own_memberships_trust).
-        self.role = aws.iam.Role(
-            f"{name}-cleanrooms-write",
-            name=iam.service_role_name(args.organization, "results"),
-            path=iam.SERVICE_ROLE_PATH,
+        self.role, self.policy, ready = service_role(
+            f"{name}-cleanrooms-write", organization=args.organization, purpose="results",
             description="Clean Rooms writes this organization's query results",
-            assume_role_policy=iam.own_memberships_trust(region=args.region, account_id=args.account_id),
-            opts=child,
-        )
-        self.policy = aws.iam.RolePolicy(
-            f"{name}-cleanrooms-write-policy",
-            role=self.role.id,
+            trust=iam.own_memberships_trust(region=args.region, account_id=args.account_id),
             policy=iam.results_write_policy(account_id=args.account_id, region=args.region,
                                             bucket_arn=bucket.arn, prefix=args.prefix, kms_key_arn=key.arn),
-            opts=child,
-        )
-        ready = propagation_wait(f"{name}-cleanrooms-write", self.role, [self.policy],
-                                 args.iam_propagation_seconds, self)
+            iam_propagation_seconds=args.iam_propagation_seconds, parent=self)
         # The policy (and the wait) are part of the role's readiness: anything that
         # uses the destination depends on them through this Output.
         role_arn = pulumi.Output.all(self.role.arn, *(r.urn for r in ready)).apply(lambda v: v[0])

@@ -64,7 +64,7 @@ from typing import Any, Iterable, Mapping
 
 from model.errors import PROJECT, ConfigError
 from offline.harness import ROOT, Registered, Run, run_stack, stack_config, stack_ref
-from offline.plan import PEER, ROUNDS, STACKS, simulate
+from offline.plan import PEER, ROUNDS, STACKS, config_problems, fail, simulate
 
 OUT_DIR = ROOT / "policy" / "iam"
 KINDS = ("deployer", "preview")
@@ -340,7 +340,7 @@ def stack_runs(rounds: Mapping[int, Run] | None = None) -> dict[str, list[Run]]:
                                              overrides=overrides))
             except ConfigError as exc:
                 raise DeployerPolicyError(f"{stack} with the QuickSight dashboard enabled: "
-                                          + "; ".join(str(exc).splitlines())) from None
+                                          + config_problems(exc)) from None
     return runs
 
 
@@ -778,21 +778,20 @@ def _minimal(resources: set[str]) -> list[str]:
 
 def build(stack: Stack) -> dict[str, dict]:
     """{"deployer": document, "preview": document} for one stack."""
+    calls = [r for r in stack.resources if r.custom and not r.typ.startswith("pulumi:") and r.typ not in NO_AWS_CALLS]
+    unknown = sorted({r.typ for r in calls if not r.typ.startswith("aws-native:") and r.typ not in CLASSIC})
+    if unknown:
+        raise DeployerPolicyError(
+            f"{stack.name} declares {', '.join(unknown)}: no permissions known for "
+            f"{'it' if len(unknown) == 1 else 'them'}; add to CLASSIC (or NO_AWS_CALLS) in "
+            "offline/deployer_policy.py")
+    has_providers = any(r.typ in ("pulumi:providers:aws", "pulumi:providers:aws-native") for r in stack.resources)
     documents = {}
     for phase in KINDS:
         builder = _Builder(stack, phase)
-        unknown = sorted({r.typ for r in stack.resources if _needs_table(r) and r.typ not in CLASSIC})
-        if unknown:
-            raise DeployerPolicyError(
-                f"{stack.name} declares {', '.join(unknown)}: no permissions known for "
-                f"{'it' if len(unknown) == 1 else 'them'}; add to CLASSIC (or NO_AWS_CALLS) in "
-                "offline/deployer_policy.py")
-        providers = [r for r in stack.resources if r.typ in ("pulumi:providers:aws", "pulumi:providers:aws-native")]
-        if providers:
+        if has_providers:
             builder.access(PROVIDER_ACCESS, None)
-        for resource in stack.resources:
-            if not resource.custom or resource.typ.startswith("pulumi:") or resource.typ in NO_AWS_CALLS:
-                continue
+        for resource in calls:
             if resource.typ.startswith("aws-native:"):
                 builder.access(CLOUD_CONTROL_ACCESS, None)
                 builder.native(resource)
@@ -803,11 +802,6 @@ def build(stack: Stack) -> dict[str, dict]:
                 builder.pass_role(PASSES_ROLE[resource.typ])
         documents[phase] = builder.document()
     return documents
-
-
-def _needs_table(resource: Registered) -> bool:
-    return (resource.custom and not resource.typ.startswith(("pulumi:", "aws-native:"))
-            and resource.typ not in NO_AWS_CALLS)
 
 
 def generate(rounds: Mapping[int, Run] | None = None) -> dict[str, str]:
@@ -915,9 +909,9 @@ def main(argv: list[str] | None = None, *, runs: Mapping[str, Iterable[Run]] | N
                                           "venv/bin/python -m offline.plan shows the same failure") from None
         files = files_for(runs)
     except DeployerPolicyError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except ConfigError as exc:
-        return _fail("; ".join(line.strip() for line in str(exc).splitlines() if line.strip()))
+        return fail(config_problems(exc))
     if args.check:
         problems = check(files, root)
         if problems:
@@ -933,18 +927,13 @@ def main(argv: list[str] | None = None, *, runs: Mapping[str, Iterable[Run]] | N
             (root / path).unlink()
             print(f"{path}: removed (no longer generated)")
     except OSError as exc:
-        return _fail(f"cannot write {exc.filename}: {exc.strerror}")
+        return fail(f"cannot write {exc.filename}: {exc.strerror}")
     for path, text in sorted(files.items()):
         size = policy_size(text)
         note = "" if size <= MANAGED_POLICY_LIMIT else ", over the managed-policy limit: attach its -part files"
         print(f"{path}: {len(json.loads(text)['Statement'])} statements, {size} of {MANAGED_POLICY_LIMIT} "
               f"characters{note}")
     return 0
-
-
-def _fail(message: str) -> int:
-    print("error: " + " ".join(message.split()), file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":

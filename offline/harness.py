@@ -206,7 +206,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-
 def _resolve(value: Any) -> Any:
     if isinstance(value, pulumi.Output):
         return _resolve(_sync_await(value.future()))

@@ -36,7 +36,7 @@ ROUNDS = ((1, "org-a"), (2, "org-b"), (3, "org-a"), (4, "org-b"), (5, "org-a"))
 FINAL = ROUNDS[-1][0]
 ROUND_CHOICES = ("1", "2", "3", "final")
 # Exports a reviewer looks at; the JSON plan keeps these, the text prints those present.
-EXPORTS = ("collaboration_id", "membership_id", "partners_joined", "pending_templates")
+EXPORTS = ("collaboration_id", "membership_id", "partners_joined", "pending_templates", "pending_jobs")
 
 CR = "aws-native:cleanrooms:"
 _CUSTOM = "analysisRules.0.policy.v1.custom"
@@ -77,8 +77,9 @@ IMPORTANT: dict[str, tuple[tuple[str, str], ...]] = {
     CR + "AnalysisTemplate": (("name", "name"), ("membership", "membershipIdentifier"), ("format", "format"),
                               ("parameters", "analysisParameters.*.name")),
     "aws:iam/role:Role": (("name", "name"), ("trusts", f"{_TRUST}.Principal.Service"),
-                          ("forArns", f"{_TRUST}.Condition.ArnEquals.aws:SourceArn"),
+                          ("forArns", f"{_TRUST}.Condition.ForAnyValue:ArnEquals.aws:SourceArn"),
                           ("forArnsLike", f"{_TRUST}.Condition.ArnLike.aws:SourceArn"),
+                          ("forQueryRunner", f"{_TRUST}.Condition.StringLike.sts:ExternalId"),
                           ("forAccounts", f"{_TRUST}.Condition.StringEquals.aws:SourceAccount")),
     "aws:iam/rolePolicy:RolePolicy": (("statements", "policy.Statement.*.Sid"),),
     "aws:s3/bucket:Bucket": (("bucket", "bucket"), ("forceDestroy", "forceDestroy")),
@@ -520,12 +521,10 @@ def main(argv: list[str] | None = None, *, overrides: Mapping[str, Mapping[str, 
             except OSError as exc:
                 raise PlanError(f"--save {args.save}: cannot write it ({exc.strerror})") from None
     except PlanError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except ConfigError as exc:
-        # One problem per line in the message (ConfigError.more): one line here, "; " between them.
         context = getattr(exc, "plan_context", None)
-        problems = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        return _fail(problems + (f" ({context})" if context else ""))
+        return fail(config_problems(exc) + (f" ({context})" if context else ""))
     if saved is not None:
         if args.stack:
             saved = dict(saved, stacks={k: v for k, v in saved["stacks"].items() if k in stacks})
@@ -542,7 +541,13 @@ def main(argv: list[str] | None = None, *, overrides: Mapping[str, Mapping[str, 
     return 0
 
 
-def _fail(message: str) -> int:
+def config_problems(exc: ConfigError) -> str:
+    """A ConfigError's problems, one per line in its message (ConfigError.more), on one line."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def fail(message: str) -> int:
+    """Exit status 2, with the message as one ``error: ...`` line on stderr."""
     print("error: " + " ".join(message.split()), file=sys.stderr)
     return 2
 

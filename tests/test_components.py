@@ -7,7 +7,7 @@ import json
 
 from components.analyst import Analyst, AnalystArgs
 from components.collaboration_owner import CollaborationOwner, CollaborationOwnerArgs
-from model.config import AnalysisRuleSpec, C3rSpec, CollaborationSpec, Member as MemberSpec
+from model.config import AnalysisRuleSpec, C3rSpec, CollaborationSpec, Member as MemberSpec, Partner
 from components.data_producer import DataProducer, DataProducerArgs
 from model.datasets import load_dataset
 from components.membership import Member, MemberArgs, ResultDestination
@@ -167,7 +167,7 @@ def test_data_producer_aggregation_and_list_rules():
 
 def _owner(**kwargs):
     creator = MemberSpec("org-a", "Org A", ACCOUNT, frozenset({"collaboration_owner", "analyst"}))
-    partner = MemberSpec("org-b", "Org B", PARTNER, frozenset({"data_producer"}))
+    partner = Partner("org-b", "Org B", PARTNER, frozenset({"data_producer"}))
     args = dict(spec=CollaborationSpec("collab", "A test collaboration", c3r=None), creator=creator,
                 invited=[partner], analytics_engine="SPARK", payer="org-a")
     args.update(kwargs)

@@ -61,8 +61,18 @@ def test_round_1_shows_what_waits_for_org_b(rounds):
     assert len(templates) == 1 and "name=retail_order_mix" in templates[0] and "format=PYSPARK_1_0" in templates[0]
     assert ("pending_templates  channel_reach waits for media_engagement; "
             "customer_segments waits for media_engagement") in text
+    assert any(line.split() == ["pending_jobs", "{}", "(nothing", "pending)"] for line in text.splitlines())
     assert "partner 'org-b' has no outputs yet" in text
     assert "== org-b after round 1: not deployed yet (its first round is 2) ==" in text
+
+
+def test_a_read_role_shows_whom_it_trusts(rounds):
+    """The trust's memberships (ForAnyValue:ArnEquals) and the query runner's ExternalId are in the summary."""
+    stacks = plan.build_plan(rounds)["stacks"]
+    role = next(r for r in stacks["org-b"]["resources"] if r["name"] == "org-b-producer-cleanrooms-read")
+    org_a, org_b = (stacks[s]["exports"]["membership_id"] for s in ("org-a", "org-b"))
+    assert sorted(arn.rsplit("/", 1)[1] for arn in role["summary"]["forArns"]) == sorted([org_a, org_b])
+    assert role["summary"]["forQueryRunner"] == [f"arn:aws:*:us-east-1:*:dbuser:*/{org_a}*"]  # org A runs queries
 
 
 def test_json_is_deterministic(rounds, capsys):

@@ -183,8 +183,8 @@ def _jobs(args: ResourceValidationArgs, report: ReportViolation) -> None:
     subject = where(args.resource_type, args.name)
     props = plain(args.props)
     method = props.get("analysisMethod")
-    jobs_open = method in ("DIRECT_JOB", "MULTIPLE") and (
-        method == "DIRECT_JOB" or "DIRECT_JOB" in as_list(props.get("selectedAnalysisMethods")))
+    jobs_open = method == "DIRECT_JOB" or (
+        method == "MULTIPLE" and "DIRECT_JOB" in as_list(props.get("selectedAnalysisMethods")))
     for _type, key, body in rule_bodies(props):
         if key != "custom":
             continue
