@@ -24,6 +24,7 @@ query that reads the table, and so does `run`, before starting it.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,15 +53,20 @@ class AccessBudget:
         return "; ".join(parts) or f"{self.aggregate_remaining} left"
 
 
+def _summaries(client, membership_id: str, kind: str) -> Iterator[dict[str, Any]]:
+    """Every PrivacyBudgetSummary of one type (DP or ACCESS) of the membership's collaboration."""
+    paginator = client.get_paginator("list_privacy_budgets")
+    for page in paginator.paginate(membershipIdentifier=membership_id, privacyBudgetType=kind):
+        yield from page["privacyBudgetSummaries"]
+
+
 def list_access_budgets(client, membership_id: str) -> list[AccessBudget]:
     budgets = []
-    paginator = client.get_paginator("list_privacy_budgets")
-    for page in paginator.paginate(membershipIdentifier=membership_id, privacyBudgetType=ACCESS):
-        for summary in page["privacyBudgetSummaries"]:
-            access = (summary.get("budget") or {}).get("accessBudget")
-            if access:
-                budgets.append(AccessBudget(access["resourceArn"], access["aggregateRemainingBudget"],
-                                            list(access.get("details") or [])))
+    for summary in _summaries(client, membership_id, ACCESS):
+        access = (summary.get("budget") or {}).get("accessBudget")
+        if access:
+            budgets.append(AccessBudget(access["resourceArn"], access["aggregateRemainingBudget"],
+                                        list(access.get("details") or [])))
     return budgets
 
 
@@ -92,12 +98,9 @@ class BudgetError(Exception):
 
 def list_budgets(client, membership_id: str) -> list[Budget]:
     budgets = []
-    paginator = client.get_paginator("list_privacy_budgets")
-    for page in paginator.paginate(membershipIdentifier=membership_id, privacyBudgetType=DP):
-        for summary in page["privacyBudgetSummaries"]:
-            dp = (summary.get("budget") or {}).get("differentialPrivacy")
-            if not dp:
-                continue
+    for summary in _summaries(client, membership_id, DP):
+        dp = (summary.get("budget") or {}).get("differentialPrivacy")
+        if dp:
             aggs = {a["type"]: (a["maxCount"], a["remainingCount"]) for a in dp["aggregations"]}
             budgets.append(Budget(summary["id"], summary["privacyBudgetTemplateId"], dp["epsilon"], aggs))
     return budgets

@@ -227,45 +227,47 @@ def check_account_id(value: Any) -> str | None:
     return f"must be a 12-digit AWS account id as a string; got {json_type(value)}"
 
 
+def _got(value: Any) -> str:
+    """A value after '; got' in an error: a string quoted, anything else by its JSON type."""
+    return show(value) if isinstance(value, str) else json_type(value)
+
+
+def _workers(value: Any, bounds: tuple[int, int], per: str, documented: str) -> str | None:
+    lo, hi = bounds
+    integer = isinstance(value, int) and not isinstance(value, bool)
+    if integer and lo <= value <= hi:
+        return None
+    return (f"must be an integer from {lo} to {hi} (Spark workers per {per}; the Clean Rooms API reference: "
+            f"\"{documented} support a minimum value of {lo} and a maximum value of {hi}\"); "
+            f"got {value if integer else json_type(value)}")
+
+
 def check_worker_type(value: Any) -> str | None:
     if isinstance(value, str) and value in WORKER_TYPES:
         return None
-    got = show(value) if isinstance(value, str) else json_type(value)
     return (f"must be one of {', '.join(WORKER_TYPES)} (the Spark worker size, WorkerComputeType of the cleanrooms "
-            f"API); got {got}")
+            f"API); got {_got(value)}")
 
 
 def check_workers(value: Any) -> str | None:
-    lo, hi = SQL_WORKERS
-    if isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi:
-        return None
-    got = json_type(value) if not isinstance(value, int) or isinstance(value, bool) else str(value)
-    return (f"must be an integer from {lo} to {hi} (Spark workers per query; the Clean Rooms API reference: \"SQL "
-            f"queries support a minimum value of {lo} and a maximum value of {hi}\"); got {got}")
+    return _workers(value, SQL_WORKERS, "query", "SQL queries")
 
 
 def check_job_worker_type(value: Any) -> str | None:
     if isinstance(value, str) and value in JOB_WORKER_TYPES:
         return None
-    got = show(value) if isinstance(value, str) else json_type(value)
     return (f"must be {' or '.join(JOB_WORKER_TYPES)} (the Spark worker size of a PySpark job, "
-            f"ProtectedJobWorkerComputeType of the cleanrooms API; jobs have no CR.8X); got {got}")
+            f"ProtectedJobWorkerComputeType of the cleanrooms API; jobs have no CR.8X); got {_got(value)}")
 
 
 def check_job_workers(value: Any) -> str | None:
-    lo, hi = JOB_WORKERS
-    if isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi:
-        return None
-    got = json_type(value) if not isinstance(value, int) or isinstance(value, bool) else str(value)
-    return (f"must be an integer from {lo} to {hi} (Spark workers per PySpark job; the Clean Rooms API reference: "
-            f"\"PySpark jobs support a minimum value of {lo} and a maximum value of {hi}\"); got {got}")
+    return _workers(value, JOB_WORKERS, "PySpark job", "PySpark jobs")
 
 
 def check_sha256(value: Any) -> str | None:
     if isinstance(value, str) and _SHA256_HEX.fullmatch(value):
         return None
-    got = show(value) if isinstance(value, str) else json_type(value)
-    return f"must be the script's SHA-256 as 64 hexadecimal digits (as sha256sum prints it); got {got}"
+    return f"must be the script's SHA-256 as 64 hexadecimal digits (as sha256sum prints it); got {_got(value)}"
 
 
 # -- flags ----------------------------------------------------------------------

@@ -28,14 +28,31 @@ examples:
 """
 
 
-# Defaults of flags that only mean something against AWS: with --local, a value other than
-# these was given on the command line, and is refused (no flag is silently ignored).
+# Flags that only mean something against AWS, by destination with their defaults: with --local, one given a value
+# other than its default is refused by name (no flag is silently ignored). Per command, groups are checked in
+# order and each is refused with its own reason.
 JOB_TIMEOUT, JOB_RETRIES = 1800.0, 2
 RUN_TIMEOUT, RUN_RETRIES, RUN_MAX_CONCURRENCY = 1800.0, 2, 5
-RUN_CLOUD_FLAGS = (("--timeout", "timeout", RUN_TIMEOUT), ("--retries", "retries", RUN_RETRIES),
-                   ("--max-concurrency", "max_concurrency", RUN_MAX_CONCURRENCY), ("--no-refresh", "no_refresh", False),
-                   ("--worker-type", "worker_type", None), ("--workers", "workers", None),
-                   ("--no-distribute", "no_distribute", False))
+_STACK_OUTPUT_FLAGS = (dict.fromkeys(("outputs", "membership_id", "collaboration_id", "region", "results_bucket",
+                                      "results_prefix", "result_format", "profile")),
+                       "; with --local the stack file is read instead (--stack)")
+AWS_ONLY: dict[str, tuple[tuple[dict[str, Any], str], ...]] = {
+    "run": (({"timeout": RUN_TIMEOUT, "retries": RUN_RETRIES, "max_concurrency": RUN_MAX_CONCURRENCY,
+              "no_refresh": False, "worker_type": None, "workers": None, "no_distribute": False},
+             " (protected queries' deadline, re-runs, concurrency, compute, receivers, QuickSight); run --local runs "
+             "each template once, here"),
+            _STACK_OUTPUT_FLAGS),
+    "budget": (_STACK_OUTPUT_FLAGS,),
+    "job": (({"timeout": JOB_TIMEOUT, "retries": JOB_RETRIES},
+             " (a protected job's deadline and re-runs); job --local runs the script once, here"),
+            _STACK_OUTPUT_FLAGS,
+            ({"worker_type": None, "workers": None},
+             " (a protected job's compute); job --local runs on this machine's Spark (--spark-master)")),
+}
+
+
+def _flag(dest: str) -> str:
+    return f"--{dest.replace('_', '-')}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -194,7 +211,7 @@ def main(argv: list[str] | None = None, *, stdin=None, stdout=None, stderr=None,
         # Checks that need no AWS and no stack: numeric ranges (each flag named on its own) and --out.
         # Both the cloud and the --local path get them; the cloud path checks the rest in cloud.App.
         checks.check_flag_ranges(args)
-        if args.command == "run":
+        if args.command in ("run", "job"):
             checks.fail("--out", checks.check_out_dir(args.out))
     except UsageError as exc:
         print(f"error: {checks.one_line(str(exc))}", file=stderr)
@@ -209,30 +226,19 @@ def main(argv: list[str] | None = None, *, stdin=None, stdout=None, stderr=None,
                       stdout, args.verbose, policies=policies, time_scale=args.time_scale,
                       virtual=args.virtual_time)
         return EXIT_OK
-    local_only = [f"--{f.replace('_', '-')}" for f in ("stack", "data_dir", "state_dir", "seed", "engine",
-                                                       "spark_master")
+    local_only = [_flag(f) for f in ("stack", "data_dir", "state_dir", "seed", "engine", "spark_master")
                   if getattr(args, f, None) is not None]
     if local_only and not getattr(args, "local", False):
         verb = "applies" if len(local_only) == 1 else "apply"
         print(f"error: {', '.join(local_only)} only {verb} with --local (the local clean room)", file=stderr)
         return EXIT_USAGE
     if getattr(args, "local", False):
+        for defaults, why in AWS_ONLY[args.command]:
+            given = [_flag(dest) for dest, default in defaults.items() if getattr(args, dest) != default]
+            if given:
+                print(f"error: {', '.join(given)} {'is' if len(given) == 1 else 'are'} for AWS{why}", file=stderr)
+                return EXIT_USAGE
         from queryrunner import local
-
-        if args.command == "job":
-            cloud = [flag for flag, value, default in (("--timeout", args.timeout, JOB_TIMEOUT),
-                                                       ("--retries", args.retries, JOB_RETRIES)) if value != default]
-            if cloud:
-                print(f"error: {', '.join(cloud)} {'is' if len(cloud) == 1 else 'are'} for AWS (a protected job's "
-                      "deadline and re-runs); job --local runs the script once, here", file=stderr)
-                return EXIT_USAGE
-        if args.command == "run":
-            cloud = [flag for flag, dest, default in RUN_CLOUD_FLAGS if getattr(args, dest) != default]
-            if cloud:
-                print(f"error: {', '.join(cloud)} {'is' if len(cloud) == 1 else 'are'} for AWS (protected queries' "
-                      "deadline, re-runs, concurrency, compute, receivers, QuickSight); run --local runs each "
-                      "template once, here", file=stderr)
-                return EXIT_USAGE
 
         return local.run(args, stdout, stderr)
     from queryrunner import cloud

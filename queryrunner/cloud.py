@@ -91,7 +91,6 @@ class App:
 
     def run(self) -> int:
         args = self.args
-        checks.check_flag_ranges(args)  # cli.main checked them already; App may be driven directly
         self.settings.require_all(["membership_id", "region", "results_bucket", "results_prefix", "result_format",
                                    "analysis_templates"])
         jobs = self.jobs()
@@ -102,17 +101,11 @@ class App:
         quicksight = None if args.no_refresh else s.quicksight
         if any(t.differential_privacy for t, _ in jobs):
             _ = s.collaboration_id  # needed by the budget check
-        if s.get("membership_id") == s.get("collaboration_id"):
-            raise OutputsError("membership_id equals collaboration_id: start_protected_query needs this "
-                               "organization's membership id; check the stack outputs")
+        s.check_own_membership("start_protected_query")
         for t, _ in jobs:
             checks.fail(f"results prefix for template {t.name!r} ({s.label('results_prefix')})",
                         checks.check_prefix(prefix, room=1 + len(t.name)))
-            arn_region = t.arn.split(":")[3]
-            if arn_region != region:
-                raise OutputsError(f"stack output 'analysis_templates.{t.name}.arn' is in region {arn_region} but "
-                                   f"the runner would call Clean Rooms in {region} ({s.label('region')}); "
-                                   "give the region the templates were deployed in")
+            s.check_region_of(f"analysis_templates.{t.name}.arn", t.arn)
         # Compute, most specific first: --worker-type/--workers, the template's own, the stack's default.
         flags = Compute(getattr(args, "worker_type", None), getattr(args, "workers", None))
         default = s.compute
@@ -329,11 +322,10 @@ class App:
         print(results.format_table(header, rows, max_rows=len(rows)), file=self.stdout)
         return EXIT_OK
 
-    def _template_names(self) -> dict[str, str]:
-        try:
-            return {t.arn: t.name for t in self.settings.templates().values()}
-        except OutputsError:
-            return {}  # names are a nicety for status; ids still work without them
+    def print_fields(self, rows: list[list[str]]) -> None:
+        """`status` / `job-status`: a field | value table, without the row count."""
+        print(results.format_table(["field", "value"], rows, max_rows=len(rows)).rsplit("\n", 1)[0],
+              file=self.stdout)
 
     def status(self) -> int:
         checks.fail("status QUERY_ID", checks.check_query_id(self.args.query_id))
@@ -341,34 +333,8 @@ class App:
         q = self.client("cleanrooms").get_protected_query(
             membershipIdentifier=self.settings.membership_id, protectedQueryIdentifier=self.args.query_id
         )["protectedQuery"]
-        sql = q.get("sqlParameters") or {}
-        arn = sql.get("analysisTemplateArn")
-        rows = [["id", q["id"]], ["status", q["status"]], ["created", q["createTime"].isoformat()]]
-        if arn:
-            rows.append(["template", self._template_names().get(arn, arn)])
-        for k, v in sorted((sql.get("parameters") or {}).items()):
-            rows.append([f"param {k}", v])
-        millis = (q.get("statistics") or {}).get("totalDurationInMillis")
-        if millis is not None:
-            rows.append(["duration", f"{millis / 1000:.1f}s"])
-        configured = q.get("computeConfiguration")
-        rows.append(["compute", describe_compute(configured) if configured else
-                     "not reported (with none sent, the service's default: CR.1X)"])
-        units = billed_units(q)
-        if units is not None:
-            rows.append(["billed", f"{units:g} CRPU-hours"])
-        location = result_location(q)
-        if location:
-            rows.append(["result", location])
-        members = result_members(q)
-        if members:
-            rows.append(["received by", ", ".join(members)])
-        if q.get("error"):
-            e = q["error"]
-            rows.append(["error", f"{e['code']}: {e['message']}"])
-            rows.append(["retryable", str(bool((e.get("retry") or {}).get("retryable")))])
-        print(results.format_table(["field", "value"], rows, max_rows=len(rows)).rsplit("\n", 1)[0],
-              file=self.stdout)
+        self.print_fields(status_rows(q, q.get("sqlParameters"), "template", _names(self.settings.templates),
+                                      "not reported (with none sent, the service's default: CR.1X)"))
         if q["status"] in TERMINAL and q["status"] != "SUCCESS":
             return EXIT_QUERY_FAILED
         return EXIT_OK
@@ -380,63 +346,79 @@ class App:
         return JobCommand(self).run()
 
     def job_status(self) -> int:
-        from queryrunner import jobs
-
         checks.fail("job-status JOB_ID", checks.check_job_id(self.args.job_id))
         self.settings.require_all(["membership_id", "region"])
         job = self.client("cleanrooms").get_protected_job(
             membershipIdentifier=self.settings.membership_id, protectedJobIdentifier=self.args.job_id
         )["protectedJob"]
-        rows = jobs.status_rows(job, jobs.job_names(self.settings))
-        print(results.format_table(["field", "value"], rows, max_rows=len(rows)).rsplit("\n", 1)[0],
-              file=self.stdout)
+        self.print_fields(status_rows(job, job.get("jobParameters"), "job", _names(self.settings.job_templates),
+                                      "not reported"))
         return EXIT_QUERY_FAILED if job["status"] in ("FAILED", "CANCELLED") else EXIT_OK
 
-    def job_history(self) -> int:
-        kwargs = {"membershipIdentifier": self.settings.membership_id}
-        if self.args.status_filter:
-            kwargs["status"] = self.args.status_filter
-        paginator = self.client("cleanrooms").get_paginator("list_protected_jobs")
-        summaries = []
-        for page in paginator.paginate(**kwargs, PaginationConfig={"PageSize": min(self.args.limit, 100)}):
-            summaries += page["protectedJobs"]
-            if len(summaries) >= self.args.limit:
-                break
-        summaries = summaries[: self.args.limit]
-        if not summaries:
-            print("no protected jobs for this membership", file=self.stdout)
-            return EXIT_OK
-        rows = [[j["id"], j["status"], j["createTime"].isoformat(timespec="seconds"),
-                 ",".join(r["analysisType"] for r in j.get("receiverConfigurations", [])) or "-"]
-                for j in summaries]
-        print(results.format_table(["job id", "status", "created", "analysis"], rows, max_rows=len(rows)),
-              file=self.stdout)
-        return EXIT_OK
-
     def history(self) -> int:
-        checks.check_flag_ranges(self.args)
         self.settings.require_all(["membership_id", "region"])
-        if getattr(self.args, "jobs", False):
-            return self.job_history()
+        jobs = getattr(self.args, "jobs", False)
+        operation, key, what, noun = (("list_protected_jobs", "protectedJobs", "jobs", "job") if jobs else
+                                      ("list_protected_queries", "protectedQueries", "queries", "query"))
         kwargs = {"membershipIdentifier": self.settings.membership_id}
         if self.args.status_filter:
             kwargs["status"] = self.args.status_filter
-        paginator = self.client("cleanrooms").get_paginator("list_protected_queries")
+        paginator = self.client("cleanrooms").get_paginator(operation)
         summaries = []
         for page in paginator.paginate(**kwargs, PaginationConfig={"PageSize": min(self.args.limit, 100)}):
-            summaries += page["protectedQueries"]
+            summaries += page[key]
             if len(summaries) >= self.args.limit:
                 break
         summaries = summaries[: self.args.limit]
         if not summaries:
-            print("no protected queries for this membership", file=self.stdout)
+            print(f"no protected {what} for this membership", file=self.stdout)
             return EXIT_OK
         rows = [[q["id"], q["status"], q["createTime"].isoformat(timespec="seconds"),
                  ",".join(r["analysisType"] for r in q.get("receiverConfigurations", [])) or "-"]
                 for q in summaries]
-        print(results.format_table(["query id", "status", "created", "analysis"], rows, max_rows=len(rows)),
+        print(results.format_table([f"{noun} id", "status", "created", "analysis"], rows, max_rows=len(rows)),
               file=self.stdout)
         return EXIT_OK
+
+
+def _names(templates: Callable[[], dict[str, Any]]) -> dict[str, str]:
+    """Template ARN -> name, from the outputs when they parse (a nicety for status; ids work without it)."""
+    try:
+        return {t.arn: t.name for t in templates().values()}
+    except OutputsError:
+        return {}
+
+
+def status_rows(record: dict[str, Any], parameters: dict[str, Any] | None, label: str, names: dict[str, str],
+                no_compute: str) -> list[list[str]]:
+    """One protected query's or job's fields: ``parameters`` its sqlParameters or jobParameters, ``label`` what
+    its template is called, ``no_compute`` what to say when it reports no computeConfiguration."""
+    parameters = parameters or {}
+    rows = [["id", record["id"]], ["status", record["status"]], ["created", record["createTime"].isoformat()]]
+    arn = parameters.get("analysisTemplateArn")
+    if arn:
+        rows.append([label, names.get(arn, arn)])
+    for k, v in sorted((parameters.get("parameters") or {}).items()):
+        rows.append([f"param {k}", v])
+    millis = (record.get("statistics") or {}).get("totalDurationInMillis")
+    if millis is not None:
+        rows.append(["duration", f"{millis / 1000:.1f}s"])
+    configured = record.get("computeConfiguration")
+    rows.append(["compute", describe_compute(configured) if configured else no_compute])
+    units = billed_units(record)
+    if units is not None:
+        rows.append(["billed", f"{units:g} CRPU-hours"])
+    location = result_location(record)
+    if location:
+        rows.append(["result", location])
+    members = result_members(record)
+    if members:
+        rows.append(["received by", ", ".join(members)])
+    if record.get("error"):
+        e = record["error"]
+        rows.append(["error", f"{e['code']}: {e['message']}"])
+        rows.append(["retryable", str(bool((e.get("retry") or {}).get("retryable")))])
+    return rows
 
 
 def run(args, stdin, stdout, stderr, client_factory, clock, sleep, backoff, poll=ElapsedPoll) -> int:

@@ -40,8 +40,8 @@ from queryrunner import EXIT_INTERRUPTED, EXIT_OK, EXIT_QUERY_FAILED
 from queryrunner import checks
 from queryrunner import params as qparams
 from queryrunner import results
-from queryrunner.outputs import Compute, OutputsError, PySparkTemplate, describe_compute
-from queryrunner.poll import MAX_POLL_ERRORS, Reporter, billed_units
+from queryrunner.outputs import Compute, PySparkTemplate, describe_compute
+from queryrunner.poll import Poller, Reporter, billed_units, result_location, result_members
 
 # ProtectedJobStatus of the botocore cleanrooms model: SUBMITTED, STARTED, CANCELLING are not final.
 JOB_TERMINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
@@ -99,7 +99,7 @@ class JobOutcome:
 
     @property
     def location(self) -> str | None:
-        return (((self.job.get("result") or {}).get("output") or {}).get("s3") or {}).get("location")
+        return result_location(self.job)
 
     @property
     def billed(self) -> float | None:
@@ -121,7 +121,7 @@ def describe_job_compute(configuration: dict[str, Any] | None) -> str:
     return describe_compute(configuration)
 
 
-class JobRunner:
+class JobRunner(Poller):
     """Starts a protected job, polls it to a final state, re-runs it when the service says that may help."""
 
     def __init__(self, client, membership_id: str, *, clock: Callable[[], float], sleep: Callable[[float], Any],
@@ -179,35 +179,14 @@ class JobRunner:
         return outcome
 
     def _poll(self, name: str, current: dict[str, Any], started: float) -> JobOutcome:
-        job_id, status = current["id"], current["status"]
-        policy = self.poll()
-        running_since = self.clock()
-        errors = 0
-        while status not in JOB_TERMINAL:
-            remaining = self.deadline - self.clock()
-            if remaining <= 0:
-                self.reporter.say(name, f"deadline reached after {self.clock() - started:.1f}s while {status}; "
-                                        "cancelling")
-                note = self.cancel(job_id, name)
-                return JobOutcome(name, "DEADLINE", job_id=job_id, job=current, cancel_note=note)
-            self.sleep(min(policy.delay(self.clock() - running_since), remaining))
-            try:
-                current = self.client.get_protected_job(membershipIdentifier=self.membership_id,
-                                                        protectedJobIdentifier=job_id)["protectedJob"]
-            except ClientError as exc:
-                errors += 1
-                err = exc.response.get("Error", {})
-                self.reporter.say(name, f"get_protected_job failed ({errors}/{MAX_POLL_ERRORS}): "
-                                        f"{err.get('Code')}: {err.get('Message')}")
-                if errors >= MAX_POLL_ERRORS:
-                    return JobOutcome(name, "POLL_FAILED", job_id=job_id, job={**current, "error": {
-                        "code": err.get("Code"), "message": err.get("Message")}})
-                continue
-            errors = 0
-            if current["status"] != status:
-                self.reporter.say(name, f"{status} -> {current['status']} after {self.clock() - started:.1f}s")
-                status = current["status"]
-        return JobOutcome(name, status, job_id=job_id, job=current)
+        job_id = current["id"]
+        how, current, failure = self.until_final(
+            name, current, JOB_TERMINAL, started, "get_protected_job",
+            lambda: self.client.get_protected_job(membershipIdentifier=self.membership_id,
+                                                  protectedJobIdentifier=job_id)["protectedJob"])
+        if how == "DEADLINE":
+            return JobOutcome(name, "DEADLINE", job_id=job_id, job=current, cancel_note=self.cancel(job_id, name))
+        return JobOutcome(name, how, job_id=job_id, job={**current, "error": failure} if failure else current)
 
     def cancel(self, job_id: str, name: str) -> str:
         """Ask Clean Rooms to cancel; returns what happened, for the final report."""
@@ -240,30 +219,20 @@ def fetch_results(s3, location: str) -> dict[str, results.ResultData]:
     Files directly under the location are one result, named "result". CSV unless every file of a result is
     Parquet; gzip-compressed CSV is decompressed.
     """
-    bucket, key = results.parse_s3_uri(location)
+    _, key = results.parse_s3_uri(location)
     base = key if key.endswith("/") or not key else key + "/"
-    try:
-        keys = results.list_result_keys(s3, bucket, key)
-        files = [(k, s3.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in keys]
-    except ClientError as exc:
-        err = exc.response.get("Error", {})
-        raise results.ResultsError(f"cannot read {location}: {err.get('Code')}: {err.get('Message')}") from exc
     groups: dict[str, list[tuple[str, bytes]]] = {}
-    for k, content in files:
+    for k, content in results.download(s3, location):
         relative = k[len(base):] if k.startswith(base) else k.rsplit("/", 1)[-1]
         parts = relative.split("/")
         groups.setdefault(result_name(parts[0] if len(parts) > 1 else None), []).append((k, content))
     found: dict[str, results.ResultData] = {}
     for name, members in sorted(groups.items()):
-        parquet = all(k.lower().endswith(".parquet") for k, _ in members)
-        if parquet:
-            data = results.ResultData(fmt="PARQUET", files=members)
-            results._decode_parquet(data)
+        if all(k.lower().endswith(".parquet") for k, _ in members):
+            found[name] = results.decode("PARQUET", members)
         else:
-            plain = [(k, gzip.decompress(c) if c[:2] == b"\x1f\x8b" else c) for k, c in members]
-            data = results.ResultData(fmt="CSV", files=plain)
-            results._decode_csv(data)
-        found[name] = data
+            found[name] = results.decode("CSV", [(k, gzip.decompress(c) if c[:2] == b"\x1f\x8b" else c)
+                                                 for k, c in members])
     return found
 
 
@@ -294,19 +263,11 @@ class JobCommand:
 
     def run(self) -> int:
         app, args, s = self.app, self.args, self.settings
-        checks.check_flag_ranges(args)  # cli.main checked them already; App may be driven directly
-        checks.fail("--out", checks.check_out_dir(args.out))
         s.require_all(["membership_id", "region"])
-        if s.get("membership_id") == s.get("collaboration_id"):
-            raise OutputsError("membership_id equals collaboration_id: start_protected_job needs this "
-                               "organization's membership id; check the stack outputs")
+        s.check_own_membership("start_protected_job")
         job = s.job(args.name)
         params = qparams.resolve(job.name, job.parameters, qparams.parse_assignments(args.param))
-        arn_region = job.arn.split(":")[3]
-        if arn_region != s.region:
-            raise OutputsError(f"stack output 'job_templates.{job.name}.arn' is in region {arn_region} but the runner "
-                               f"would call Clean Rooms in {s.region} ({s.label('region')}); give the region the "
-                               "templates were deployed in")
+        s.check_region_of(f"job_templates.{job.name}.arn", job.arn)
         compute = self.compute(job)
         access_arns = s.access_budgets  # checked here, used after the client exists
         # Everything local is settled: from here on, requests.
@@ -432,8 +393,7 @@ class JobCommand:
                 f"{took}) on {describe_job_compute(o.compute_used)}{billed}; results at "
                 f"{o.location or '(no S3 location reported)'}")
         if not o.location:
-            members = ", ".join(m.get("accountId", "?") for m in
-                                ((o.job.get("result") or {}).get("output") or {}).get("memberList") or [])
+            members = ", ".join(result_members(o.job))
             also = f" (the service reports member accounts {members})" if members else ""
             app.err(f"[{job.name}] job succeeded but its results could not be retrieved: the service reported no "
                     f"S3 location{also}")
@@ -454,41 +414,3 @@ class JobCommand:
         app.stdout.flush()
         app.err(f"[{job.name}] saved {', '.join(p for paths in saved.values() for p in paths)}")
         return EXIT_OK
-
-
-# -- read-only --------------------------------------------------------------------
-def job_names(settings) -> dict[str, str]:
-    """Template ARN -> job name, from job_templates when it parses (a nicety for job-status)."""
-    try:
-        return {t.arn: t.name for t in settings.job_templates().values()}
-    except OutputsError:
-        return {}
-
-
-def status_rows(job: dict[str, Any], names: dict[str, str]) -> list[list[str]]:
-    parameters = job.get("jobParameters") or {}
-    rows = [["id", job["id"]], ["status", job["status"]], ["created", job["createTime"].isoformat()]]
-    arn = parameters.get("analysisTemplateArn")
-    if arn:
-        rows.append(["job", names.get(arn, arn)])
-    for k, v in sorted((parameters.get("parameters") or {}).items()):
-        rows.append([f"param {k}", v])
-    millis = (job.get("statistics") or {}).get("totalDurationInMillis")
-    if millis is not None:
-        rows.append(["duration", f"{millis / 1000:.1f}s"])
-    rows.append(["compute", describe_job_compute(job.get("computeConfiguration"))
-                 if job.get("computeConfiguration") else "not reported"])
-    units = billed_units(job)
-    if units is not None:
-        rows.append(["billed", f"{units:g} CRPU-hours"])
-    output = (job.get("result") or {}).get("output") or {}
-    if (output.get("s3") or {}).get("location"):
-        rows.append(["result", output["s3"]["location"]])
-    members = [m["accountId"] for m in output.get("memberList") or [] if m.get("accountId")]
-    if members:
-        rows.append(["received by", ", ".join(members)])
-    if job.get("error"):
-        e = job["error"]
-        rows.append(["error", f"{e['code']}: {e['message']}"])
-        rows.append(["retryable", str(bool((e.get("retry") or {}).get("retryable")))])
-    return rows

@@ -23,14 +23,10 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from queryrunner import EXIT_INTERRUPTED, EXIT_OK, EXIT_QUERY_FAILED, EXIT_USAGE, UsageError, checks
+from queryrunner import EXIT_INTERRUPTED, EXIT_OK, EXIT_QUERY_FAILED, EXIT_USAGE, UsageError
 from queryrunner import params as qparams
 from localroom.report import cell
 from queryrunner.display import format_table
-
-# Flags that only mean something against AWS, refused with --local so none is silently ignored.
-CLOUD_FLAGS = ("outputs", "membership_id", "collaboration_id", "region", "results_bucket", "results_prefix",
-               "result_format", "profile")
 
 
 class LocalError(Exception):
@@ -62,19 +58,10 @@ class LocalApp:
         from model.errors import ConfigError
 
         self.args, self.stdout, self.stderr = args, stdout, stderr
-        given = [f"--{f.replace('_', '-')}" for f in CLOUD_FLAGS if getattr(args, f, None) is not None]
-        if given:
-            raise UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for AWS; with --local the "
-                             "stack file is read instead (--stack)")
+        # cli.main has refused the AWS-only flags (cli.AWS_ONLY) already.
         state = self.state = Path(args.state_dir or ".localroom")
         if state.exists() and not state.is_dir():
             raise UsageError(f"--state-dir {state} is a file; give a folder")
-        if args.command == "job":
-            given = [flag for flag, dest in (("--worker-type", "worker_type"), ("--workers", "workers"))
-                     if getattr(args, dest, None) is not None]
-            if given:
-                raise UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for AWS (a protected "
-                                 "job's compute); job --local runs on this machine's Spark (--spark-master)")
         self._check_engine()
         try:
             self._load()
@@ -84,33 +71,26 @@ class LocalApp:
     def _check_engine(self) -> None:
         """--engine and --spark-master: refused by name where they mean nothing; PySpark present for spark."""
         engine, master = getattr(self.args, "engine", None), getattr(self.args, "spark_master", None)
-        if self.args.command == "job":  # a PySpark job always runs on Spark
-            from localroom.spark import DEFAULT_MASTER, INSTALL_HINT, SparkUnavailable, check_master, require
+        job = self.args.command == "job"  # a PySpark job always runs on Spark
+        if not job:
+            if self.args.command != "run" and (engine is not None or master is not None):
+                given = [f for f, v in (("--engine", engine), ("--spark-master", master)) if v is not None]
+                raise UsageError(f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to run "
+                                 "(budget reads the ledger, no engine)")
+            if master is not None and engine != "spark":
+                raise UsageError("--spark-master applies only with --engine spark")
+            if engine != "spark":
+                return
+        from localroom.spark import DEFAULT_MASTER, INSTALL_HINT, SparkUnavailable, check_master, require
 
-            try:
-                require()
-            except SparkUnavailable:
-                raise UsageError(f"job --local needs PySpark 3.5, which is not installed: {INSTALL_HINT}") from None
-            problem = check_master(master or DEFAULT_MASTER)
-            if problem:
-                raise UsageError(problem)
-            return
-        if self.args.command != "run" and (engine is not None or master is not None):
-            given = [f for f, v in (("--engine", engine), ("--spark-master", master)) if v is not None]
-            raise UsageError(f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} to run "
-                             "(budget reads the ledger, no engine)")
-        if master is not None and engine != "spark":
-            raise UsageError("--spark-master applies only with --engine spark")
-        if engine == "spark":
-            from localroom.spark import DEFAULT_MASTER, SparkUnavailable, check_master, require
-
-            try:
-                require()
-            except SparkUnavailable as exc:
-                raise UsageError(str(exc)) from None
-            problem = check_master(master or DEFAULT_MASTER)
-            if problem:
-                raise UsageError(problem)
+        try:
+            require()
+        except SparkUnavailable as exc:
+            raise UsageError(f"job --local needs PySpark 3.5, which is not installed: {INSTALL_HINT}" if job
+                             else str(exc)) from None
+        problem = check_master(master or DEFAULT_MASTER)
+        if problem:
+            raise UsageError(problem)
 
     def backend(self):
         """The engine for LocalCleanRoom: None for DuckDB (its default), else Spark, started here."""
@@ -158,7 +138,7 @@ class LocalApp:
         spec = self.collab.budget
         if spec is None:
             return None
-        path = Path(self.args.state_dir or ".localroom") / self.stack / "privacy-budget.json"
+        path = self.state / self.stack / "privacy-budget.json"
         return Ledger(path, self.stack, calibrate(spec.epsilon, spec.users_noise_per_query), spec.auto_refresh)
 
     def access(self):
@@ -216,13 +196,9 @@ class LocalApp:
         from model.validator import validate
 
         args = self.args
-        if args.max_rows < 0:
-            raise UsageError("--max-rows must be >= 0")
         if args.seed is not None and args.seed < 0:
             raise UsageError("--seed must be >= 0")
         out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {args.out} is a file; give a folder")
         jobs = self.jobs()
         # Every template is checked before anything runs: a refusal is an input error, nothing is run.
         checked, refusals = [], []
@@ -400,7 +376,6 @@ class LocalApp:
         from model.jobs import check_jobs
 
         args = self.args
-        checks.fail("--out", checks.check_out_dir(args.out))
         out = Path(args.out)
         jobs = {j.name: j for j in self.settings.jobs}
         if args.name not in jobs:

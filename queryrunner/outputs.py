@@ -184,6 +184,20 @@ class Settings:
                else "is this the analyst stack, deployed with the analyst role?")
         raise OutputsError(f"missing stack output{'s' if len(missing) > 1 else ''} {names}: {why}; {HOW_TO_GET}")
 
+    def check_own_membership(self, operation: str) -> None:
+        """The membership id is not the collaboration id, the classic mix-up: ``operation`` needs the membership's."""
+        if self.get("membership_id") == self.get("collaboration_id"):
+            raise OutputsError(f"membership_id equals collaboration_id: {operation} needs this organization's "
+                               "membership id; check the stack outputs")
+
+    def check_region_of(self, key: str, arn: str) -> None:
+        """A template's ARN (stack output ``key``) is in the region the runner calls."""
+        arn_region = arn.split(":")[3]
+        if arn_region != self.region:
+            raise OutputsError(f"stack output '{key}' is in region {arn_region} but the runner would call Clean Rooms "
+                               f"in {self.region} ({self.label('region')}); give the region the templates were "
+                               "deployed in")
+
     @property
     def membership_id(self) -> str:
         return self.require("membership_id")
@@ -450,42 +464,30 @@ def _job(name: str, spec: Any) -> PySparkTemplate:
                                                                                 "min_orders"), OutputsError)
     return PySparkTemplate(name=name, arn=spec["arn"], id=spec["id"], sha256=spec["sha256"].lower(),
                            parameters=params, tables=_tables(where, spec.get("tables")),
-                           compute=_job_compute(f"{where}.compute", spec.get("compute")))
+                           compute=_compute(f"{where}.compute", spec.get("compute"), job=True))
 
 
-def _job_compute(where: str, value: Any) -> Compute | None:
-    """job_templates.<name>.compute: null, or {"workerType": "CR.1X"|"CR.4X", "workers": 4-128}."""
+def _compute(where: str, value: Any, job: bool = False) -> Compute | None:
+    """A {"workerType": ..., "workers": ...} output; ``where`` lacks the closing quote. Either key may be absent
+    (the stack's and a template's compute); ``job``: job_templates.<name>.compute, a job's worker types and counts."""
     if value is None:
         return None
-    lo, hi = checks.JOB_WORKERS
+    if job:
+        types, (lo, hi), check_type, check_number = (checks.JOB_WORKER_TYPES, checks.JOB_WORKERS,
+                                                     checks.check_job_worker_type, checks.check_job_workers)
+    else:
+        types, (lo, hi), check_type, check_number = (checks.WORKER_TYPES, checks.SQL_WORKERS,
+                                                     checks.check_worker_type, checks.check_workers)
     if not isinstance(value, dict):
-        raise OutputsError(f"{where}' must be an object {{\"workerType\": \"{'|'.join(checks.JOB_WORKER_TYPES)}\", "
+        raise OutputsError(f"{where}' must be an object {{\"workerType\": \"{'|'.join(types)}\", "
                            f"\"workers\": {lo}-{hi}}} or null, got {checks.json_type(value)}")
     kind, number = value.get("workerType"), value.get("workers")
     if kind is not None:
-        checks.fail(f"{where}.workerType'", checks.check_job_worker_type(kind), OutputsError)
+        checks.fail(f"{where}.workerType'", check_type(kind), OutputsError)
     if isinstance(number, float) and number.is_integer():
         number = int(number)  # JSON has one number type
     if number is not None:
-        checks.fail(f"{where}.workers'", checks.check_job_workers(number), OutputsError)
-    return Compute(kind, number)
-
-
-def _compute(where: str, value: Any) -> Compute | None:
-    """A {"workerType": ..., "workers": ...} output (either key may be absent); ``where`` lacks the closing quote."""
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise OutputsError(f"{where}' must be an object {{\"workerType\": \"{'|'.join(checks.WORKER_TYPES)}\", "
-                           f"\"workers\": {checks.SQL_WORKERS[0]}-{checks.SQL_WORKERS[1]}}} or null, "
-                           f"got {checks.json_type(value)}")
-    kind, number = value.get("workerType"), value.get("workers")
-    if kind is not None:
-        checks.fail(f"{where}.workerType'", checks.check_worker_type(kind), OutputsError)
-    if isinstance(number, float) and number.is_integer():
-        number = int(number)  # JSON has one number type
-    if number is not None:
-        checks.fail(f"{where}.workers'", checks.check_workers(number), OutputsError)
+        checks.fail(f"{where}.workers'", check_number(number), OutputsError)
     return Compute(kind, number)
 
 

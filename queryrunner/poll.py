@@ -176,7 +176,57 @@ def is_retryable(error: dict[str, Any] | None) -> bool:
     return error.get("code") in TRANSIENT_ERROR_CODES
 
 
-class QueryRunner:
+class Poller:
+    """The poll loop that protected queries (QueryRunner) and protected jobs (queryrunner/jobs.py) share.
+
+    A subclass sets ``clock``, ``sleep``, ``deadline``, ``poll`` (a factory of poll policies) and ``reporter``.
+    """
+
+    def stopped(self) -> bool:
+        """Whether to stop polling after a sleep (Ctrl-C in another thread)."""
+        return False
+
+    def until_final(self, name: str, record: dict[str, Any], final: frozenset[str], started: float,
+                    operation: str, get: Callable[[], dict[str, Any]]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """Poll ``get`` (one ``operation`` call) until the record's status is in ``final``, under the deadline.
+
+        Returns (how, record, error): ``how`` is the final status, DEADLINE (the caller cancels), INTERRUPTED
+        or POLL_FAILED (MAX_POLL_ERRORS failed calls in a row; ``error`` is the last one's code and message);
+        ``record`` is the last one read.
+        """
+        status = record["status"]
+        policy = self.poll()
+        running_since = self.clock()  # the record's own start: a retry's new query or job starts from zero
+        poll_errors = 0
+        while status not in final:
+            remaining = self.deadline - self.clock()
+            if remaining <= 0:
+                self.reporter.say(name, f"deadline reached after {self.clock() - started:.1f}s while {status}; "
+                                        "cancelling")
+                return "DEADLINE", record, {}
+            self.sleep(min(policy.delay(self.clock() - running_since), remaining))
+            if self.stopped():
+                return "INTERRUPTED", record, {}
+            try:
+                record = get()
+            except ClientError as exc:
+                # botocore already retried throttling; a few more failures in a row
+                # mean something persistent (permissions, the query is gone).
+                poll_errors += 1
+                err = exc.response.get("Error", {})
+                self.reporter.say(name, f"{operation} failed ({poll_errors}/{MAX_POLL_ERRORS}): "
+                                        f"{err.get('Code')}: {err.get('Message')}")
+                if poll_errors >= MAX_POLL_ERRORS:
+                    return "POLL_FAILED", record, {"code": err.get("Code"), "message": err.get("Message")}
+                continue
+            poll_errors = 0
+            if record["status"] != status:
+                self.reporter.say(name, f"{status} -> {record['status']} after {self.clock() - started:.1f}s")
+                status = record["status"]
+        return status, record, {}
+
+
+class QueryRunner(Poller):
     """Runs analysis templates as protected queries for one membership.
 
     Thread-safe: `run --all` calls `execute` from several threads. Query ids in
@@ -308,41 +358,21 @@ class QueryRunner:
                 self._in_flight.pop(query_id, None)
         return outcome
 
+    def stopped(self) -> bool:
+        return self.stop_event.is_set()
+
     def _poll(self, name: str, query: dict[str, Any], started: float) -> Outcome:
-        query_id, status = query["id"], query["status"]
-        policy = self.poll()
-        running_since = self.clock()  # the query's own start: a retry's new query starts from zero
-        poll_errors = 0
-        while status not in TERMINAL:
-            remaining = self.deadline - self.clock()
-            if remaining <= 0:
-                self.reporter.say(name, f"deadline reached after {self.clock() - started:.1f}s while {status}; "
-                                        "cancelling")
-                self.cancel(query_id, name)
-                return Outcome(name, "DEADLINE", query_id=query_id, query=query,
-                               error_code="DEADLINE_EXCEEDED",
-                               error_message=f"no final state before the deadline (last status {status})")
-            self.sleep(min(policy.delay(self.clock() - running_since), remaining))
-            if self.stop_event.is_set():
-                return Outcome(name, "INTERRUPTED", query_id=query_id, query=query)
-            try:
-                query = self.client.get_protected_query(membershipIdentifier=self.membership_id,
-                                                        protectedQueryIdentifier=query_id)["protectedQuery"]
-            except ClientError as exc:
-                # botocore already retried throttling; a few more failures in a row
-                # mean something persistent (permissions, the query is gone).
-                poll_errors += 1
-                err = exc.response.get("Error", {})
-                self.reporter.say(name, f"get_protected_query failed ({poll_errors}/{MAX_POLL_ERRORS}): "
-                                        f"{err.get('Code')}: {err.get('Message')}")
-                if poll_errors >= MAX_POLL_ERRORS:
-                    return Outcome(name, "POLL_FAILED", query_id=query_id, query=query,
-                                   error_code=err.get("Code"), error_message=err.get("Message"))
-                continue
-            poll_errors = 0
-            if query["status"] != status:
-                self.reporter.say(name, f"{status} -> {query['status']} after {self.clock() - started:.1f}s")
-                status = query["status"]
-        error = query.get("error") or {}
-        return Outcome(name, status, query_id=query_id, query=query,
+        query_id = query["id"]
+        how, query, failure = self.until_final(
+            name, query, TERMINAL, started, "get_protected_query",
+            lambda: self.client.get_protected_query(membershipIdentifier=self.membership_id,
+                                                    protectedQueryIdentifier=query_id)["protectedQuery"])
+        if how == "DEADLINE":
+            self.cancel(query_id, name)
+            return Outcome(name, "DEADLINE", query_id=query_id, query=query, error_code="DEADLINE_EXCEEDED",
+                           error_message=f"no final state before the deadline (last status {query['status']})")
+        if how == "INTERRUPTED":
+            return Outcome(name, "INTERRUPTED", query_id=query_id, query=query)
+        error = failure or query.get("error") or {}
+        return Outcome(name, how, query_id=query_id, query=query,
                        error_code=error.get("code"), error_message=error.get("message"))

@@ -61,20 +61,29 @@ def list_result_keys(s3, bucket: str, key: str) -> list[str]:
     return sorted(keys)
 
 
-def fetch(s3, location: str, fmt: str) -> ResultData:
+def download(s3, location: str) -> list[tuple[str, bytes]]:
+    """The data files at ``location`` (one object, or every part under a prefix) as (key, content), in key order."""
     bucket, key = parse_s3_uri(location)
     try:
         keys = list_result_keys(s3, bucket, key)
-        files = [(k, s3.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in keys]
+        return [(k, s3.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in keys]
     except ClientError as exc:
         err = exc.response.get("Error", {})
         raise ResultsError(f"cannot read {location}: {err.get('Code')}: {err.get('Message')}") from exc
+
+
+def decode(fmt: str, files: list[tuple[str, bytes]]) -> ResultData:
+    """Downloaded files of one result, read as PARQUET or CSV (header once, rows of every part)."""
     data = ResultData(fmt=fmt, files=files)
     if fmt == "PARQUET":
         _decode_parquet(data)
     else:
         _decode_csv(data)
     return data
+
+
+def fetch(s3, location: str, fmt: str) -> ResultData:
+    return decode(fmt, download(s3, location))
 
 
 def _decode_csv(data: ResultData) -> None:

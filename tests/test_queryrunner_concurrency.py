@@ -22,6 +22,7 @@ from queryrunner.cli import main
 from queryrunner.outputs import Template
 from queryrunner.poll import Backoff, ElapsedPoll, QueryRunner, Reporter
 from queryrunner.simulate import FakeCleanRooms, VirtualTime, run_benchmark
+from tests.test_queryrunner_run import NoJitter
 
 REGION = "us-east-1"
 ACCOUNT = "111122223333"
@@ -70,10 +71,6 @@ def test_a_finished_query_is_noticed_within_a_tenth_of_its_duration(duration, se
 
 def test_the_old_doubling_policy_was_late_by_up_to_the_query_itself():
     """Polls at 1, 3, 7, 15, 31 s (jitter off): a 16 s query is seen at 31 s, nearly twice its duration."""
-    class NoJitter(random.Random):
-        def random(self):
-            return 1.0
-
     _, _, wall = run_virtual([16.0], 1, poll=lambda: Backoff(rng=NoJitter()))
     assert wall == pytest.approx(31.0)
     _, _, wall = run_virtual([16.0], 1, poll=lambda: ElapsedPoll(rng=NoJitter()))

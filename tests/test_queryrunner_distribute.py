@@ -8,14 +8,13 @@ import copy
 import datetime as dt
 
 from tests.test_queryrunner_run import (  # noqa: F401 (env is the fixture)
-    ACCOUNT, BUCKET, COLLABORATION_ID, CREATED, CSV_PART_1, MEMBERSHIP_ARN, MEMBERSHIP_ID, OUTPUTS, Q1, Q2, REACH_ARN,
-    REGION, env, get_params, query, start_params, success)
+    ACCOUNT, BUCKET, COLLABORATION_ID, CREATED, CSV_PART_1, MEMBERSHIP_ARN, MEMBERSHIP_ID, OUTPUTS, PBT_ID, Q1, Q2,
+    REACH_ARN, REGION, env, get_params, query, start_params, success)
 
 R1, R2 = "222233334444", "555566667777"
 MEDIA_ASSOC = ("arn:aws:cleanrooms:us-east-1:777788889999:membership/2b1a0998-7f6e-4d5c-a4b3-f2e1d0c9b8a7/"
                "configuredtableassociation/9e8d7c6b-5a49-4382-b716-05f4e3d2c1b0")
 RETAIL_ASSOC = f"{MEMBERSHIP_ARN}/configuredtableassociation/3c2b1a09-8f7e-4d6c-b5a4-938271605f4e"
-PBT_ID = "4a5b6c7d-8e9f-4012-b345-678901234567"
 
 
 def distribute_params(receivers, **kw) -> dict:

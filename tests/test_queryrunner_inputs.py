@@ -49,21 +49,24 @@ RUN = ["run", "customer_segments", "--outputs", "-"]
 
 def outputs(**changes) -> str:
     """The good outputs with some keys replaced, as `pulumi stack output --json` would print them."""
-    data = copy.deepcopy(GOOD)
-    data.update(changes)
-    return json.dumps(data)
+    return json.dumps({**GOOD, **changes})
 
 
-def template(**changes) -> str:
-    """The good outputs with fields of the customer_segments template replaced (None deletes)."""
-    data = copy.deepcopy(GOOD)
-    spec = data["analysis_templates"]["customer_segments"]
+def edited(good: dict, group: str, name: str, changes: dict) -> str:
+    """``good`` with fields of ``good[group][name]`` replaced (None deletes), as JSON."""
+    data = copy.deepcopy(good)
+    spec = data[group][name]
     for key, value in changes.items():
         if value is None:
             spec.pop(key, None)
         else:
             spec[key] = value
     return json.dumps(data)
+
+
+def template(**changes) -> str:
+    """The good outputs with fields of the customer_segments template replaced (None deletes)."""
+    return edited(GOOD, "analysis_templates", "customer_segments", changes)
 
 
 def param(**changes) -> str:
@@ -87,21 +90,12 @@ J = json.dumps(JOBS_GOOD)
 
 def job_outputs(**changes) -> str:
     """The good job outputs with some keys replaced."""
-    data = copy.deepcopy(JOBS_GOOD)
-    data.update(changes)
-    return json.dumps(data)
+    return json.dumps({**JOBS_GOOD, **changes})
 
 
 def job(**changes) -> str:
     """The good job outputs with fields of job_templates.retail_order_mix replaced (None deletes)."""
-    data = copy.deepcopy(JOBS_GOOD)
-    spec = data["job_templates"]["retail_order_mix"]
-    for key, value in changes.items():
-        if value is None:
-            spec.pop(key, None)
-        else:
-            spec[key] = value
-    return json.dumps(data)
+    return edited(JOBS_GOOD, "job_templates", "retail_order_mix", changes)
 
 
 # (argv, standard input (the stack outputs for --outputs -) or None, what the one error line must contain)

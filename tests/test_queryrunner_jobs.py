@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import base64
 import copy
-import datetime as dt
 import gzip
 import hashlib
 import io
 import json
 import os
-import random
 
-import boto3
 import botocore.session
 import pytest
 from botocore.stub import Stubber
@@ -26,25 +23,19 @@ from queryrunner import jobs as qjobs
 from queryrunner.cli import main
 from queryrunner.outputs import Compute, Settings, load_outputs
 from queryrunner.poll import Backoff, ElapsedPoll
+from tests.test_queryrunner_distribute import access_summary, queue_access
+from tests.test_queryrunner_run import (ACCOUNT, BUCKET, COLLABORATION_ID, CREATED, MEMBERSHIP_ARN, MEMBERSHIP_ID,
+                                        REGION, SESSION, FakeTime, NoJitter)
 
-REGION = "us-east-1"
-ACCOUNT = "111122223333"
-MEMBERSHIP_ID = "5f0e2c1a-8b7d-4c3e-9a10-2b3c4d5e6f70"
-COLLABORATION_ID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
-MEMBERSHIP_ARN = f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:membership/{MEMBERSHIP_ID}"
 COLLABORATION_ARN = f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:collaboration/{COLLABORATION_ID}"
 JOB_ID = "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d"
 JOB_ARN = f"{MEMBERSHIP_ARN}/analysistemplate/{JOB_ID}"
 J1 = "c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e6f"
 J2 = "d4e5f6a7-b8c9-4d0e-9f1a-2b3c4d5e6f7a"
-BUCKET = "analyst-results-111122223333"
 ARTIFACTS = "org-a-cleanrooms-artifacts-111122223333"
 RETAIL_ASSOC = f"{MEMBERSHIP_ARN}/configuredtableassociation/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
-PBT_ID = "4a5b6c7d-8e9f-4012-b345-678901234567"
 SCRIPT = b"def entrypoint(context):\n    return {'results': {}}\n"
 DIGEST = hashlib.sha256(SCRIPT).hexdigest()
-CREATED = dt.datetime(2025, 11, 25, 10, 0, tzinfo=dt.timezone.utc)
-SESSION = boto3.Session(region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
 
 OUTPUTS = {
     "organization": "org-a", "account_id": ACCOUNT, "region": REGION, "roles": ["analyst"],
@@ -65,29 +56,6 @@ LOCATION = f"s3://{BUCKET}/results/jobs/{J1}/"
 ORDER_MIX_1 = "region,order_band,customers,total_purchase\nnorth,1-9,120,5420.50\n"
 ORDER_MIX_2 = "region,order_band,customers,total_purchase\nsouth,10-19,98,6175.00\n"
 TOTALS = "region,customers\nnorth,120\nsouth,98\n"
-
-
-class FakeTime:
-    """clock + sleep: sleeping advances the clock instantly and is recorded; optionally Ctrl-C on the n-th sleep."""
-
-    def __init__(self, interrupt_on_sleep: int | None = None):
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        self.interrupt_on_sleep = interrupt_on_sleep
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        if self.interrupt_on_sleep == len(self.sleeps):
-            raise KeyboardInterrupt
-        self.now += seconds
-
-
-class NoJitter(random.Random):
-    def random(self) -> float:
-        return 1.0
 
 
 # -- responses, shaped by the cleanrooms model (Stubber checks them) ---------------------------------------
@@ -333,22 +301,17 @@ def test_a_local_script_that_is_not_the_deployed_one_is_a_warning(env, tmp_path)
 
 
 # -- access budgets ------------------------------------------------------------------------------------------
-def access_summary(remaining: int) -> dict:
-    return {"id": "5b6c7d8e-9f01-4234-8567-89abcdef0123", "privacyBudgetTemplateId": PBT_ID,
-            "privacyBudgetTemplateArn": f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:privacybudgettemplate/{PBT_ID}",
-            "membershipId": MEMBERSHIP_ID, "membershipArn": MEMBERSHIP_ARN, "collaborationId": COLLABORATION_ID,
-            "collaborationArn": COLLABORATION_ARN, "type": "ACCESS_BUDGET", "createTime": CREATED,
-            "updateTime": CREATED,
-            "budget": {"accessBudget": {"resourceArn": RETAIL_ASSOC, "aggregateRemainingBudget": remaining, "details": [
-                {"startTime": CREATED, "remainingBudget": remaining, "budget": 10, "budgetType": "LIFETIME"}]}}}
+def lifetime(remaining: int) -> dict:
+    """retail_purchases's access budget: 10 uses over its lifetime, ``remaining`` of them left."""
+    return access_summary(RETAIL_ASSOC, remaining, [{"startTime": CREATED, "remainingBudget": remaining, "budget": 10,
+                                                     "budgetType": "LIFETIME"}])
 
 
 def test_a_table_with_no_access_budget_left_stops_the_job_before_it_starts(env):
     outputs = copy.deepcopy(OUTPUTS)
     outputs["access_budgets"] = {"retail_purchases": RETAIL_ASSOC}
     env.stub.add_response("get_analysis_template", template_response(), TEMPLATE_PARAMS)
-    env.stub.add_response("list_privacy_budgets", {"privacyBudgetSummaries": [access_summary(0)]},
-                          {"membershipIdentifier": MEMBERSHIP_ID, "privacyBudgetType": "ACCESS_BUDGET"})
+    queue_access(env, lifetime(0))
 
     code = env.run("job", "retail_order_mix", outputs=outputs)
 
@@ -363,8 +326,7 @@ def test_access_budget_left_lets_the_job_run(env):
     outputs["access_budgets"] = {"retail_purchases": RETAIL_ASSOC}
     env.put(f"results/jobs/{J1}/totals/part-0.csv", TOTALS)
     env.stub.add_response("get_analysis_template", template_response(), TEMPLATE_PARAMS)
-    env.stub.add_response("list_privacy_budgets", {"privacyBudgetSummaries": [access_summary(3)]},
-                          {"membershipIdentifier": MEMBERSHIP_ID, "privacyBudgetType": "ACCESS_BUDGET"})
+    queue_access(env, lifetime(3))
     env.stub.add_response("start_protected_job", protected_job(J1, "SUBMITTED"), start_params())
     env.stub.add_response("get_protected_job", succeeded(J1), get_params(J1))
 
