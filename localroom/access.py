@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from localroom.ledger import LedgerError, locked, write_atomically
+from localroom.ledger import LedgerError, locked, period_bounds, write_atomically
 from model.config import AccessBudgetSpec
 
 VERSION = 1
@@ -71,27 +71,6 @@ class AccessExhausted(Exception):
     def __init__(self, statuses: list["TableAccess"]):
         self.statuses = statuses
         super().__init__("; ".join(s.refusal() for s in statuses))
-
-
-def period_bounds(period: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    """The calendar period (UTC) that holds ``now``: [start, end)."""
-    now = now.astimezone(dt.timezone.utc)
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "CALENDAR_DAY":
-        return day, day + dt.timedelta(days=1)
-    if period == "CALENDAR_WEEK":
-        start = day - dt.timedelta(days=day.weekday())  # Monday
-        return start, start + dt.timedelta(days=7)
-    if period == "CALENDAR_MONTH":
-        start = day.replace(day=1)
-        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-        return start, end
-    raise ValueError(f"not a calendar period: {period!r}")
-
-
-def spec_record(spec: AccessBudgetSpec) -> dict:
-    return {"period": spec.period, "periodBudget": spec.period_budget, "autoRefresh": spec.auto_refresh,
-            "lifetime": spec.lifetime}
 
 
 @dataclass(frozen=True)
@@ -178,7 +157,7 @@ class AccessLedger:
     def _current(self, tables: dict, table: str) -> dict | None:
         """The table's section if it was recorded under the budget its owner sets now (else it was edited)."""
         section = tables.get(table)
-        if section is None or section["budget"] != spec_record(self.budgets[table][1]):
+        if section is None or section["budget"] != self.budgets[table][1].export():
             return None
         return section
 
@@ -241,7 +220,7 @@ class AccessLedger:
             for table in wanted:
                 section = self._current(data, table)
                 if section is None:  # first use under this budget (new, or edited: the balance resets)
-                    section = data[table] = {"budget": spec_record(self.budgets[table][1]), "since": now, "uses": []}
+                    section = data[table] = {"budget": self.budgets[table][1].export(), "since": now, "uses": []}
                 section["uses"].append(Use(now, run_id, by))
             self._write(data)
         return wanted

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from model.stackfiles import ROOT
 
 
 def measure(argv: list[str]) -> tuple[float, int]:

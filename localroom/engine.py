@@ -33,6 +33,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope
 
@@ -41,8 +42,6 @@ from model.budget import dp_type, final_aggregates
 from model.collaboration import Collaboration
 from model.datasets import Dataset, load_into
 from model.validator.analysis import Analysis, BaseColumn, aggregates_in, build
-
-DIALECT = "duckdb"
 
 
 class LocalLimitation(Exception):
@@ -71,10 +70,6 @@ class Enforcement:
     usage: Counter = field(default_factory=Counter)
     seeded: bool = False
 
-    @property
-    def differential_privacy(self) -> bool:
-        return bool(self.usage)
-
 
 @dataclass
 class LocalResult:
@@ -99,22 +94,18 @@ class DuckDB:
 
     def __init__(self):
         self.con = duckdb.connect()
-        self._rows_per_key: dict[tuple[str, str], int] = {}
 
     def load(self, tables: dict[str, Dataset]) -> dict[str, int]:
         """Read each dataset into a table named by its alias; the row counts (ConfigError names file and line)."""
         return {alias: load_into(self.con, dataset, alias) for alias, dataset in tables.items()}
 
     def rows_per_key(self, table: str, column: str) -> int:
-        """The most rows any one value of ``table.column`` has (cached: the tables never change)."""
-        if (table, column) not in self._rows_per_key:
-            quoted = '"' + column.replace('"', '""') + '"'
-            # Grouped by a 64-bit hash of the key, which is faster on long keys; a collision can
-            # only make the count larger, so this stays an upper bound (1 still proves uniqueness).
-            self._rows_per_key[(table, column)] = self.exec(
-                f'SELECT coalesce(max(c), 0) FROM (SELECT count(*) AS c FROM "{table}" '
-                f"WHERE {quoted} IS NOT NULL GROUP BY hash({quoted}))")[0][0]
-        return self._rows_per_key[(table, column)]
+        """The most rows any one value of ``table.column`` has."""
+        quoted = '"' + column.replace('"', '""') + '"'
+        # Grouped by a 64-bit hash of the key, which is faster on long keys; a collision can
+        # only make the count larger, so this stays an upper bound (1 still proves uniqueness).
+        return self.exec(f'SELECT coalesce(max(c), 0) FROM (SELECT count(*) AS c FROM "{table}" '
+                         f"WHERE {quoted} IS NOT NULL GROUP BY hash({quoted}))")[0][0]
 
     def sql(self, sql: str, params: dict[str, Any]) -> pa.Table:
         return self._relation(sql, params).to_arrow_table()
@@ -123,8 +114,7 @@ class DuckDB:
         return self._relation(sql, params).fetchall()[0][0]
 
     def exec(self, sql: str, params: dict[str, Any] | None = None) -> list:
-        used = {p.name for p in _placeholders(sql, self.dialect)} if params else set()
-        return self.con.execute(sql, {k: v for k, v in params.items() if k in used} if used else None).fetchall()
+        return self.con.execute(sql, used_params(sql, self.dialect, params) or None).fetchall()
 
     def materialize(self, name: str, sql: str, params: dict[str, Any]) -> None:
         self.exec(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}", params)
@@ -142,8 +132,7 @@ class DuckDB:
         return _first_line(exc)
 
     def _relation(self, sql: str, params: dict[str, Any]):
-        used = {p.name for p in _placeholders(sql, self.dialect)}
-        return self.con.sql(sql, params={k: v for k, v in params.items() if k in used} or None)
+        return self.con.sql(sql, params=used_params(sql, self.dialect, params) or None)
 
 
 class LocalCleanRoom:
@@ -153,6 +142,7 @@ class LocalCleanRoom:
         self.collab = collab
         self.db = backend if backend is not None else DuckDB()
         self.loaded: dict[str, int] = {}
+        self._rows_per_key: dict[tuple[str, str], int] = {}
 
     @property
     def dialect(self) -> str:
@@ -160,16 +150,15 @@ class LocalCleanRoom:
         return self.db.dialect
 
     def rows_per_key(self, table: str, column: str) -> int:
-        return self.db.rows_per_key(table, column)
+        """The most rows any one value of ``table.column`` has (cached: the room loads each table once)."""
+        if (table, column) not in self._rows_per_key:
+            self._rows_per_key[(table, column)] = self.db.rows_per_key(table, column)
+        return self._rows_per_key[(table, column)]
 
     def load(self, aliases) -> None:
         todo = {alias: self.collab.tables[alias].dataset for alias in sorted(aliases) if alias not in self.loaded}
         if todo:
             self.loaded.update(self.db.load(todo))
-
-    def plain_sql(self, analysis: Analysis) -> str:
-        """The template as the engine runs it with no rules at all (the benchmark's baseline)."""
-        return analysis.tree.sql(dialect=self.dialect)
 
     def run(self, analysis: Analysis, params: dict[str, Any], noise, calibration: Calibration | None) -> LocalResult:
         self.load(analysis.tables)
@@ -182,10 +171,12 @@ class LocalCleanRoom:
             raise RunFailed(self.db.message(exc)) from None
 
 
-def _placeholders(sql: str, dialect: str = DIALECT) -> list[exp.Placeholder]:
-    import sqlglot
-
-    return list(sqlglot.parse_one(sql, read=dialect).find_all(exp.Placeholder))
+def used_params(sql: str, dialect: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """The values of ``params`` that ``sql`` has a marker for (both engines refuse a value without one)."""
+    if not params:
+        return {}
+    used = {p.name for p in sqlglot.parse_one(sql, read=dialect).find_all(exp.Placeholder)}
+    return {k: v for k, v in params.items() if k in used}
 
 
 def _first_line(exc: Exception) -> str:
@@ -209,7 +200,7 @@ class _Aggregate:
 
 
 class Plan:
-    def __init__(self, analysis: Analysis, dialect: str = DIALECT):
+    def __init__(self, analysis: Analysis, dialect: str):
         self.dialect = dialect
         tree = analysis.tree.copy()
         self.analysis = build(analysis.template, analysis.collab, tree)
@@ -310,11 +301,7 @@ class Plan:
         aggregates = _classify(calls, user is not None)
         outputs = {a.index: _output_of(select, a.node) for a in aggregates}
 
-        phase1 = exp.Select()
-        for key in ("with_", "from_", "joins", "where", "group"):
-            if select.args.get(key) is not None:
-                value = select.args[key]
-                phase1.set(key, [v.copy() for v in value] if isinstance(value, list) else value.copy())
+        phase1 = _with_clauses(exp.Select(), select, ("with_", "from_", "joins", "where", "group"))
         groups = list(select.args["group"].expressions) if grouped else []
         projections = [exp.alias_(g.copy(), f"__g{i}") for i, g in enumerate(groups)]
         for agg in aggregates:
@@ -404,12 +391,9 @@ class Plan:
     # -- differential privacy ---------------------------------------------------
     def _contribution_limit(self, room, select, params, user: exp.Expression) -> int:
         """The most rows one user contributes to the query's input (the UCL, configure-differential-privacy)."""
-        contributions = exp.Select(expressions=[exp.alias_(user.copy(), "u"),
-                                                exp.alias_(exp.Count(this=exp.Star()), "c")])
-        for key in ("with_", "from_", "joins", "where"):
-            if select.args.get(key) is not None:
-                value = select.args[key]
-                contributions.set(key, [v.copy() for v in value] if isinstance(value, list) else value.copy())
+        contributions = _with_clauses(exp.Select(expressions=[exp.alias_(user.copy(), "u"),
+                                                              exp.alias_(exp.Count(this=exp.Star()), "c")]),
+                                      select, ("with_", "from_", "joins", "where"))
         contributions.set("group", exp.Group(expressions=[user.copy()]))
         sql = contributions.sql(dialect=self.dialect)
         return room.db.scalar(f"SELECT max(c) FROM ({sql}) AS __contributions", params) or 1
@@ -481,6 +465,15 @@ def _materialize(room: LocalCleanRoom, select: exp.Select, extra: list[exp.Expre
         if select.args.get(key) is not None:
             select.set(key, select.args[key].transform(rename, copy=False))
     return [e.transform(rename) for e in extra]
+
+
+def _with_clauses(target: exp.Select, select: exp.Select, keys: tuple[str, ...]) -> exp.Select:
+    """``target`` with copies of ``select``'s clauses ``keys`` (those it has)."""
+    for key in keys:
+        value = select.args.get(key)
+        if value is not None:
+            target.set(key, [v.copy() for v in value] if isinstance(value, list) else value.copy())
+    return target
 
 
 def _conjuncts(node: exp.Expression):

@@ -41,6 +41,7 @@ from typing import Any, Mapping
 import pyarrow as pa
 
 from model.collaboration import Table
+from model.templates import shown_path as shown  # a script is named as the validator names a template
 
 # A result name becomes a folder (in S3) and a file name (here): the cloud runner (queryrunner/jobs.py
 # result_name) replaces the same characters, so both save a result under the same name.
@@ -52,14 +53,6 @@ _NETWORK = {"boto3", "botocore", "requests", "urllib", "urllib3", "http", "socke
 
 class JobFailed(Exception):
     """The script failed, returned something else than its results, or Spark could not compute them (exit 1)."""
-
-
-def shown(path: Path) -> str:
-    """``path`` relative to the working directory when it is under it (as the validator names files)."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def result_file(name: str) -> str:

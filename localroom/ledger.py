@@ -68,8 +68,7 @@ class Ledger:
     def period_start(self) -> dt.datetime | None:
         if self.auto_refresh != "CALENDAR_MONTH":
             return None
-        now = self.now()
-        return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return period_bounds("CALENDAR_MONTH", self.now())[0]
 
     def spent(self) -> float:
         start = self.period_start()
@@ -112,6 +111,25 @@ class Ledger:
             "usersNoisePerQuery": self.calibration.users_noise_per_query, "autoRefresh": self.auto_refresh,
             "charges": [{"at": c.at.isoformat(), "template": c.template, "run_id": c.run_id,
                          "usage": c.usage, "fraction": c.fraction} for c in charges]})
+
+
+def period_bounds(period: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The calendar period (UTC) that holds ``now``: [start, end).
+
+    The privacy budget's month (autoRefresh CALENDAR_MONTH) and the access budgets' periods.
+    """
+    now = now.astimezone(dt.timezone.utc)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "CALENDAR_DAY":
+        return day, day + dt.timedelta(days=1)
+    if period == "CALENDAR_WEEK":
+        start = day - dt.timedelta(days=day.weekday())  # Monday
+        return start, start + dt.timedelta(days=7)
+    if period == "CALENDAR_MONTH":
+        start = day.replace(day=1)
+        end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+        return start, end
+    raise ValueError(f"not a calendar period: {period!r}")
 
 
 # The discipline every state file of the local room follows (this ledger, localroom/access.py's):

@@ -30,36 +30,42 @@ PREFERRED = ("age_group", "region", "customer_count")  # the dashboard's fields
 
 
 def latest_runs(out: Path) -> list[dict]:
-    runs: dict[str, dict] = {}
-    for record in sorted(out.glob("*/*.json")):
-        try:
-            data = json.loads(record.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        csv = record.with_suffix(".csv")
-        if not csv.is_file() or "template" not in data:
-            continue
-        data["csv"] = csv
-        if data["template"] not in runs or data["finished"] > runs[data["template"]]["finished"]:
-            runs[data["template"]] = data
-    return [runs[name] for name in sorted(runs)]
+    """The latest run of each template: OUT/<template>/<run id>.json beside its .csv."""
+    runs = []
+    for record, data in _records(out, "template"):
+        if record.with_suffix(".csv").is_file():
+            runs.append(dict(data, csv=record.with_suffix(".csv")))
+    return _latest(runs, "template")
 
 
 def latest_jobs(out: Path) -> list[dict]:
     """The latest run of each job: OUT/<job>/<run id>.json beside its folder of results."""
-    runs: dict[str, dict] = {}
+    runs = []
+    for record, data in _records(out, "job"):
+        if record.with_suffix("").is_dir():
+            runs.append(dict(data, results=[dict(r, path=record.parent / r["csv"]) for r in data.get("results") or []
+                                            if (record.parent / r["csv"]).is_file()]))
+    return _latest(runs, "job")
+
+
+def _records(out: Path, key: str):
+    """(path, content) of every readable OUT/*/*.json run record that names a ``key``."""
     for record in sorted(out.glob("*/*.json")):
         try:
             data = json.loads(record.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if not isinstance(data, dict) or "job" not in data or not record.with_suffix("").is_dir():
-            continue
-        data["results"] = [dict(r, path=record.parent / r["csv"]) for r in data.get("results") or []
-                           if (record.parent / r["csv"]).is_file()]
-        if data["job"] not in runs or data["finished"] > runs[data["job"]]["finished"]:
-            runs[data["job"]] = data
-    return [runs[name] for name in sorted(runs)]
+        if isinstance(data, dict) and key in data:
+            yield record, data
+
+
+def _latest(runs: list[dict], key: str) -> list[dict]:
+    """The most recently finished run of each ``key`` (template or job), by name."""
+    latest: dict[str, dict] = {}
+    for run in runs:
+        if run[key] not in latest or run["finished"] > latest[run[key]]["finished"]:
+            latest[run[key]] = run
+    return [latest[name] for name in sorted(latest)]
 
 
 def write_report(out: Path) -> Path:
@@ -90,9 +96,12 @@ def _result_table(table, name: str) -> str:
     return f"<table><tr>{head}</tr>{body}</table>\n{more}"
 
 
+def _parameters(run: dict) -> str:
+    return ", ".join(f"{html.escape(k)}={html.escape(str(v))}" for k, v in run["parameters"].items()) or "none"
+
+
 def _job_section(run: dict) -> str:
     esc = html.escape
-    params = ", ".join(f"{esc(k)}={esc(str(v))}" for k, v in run["parameters"].items()) or "none"
     parts = []
     for result in run["results"]:
         table = pacsv.read_csv(result["path"])
@@ -103,7 +112,7 @@ def _job_section(run: dict) -> str:
 <p class=note>{esc(run.get('description') or '')}</p>
 <p class=meta>run {esc(run['run_id'])} &middot; {esc(run['finished'])} &middot; stack {esc(run['stack'])} &middot;
 script {esc(run.get('script') or '')} &middot; tables {esc(', '.join(run.get('tables') or []))} &middot;
-parameters {params}</p>
+parameters {_parameters(run)}</p>
 <p class=note>A job's results are what its script returns: no aggregation threshold, noise or disallowed output
 column applies to them (the tables' rules only decide whether a job may read them).</p>
 {"".join(parts) or "<p class=note>No results.</p>"}
@@ -132,12 +141,11 @@ def _section(run: dict) -> str:
         suppressed = "<p class=note>Thresholds are not enforced on counts over one table without grouping.</p>"
     else:
         suppressed = "<p class=note>No aggregation threshold on the tables this template reads.</p>"
-    params = ", ".join(f"{esc(k)}={esc(str(v))}" for k, v in run["parameters"].items()) or "none"
     return f"""<section id="{esc(run['template'])}" data-template="{esc(run['template'])}">
 <h2>{esc(run['template'])}</h2>
 <p class=note>{esc(run.get('description') or '')}</p>
 <p class=meta>run {esc(run['run_id'])} &middot; {esc(run['finished'])} &middot; stack {esc(run['stack'])} &middot;
-parameters {params} &middot; {table.num_rows} row(s)</p>
+parameters {_parameters(run)} &middot; {table.num_rows} row(s)</p>
 {chart}
 <h3>Privacy</h3>
 {suppressed}

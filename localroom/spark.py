@@ -37,7 +37,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from localroom.engine import RunFailed
+from localroom.engine import RunFailed, used_params
 from model.datasets import Dataset, validate_data
 from model.errors import ConfigError
 
@@ -195,13 +195,6 @@ def message(exc: BaseException) -> str:
     return re.sub(r";?\s*line \d+ pos \d+;?$", "", first).rstrip(";")
 
 
-def _placeholders(sql: str) -> set[str]:
-    import sqlglot
-    from sqlglot import exp
-
-    return {p.name for p in sqlglot.parse_one(sql, read="spark").find_all(exp.Placeholder)}
-
-
 def _spark_type(glue: str) -> str:
     """The Spark SQL type of a Glue/Hive column type (model.datasets.column_type)."""
     # Spark reads varchar(n)/char(n) as STRING (a reader schema may not hold them); the data check
@@ -224,7 +217,6 @@ class Spark:
         self.master = master
         self.spark = spark if spark is not None else session(master)
         self.version = self.spark.version
-        self._rows_per_key: dict[tuple[str, str], int] = {}
 
     # -- tables ---------------------------------------------------------------
     def load(self, tables: dict[str, Dataset]) -> dict[str, int]:
@@ -239,7 +231,6 @@ class Spark:
             except self.errors as exc:
                 raise ConfigError("dataset", f"{dataset.data_path}: Spark could not read it: {message(exc)}") from None
             frame.createOrReplaceTempView(alias)
-            self._rows_per_key = {k: v for k, v in self._rows_per_key.items() if k[0] != alias}
         return rows
 
     def _read(self, dataset: Dataset):
@@ -255,19 +246,15 @@ class Spark:
                 .csv(uri))
 
     def rows_per_key(self, table: str, column: str) -> int:
-        """The most rows any one value of ``table.column`` has (cached: the tables never change)."""
-        if (table, column) not in self._rows_per_key:
-            quoted = "`" + column.replace("`", "``") + "`"
-            self._rows_per_key[(table, column)] = self.scalar(
-                f"SELECT coalesce(max(c), 0) FROM (SELECT count(*) AS c FROM `{table}` WHERE {quoted} IS NOT NULL "
-                f"GROUP BY {quoted}) AS __keys", {})
-        return self._rows_per_key[(table, column)]
+        """The most rows any one value of ``table.column`` has."""
+        quoted = "`" + column.replace("`", "``") + "`"
+        return self.scalar(f"SELECT coalesce(max(c), 0) FROM (SELECT count(*) AS c FROM `{table}` "
+                           f"WHERE {quoted} IS NOT NULL GROUP BY {quoted}) AS __keys", {})
 
     # -- SQL --------------------------------------------------------------------
     def frame(self, sql: str, params: dict[str, Any] | None):
         """A DataFrame of ``sql`` with its ``:name`` markers bound to typed values (never spliced)."""
-        used = _placeholders(sql) if params else set()
-        args = {k: v for k, v in params.items() if k in used} if used else {}
+        args = used_params(sql, self.dialect, params)
         for name, value in args.items():
             if isinstance(value, dt.time):
                 raise RunFailed(f"parameter '{name}' is a TIME, and Spark 3.5 has no TIME type")

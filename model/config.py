@@ -273,12 +273,10 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
                 auto_refresh=period.auto_refresh if period else True, lifetime=config.access_budget.lifetime)
     if config.differential_privacy is not None:
         # This stack sets the collaboration's one privacy budget (components/privacy_budget.py).
-        budget = config.differential_privacy
-        settings["budget"] = PrivacyBudgetSpec(budget.epsilon, budget.users_noise_per_query, budget.auto_refresh)
+        settings["budget"] = PrivacyBudgetSpec(**config.differential_privacy.model_dump())
     if ANALYST in roles:
         settings["analyst"] = _analyst(config.analyst or sm.AnalystBlock(), data_dir)
-    if RECEIVER in roles or (config.jobs and ANALYST not in roles):
-        # Job results land in the member's own results store, like distributed query results.
+    if _own_results_store(config, roles):
         block = config.results or sm.ResultsBlock()
         settings["receiver"] = ResultsSpec(block.result_format, _prefix(block.results_prefix, "results.resultsPrefix"))
     settings["quicksight"] = _quicksight(config.quicksight, org, settings.get("analyst"))
@@ -300,6 +298,15 @@ def _partner(block: sm.PartnerBlock) -> Partner:
                    outputs=block.outputs or {}, added_by=block.added_by, runs_jobs=block.runs_jobs)
 
 
+def _own_results_store(config: sm.StackConfig, roles: frozenset[str]) -> bool:
+    """Whether results land in this member's own results store (the ``results`` block).
+
+    A result receiver's distributed query results, and the job results of a member
+    other than the analyst (the analyst's go where its ``analyst`` block says).
+    """
+    return RECEIVER in roles or (bool(config.jobs) and ANALYST not in roles)
+
+
 # Keys that only a role uses: set without the role, they would silently do nothing.
 _ROLE_KEYS = {"collaboration": OWNER, "analysisRule": PRODUCER, "accessBudget": PRODUCER,
               "dataset": PRODUCER, "analyst": ANALYST, "results": RECEIVER}
@@ -308,8 +315,8 @@ _ROLE_KEYS = {"collaboration": OWNER, "analysisRule": PRODUCER, "accessBudget": 
 def _check_role_keys(config: sm.StackConfig, roles: frozenset[str]) -> None:
     for key, role in _ROLE_KEYS.items():
         field = next(name for name, f in sm.StackConfig.model_fields.items() if (f.alias or name) == key)
-        if key == "results" and config.jobs and ANALYST not in roles:
-            continue  # a member that runs jobs receives their results there
+        if key == "results" and _own_results_store(config, roles):
+            continue  # a receiver, or a member that runs jobs: its results land there
         if getattr(config, field) not in (None, "") and role not in roles:
             raise ConfigError(key, f"only applies to an organization with role '{role}', and this stack's roles "
                               f"are {sorted(roles)}; remove the key or add the role")
@@ -352,11 +359,7 @@ def _collaboration(block: sm.CollaborationBlock | None) -> CollaborationSpec:
     if block is None:
         raise ConfigError("collaboration", "the collaboration owner needs a collaboration block with "
                           "'name' and 'description'")
-    c3r = None
-    if block.c3r is not None:
-        c = block.c3r
-        c3r = C3rSpec(c.allow_cleartext, c.allow_duplicates, c.allow_joins_on_columns_with_different_names,
-                      c.preserve_nulls)
+    c3r = C3rSpec(**block.c3r.model_dump()) if block.c3r is not None else None
     return CollaborationSpec(name=block.name, description=block.description, c3r=c3r,
                              auto_approved_change_types=tuple(block.auto_approved_change_types),
                              change_request_timeout_seconds=block.change_request_timeout_seconds)
@@ -482,7 +485,7 @@ def _prefix(value: str, key: str) -> str:
 def _analyst(block: sm.AnalystBlock, data_dir: Path) -> AnalystSpec:
     queries = load_queries(data_dir / "queries", list(block.queries))
     prefix = _prefix(block.results_prefix, "analyst.resultsPrefix")
-    compute = Compute(block.compute.worker_type, block.compute.workers) if block.compute else None
+    compute = Compute(**block.compute.model_dump()) if block.compute else None
     return AnalystSpec(queries=queries, result_format=block.result_format, results_prefix=prefix, compute=compute)
 
 

@@ -18,10 +18,10 @@ from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
 from model.errors import ConfigError
-from model.stack_models import Block, describe as _describe
-from model.stackfiles import read_yaml
+from model.stack_models import Block, file_problems
+from model.stackfiles import ROOT, read_yaml
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = ROOT / "data"
 
 # A column's role decides what the analysis rules may do with it.
 JOIN_KEY = "join_key"  # shared pseudonymous key: join only, never output
@@ -115,7 +115,6 @@ class Dataset:
     def data_path(self) -> Path:
         return self.directory / self.file
 
-
     @property
     def format(self) -> str:
         """'csv' or 'parquet', from the data file's extension."""
@@ -148,10 +147,7 @@ def load_dataset(name: str, data_dir: Path = DATA_DIR) -> Dataset:
     try:
         schema = SchemaFile.model_validate(raw)
     except ValidationError as exc:
-        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")  # typos first
-        problems = [f"{key}: {message}" if key else message
-                    for key, message in (_describe(e, SchemaFile) for e in errors)]
-        raise ConfigError("dataset", f"{schema_path}: " + "; ".join(problems)) from None
+        raise ConfigError("dataset", f"{schema_path}: {file_problems(exc, SchemaFile)}") from None
     columns = [Column(c.name, c.type, c.role) for c in schema.columns]
     names = [c.name for c in columns]
     duplicates = sorted({n for n in names if names.count(n) > 1})

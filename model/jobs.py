@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError
 
 from model.errors import ConfigError
 from model.parameters import PARAMETER_TYPES, check_value
-from model.stack_models import Block, Text, describe, whole
+from model.stack_models import Block, Text, file_problems, whole
 from model.stackfiles import read_yaml
 from model.templates import Compute, Parameter, _NAME
 
@@ -72,7 +72,6 @@ class JobTemplate:
 def load_job(directory: Path) -> JobTemplate:
     name = directory.name
     spec = directory / "job.yaml"
-    where = f"{spec}"
     if not _NAME.match(name):
         raise ConfigError("jobs", f"{directory}: job folder name '{name}' must be lowercase letters, "
                           "digits, '_'")
@@ -81,12 +80,10 @@ def load_job(directory: Path) -> JobTemplate:
     try:
         job = JobFile.model_validate(read_yaml(spec) or {})
     except ValidationError as exc:
-        problems = [f"{key}: {message}" if key else message
-                    for key, message in (describe(e, JobFile) for e in exc.errors())]
-        raise ConfigError("jobs", f"{where}: " + "; ".join(problems)) from None
+        raise ConfigError("jobs", f"{spec}: {file_problems(exc, JobFile)}") from None
     script = directory / job.entry_point
     if Path(job.entry_point).name != job.entry_point or not job.entry_point.endswith(".py") or not script.is_file():
-        raise ConfigError("jobs", f"{where}: entryPoint '{job.entry_point}' must be a .py file beside job.yaml")
+        raise ConfigError("jobs", f"{spec}: entryPoint '{job.entry_point}' must be a .py file beside job.yaml")
     source = script.read_bytes()
     if len(source) > MAX_ARTIFACT_BYTES:
         raise ConfigError("jobs", f"{script}: {len(source)} bytes; Clean Rooms takes at most 1 GB of artifacts")
@@ -94,11 +91,11 @@ def load_job(directory: Path) -> JobTemplate:
     for p in job.parameters:
         problem = None if p.default is None else check_value(p.type, p.default)
         if problem:
-            raise ConfigError("jobs", f"{where}: default {p.default!r} of parameter '{p.name}' is {problem}")
+            raise ConfigError("jobs", f"{spec}: default {p.default!r} of parameter '{p.name}' is {problem}")
     names = [p.name for p in job.parameters]
     if len(set(names)) != len(names):
-        raise ConfigError("jobs", f"{where}: parameters {names} repeat a name")
-    compute = Compute(job.compute.worker_type, job.compute.workers) if job.compute else None
+        raise ConfigError("jobs", f"{spec}: parameters {names} repeat a name")
+    compute = Compute(**job.compute.model_dump()) if job.compute else None
     return JobTemplate(name=name, description=job.description[:255], directory=directory,
                        entry_point=job.entry_point, tables=tuple(job.tables),
                        parameters=tuple(Parameter(p.name, p.type, p.default) for p in job.parameters),

@@ -226,8 +226,13 @@ class ListRuleBlock(Block):
     list_columns: list[Column] = []
 
 
+# Each rule type's block; pydantic also puts the type (the union's tag) in an error's location.
+RULE_BLOCKS: dict[str, type[Block]] = {"CUSTOM": CustomRuleBlock, "AGGREGATION": AggregationRuleBlock,
+                                       "LIST": ListRuleBlock}
+
+
 def _other_rule_key(rule: str, key: str) -> str:
-    for name, block in (("CUSTOM", CustomRuleBlock), ("AGGREGATION", AggregationRuleBlock), ("LIST", ListRuleBlock)):
+    for name, block in RULE_BLOCKS.items():
         if name != rule and key in block.keys():
             return f"it is a key of {name} rules, and this rule's type is {rule}; "
     return ""
@@ -240,7 +245,7 @@ ListRuleBlock._belongs = classmethod(lambda cls, key: _other_rule_key("LIST", ke
 
 def _rule_type(data: Any) -> str | None:
     kind = data.get("type") if isinstance(data, dict) else None
-    return kind if kind in ("CUSTOM", "AGGREGATION", "LIST") else None
+    return kind if kind in RULE_BLOCKS else None
 
 
 AnalysisRuleBlock = Annotated[
@@ -256,11 +261,12 @@ AnalysisRuleBlock = Annotated[
 # maximum value of 400". There is no default compute setting on any resource: the
 # runner sends it with every query; without one the service's default (CR.1X) applies.
 WORKER_TYPE = Literal["CR.1X", "CR.4X", "CR.8X"]
+SQL_WORKERS = (2, 400)
 
 
 class ComputeBlock(Block):
     worker_type: WORKER_TYPE = "CR.1X"
-    workers: whole(2, 400)
+    workers: whole(*SQL_WORKERS)
 
 
 class AnalystBlock(Block):
@@ -382,10 +388,22 @@ def parse(values: dict[str, Any]) -> StackConfig:
     try:
         return StackConfig.model_validate(present)
     except ValidationError as exc:
-        # A misspelt key explains the "missing" error of the key it was meant to be: it comes first.
-        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-        problems = [ConfigError(*describe(error)) for error in errors]  # every key is a field: never ""
-        raise ConfigError(problems[0].key, problems[0].message, tuple(problems[1:])) from None
+        found = [ConfigError(key, message) for key, message in problems(exc)]  # every key is a field: never ""
+        raise ConfigError(found[0].key, found[0].message, tuple(found[1:])) from None
+
+
+def problems(exc: ValidationError, root: type[Block] | None = None) -> list[tuple[str, str]]:
+    """(key, message) of every error of one validation (``root``: the validated block), misspelt keys first.
+
+    A misspelt key explains the "missing" error of the key it was meant to be, so it comes first.
+    """
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    return [describe(error, root) for error in errors]
+
+
+def file_problems(exc: ValidationError, root: type[Block]) -> str:
+    """The problems of one file (schema.yaml, job.yaml) validated as ``root``, on one line."""
+    return "; ".join(f"{key}: {message}" if key else message for key, message in problems(exc, root))
 
 
 def _block_at(loc: tuple, root: type[Block]) -> type[Block]:
@@ -394,8 +412,8 @@ def _block_at(loc: tuple, root: type[Block]) -> type[Block]:
     for part in loc:
         if isinstance(part, int):
             continue
-        if part in _TAGS:
-            block = {"CUSTOM": CustomRuleBlock, "AGGREGATION": AggregationRuleBlock, "LIST": ListRuleBlock}[part]
+        if part in RULE_BLOCKS:
+            block = RULE_BLOCKS[part]
             continue
         field = next((f for name, f in block.model_fields.items() if (f.alias or name) == part), None)
         inner = _block_in(field.annotation) if field else None
@@ -433,9 +451,6 @@ EXPECTED = {
     "columns": "a list of columns of the dataset",
 }
 
-# Pydantic inserts the tag of a tagged union into an error's location; it is not a key.
-_TAGS = {"CUSTOM", "AGGREGATION", "LIST"}
-
 
 def describe(error: dict, root: type[Block] | None = None) -> tuple[str, str]:
     """(config key, message) of one pydantic error, in the project's words (``root``: the validated block)."""
@@ -443,14 +458,14 @@ def describe(error: dict, root: type[Block] | None = None) -> tuple[str, str]:
     for part in error["loc"]:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part not in _TAGS:
+        elif part not in RULE_BLOCKS:
             path += f".{part}" if path else str(part)
     context = error.get("ctx") or {}
     if error["type"] == "extra_forbidden":
         block = _block_at(error["loc"][:-1], root or StackConfig)
         return path, block.unknown_key(str(error["loc"][-1]))
     value = error.get("input")
-    last = next((str(p) for p in reversed(error["loc"]) if isinstance(p, str) and p not in _TAGS), "")
+    last = next((str(p) for p in reversed(error["loc"]) if isinstance(p, str) and p not in RULE_BLOCKS), "")
     messages = {
         "missing": f"is missing: expected {EXPECTED[last]}" if last in EXPECTED else "is missing",
         "literal_error": f"got {value!r}; allowed values: {context.get('expected')}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import sqlglot
 from sqlglot import exp
@@ -19,6 +20,7 @@ from sqlglot import exp
 from model.errors import ConfigError
 from model.stackfiles import ROOT
 from model.parameters import PARAMETER_TYPES, check_value
+from model.stack_models import SQL_WORKERS, WORKER_TYPE
 
 MAX_SQL_CHARS = 90_000  # AnalysisSource.Text maxLength
 _NAME = re.compile(r"^[a-z0-9_]{1,128}$")
@@ -44,7 +46,7 @@ class Compute:
         return {"workerType": self.worker_type, "workers": self.workers}
 
 
-WORKER_TYPES = ("CR.1X", "CR.4X", "CR.8X")
+WORKER_TYPES = get_args(WORKER_TYPE)
 _COMPUTE_LINE = re.compile(r"^--\s*compute:\s*(\S+)\s+(\S+)\s*$")
 
 
@@ -62,7 +64,7 @@ class QueryTemplate:
 
 def parse_query(path: Path) -> QueryTemplate:
     name = path.stem
-    where = _shown(path)
+    where = shown_path(path)
     if not _NAME.match(name):
         raise _bad(where, f"template file name '{name}' must be lowercase letters, digits, '_'")
     text = path.read_text(encoding="utf-8")
@@ -109,13 +111,14 @@ def _compute(line: str, where: str) -> Compute:
     worker_type, workers = match.groups()
     if worker_type not in WORKER_TYPES:
         raise _bad(where, f"worker type {worker_type!r}; allowed: {list(WORKER_TYPES)}")
-    if not workers.isdigit() or not 2 <= int(workers) <= 400:
-        raise _bad(where, f"{workers!r} workers; SQL queries take 2 to 400 (StartProtectedQuery)")
+    low, high = SQL_WORKERS
+    if not workers.isdigit() or not low <= int(workers) <= high:
+        raise _bad(where, f"{workers!r} workers; SQL queries take {low} to {high} (StartProtectedQuery)")
     return Compute(worker_type, int(workers))
 
 
-def _shown(path: Path) -> str:
-    """The template's path as the user knows it: relative to the project when inside it."""
+def shown_path(path: Path) -> str:
+    """A template's path as the user knows it: relative to the project when inside it."""
     try:
         return path.resolve().relative_to(ROOT).as_posix()
     except ValueError:

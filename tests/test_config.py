@@ -10,13 +10,13 @@ import pytest
 from model import engines
 from model.config import load_settings
 from model.errors import ConfigError
+from model.stackfiles import project_values
 from tests import harness
 from tests.harness import PROJECT, ROOT, run_stack, stack_config
 
 
 def settings_for(stack: str, overrides: dict | None = None, data_dir: Path | None = None):
-    config = stack_config(stack, overrides)
-    values = {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith(f"{PROJECT}:")}
+    values = project_values(stack_config(stack, overrides), PROJECT)
     kwargs = {"data_dir": data_dir} if data_dir else {}
     return load_settings(values, PROJECT, stack, **kwargs)
 

@@ -21,19 +21,12 @@ from model.collaboration import from_stack_files
 from model.config import AccessBudgetSpec
 from queryrunner import cli
 from tests.harness import ROOT
+from tests.test_localroom import Clock
 from tests.test_localroom_cli import Runner
 from tests.test_validator import write_template
 
 UTC = dt.timezone.utc
 DAY2 = AccessBudgetSpec(period="CALENDAR_DAY", period_budget=2)
-
-
-class Clock:
-    def __init__(self, when: dt.datetime):
-        self.when = when
-
-    def __call__(self) -> dt.datetime:
-        return self.when
 
 
 def ledger(tmp_path: Path, clock: Clock, **budgets: AccessBudgetSpec) -> AccessLedger:

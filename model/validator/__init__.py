@@ -19,18 +19,15 @@ has not deployed yet); the template then waits for that table anyway.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
 
 from sqlglot.errors import OptimizeError, ParseError
 
 from model.collaboration import Collaboration
 from model.errors import ConfigError
-from model.stackfiles import ROOT
-from model.templates import QueryTemplate
+from model.templates import QueryTemplate, shown_path
 from model.validator import access, output, privacy, tables, thresholds
-from model.validator.analysis import (Analysis, build, line_of, optimize_error_column, parse, parse_error_line,
-                                      qualified)
+from model.validator.analysis import Analysis, build, optimize_error_column, parse, parse_error_line, qualified
 
 
 @dataclass(frozen=True)
@@ -43,7 +40,7 @@ class Refusal:
     owner: str | None = None
 
     def __str__(self) -> str:
-        where = _display(self.template.path) + (f":{self.line}" if self.line else "")
+        where = shown_path(self.template.path) + (f":{self.line}" if self.line else "")
         table = f" ({self.table} of {self.owner})" if self.table and self.owner else (
             f" ({self.table})" if self.table else "")
         return f"{where}: {self.rule}{table}: {self.message}"
@@ -57,7 +54,7 @@ class Warning_:
     message: str
 
     def __str__(self) -> str:
-        return f"{_display(self.template.path)}: {self.message}"
+        return f"{shown_path(self.template.path)}: {self.message}"
 
 
 @dataclass
@@ -112,11 +109,4 @@ def _refusal(template: QueryTemplate, finding) -> Refusal:
                    table=finding.table, owner=finding.owner)
 
 
-def _display(path: Path) -> str:
-    try:
-        return path.resolve().relative_to(ROOT).as_posix()
-    except ValueError:
-        return str(path)
-
-
-__all__ = ["Refusal", "Result", "check_templates", "validate", "line_of"]
+__all__ = ["Refusal", "Result", "check_templates", "validate"]

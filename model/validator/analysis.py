@@ -50,7 +50,7 @@ class Analysis:
 
     def final_selects(self) -> list[exp.Select]:
         """The SELECTs whose projections are the query's output (several under a set operation)."""
-        return _branches(self.root)
+        return [select for select, _ in _selects_of(self.root)]
 
     # -- where data comes from ----------------------------------------------
     def base_tables(self, scope: Scope) -> set[str]:
@@ -79,9 +79,6 @@ class Analysis:
                     if projection is not None:
                         found |= self.lineage(projection, inner)
         return found
-
-    def line_of(self, node: exp.Expression | None) -> int | None:
-        return line_of(node)
 
     def table_of(self, column: BaseColumn) -> Table:
         return self.tables[column.table]
@@ -144,13 +141,8 @@ def build(template: QueryTemplate, collab: Collaboration, tree: exp.Expression) 
 # sqlglot helpers
 
 
-def _branches(scope: Scope) -> list[exp.Select]:
-    if scope.set_operation_scopes:
-        return [s for child in scope.set_operation_scopes for s in _branches(child)]
-    return [scope.expression] if isinstance(scope.expression, exp.Select) else []
-
-
 def _selects_of(scope: Scope) -> list[tuple[exp.Select, Scope]]:
+    """Each SELECT of ``scope`` with its own scope: the scope's, or every branch of a set operation."""
     if scope.set_operation_scopes:
         return [pair for child in scope.set_operation_scopes for pair in _selects_of(child)]
     return [(scope.expression, scope)] if isinstance(scope.expression, exp.Select) else []
@@ -165,13 +157,7 @@ def _projection(select: exp.Select, name: str) -> exp.Expression | None:
 
 def _columns_in(node: exp.Expression) -> Iterator[exp.Column]:
     """Columns of ``node`` itself, not of subqueries inside it (they are scopes of their own)."""
-    if isinstance(node, exp.Column):
-        yield node
-        return
-    for child in node.iter_expressions():
-        if isinstance(child, (exp.Subquery, exp.Select, exp.SetOperation)):
-            continue
-        yield from _columns_in(child)
+    return (n for n in outside_subqueries(node) if isinstance(n, exp.Column))
 
 
 def function_name(node: exp.Expression) -> str:

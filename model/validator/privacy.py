@@ -60,7 +60,7 @@ def check(analysis: Analysis):
     for scope in analysis.scopes():
         yield from _joins(analysis, scope, set(protected), user_ids, first)
     for node in analysis.tree.walk():
-        label = next((name for cls, name in _ANYWHERE.items() if type(node) is cls), None)
+        label = _ANYWHERE.get(type(node))
         if label is None and isinstance(node, exp.Func) and function_name(node).startswith("ARRAY"):
             label = f"array function {function_name(node)}"
         if label:

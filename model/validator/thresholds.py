@@ -1,7 +1,7 @@
 """What minimum aggregation thresholds (CUSTOM rules) refuse outright.
 
 Rows that fall below a threshold are suppressed when the query runs
-(localroom/enforce.py); these are the queries the service refuses instead.
+(localroom/engine.py); these are the queries the service refuses instead.
 Sources (AWS Clean Rooms User Guide and API):
 - custom-comparison-controls: "AWS Clean Rooms never allows a literal comparison
   on a column listed in identityColumns. That restriction comes from the
@@ -119,10 +119,7 @@ def _unsupported(analysis: Analysis, table):
         yield finding("aggregation threshold", "WITH RECURSIVE is not supported with aggregation thresholds",
                       with_, table)
     for node in analysis.tree.walk():
-        name = None
-        for cls, label in UNSUPPORTED_NODES.items():
-            if type(node) is cls:
-                name = label
+        name = UNSUPPORTED_NODES.get(type(node))
         if isinstance(node, exp.Join) and node.args.get("kind") in ("SEMI", "ANTI"):
             name = f"LEFT {node.args['kind']} JOIN"
         if isinstance(node, exp.Func) and function_name(node) in UNSUPPORTED_FUNCTIONS:
