@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError
 
 from model.errors import ConfigError
 from model.parameters import PARAMETER_TYPES, check_value
-from model.stack_models import Block, Text, file_problems, whole
+from model.stack_models import JOB_WORKER_TYPE, JOB_WORKERS, Block, Text, file_problems, whole
 from model.stackfiles import read_yaml
 from model.templates import Compute, Parameter, _NAME
 
@@ -38,8 +38,8 @@ class JobParameterBlock(Block):
 
 class JobComputeBlock(Block):
     # ProtectedJobWorkerComputeType has no CR.8X.
-    worker_type: Literal["CR.1X", "CR.4X"] = "CR.1X"
-    workers: whole(4, 128)
+    worker_type: JOB_WORKER_TYPE = "CR.1X"
+    workers: whole(*JOB_WORKERS)
 
 
 class JobFile(Block):

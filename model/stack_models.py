@@ -262,6 +262,10 @@ AnalysisRuleBlock = Annotated[
 # runner sends it with every query; without one the service's default (CR.1X) applies.
 WORKER_TYPE = Literal["CR.1X", "CR.4X", "CR.8X"]
 SQL_WORKERS = (2, 400)
+# StartProtectedJob computeConfiguration.worker: ProtectedJobWorkerComputeType has no
+# CR.8X; "PySpark jobs support a minimum value of 4 and a maximum value of 128".
+JOB_WORKER_TYPE = Literal["CR.1X", "CR.4X"]
+JOB_WORKERS = (4, 128)
 
 
 class ComputeBlock(Block):

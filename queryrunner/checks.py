@@ -18,8 +18,9 @@ import ipaddress
 import math
 import os
 import re
-from typing import Any
+from typing import Any, get_args
 
+from model import stack_models
 from queryrunner import UsageError
 
 CLEANROOMS_API_VERSION = "2022-02-17"
@@ -40,8 +41,8 @@ _ACCOUNT_ID = re.compile(r"\d{12}")
 # model's WorkerComputeType enum (a test compares it with the installed botocore model; botocore does not check
 # enums on the client). The model lets `number` be 2-1024, but its documentation says "SQL queries support a
 # minimum value of 2 and a maximum value of 400", and every template here is SQL: 2-400 is what we send.
-WORKER_TYPES = ("CR.1X", "CR.4X", "CR.8X")
-SQL_WORKERS = (2, 400)
+WORKER_TYPES = get_args(stack_models.WORKER_TYPE)
+SQL_WORKERS = stack_models.SQL_WORKERS
 # Clean Rooms Processing Units per worker, from the User Guide's worker table (CR.1X: 4 vCPU / 30 GB, 4 workers =
 # 8 CRPU; CR.4X: 16 vCPU / 120 GB, 4 workers = 32 CRPU). CR.8X is not in that table, so no figure is claimed.
 CRPU_PER_WORKER = {"CR.1X": 2, "CR.4X": 8}
@@ -49,8 +50,8 @@ CRPU_PER_WORKER = {"CR.1X": 2, "CR.4X": 8}
 # ProtectedJobWorkerComputeType enum has no CR.8X, and both type and number are required. The model lets `number` be
 # 4-1024; the API reference's worker documentation says "PySpark jobs support a minimum value of 4 and a maximum
 # value of 128", so 4-128 is what the runner sends.
-JOB_WORKER_TYPES = ("CR.1X", "CR.4X")
-JOB_WORKERS = (4, 128)
+JOB_WORKER_TYPES = get_args(stack_models.JOB_WORKER_TYPE)
+JOB_WORKERS = stack_models.JOB_WORKERS
 # A script's SHA-256 as the stack exports it (hashlib's hexdigest, what `sha256sum` prints).
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
