@@ -36,6 +36,10 @@ class ChangeRequestError(Exception):
     pass
 
 
+class ChangeRequestTimeout(ChangeRequestError):
+    """The request did not reach the wanted status before the deadline."""
+
+
 @dataclass(frozen=True)
 class Credentials:
     """How the owner's stack reaches AWS (its providers' settings), for the change requests' API calls."""
@@ -64,7 +68,7 @@ class Poll:
                 return state
             left = deadline - self.clock()
             if left <= 0:
-                raise ChangeRequestError(f"{what}: still {state.get('status')} after {self.timeout:g}s")
+                raise ChangeRequestTimeout(f"{what}: still {state.get('status')} after {self.timeout:g}s")
             self.sleep(min(left, delay * self.jitter()))
             delay = min(self.cap, delay * 2)
 
@@ -87,7 +91,15 @@ def add_member(client, collaboration_id: str, account_id: str, display_name: str
             raise ChangeRequestError(f"change request {state['id']} adding {account_id} was {state['status']}")
         return state["status"] in ("APPROVED", DONE)
 
-    state = request if settled(request) else poll.until(fetch, settled, f"approval of change request {request['id']}")
+    try:
+        state = request if settled(request) else poll.until(fetch, settled,
+                                                            f"approval of change request {request['id']}")
+    except ChangeRequestTimeout as exc:
+        # A create that raises leaves Pulumi no state, so delete() could never cancel the
+        # request; cancel it here, or the next `pulumi up` would open a second one.
+        client.update_collaboration_change_request(**ident, action="CANCEL")
+        raise ChangeRequestTimeout(f"{exc}; the request was cancelled: run `pulumi up` again when the members "
+                                   "can approve it (or raise changeRequestTimeoutSeconds)") from None
     if state["status"] != DONE:
         client.update_collaboration_change_request(**ident, action="COMMIT")
         state = poll.until(fetch, lambda s: settled(s) and s["status"] == DONE,

@@ -250,11 +250,14 @@ def test_a_denied_or_unapproved_request_fails_with_one_line(cleanrooms):
     stub.add_response("create_collaboration_change_request", _request("PENDING"), CREATE)
     for _ in range(5):  # at 0, 1, 3, 7 and 10 s: the deadline
         stub.add_response("get_collaboration_change_request", _request("PENDING"), IDENT)
+    # Unapproved at the deadline: cancelled, since Pulumi keeps no state for a failed create.
+    stub.add_response("update_collaboration_change_request", _request("CANCELLED"), {**IDENT, "action": "CANCEL"})
     clock = Clock()
     with pytest.raises(ChangeRequestError, match="still PENDING after 10s"):
         add_member(client, COLLAB_ID, C, "Org C", ["CAN_RECEIVE_RESULTS"],
                    Poll(10, clock, clock.sleep, jitter=lambda: 1.0))
     assert clock.now == 10
+    stub.assert_no_pending_responses()
 
 
 # --------------------------------------------------------------------------
