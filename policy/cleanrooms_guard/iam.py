@@ -171,7 +171,8 @@ def _trust(args: ResourceValidationArgs, report: ReportViolation) -> None:
 
 cleanrooms_trust_confused_deputy = ResourceValidationPolicy(
     name="iam-cleanrooms-trust-confused-deputy",
-    description="Roles trusted by cleanrooms.amazonaws.com carry aws:SourceAccount and aws:SourceArn conditions.",
+    description="Each statement trusting cleanrooms.amazonaws.com carries aws:SourceAccount and either "
+                "aws:SourceArn (Clean Rooms ARNs) or the documented sts:ExternalId membership pattern.",
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_trust,
 )
