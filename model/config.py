@@ -110,6 +110,8 @@ class AnalysisRuleSpec:
     allowed_analyses: str = "templates"
     allowed_analysis_providers: tuple[str, ...] = ()
     differential_privacy_column: str | None = None
+    user_contribution_limit: int = 1
+    """Rows per user the local clean room keeps in a DP aggregation (not sent to AWS)."""
     threshold_column: str | None = None
     threshold_minimum: int | None = None
     disallowed_output_columns: tuple[str, ...] = ()
@@ -429,9 +431,10 @@ def _analysis_rule(block, dataset: Dataset, join_key: str, members: list[str]) -
             if account not in members:
                 raise ConfigError(f"analysisRule.allowedAnalysisProviders[{i}]",
                                   f"{account} is not a member of the collaboration; members are {members}")
-        dp_column = None
+        dp_column, limit = None, 1
         if block.differential_privacy is not None:
             dp_column = block.differential_privacy.user_identifier_column
+            limit = block.differential_privacy.user_contribution_limit
             _columns([dp_column], dataset, "analysisRule.differentialPrivacy.userIdentifierColumn",
                      IDENTIFIER_ROLES)
         t_column = t_min = None
@@ -448,6 +451,7 @@ def _analysis_rule(block, dataset: Dataset, join_key: str, members: list[str]) -
                               "privacy (it protects SQL queries only); remove one of the two")
         return AnalysisRuleSpec(type="CUSTOM", allowed_analyses=block.allowed_analyses,
                                 allowed_analysis_providers=providers, differential_privacy_column=dp_column,
+                                user_contribution_limit=limit,
                                 threshold_column=t_column, threshold_minimum=t_min,
                                 disallowed_output_columns=disallowed, allow_jobs=block.allow_jobs)
     join_columns = _columns(block.join_columns if block.join_columns is not None else [join_key], dataset,

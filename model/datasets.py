@@ -11,10 +11,10 @@ import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from model.errors import ConfigError
@@ -77,6 +77,34 @@ def column_type(text: str) -> tuple[str, str, int | None]:
                      f"{', '.join(TYPE_NAMES)}")
 
 
+_INTEGER_RANGES = {"tinyint": 7, "byte": 7, "smallint": 15, "short": 15, "integer": 31, "bigint": 63, "long": 63}
+NUMERIC_TYPES = (*_INTEGER_RANGES, "float", "real", "decimal(p,s)")
+
+
+def numeric_range(text: str) -> tuple[float, float] | None:
+    """The values a numeric schema type can hold ([-2^(b-1), 2^(b-1)-1], or +-(10^(p-s) - 10^-s)); None otherwise."""
+    name = str(text).strip().lower().replace(" ", "")
+    if name in _INTEGER_RANGES:
+        bits = _INTEGER_RANGES[name]
+        return float(-(2 ** bits)), float(2 ** bits - 1)
+    if name in ("float", "real"):
+        return -3.4028234663852886e38, 3.4028234663852886e38
+    sized = _SIZED.match(name)
+    if sized and sized.group(3):
+        precision, scale = int(sized.group(3)), int(sized.group(4))
+        top = float(10 ** (precision - scale) - 10.0 ** -scale)
+        return -top, top
+    return None
+
+
+def type_bounds(text: str) -> tuple[float, float] | None:
+    """A column's default clamping bounds: its type's range where that is small (decimal, tinyint, smallint)."""
+    name = str(text).strip().lower().replace(" ", "")
+    if name in ("tinyint", "byte", "smallint", "short") or name.startswith("decimal("):
+        return numeric_range(name)
+    return None
+
+
 FORMATS = {".csv": "csv", ".parquet": "parquet"}
 
 # Clean Rooms column names: lowercase, digits, underscore (the AllowedColumns
@@ -89,6 +117,19 @@ class Column:
     name: str
     type: str
     role: str
+    bounds: tuple[float, float] | None = None
+    """Declared [low, high] of a numeric column (schema.yaml ``bounds``); see ``clamp_bounds``."""
+    values: tuple | None = None
+    """Declared domain of a dimension (schema.yaml ``values``): every value the column can hold."""
+
+    @property
+    def clamp_bounds(self) -> tuple[float, float] | None:
+        """The range differential privacy clamps this column to: declared, else its type's, else None.
+
+        Only types whose range is small enough to be a useful bound have a default
+        (decimal(p,s), tinyint, smallint); integer, bigint and float need ``bounds``.
+        """
+        return self.bounds if self.bounds is not None else type_bounds(self.type)
 
     @property
     def glue_type(self) -> str:
@@ -148,7 +189,8 @@ def load_dataset(name: str, data_dir: Path = DATA_DIR) -> Dataset:
         schema = SchemaFile.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError("dataset", f"{schema_path}: {file_problems(exc, SchemaFile)}") from None
-    columns = [Column(c.name, c.type, c.role) for c in schema.columns]
+    columns = [Column(c.name, c.type, c.role, tuple(c.bounds) if c.bounds is not None else None,
+                      tuple(c.values) if c.values is not None else None) for c in schema.columns]
     names = [c.name for c in columns]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -179,10 +221,49 @@ def _type(value):
     return str(value).strip().lower().replace(" ", "")
 
 
+def _number(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
+            float("inf"), float("-inf")):
+        raise PydanticCustomError("config", f"bounds must be two finite numbers [low, high], got {value!r}")
+    return float(value)
+
+
+MAX_DOMAIN = 10_000  # declared values per column: group keys are their cross product
+
+
 class SchemaColumn(Block):
     name: Annotated[str, BeforeValidator(_column_name)]
     type: Annotated[str, BeforeValidator(_type)]
     role: Literal[ROLES]
+    # [low, high]: what differential privacy clamps the column to (docs/local-clean-room.md,
+    # "Differential privacy"). Numeric columns only.
+    bounds: Annotated[list[Annotated[float, BeforeValidator(_number)]], Field(min_length=2, max_length=2)] | None = None
+    # Every value a dimension can hold (null for an empty field): the group keys differential
+    # privacy may release without selecting them from the data.
+    values: Annotated[list[Any], Field(min_length=1, max_length=MAX_DOMAIN)] | None = None
+
+    @model_validator(mode="after")
+    def _declarations(self):
+        if self.bounds is not None:
+            allowed = numeric_range(self.type)
+            if allowed is None:
+                raise PydanticCustomError("config", f"column '{self.name}': bounds apply to numeric columns "
+                                          f"({', '.join(NUMERIC_TYPES)}), not {self.type}")
+            low, high = self.bounds
+            if low > high:
+                raise PydanticCustomError("config", f"column '{self.name}': bounds [{low:g}, {high:g}] must be "
+                                          "[low, high] with low <= high")
+            if low < allowed[0] or high > allowed[1]:
+                raise PydanticCustomError("config", f"column '{self.name}': bounds [{low:g}, {high:g}] exceed what "
+                                          f"{self.type} holds ([{allowed[0]:g}, {allowed[1]:g}])")
+        if self.values is not None:
+            if self.role in IDENTIFIER_ROLES:
+                raise PydanticCustomError("config", f"column '{self.name}': values cannot be declared for a "
+                                          f"{self.role} column (its values identify people)")
+            problem = _domain_problem(self.type, self.values)
+            if problem:
+                raise PydanticCustomError("config", f"column '{self.name}': values {problem}")
+        return self
 
 
 class SchemaFile(Block):
@@ -193,6 +274,47 @@ class SchemaFile(Block):
     file: str | None = None
     # ConfiguredTable.allowedColumns holds 1 to 100 columns (CloudFormation schema).
     columns: Annotated[list[SchemaColumn], Field(min_length=1, max_length=100)]
+
+
+def _domain_problem(type_name: str, values: list) -> str | None:
+    """Why ``values`` is not a domain of ``type_name`` (each a value of the type, none twice), or None."""
+    seen = set()
+    duckdb_type, length = column_type(type_name)[1:]
+    for value in values:
+        if value is None:
+            key = None
+        elif duckdb_type == "VARCHAR":
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                return f"must be text for {type_name}, got {value!r}"
+            key = str(value)
+            if length is not None and len(key) > length:
+                return f"{key!r} is longer than {type_name}"
+        elif duckdb_type == "BOOLEAN":
+            if not isinstance(value, bool):
+                return f"must be true or false for boolean, got {value!r}"
+            key = value
+        elif numeric_range(type_name) is not None:
+            low, high = numeric_range(type_name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                return f"must be numbers a {type_name} holds, got {value!r}"
+            if duckdb_type in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT") and value != int(value):
+                return f"must be whole numbers for {type_name}, got {value!r}"
+            key = value
+        else:
+            return f"cannot be declared for a {type_name} column (text, boolean and numeric columns only)"
+        if key in seen:
+            return f"lists {key!r} twice"
+        seen.add(key)
+    return None
+
+
+def domain_values(column: Column) -> tuple | None:
+    """The column's declared domain as typed values (text for varchar/char), or None without one."""
+    if column.values is None:
+        return None
+    if column.duckdb_type == "VARCHAR":
+        return tuple(None if v is None else str(v) for v in column.values)
+    return tuple(column.values)
 
 
 def validate_data(dataset: Dataset, max_errors: int = 5) -> int:

@@ -180,6 +180,11 @@ class PrivacyBudgetBlock(Block):
 
 class UserIdentifierBlock(Block):
     user_identifier_column: Column
+    # The most rows one user adds to any aggregation (the user contribution limit): the local
+    # clean room truncates each user to this many rows, so the noise never depends on the data.
+    # AWS computes its own from the data (sensitivityParameters.userContributionLimit) and has no
+    # such setting: this key is not sent to AWS. docs/local-clean-room.md, "Differential privacy".
+    user_contribution_limit: whole(1, 1000) = 1
 
 
 class ThresholdBlock(Block):
@@ -449,6 +454,7 @@ EXPECTED = {
     "column": "a column of the dataset's schema.yaml",
     "minimum": "a whole number from 2 to 100000",
     "userIdentifierColumn": "the column that identifies a person (role join_key or user_identifier)",
+    "userContributionLimit": "a whole number from 1 to 1000: the most rows one user adds to an aggregation",
     "aggregateColumns": "a list of {function, columns}",
     "outputConstraints": "a list of {column, minimum}",
     "function": "one of COUNT, COUNT_DISTINCT, SUM, SUM_DISTINCT, AVG",

@@ -72,6 +72,19 @@ class Column:
     name: str
     type: str  # a Spark SQL type Clean Rooms documents: varchar(n), integer, decimal(p,s) (model/datasets.py)
     role: str  # join_key, user_identifier, dimension, metric (model/datasets.py)
+    # What differential privacy may rely on without reading the data (model/datasets.py):
+    # a metric's clamping bounds, a dimension's every value (its group keys).
+    bounds: tuple[float, float] | None = None
+    values: tuple[str, ...] | None = None
+
+    def yaml(self) -> str:
+        # decimal(p,s) is quoted: a bare comma would end the YAML flow mapping's value.
+        parts = [f"name: {self.name}", f"type: {_yaml_type(self.type)}", f"role: {self.role}"]
+        if self.bounds is not None:
+            parts.append(f"bounds: [{self.bounds[0]:g}, {self.bounds[1]:g}]")
+        if self.values is not None:
+            parts.append("values: [" + ", ".join(json.dumps(v) for v in self.values) + "]")
+        return "{" + ", ".join(parts) + "}"
 
 
 @dataclass(frozen=True)
@@ -96,8 +109,7 @@ class Schema:
                  f"description: {self.description}",
                  f"file: {self.file(data_format)}",
                  "columns:"]
-        # decimal(p,s) is quoted: a bare comma would end the YAML flow mapping's value.
-        lines += [f"  - {{name: {c.name}, type: {_yaml_type(c.type)}, role: {c.role}}}" for c in self.columns]
+        lines += [f"  - {c.yaml()}" for c in self.columns]
         return "\n".join(lines) + "\n"
 
 
@@ -115,15 +127,19 @@ RETAIL = Schema(
 #       metric          may only be aggregated
 # type: a Spark SQL type the Clean Rooms data-format page lists (varchar(n), integer,
 #       decimal(p,s), ...); {data} is checked against it before anything deploys.
+# bounds: [low, high] of a metric: what differential privacy clamps it to, so the noise
+#       never depends on the data (decimal(p,s) defaults to its type's range).
+# values: every value a dimension can hold: the groups a differentially private query may
+#       show without selecting them from the data; {data} may hold no other value.
 """,
     description="Retail customers with their total purchases (salted SHA-256 e-mail key).",
     columns=(
         Column("customer_key", "varchar(64)", "join_key"),
-        Column("age_group", "varchar(8)", "dimension"),
-        Column("region", "varchar(16)", "dimension"),
-        Column("product_category", "varchar(16)", "dimension"),
-        Column("order_count", "integer", "metric"),
-        Column("purchase_amount", "decimal(10,2)", "metric"),
+        Column("age_group", "varchar(8)", "dimension", values=tuple(AGE_GROUPS)),
+        Column("region", "varchar(16)", "dimension", values=tuple(REGIONS)),
+        Column("product_category", "varchar(16)", "dimension", values=tuple(PRODUCT_CATEGORIES)),
+        Column("order_count", "integer", "metric", bounds=(0, 50)),
+        Column("purchase_amount", "decimal(10,2)", "metric", bounds=(0, 5000)),
     ),
 )
 
@@ -136,11 +152,11 @@ MEDIA = Schema(
     description="Media customers with their engagement (salted SHA-256 e-mail key).",
     columns=(
         Column("customer_key", "varchar(64)", "join_key"),
-        Column("age_group", "varchar(8)", "dimension"),
-        Column("region", "varchar(16)", "dimension"),
-        Column("channel", "varchar(16)", "dimension"),
-        Column("sessions", "integer", "metric"),
-        Column("engagement_score", "decimal(5,2)", "metric"),
+        Column("age_group", "varchar(8)", "dimension", values=tuple(AGE_GROUPS)),
+        Column("region", "varchar(16)", "dimension", values=tuple(REGIONS)),
+        Column("channel", "varchar(16)", "dimension", values=tuple(CHANNELS)),
+        Column("sessions", "integer", "metric", bounds=(0, 250)),
+        Column("engagement_score", "decimal(5,2)", "metric", bounds=(0, 100)),
     ),
 )
 
