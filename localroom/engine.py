@@ -8,24 +8,33 @@ Spark SQL to the engine's dialect by sqlglot, parameters bound as typed values).
 the final SELECT is split in two:
 
 1. the aggregation, with every aggregate replaced by the parts the rules need:
-   the exact value for thresholds; for differential privacy the counts and sums
-   that noise is added to (AVG = SUM / COUNT, STDDEV from sums of squares) and
-   the largest absolute value each sum adds (its sensitivity); and, per table
-   under a minimum aggregation threshold, COUNT(DISTINCT identity column);
+   the exact value and, per table under a minimum aggregation threshold,
+   COUNT(DISTINCT identity column); or, for differential privacy, the counts
+   and sums noise is added to, over the query's input clamped to declared
+   bounds and truncated to the declared rows per user (localroom/bounds.py);
 2. the original projections, HAVING, ORDER BY and LIMIT, evaluated over those
    parts after rows below a threshold are dropped and noise is added.
 
-Sources for what is enforced: localroom/privacy.py (noise), and for thresholds
-the User Guide's custom-min-agg-thresholds ("Minimum aggregation thresholds
-ensure that each row in a SQL query result has at least N distinct data
-subjects contributing to it"; rows that don't are suppressed) and
-custom-considerations ("The minimum aggregation threshold is not enforced on
-COUNT, COUNT(DISTINCT), or APPROX_COUNT_DISTINCT functions over a single table
-with no grouping or join").
+A query over a differentially private table releases only noisy values, and
+every quantity the noise depends on is declared before the data is read
+(``Plan.private``; localroom/privacy.py has the calibration and its sources).
+Its groups are the declared cross product of the group keys' values, or those
+a DP partition selection releases; its thresholds apply to noisy counts; a
+failure of the engine is reported without its message (which can hold data
+values) and is charged like a run (the caller reserves the budget first).
+
+Sources for thresholds: the User Guide's custom-min-agg-thresholds ("Minimum
+aggregation thresholds ensure that each row in a SQL query result has at least
+N distinct data subjects contributing to it"; rows that don't are suppressed)
+and custom-considerations ("The minimum aggregation threshold is not enforced
+on COUNT, COUNT(DISTINCT), or APPROX_COUNT_DISTINCT functions over a single
+table with no grouping or join").
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,10 +46,11 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope
 
-from localroom.privacy import Calibration
+from localroom.bounds import clamped, declared_domain, keyset, truncated, value_bounds
+from localroom.privacy import Calibration, NoisePart, Selection, aggregate_noise, selection
 from model.budget import dp_type, final_aggregates
 from model.collaboration import Collaboration
-from model.datasets import Dataset, load_into
+from model.datasets import Dataset, load_into, numeric_range
 from model.validator.analysis import Analysis, BaseColumn, aggregates_in, build
 
 
@@ -49,7 +59,15 @@ class LocalLimitation(Exception):
 
 
 class RunFailed(Exception):
-    """The engine failed while running the template (exit 1), e.g. an invalid cast in the data."""
+    """The engine failed while running the template (exit 1), e.g. an invalid cast in the data.
+
+    ``read_data`` is False when the engine refused the SQL before reading any row (an unknown function, a
+    type error): such a failure says nothing about the data.
+    """
+
+    def __init__(self, message: str, read_data: bool = True):
+        super().__init__(message)
+        self.read_data = read_data
 
 
 @dataclass
@@ -58,6 +76,7 @@ class Noise:
     aggregate: str
     sigma: float
     sensitivity: float
+    threshold: float | None = None  # a selection's: a group is shown when its noisy count exceeds it
 
 
 @dataclass
@@ -131,6 +150,10 @@ class DuckDB:
     def message(self, exc: Exception) -> str:
         return _first_line(exc)
 
+    def before_data(self, exc: Exception) -> bool:
+        """Whether DuckDB refused the SQL while parsing or binding it, before reading any row."""
+        return isinstance(exc, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException))
+
     def _relation(self, sql: str, params: dict[str, Any]):
         return self.con.sql(sql, params=used_params(sql, self.dialect, params) or None)
 
@@ -160,15 +183,34 @@ class LocalCleanRoom:
         if todo:
             self.loaded.update(self.db.load(todo))
 
-    def run(self, analysis: Analysis, params: dict[str, Any], noise, calibration: Calibration | None) -> LocalResult:
-        self.load(analysis.tables)
-        plan = Plan(analysis, self.dialect)
+    def plan(self, analysis: Analysis, calibration: Calibration | None) -> "Plan":
+        """What a run of ``analysis`` will do and release, decided before any row is read.
+
+        Raises PlanRefusal (a declaration is missing) or LocalLimitation.
+        """
+        return Plan(analysis, self.dialect, calibration)
+
+    def execute(self, plan: "Plan", params: dict[str, Any], noise) -> LocalResult:
+        self.load(plan.analysis.tables)
         try:
             if plan.direct:
                 return LocalResult(self.db.sql(plan.direct_sql, params), Enforcement())
-            return plan.execute(self, params, noise, calibration)
+            return plan.execute(self, params, noise)
         except self.db.errors as exc:
+            if self.db.before_data(exc):
+                raise RunFailed(self.db.message(exc), read_data=False) from None
+            if plan.private is not None:
+                # An engine's message can quote the value that made it fail (an overflow, a cast):
+                # under differential privacy it is not shown (User Guide, dp-limitations).
+                raise RunFailed(WITHHELD) from None
             raise RunFailed(self.db.message(exc)) from None
+
+    def run(self, analysis: Analysis, params: dict[str, Any], noise, calibration: Calibration | None) -> LocalResult:
+        return self.execute(self.plan(analysis, calibration), params, noise)
+
+
+WITHHELD = ("the engine failed while computing a differentially private result; its message is not shown, as it "
+            "can quote the data (look for arithmetic that can overflow or a cast that can fail in the template)")
 
 
 def used_params(sql: str, dialect: str, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -194,13 +236,51 @@ _COUNTING = (exp.Count, exp.ApproxDistinct)
 class _Aggregate:
     index: int
     node: exp.AggFunc
-    kind: str  # COUNT, COUNT_DISTINCT, SUM, AVG, STDDEV, or RAW (no noise)
     argument: exp.Expression | None
     distinct: bool
 
 
+@dataclass
+class _Release:
+    """One aggregate of a differentially private query's final SELECT, and how it is noised."""
+
+    index: int
+    node: exp.AggFunc
+    kind: str  # COUNT, COUNT_DISTINCT, SUM, AVG, STDDEV
+    argument: exp.Expression | None
+    distinct: bool
+    bounds: tuple[float, float] | None
+    parts: list[NoisePart]
+    column: str
+    population: bool = False  # STDDEV_POP
+
+    def names(self) -> list[str]:
+        """The phase-1 column of each noise part, in ``parts`` order."""
+        if self.kind in ("COUNT", "COUNT_DISTINCT", "SUM"):
+            return [f"__a{self.index}"]
+        return [f"__a{self.index}_{_SUFFIX[p.part]}" for p in self.parts]
+
+
+_SUFFIX = {"sum": "s", "count": "c", "sum of squares": "q"}
+
+
+@dataclass
+class _Private:
+    """What a query over a differentially private table releases, fixed before any row is read."""
+
+    user: exp.Expression
+    limit: int
+    releases: list[_Release]
+    identities: dict[str, exp.Expression]  # threshold tables' identity columns, counted with noise
+    threshold_parts: list[NoisePart]
+    groups: list[exp.Expression]
+    keys: list[tuple] | None  # the declared cross product of the group keys; None: selected, or no groups
+    selection: Selection | None
+    usage: Counter
+
+
 class Plan:
-    def __init__(self, analysis: Analysis, dialect: str):
+    def __init__(self, analysis: Analysis, dialect: str, calibration: Calibration | None = None):
         self.dialect = dialect
         tree = analysis.tree.copy()
         self.analysis = build(analysis.template, analysis.collab, tree)
@@ -211,6 +291,17 @@ class Plan:
         self.protected = {a: tables[a] for a in sorted(read) if tables[a].differential_privacy}
         self.direct = not self.thresholded and not self.protected
         self.direct_sql = tree.sql(dialect=dialect) if self.direct else ""
+        self.private: _Private | None = None
+        if self.protected:
+            if calibration is None:
+                raise LocalLimitation("the template reads a differentially private table, but the collaboration "
+                                      "has no privacy budget (differentialPrivacy in the owner's stack file)")
+            self.private = self._plan_private(calibration)
+
+    @property
+    def usage(self) -> Counter:
+        """The DP releases one run makes, by aggregation type (empty without differential privacy)."""
+        return Counter(self.private.usage) if self.private else Counter()
 
     # -- building -----------------------------------------------------------
     def _select(self) -> exp.Select:
@@ -220,9 +311,11 @@ class Plan:
                                   "a set operation (UNION, ...) in the final SELECT; move it into a CTE")
         return select
 
-    def execute(self, room: LocalCleanRoom, params, noise, calibration) -> LocalResult:
+    def execute(self, room: LocalCleanRoom, params, noise) -> LocalResult:
         select = self._select()
         enforcement = Enforcement(seeded=bool(getattr(noise, "seeded", False)))
+        if self.private is not None:
+            return self._run_private(room, select, params, noise, enforcement)
         calls = final_aggregates(select)
         grouped = select.args.get("group") is not None
         if not calls and not grouped:
@@ -238,23 +331,15 @@ class Plan:
             thresholds = {}
         identities = {alias: self._identity(self.root, alias, t.threshold[0]) for alias, t in thresholds.items()}
         enforcement.thresholds = {alias: t.threshold[1] for alias, t in thresholds.items()}
-        dp = bool(self.protected)
-        user = None
-        if dp:
-            alias, table = next(iter(self.protected.items()))
-            user = self._identity(self.root, alias, table.user_identifier)
-        keyed = [*identities.values(), *([user] if user else [])]
+        keyed = list(identities.values())
         if keyed and all(self._rows_per_identity(room, select, e) == 1 for e in keyed):
-            # Every identity (and user) is in at most one input row: COUNT(DISTINCT id) is COUNT(id)
-            # and each user contributes one row, without counting per identity.
-            return self._aggregate(room, select, params, noise, calibration, enforcement, grouped, identities,
-                                   user, unique=True)
+            # Every identity is in at most one input row: COUNT(DISTINCT id) is COUNT(id).
+            return self._aggregate(room, select, params, enforcement, grouped, identities, unique=True)
         try:
             renamed = _materialize(room, select, keyed, params)
             if renamed is not None:
                 identities = dict(zip(identities, renamed))
-                user = renamed[-1] if user is not None else None
-            return self._aggregate(room, select, params, noise, calibration, enforcement, grouped, identities, user)
+            return self._aggregate(room, select, params, enforcement, grouped, identities)
         finally:
             room.db.drop("__input")
 
@@ -264,7 +349,9 @@ class Plan:
         Holds when the final SELECT reads base tables joined by column equalities
         that connect them all: each row of the identity's table meets at most
         the most rows any key of each other table's join column has. None when
-        the shape is anything else (the exact count is taken instead).
+        the shape is anything else (the exact count is taken instead). It only
+        decides how the engine computes a result (skipping a truncation that
+        would keep every row, counting without DISTINCT), never what is released.
         """
         sources = {alias: source for alias, (_, source) in self.root.selected_sources.items()}
         if not isinstance(identity, exp.Column) or identity.table not in sources or \
@@ -295,41 +382,34 @@ class Plan:
             bound *= max(room.rows_per_key(sources[alias].name, c) for c in columns)
         return bound
 
-    def _aggregate(self, room, select, params, noise, calibration, enforcement, grouped, identities, user,
-                   unique: bool = False):
-        calls = final_aggregates(select)
-        aggregates = _classify(calls, user is not None)
-        outputs = {a.index: _output_of(select, a.node) for a in aggregates}
-
+    def _aggregate(self, room, select, params, enforcement, grouped, identities, unique: bool = False):
+        """Thresholds without differential privacy: exact aggregates, rows below a minimum dropped."""
+        aggregates = _classify(final_aggregates(select))
         phase1 = _with_clauses(exp.Select(), select, ("with_", "from_", "joins", "where", "group"))
         groups = list(select.args["group"].expressions) if grouped else []
         projections = [exp.alias_(g.copy(), f"__g{i}") for i, g in enumerate(groups)]
-        for agg in aggregates:
-            projections += _components(agg)
+        projections += [exp.alias_(agg.node.copy(), f"__a{agg.index}") for agg in aggregates]
         for k, (alias, identity) in enumerate(identities.items()):
             counted = identity.copy() if unique else exp.Distinct(expressions=[identity.copy()])
             projections.append(exp.alias_(exp.Count(this=counted), f"__t{k}"))
         phase1.set("expressions", projections)
         parts = room.db.sql(phase1.sql(dialect=self.dialect), params)
-        if groups:  # DuckDB groups in parallel: a fixed order makes seeded noise land on the same rows
-            parts = parts.sort_by([(f"__g{i}", "ascending") for i in range(len(groups))])
-
         keep = np.ones(parts.num_rows, dtype=bool)
         for k, alias in enumerate(identities):
             keep &= np.asarray(parts.column(f"__t{k}").to_numpy(zero_copy_only=False)) >= enforcement.thresholds[alias]
         enforcement.suppressed_rows = int((~keep).sum())
         parts = parts.filter(pa.array(keep))
-        if user is not None:
-            parts = self._add_noise(room, select, params, parts, aggregates, noise, calibration, enforcement,
-                                    outputs, user, 1 if unique else None)
+        values = {a.node.sql(): exp.column(f"__a{a.index}") for a in aggregates}
+        return LocalResult(self._finish(room, select, params, parts, groups, values), enforcement)
 
+    def _finish(self, room, select: exp.Select, params, parts: pa.Table, groups, values) -> pa.Table:
+        """Phase 2: the template's projections, HAVING, ORDER BY and LIMIT over the parts of phase 1."""
         phase2 = exp.Select()
-        by_sql = {a.node.sql(): _value(a) for a in aggregates}
         group_names = [(g, f"__g{i}") for i, g in enumerate(groups)]
 
         def rewrite(node: exp.Expression) -> exp.Expression:
-            if isinstance(node, exp.AggFunc) and not isinstance(node.parent, exp.Window) and node.sql() in by_sql:
-                return by_sql[node.sql()].copy()
+            if isinstance(node, exp.AggFunc) and not isinstance(node.parent, exp.Window) and node.sql() in values:
+                return values[node.sql()].copy()
             for g, name in group_names:
                 if node == g:
                     return exp.column(name)
@@ -345,15 +425,12 @@ class Plan:
                 phase2.set(key, value.transform(rewrite, copy=False) if isinstance(value, exp.Expression) else value)
         room.db.register("__parts", parts)
         try:
-            table = room.db.sql(phase2.sql(dialect=self.dialect), params)
+            return room.db.sql(phase2.sql(dialect=self.dialect), params)
         finally:
             room.db.unregister("__parts")
-        return LocalResult(table, enforcement)
 
     def _row_level(self, room, select, params, enforcement) -> LocalResult:
         """No aggregation: every output row comes from one input row, one identity."""
-        if self.protected:
-            raise LocalLimitation("a query over a differentially private table must aggregate")  # validator refuses
         enforcement.thresholds = {a: t.threshold[1] for a, t in self.thresholded.items()}
         sql = select.sql(dialect=self.dialect)
         enforcement.suppressed_rows = room.db.scalar(f"SELECT count(*) FROM ({sql}) AS __rows", params)
@@ -389,50 +466,242 @@ class Plan:
         return name
 
     # -- differential privacy ---------------------------------------------------
-    def _contribution_limit(self, room, select, params, user: exp.Expression) -> int:
-        """The most rows one user contributes to the query's input (the UCL, configure-differential-privacy)."""
-        contributions = _with_clauses(exp.Select(expressions=[exp.alias_(user.copy(), "u"),
-                                                              exp.alias_(exp.Count(this=exp.Star()), "c")]),
-                                      select, ("with_", "from_", "joins", "where"))
-        contributions.set("group", exp.Group(expressions=[user.copy()]))
-        sql = contributions.sql(dialect=self.dialect)
-        return room.db.scalar(f"SELECT max(c) FROM ({sql}) AS __contributions", params) or 1
+    def _plan_private(self, calibration: Calibration) -> _Private:
+        """The releases of a query over a DP table: bounds, contribution limit, group keys, costs.
 
-    def _add_noise(self, room, select, params, parts: pa.Table, aggregates, noise, calibration: Calibration,
-                   enforcement: Enforcement, outputs: dict[int, str], user: exp.Expression,
-                   ucl: int | None) -> pa.Table:
-        if ucl is None:
-            ucl = self._contribution_limit(room, select, params, user)
-        enforcement.user_contribution_limit = int(ucl)
-        for agg in aggregates:
-            enforcement.usage[agg.kind] += 1
-            bound = 0.0
-            if agg.kind in ("SUM", "AVG", "STDDEV"):
-                column = parts.column(f"__m{agg.index}").to_numpy(zero_copy_only=False)
-                bound = float(np.nanmax(column)) if len(column) and not np.all(np.isnan(column)) else 0.0
-            for name, integer, sensitivity in _noisy_parts(agg, ucl, bound):
-                values = parts.column(name).to_numpy(zero_copy_only=False)
-                values = np.nan_to_num(values.astype(float)) if not integer else values.astype(np.int64)
-                if integer:
-                    scale = calibration.int_scale * sensitivity
-                    noisy = np.maximum(noise.integers(values, scale), 0)  # post-processing: counts are never negative
-                else:
-                    scale = calibration.real_scale * sensitivity
-                    noisy = noise.reals(values, scale)
-                parts = parts.set_column(parts.schema.get_field_index(name), name, pa.array(noisy))
-                enforcement.noise.append(Noise(column=outputs[agg.index], aggregate=_part_label(agg.kind, name),
-                                               sigma=scale, sensitivity=sensitivity))
-        return parts
+        Everything here is read from the template, the schemas and the rules:
+        no row of data. A template the local room cannot bound is refused
+        (PlanRefusal) before anything runs or is charged.
+        """
+        select = self._select()
+        alias, table = next(iter(self.protected.items()))
+        user_column = BaseColumn(alias, table.user_identifier)
+        user = self._identity(self.root, alias, table.user_identifier)
+        limit = table.rule.user_contribution_limit
+        grouped = select.args.get("group") is not None
+        releases = []
+        for index, node in enumerate(final_aggregates(select)):
+            kind = dp_type(node)
+            this = node.this
+            distinct = isinstance(this, exp.Distinct)
+            if distinct and len(this.expressions) != 1:
+                raise LocalLimitation(f"{node.sql(dialect='spark')}: the local clean room counts DISTINCT over one "
+                                      "expression only")
+            argument = this.expressions[0] if distinct else (None if isinstance(this, exp.Star) else this)
+            if distinct and kind == "STDDEV":
+                raise LocalLimitation(f"{node.sql(dialect='spark')}: the local clean room does not rehearse "
+                                      "STDDEV(DISTINCT ...)")
+            bounds = None
+            if kind in ("SUM", "AVG", "STDDEV"):
+                bounds = value_bounds(self.analysis, argument, self.root)
+                if bounds is None:
+                    raise PlanRefusal(_unbounded(node, argument, self.analysis, self.root))
+            distinct_user = kind == "COUNT_DISTINCT" and isinstance(argument, exp.Column) and \
+                self.analysis.lineage(argument, self.root) == {user_column}
+            parts = aggregate_noise(kind, calibration, contribution_limit=limit, bounds=bounds, grouped=grouped,
+                                    distinct_user=distinct_user)
+            releases.append(_Release(index, node, kind, argument, distinct, bounds, parts, _output_of(select, node),
+                                     population=isinstance(node, exp.StddevPop)))
+        identities = {a: self._identity(self.root, a, t.threshold[0]) for a, t in self.thresholded.items()}
+        threshold_parts = aggregate_noise("COUNT_DISTINCT", calibration, contribution_limit=limit, grouped=grouped)
+        groups = list(select.args["group"].expressions) if grouped else []
+        domains = [declared_domain(self.analysis, g, self.root) for g in groups]
+        keys = keyset(domains) if groups and all(d is not None for d in domains) else None
+        chosen = selection(calibration, limit) if groups and keys is None else None
+        usage = Counter(r.kind for r in releases)
+        usage["COUNT_DISTINCT"] += len(identities) + (1 if chosen else 0)
+        return _Private(user, limit, releases, identities, threshold_parts, groups, keys, chosen, +usage)
+
+    def _run_private(self, room, select: exp.Select, params, noise, enforcement: Enforcement) -> LocalResult:
+        """Clamp, truncate, aggregate, add noise to every part, then the template's own projections.
+
+        Rows without a user (an outer join's unmatched side) are left out: no
+        user's presence can then change them. Group keys are the declared
+        cross product or a DP selection; thresholds apply to noisy counts.
+        """
+        private = self.private
+        enforcement.user_contribution_limit = private.limit
+        enforcement.thresholds = {alias: self.thresholded[alias].threshold[1] for alias in private.identities}
+        # 1. The aggregation's input: one row per joined row, the columns the aggregates read.
+        rows = _with_clauses(exp.Select(), select, ("from_", "joins"))
+        present = exp.Not(this=exp.Is(this=private.user.copy(), expression=exp.Null()))
+        where = select.args.get("where")
+        rows.set("where", exp.Where(this=exp.and_(where.this.copy(), present) if where is not None else present))
+        columns = {f"__g{i}": g for i, g in enumerate(private.groups)}
+        columns["__u"] = private.user
+        for r in private.releases:
+            if r.argument is not None:
+                columns[f"__x{r.index}"] = clamped(r.argument, r.bounds) if r.bounds else r.argument
+        for k, identity in enumerate(private.identities.values()):
+            columns[f"__t{k}"] = identity
+        rows.set("expressions", [exp.alias_(e.copy(), name) for name, e in columns.items()])
+        bound = self._rows_per_identity(room, select, private.user)
+        unique = bound == 1
+        if bound is None or bound > private.limit:
+            rows = truncated(rows, "__u", list(columns), private.limit)
+        # 2. Phase 1: the parts the noise is added to, per group.
+        parts_sql = exp.select(*self._private_parts(private, unique)).from_(
+            exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier("__dp_in"))))
+        if private.groups:
+            parts_sql = parts_sql.group_by(*[exp.column(f"__g{i}") for i in range(len(private.groups))])
+        if select.args.get("with_") is not None:
+            parts_sql.set("with_", select.args["with_"].copy())
+        parts = room.db.sql(parts_sql.sql(dialect=self.dialect), params)
+        if private.groups:  # engines group in parallel: a fixed order makes seeded noise land on the same rows
+            parts = parts.sort_by([(f"__g{i}", "ascending") for i in range(len(private.groups))])
+        # 3. Which groups: the declared keys (absent ones are zeros), or those a DP selection releases.
+        if private.keys is not None:
+            parts = _on_keys(parts, private.keys, len(private.groups))
+        elif private.selection is not None:
+            counts = parts.column("__n").to_pylist()
+            keys = [_key(row) for row in zip(*(parts.column(f"__g{i}").to_pylist()
+                                                for i in range(len(private.groups))))]
+            released = noise.select(dict(zip(keys, counts)), private.selection)
+            parts = parts.filter(pa.array([k in released for k in keys], type=pa.bool_()))
+            enforcement.noise.append(Noise("(which groups)", "selection: distinct users", private.selection.scale,
+                                           math.sqrt(private.limit), threshold=private.selection.threshold))
+        # 4. Noise on every part; thresholds on noisy identity counts.
+        for r in private.releases:
+            for name, part in zip(r.names(), r.parts):
+                parts = _noisy(parts, name, part, noise)
+                enforcement.noise.append(Noise(r.column, _part_label(r.kind, part.part), part.sigma, part.sensitivity))
+        keep = np.ones(parts.num_rows, dtype=bool)
+        for k, alias in enumerate(private.identities):
+            parts = _noisy(parts, f"__tc{k}", private.threshold_parts[0], noise)
+            keep &= parts.column(f"__tc{k}").to_numpy(zero_copy_only=False) >= enforcement.thresholds[alias]
+            enforcement.noise.append(Noise(f"(threshold: {alias})", "COUNT_DISTINCT", private.threshold_parts[0].sigma,
+                                           private.threshold_parts[0].sensitivity))
+        enforcement.suppressed_rows = int((~keep).sum())  # decided by noisy counts only
+        parts = parts.filter(pa.array(keep, type=pa.bool_()))
+        enforcement.usage = Counter(private.usage)
+        values = {r.node.sql(): _released(r) for r in private.releases}
+        return LocalResult(self._finish(room, select, params, parts, private.groups, values), enforcement)
+
+    def _private_parts(self, private: _Private, unique: bool) -> list[exp.Expression]:
+        col = exp.column
+        out = [exp.alias_(col(f"__g{i}"), f"__g{i}") for i in range(len(private.groups))]
+        for r in private.releases:
+            x = col(f"__x{r.index}") if r.argument is not None else None
+            if r.kind in ("COUNT", "COUNT_DISTINCT"):
+                out.append(exp.alias_(_agg(exp.Count, x, r.distinct), f"__a{r.index}"))
+                continue
+            if r.kind == "SUM":
+                out.append(exp.alias_(_agg(exp.Sum, x, r.distinct), f"__a{r.index}"))
+                continue
+            mid = exp.Literal.number(repr((r.bounds[0] + r.bounds[1]) / 2))
+            count = _agg(exp.Count, x, r.distinct)
+            if r.distinct:  # the sum over distinct values of (x - mid)
+                shifted = exp.Sub(this=_agg(exp.Sum, x, True), expression=exp.Mul(this=mid, expression=count.copy()))
+            else:
+                shifted = exp.Sum(this=exp.Sub(this=x.copy(), expression=mid))
+            out.append(exp.alias_(shifted, f"__a{r.index}_s"))
+            if r.kind == "STDDEV":
+                deviation = exp.Paren(this=exp.Sub(this=x.copy(), expression=mid.copy()))
+                out.append(exp.alias_(exp.Sum(this=exp.Mul(this=deviation, expression=deviation.copy())),
+                                      f"__a{r.index}_q"))
+            out.append(exp.alias_(count, f"__a{r.index}_c"))
+        users = col("__u") if unique else exp.Distinct(expressions=[col("__u")])
+        if private.selection is not None:
+            out.append(exp.alias_(exp.Count(this=users), "__n"))
+        for k in range(len(private.identities)):
+            counted = col(f"__t{k}") if unique else exp.Distinct(expressions=[col(f"__t{k}")])
+            out.append(exp.alias_(exp.Count(this=counted), f"__tc{k}"))
+        return out
+
+
+class PlanRefusal(Exception):
+    """A template the local clean room cannot rehearse without a declaration (exit 2; nothing run or charged)."""
+
+
+def _unbounded(node: exp.AggFunc, argument: exp.Expression, analysis: Analysis, scope: Scope) -> str:
+    """Why an aggregate's value has no declared bound, and what would give it one."""
+    shown = node.sql(dialect="spark")
+    columns = [(c, analysis.tables[c.table].dataset.column(c.column)) for c in analysis.lineage(argument, scope)
+               if analysis.tables.get(c.table) is not None]
+    missing = sorted({f"{c.table}.{c.column}" for c, declared in columns
+                      if declared is not None and declared.clamp_bounds is None
+                      and numeric_range(declared.type) is not None})
+    if missing and isinstance(argument.unnest(), exp.Column):
+        files = sorted({str(analysis.tables[m.split('.')[0]].dataset.directory / 'schema.yaml') for m in missing})
+        return (f"{shown}: differential privacy clamps what it sums to declared bounds, and "
+                f"{', '.join(missing)} has none; add `bounds: [low, high]` to the column in {', '.join(files)}")
+    return (f"{shown}: the local clean room cannot derive bounds for '{argument.sql(dialect='spark')}' from the "
+            "declared column bounds (it follows +, -, *, /, ABS, ROUND, CASE, COALESCE, LEAST, GREATEST and casts, "
+            "not aggregates in a CTE); aggregate a bounded column or such an expression of one")
+
+
+def _key(values) -> str:
+    """One group key as text (for the selection mechanism's map)."""
+    return json.dumps(list(values), default=str)
+
+
+def _on_keys(parts: pa.Table, keys: list[tuple], width: int) -> pa.Table:
+    """``parts`` with one row per declared key, in declared order; a key without data has zeros.
+
+    Rows whose key is not declared are dropped: only declared keys are released.
+    """
+    index = {tuple(row): i for i, row in enumerate(zip(*(parts.column(f"__g{i}").to_pylist() for i in range(width))))}
+    take = [index.get(tuple(k)) for k in keys]
+    columns = {}
+    for field in parts.schema:
+        if field.name.startswith("__g"):
+            position = int(field.name[3:])
+            columns[field.name] = _typed([k[position] for k in keys], field.type)
+        else:
+            values = parts.column(field.name).to_pylist()
+            columns[field.name] = pa.array([values[t] if t is not None else None for t in take], type=field.type)
+    return pa.table(columns)
+
+
+def _typed(values: list, kind: pa.DataType) -> pa.Array:
+    try:
+        return pa.array(values, type=kind)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(values).cast(kind)
+
+
+def _noisy(parts: pa.Table, name: str, part: NoisePart, noise) -> pa.Table:
+    """``parts`` with column ``name`` noised at ``part``'s scale (absent or NULL values count as 0)."""
+    values = np.nan_to_num(np.asarray(parts.column(name).to_numpy(zero_copy_only=False), dtype=float))
+    if part.integer:
+        # post-processing: a noisy count below zero is shown as zero
+        noisy = pa.array(np.maximum(noise.integers(np.rint(values).astype(np.int64), part.sigma), 0))
+    else:
+        noisy = pa.array(noise.reals(values, part.sigma))
+    return parts.set_column(parts.schema.get_field_index(name), name, noisy)
+
+
+def _released(r: _Release) -> exp.Expression:
+    """The aggregate's value from its noisy parts; AVG and STDDEV kept within what their bounds allow."""
+    col, num = exp.column, exp.Literal.number
+    if r.kind not in ("AVG", "STDDEV"):
+        return col(f"__a{r.index}")
+    low, high = r.bounds
+    s, c = col(f"__a{r.index}_s"), col(f"__a{r.index}_c")
+    if r.kind == "AVG":
+        mean = exp.Add(this=num(repr((low + high) / 2)),
+                       expression=exp.Div(this=s, expression=exp.Greatest(this=c, expressions=[num(1)])))
+        return exp.Least(this=exp.Greatest(this=mean, expressions=[num(repr(low))]), expressions=[num(repr(high))])
+    q, half = col(f"__a{r.index}_q"), (high - low) / 2
+    n = exp.Greatest(this=c, expressions=[num(1 if r.population else 2)])
+    mean_sq = exp.Div(this=exp.Mul(this=s, expression=s.copy()), expression=n.copy())
+    spread = exp.Paren(this=exp.Sub(this=q, expression=mean_sq))
+    var = exp.Div(this=spread, expression=n.copy() if r.population else
+                  exp.Paren(this=exp.Sub(this=n.copy(), expression=num(1))))
+    most = num(repr(half)) if r.population else exp.Mul(
+        this=num(repr(half)), expression=exp.Sqrt(this=exp.Div(this=exp.cast(n.copy(), "DOUBLE"), expression=exp.Paren(
+            this=exp.Sub(this=n.copy(), expression=num(1))))))
+    return exp.Least(this=exp.Sqrt(this=exp.Greatest(this=var, expressions=[num(0)])), expressions=[most])
 
 
 def _materialize(room: LocalCleanRoom, select: exp.Select, extra: list[exp.Expression],
                  params) -> list[exp.Expression] | None:
     """Join and filter once into a temp table of the columns the final SELECT needs.
 
-    The aggregation and the user-contribution count then both read __input
-    instead of joining twice. ``select`` is rewritten to read it; the
-    rewritten ``extra`` expressions are returned. None (nothing changed) when
-    the final SELECT holds a subquery, which may refer to the joined rows.
+    The aggregation and the identity counts then both read __input instead
+    of joining twice. ``select`` is rewritten to read it; the rewritten
+    ``extra`` expressions are returned. None (nothing changed) when the final
+    SELECT holds a subquery, which may refer to the joined rows.
     """
     keys = ("expressions", "group", "having", "order")
     parts = [p for key in keys for p in (select.args.get(key) if key == "expressions" else [select.args.get(key)])
@@ -498,14 +767,13 @@ def _exempt(select: exp.Select, calls) -> bool:
     return single and select.args.get("group") is None and bool(calls) and all(isinstance(c, _COUNTING) for c in calls)
 
 
-def _classify(calls, dp: bool) -> list[_Aggregate]:
+def _classify(calls) -> list[_Aggregate]:
     aggregates = []
     for index, node in enumerate(calls):
         this = node.this
         distinct = isinstance(this, exp.Distinct)
         argument = this.expressions[0] if distinct else (None if isinstance(this, exp.Star) else this)
-        kind = (dp_type(node) or "RAW") if dp else "RAW"
-        aggregates.append(_Aggregate(index, node, kind, argument, distinct))
+        aggregates.append(_Aggregate(index, node, argument, distinct))
     return aggregates
 
 
@@ -516,52 +784,6 @@ def _agg(cls, argument: exp.Expression | None, distinct: bool) -> exp.Expression
     return cls(this=exp.Distinct(expressions=[inner]) if distinct else inner)
 
 
-def _components(agg: _Aggregate) -> list[exp.Expression]:
-    i, x, d = agg.index, agg.argument, agg.distinct
-    if agg.kind in ("RAW", "COUNT", "COUNT_DISTINCT"):
-        return [exp.alias_(agg.node.copy(), f"__a{i}")]
-    bound = exp.alias_(exp.Max(this=exp.Abs(this=exp.cast(x.copy(), "DOUBLE"))), f"__m{i}")
-    total = exp.alias_(_agg(exp.Sum, exp.cast(x.copy(), "DOUBLE"), d), f"__a{i}_s")
-    count = exp.alias_(_agg(exp.Count, x, d), f"__a{i}_c")
-    if agg.kind == "SUM":
-        return [exp.alias_(_agg(exp.Sum, exp.cast(x.copy(), "DOUBLE"), d), f"__a{i}"), bound]
-    if agg.kind == "AVG":
-        return [total, count, bound]
-    square = exp.Mul(this=exp.cast(x.copy(), "DOUBLE"), expression=exp.cast(x.copy(), "DOUBLE"))
-    return [total, exp.alias_(_agg(exp.Sum, square, d), f"__a{i}_q"), count, bound]
-
-
-def _noisy_parts(agg: _Aggregate, ucl: int, bound: float) -> list[tuple[str, bool, float]]:
-    """(column, is integer, sensitivity) of every part of one aggregate that gets noise."""
-    i = agg.index
-    if agg.kind in ("COUNT", "COUNT_DISTINCT"):
-        return [(f"__a{i}", True, float(ucl))]
-    if agg.kind == "SUM":
-        return [(f"__a{i}", False, ucl * bound)]
-    if agg.kind == "AVG":
-        return [(f"__a{i}_s", False, ucl * bound), (f"__a{i}_c", True, float(ucl))]
-    if agg.kind == "STDDEV":
-        return [(f"__a{i}_s", False, ucl * bound), (f"__a{i}_q", False, ucl * bound * bound),
-                (f"__a{i}_c", True, float(ucl))]
-    return []
-
-
-def _value(agg: _Aggregate) -> exp.Expression:
-    """The aggregate's value in phase 2, from its (noisy) parts."""
-    i = agg.index
-    col = exp.column
-    if agg.kind in ("AVG",):
-        return exp.Div(this=col(f"__a{i}_s"),
-                       expression=exp.Greatest(this=col(f"__a{i}_c"), expressions=[exp.Literal.number(1)]))
-    if agg.kind == "STDDEV":
-        n = exp.Greatest(this=col(f"__a{i}_c"), expressions=[exp.Literal.number(2)])
-        mean_sq = exp.Div(this=exp.Mul(this=col(f"__a{i}_s"), expression=col(f"__a{i}_s")), expression=n.copy())
-        var = exp.Div(this=exp.Paren(this=exp.Sub(this=col(f"__a{i}_q"), expression=mean_sq)),
-                      expression=exp.Paren(this=exp.Sub(this=n.copy(), expression=exp.Literal.number(1))))
-        return exp.Sqrt(this=exp.Greatest(this=var, expressions=[exp.Literal.number(0)]))
-    return col(f"__a{i}")
-
-
 def _output_of(select: exp.Select, node: exp.Expression) -> str:
     """The output column an aggregate feeds (HAVING or ORDER BY when it is only used there)."""
     for projection in select.expressions:
@@ -570,6 +792,5 @@ def _output_of(select: exp.Select, node: exp.Expression) -> str:
     return "HAVING/ORDER BY"
 
 
-def _part_label(kind: str, column: str) -> str:
-    suffix = {"s": "sum", "c": "count", "q": "sum of squares"}.get(column.rsplit("_", 1)[-1], "")
-    return f"{kind} ({suffix})" if kind in ("AVG", "STDDEV") and suffix else kind
+def _part_label(kind: str, part: str) -> str:
+    return f"{kind} ({part})" if kind in ("AVG", "STDDEV") else kind

@@ -11,6 +11,13 @@ PrivacyBudgetTemplate.autoRefresh: "automatically get a new privacy budget for
 the collaboration every calendar month"): only the current month's charges
 count. NONE: every charge counts, forever.
 
+A run is charged before it reads any data (``reserve``): the check that the
+budget can pay and the charge are one read-modify-write under an exclusive
+lock, so runs at the same time can never spend more than the budget between
+them. A run that ends without releasing anything (refused later, interrupted,
+its result not saved) is ``uncharge``d; a run whose engine failed keeps its
+charge, since whether it failed can depend on the data (``settle``).
+
 The file is replaced atomically (written beside it, then renamed) under an
 exclusive lock, so a crash or a concurrent run never leaves it half-written.
 """
@@ -29,13 +36,24 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from localroom.privacy import Calibration
-from model.budget import AGG_TYPES, Budget
+from model.budget import AGG_TYPES, Budget, Impact
 
 VERSION = 1
 
 
 class LedgerError(Exception):
     """The ledger file cannot be read or written (exit 1; nothing was charged)."""
+
+
+class BudgetRefused(Exception):
+    """What is left of the budget cannot pay for a run, or would be exhausted without leave (nothing charged)."""
+
+    def __init__(self, impact: Impact):
+        super().__init__(impact.describe())
+        self.impact = impact
+
+
+RESERVED, RELEASED, FAILED = "reserved", "released", "failed"
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,8 @@ class Charge:
     run_id: str
     usage: dict[str, int]
     fraction: float
+    state: str = RELEASED
+    """reserved (running), released (its result was saved) or failed (charged: the failure is a release too)."""
 
 
 class Ledger:
@@ -60,7 +80,7 @@ class Ledger:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             return [Charge(dt.datetime.fromisoformat(c["at"]), c["template"], c["run_id"], dict(c["usage"]),
-                           float(c["fraction"])) for c in data["charges"]]
+                           float(c["fraction"]), str(c.get("state", RELEASED))) for c in data["charges"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LedgerError(f"cannot read the privacy budget ledger {self.path}: {exc}; move it aside to "
                               "start a new budget") from None
@@ -70,13 +90,14 @@ class Ledger:
             return None
         return period_bounds("CALENDAR_MONTH", self.now())[0]
 
-    def spent(self) -> float:
+    def spent(self, charges: list[Charge] | None = None) -> float:
         start = self.period_start()
-        return sum(c.fraction for c in self.charges() if start is None or c.at >= start)
+        return sum(c.fraction for c in (self.charges() if charges is None else charges)
+                   if start is None or c.at >= start)
 
-    def budget(self) -> Budget:
+    def budget(self, charges: list[Charge] | None = None) -> Budget:
         """What `budget` shows, in the service's shape."""
-        remaining = max(0.0, 1.0 - self.spent())
+        remaining = max(0.0, 1.0 - self.spent(charges))
         maxima = self.calibration.max_counts()
         return Budget(id=f"local-{self.stack}", template_id=f"local-{self.stack}", epsilon=self.calibration.epsilon,
                       aggregations={t: (maxima[t], int(remaining * maxima[t] + 1e-9)) for t in AGG_TYPES})
@@ -89,8 +110,34 @@ class Ledger:
             total += count / maximum if maximum else float("inf")
         return total
 
+    def impact(self, usage: Counter, charges: list[Charge] | None = None) -> Impact:
+        charges = self.charges() if charges is None else charges
+        return Impact(self.budget(charges), usage, self.cost(usage), max(0.0, 1.0 - self.spent(charges)))
+
     # -- writing ------------------------------------------------------------
+    def reserve(self, template: str, run_id: str, usage: Counter, allow_exhaustion: bool = False) -> Charge:
+        """Charge a run before it reads any data, if what is left pays for it: check and charge in one lock.
+
+        Raises BudgetRefused (nothing charged) when the budget cannot pay, or
+        when the run would exhaust it and ``allow_exhaustion`` is not given.
+        """
+        with self._locked():
+            charges = self.charges()
+            impact = self.impact(usage, charges)
+            if not impact.affordable or (impact.exhausts and not allow_exhaustion):
+                raise BudgetRefused(impact)
+            charge = Charge(self.now(), template, run_id, dict(usage), impact.cost, RESERVED)
+            self._write(charges + [charge])
+        return charge
+
+    def settle(self, run_id: str, state: str) -> None:
+        """Mark a reserved charge released or failed (it stays charged either way)."""
+        with self._locked():
+            self._write([Charge(c.at, c.template, c.run_id, c.usage, c.fraction, state) if c.run_id == run_id else c
+                         for c in self.charges()])
+
     def charge(self, template: str, run_id: str, usage: Counter) -> Charge:
+        """Charge a run that has released its result (no check: see ``reserve``)."""
         charge = Charge(self.now(), template, run_id, dict(usage), self.cost(usage))
         with self._locked():
             charges = self.charges() + [charge]
@@ -98,7 +145,7 @@ class Ledger:
         return charge
 
     def uncharge(self, run_id: str) -> None:
-        """Take back a run's charge (its result could not be saved)."""
+        """Take back a run's charge: it released nothing (refused later, interrupted, its result not saved)."""
         with self._locked():
             self._write([c for c in self.charges() if c.run_id != run_id])
 
@@ -110,7 +157,7 @@ class Ledger:
             "version": VERSION, "stack": self.stack, "epsilon": self.calibration.epsilon,
             "usersNoisePerQuery": self.calibration.users_noise_per_query, "autoRefresh": self.auto_refresh,
             "charges": [{"at": c.at.isoformat(), "template": c.template, "run_id": c.run_id,
-                         "usage": c.usage, "fraction": c.fraction} for c in charges]})
+                         "usage": c.usage, "fraction": c.fraction, "state": c.state} for c in charges]})
 
 
 def period_bounds(period: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:

@@ -126,17 +126,23 @@ def _section(run: dict) -> str:
     esc = html.escape
     noise_rows = "".join(
         f"<tr><td>{esc(n['column'])}</td><td>{esc(n['aggregate'])}</td><td class=num>{n['sensitivity']:.4g}</td>"
-        f"<td class=num>{n['sigma']:.4g}</td><td class=num>&plusmn;{1.96 * n['sigma']:.4g}</td></tr>"
-        for n in run["noise"])
+        f"<td class=num>{n['sigma']:.4g}</td><td class=num>"
+        + (f"shown above {n['threshold']:g}" if n.get("threshold") is not None else f"&plusmn;{1.96 * n['sigma']:.4g}")
+        + "</td></tr>" for n in run["noise"])
+    guarantee = run.get("guarantee")
+    bound = (f" This release on its own is ({guarantee['epsilon']:.3g}, {guarantee['delta']:.1e})-differentially "
+             "private (docs/local-clean-room.md, \"What is guaranteed\").") if guarantee else ""
     privacy = (f"<table class=small><tr><th>output</th><th>aggregate</th><th class=num>sensitivity</th>"
                f"<th class=num>noise &sigma;</th><th class=num>95% within</th></tr>{noise_rows}</table>"
-               f"<p class=note>User contribution limit {run['user_contribution_limit']}."
+               f"<p class=note>Each user adds at most {run['user_contribution_limit']} row(s) to an aggregation "
+               f"(the table's declared userContributionLimit); values are clamped to their declared bounds.{bound}"
                + (" Seeded noise (--seed): reproducible, not a private release." if run["seeded"] else "")
                + "</p>") if run["noise"] else "<p class=note>No differential privacy on the tables this template reads.</p>"
     if run["thresholds"]:
         limits = ", ".join(f"{esc(t)} &ge; {m}" for t, m in run["thresholds"].items())
+        noisy = " (noisy counts: beside a differentially private table)" if run["noise"] else ""
         suppressed = (f"<p><strong class=suppressed>{run['suppressed_rows']}</strong> row(s) suppressed by "
-                      f"aggregation thresholds ({limits} distinct identities per row).</p>")
+                      f"aggregation thresholds ({limits} distinct identities per row{noisy}).</p>")
     elif run.get("threshold_exempt"):
         suppressed = "<p class=note>Thresholds are not enforced on counts over one table without grouping.</p>"
     else:

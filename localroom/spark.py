@@ -257,7 +257,7 @@ class Spark:
         args = used_params(sql, self.dialect, params)
         for name, value in args.items():
             if isinstance(value, dt.time):
-                raise RunFailed(f"parameter '{name}' is a TIME, and Spark 3.5 has no TIME type")
+                raise RunFailed(f"parameter '{name}' is a TIME, and Spark 3.5 has no TIME type", read_data=False)
         return self.spark.sql(sql, args=args or None)
 
     def sql(self, sql: str, params: dict[str, Any]) -> pa.Table:
@@ -290,6 +290,12 @@ class Spark:
 
     def message(self, exc: BaseException) -> str:
         return message(exc)
+
+    def before_data(self, exc: BaseException) -> bool:
+        """Whether Spark refused the SQL while parsing or analysing it (spark.sql analyses eagerly)."""
+        from pyspark.errors import AnalysisException
+
+        return isinstance(exc, AnalysisException)
 
 
 def to_arrow(frame) -> pa.Table:

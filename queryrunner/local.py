@@ -191,8 +191,9 @@ class LocalApp:
         return qparams.resolve_jobs(chosen, given, spread=args.all)
 
     def run(self) -> int:
-        from localroom.engine import LocalCleanRoom
+        from localroom.engine import LocalCleanRoom, PlanRefusal
         from model.errors import ConfigError
+        from model.templates import shown_path
         from model.validator import validate
 
         args = self.args
@@ -213,6 +214,19 @@ class LocalApp:
             for line in refusals:
                 self.err(f"  {line}")
             return EXIT_USAGE
+        # What each run will release, and the bounds the noise needs, decided from the template, the
+        # schemas and the rules alone: a missing declaration is an input error, nothing is run.
+        planned, missing = [], []
+        for template, values, analysis in checked:
+            plan = self.plan(template, analysis)
+            if isinstance(plan, PlanRefusal):
+                missing.append(f"{shown_path(template.path)}: {plan}")
+            planned.append((template, values, analysis, plan))
+        if missing:
+            self.err("error: the local clean room cannot add calibrated noise to these templates; nothing was run:")
+            for line in missing:
+                self.err(f"  {line}")
+            return EXIT_USAGE
         backend = self.backend()
         engine = f"; engine Spark {backend.version} ({backend.master})" if backend is not None else ""
         self.err(f"local clean room: stack {self.stack}, tables {sorted(self.collab.tables)}{engine}; "
@@ -224,8 +238,8 @@ class LocalApp:
             raise UsageError(str(exc)) from None
         self.warn_access([(template.name, analysis.tables) for template, _, analysis in checked])
         outcomes = []
-        for template, values, analysis in checked:
-            outcomes.append(self.run_one(room, template, values, analysis, out))
+        for template, values, analysis, plan in planned:
+            outcomes.append(self.run_one(room, template, values, analysis, plan, out))
         if args.all:
             rows = [[o["template"], o["status"], o.get("run_id", "-"), f"{o.get('seconds', 0):.1f}",
                      o.get("path") or o.get("error", "-")] for o in outcomes]
@@ -257,61 +271,92 @@ class LocalApp:
                          f"{len(names)} templates read it ({', '.join(names)}); they run in this order and the ones "
                          "past its access budget are refused")
 
-    def run_one(self, room, template, values: dict[str, str], analysis, out: Path) -> dict:
+    def plan(self, template, analysis):
+        """The template's Plan; a PlanRefusal (missing declaration) or LocalLimitation is returned, not raised."""
+        from localroom.engine import LocalLimitation, Plan, PlanRefusal
+
+        ledger = self.ledger()
+        dialect = "spark" if getattr(self.args, "engine", None) == "spark" else "duckdb"
+        try:
+            return Plan(analysis, dialect, ledger.calibration if ledger else None)
+        except (PlanRefusal, LocalLimitation) as exc:
+            return exc
+
+    def run_one(self, room, template, values: dict[str, str], analysis, plan, out: Path) -> dict:
         from localroom.access import AccessExhausted
         from localroom.engine import LocalLimitation, RunFailed
-        from localroom.ledger import LedgerError
+        from localroom.ledger import FAILED, RELEASED, BudgetRefused, LedgerError
         from localroom.privacy import OpenDPNoise, SeededNoise
-        from model.budget import Impact, count_aggregations
         from model.parameters import to_python
 
         name = template.name
         started = time.monotonic()
-        ledger = self.ledger()
-        protected = any(t.differential_privacy for t in analysis.tables.values())
-        usage = count_aggregations(template.sql) if protected else Counter()
+        run_id = str(uuid.uuid4())
+        ledger, reserved = self.ledger(), False
         try:
+            if isinstance(plan, Exception):
+                raise plan
+            usage = plan.usage
             blocked = self.access().blocked(analysis.tables)
             if blocked:
                 raise _Refused(f"refusing to run {name!r}: {blocked[0].refusal()}", "ACCESS_BUDGET")
-            if protected:
-                if ledger is None:
-                    raise LocalError("the template reads a differentially private table, but the collaboration "
-                                     "has no privacy budget (differentialPrivacy in the owner's stack file)")
-                budget = ledger.budget()
-                impact = Impact(budget, usage, ledger.cost(usage), max(0.0, 1.0 - ledger.spent()))
-                self.err(f"[{name}] {impact.describe()}")
-                if not impact.affordable or (impact.exhausts and not self.args.allow_budget_exhaustion):
-                    hint = "" if not impact.affordable else " Pass --allow-budget-exhaustion to run it anyway."
+            if plan.private is not None:
+                self.err(f"[{name}] {ledger.impact(usage).describe()}")
+                self.err(f"[{name}] {describe_private(plan, analysis)}")
+                try:  # charged before any row is read: the check and the charge under one lock
+                    ledger.reserve(name, run_id, usage, allow_exhaustion=self.args.allow_budget_exhaustion)
+                except BudgetRefused as exc:
+                    hint = " Pass --allow-budget-exhaustion to run it anyway." if exc.impact.affordable else ""
                     raise _Refused(f"refusing to run {name!r}: it would exhaust the remaining privacy budget "
-                                   f"({impact.describe()}).{hint}")
+                                   f"({exc.impact.describe()}).{hint}") from None
+                reserved = True
             noise = SeededNoise(_seed(self.args.seed, name)) if self.args.seed is not None else OpenDPNoise()
             typed = {p.name: to_python(p.type, values[p.name]) for p in template.parameters}
-            calibration = ledger.calibration if ledger else None
-            result = room.run(analysis, typed, noise, calibration)
+            result = room.execute(plan, typed, noise)
         except _Refused as exc:
             self.err(f"[{name}] {exc}")
             return {"template": name, "status": "REFUSED", "error": exc.code}
-        except (LocalLimitation, RunFailed, LocalError, LedgerError) as exc:
+        except RunFailed as exc:
+            if reserved and exc.read_data:  # whether a DP run fails can depend on the data: the charge stands
+                ledger.settle(run_id, FAILED)
+                exc = f"{exc}; the run was charged to the privacy budget"
+            elif reserved:  # refused before any row was read
+                ledger.uncharge(run_id)
+            self.err(f"[{name}] FAILED: {exc}")
+            return {"template": name, "status": "FAILED", "error": "RunFailed"}
+        except (LocalLimitation, LocalError, LedgerError) as exc:
+            if reserved:
+                ledger.uncharge(run_id)
             self.err(f"[{name}] FAILED: {exc}")
             return {"template": name, "status": "FAILED", "error": type(exc).__name__}
-        run_id = str(uuid.uuid4())
+        except BaseException:
+            if reserved:  # interrupted before anything was shown: nothing was released
+                ledger.uncharge(run_id)
+            raise
         seconds = time.monotonic() - started
         try:
-            path = self.save(template, values, result, run_id, out, ledger, usage, seconds, analysis.tables)
+            path = self.save(template, values, result, run_id, out, seconds, analysis.tables)
         except AccessExhausted as exc:  # a concurrent run used the last use after this run's check
+            if reserved:
+                ledger.uncharge(run_id)
             self.err(f"[{name}] refusing to keep the result of {name!r}, nothing was saved or charged: {exc}")
             return {"template": name, "status": "REFUSED", "error": "ACCESS_BUDGET"}
         except (OSError, LedgerError) as exc:
+            if reserved:
+                ledger.uncharge(run_id)
             self.err(f"[{name}] the result could not be saved, nothing was charged: {exc}")
             return {"template": name, "status": "FAILED", "error": "SAVE"}
+        if reserved:
+            ledger.settle(run_id, RELEASED)
         enforcement = result.enforcement
         notes = []
         if enforcement.thresholds:
-            notes.append(f"{enforcement.suppressed_rows} row(s) below the aggregation threshold suppressed")
+            kind = "noisy " if plan.private is not None else ""
+            notes.append(f"{enforcement.suppressed_rows} row(s) below the aggregation threshold ({kind}count) "
+                         "suppressed")
         if enforcement.noise:
             notes.append("noise " + ", ".join(f"{n.column} {n.aggregate} +-{1.96 * n.sigma:.3g}"
-                                              for n in enforcement.noise))
+                                              for n in enforcement.noise if n.threshold is None))
         if enforcement.seeded:
             notes.append("seeded noise: reproducible, not a private release")
         self.err(f"[{name}] SUCCESS after {seconds:.1f}s; saved {path}" + (f" ({'; '.join(notes)})" if notes else ""))
@@ -329,37 +374,31 @@ class LocalApp:
                                                f"(see the saved file)\n({table.num_rows} rows)")
         print(text, file=self.stdout, flush=True)
 
-    def save(self, template, values, result, run_id: str, out: Path, ledger, usage: Counter, seconds: float,
-             tables=()) -> Path:
-        """Write the CSV and its run record; charge the budgets; nothing is left half-done on failure.
+    def save(self, template, values, result, run_id: str, out: Path, seconds: float, tables=()) -> Path:
+        """Write the CSV and its run record; charge the access budgets; nothing is left half-done on failure.
 
-        The access budgets are charged first, checked again under their lock (AccessExhausted: a concurrent
-        run took the last use), then the privacy budget; a failure after either takes it back.
+        The access budgets are checked again under their lock (AccessExhausted: a concurrent run took the
+        last use); a failure after the charge takes it back. The privacy budget was charged before the run.
         """
         folder = out / template.name
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{run_id}.csv"
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{run_id}", suffix=".csv.tmp")
         os.close(fd)
-        charged, access = False, None
+        access = None
         try:
             _write_csv(Path(tmp), result.table)  # as the cloud path saves results
-            record = _record(template, values, result, run_id, self.stack, seconds)
+            record = _record(template, values, result, run_id, self.stack, seconds, self.ledger())
             (folder / f".{run_id}.json.tmp").write_text(json.dumps(record, indent=2), encoding="utf-8")
             access = self.access()
             if not access.charge(tables, run_id, template.name):
                 access = None
-            if usage and ledger is not None:
-                ledger.charge(template.name, run_id, usage)
-                charged = True
             os.replace(tmp, target)
             os.replace(folder / f".{run_id}.json.tmp", folder / f"{run_id}.json")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             (folder / f".{run_id}.json.tmp").unlink(missing_ok=True)
             target.unlink(missing_ok=True)
-            if charged:
-                ledger.uncharge(run_id)
             if access is not None:
                 access.uncharge(run_id)
             raise
@@ -525,7 +564,27 @@ def _seed(seed: int, template: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{template}".encode()).digest()[:8], "big")
 
 
-def _record(template, values, result, run_id: str, stack: str, seconds: float) -> dict:
+def describe_private(plan, analysis) -> str:
+    """What a DP run releases besides the template's aggregates, and where its groups come from (no data)."""
+    private = plan.private
+    owners = {alias: analysis.tables[alias].owner.name for alias in plan.protected}
+    alias = next(iter(plan.protected))
+    parts = [f"each user of {alias} ({owners[alias]}) adds at most {private.limit} row(s) to the aggregation "
+             "(userContributionLimit)"]
+    extra = [f"{a}'s aggregation threshold" for a in private.identities]
+    if private.keys is not None:
+        parts.append(f"groups: the {len(private.keys)} combinations of the declared values of "
+                     f"{', '.join(g.sql(dialect='spark') for g in private.groups)}")
+    elif private.selection is not None:
+        extra.append("choosing the groups")
+        parts.append(f"groups: those with more than about {private.selection.threshold} users after noise (no "
+                     f"declared values for {', '.join(g.sql(dialect='spark') for g in private.groups)})")
+    if extra:
+        parts.append(f"1 COUNT_DISTINCT each for {' and '.join(extra)}")
+    return "; ".join(parts)
+
+
+def _record(template, values, result, run_id: str, stack: str, seconds: float, ledger=None) -> dict:
     from datetime import datetime, timezone
 
     e = result.enforcement
@@ -534,6 +593,17 @@ def _record(template, values, result, run_id: str, stack: str, seconds: float) -
             "parameters": values, "rows": result.table.num_rows, "columns": result.table.column_names,
             "thresholds": e.thresholds, "threshold_exempt": e.threshold_exempt,
             "suppressed_rows": e.suppressed_rows, "user_contribution_limit": e.user_contribution_limit,
-            "seeded": e.seeded, "usage": dict(e.usage),
-            "noise": [{"column": n.column, "aggregate": n.aggregate, "sigma": n.sigma, "sensitivity": n.sensitivity}
-                      for n in e.noise]}
+            "seeded": e.seeded, "usage": dict(e.usage), "guarantee": _guarantee(ledger, e.usage),
+            "noise": [{"column": n.column, "aggregate": n.aggregate, "sigma": n.sigma, "sensitivity": n.sensitivity,
+                       **({"threshold": n.threshold} if n.threshold is not None else {})} for n in e.noise]}
+
+
+def _guarantee(ledger, usage) -> dict | None:
+    """The (epsilon, delta) this one release guarantees on its own (localroom/privacy.guarantee)."""
+    if ledger is None or not usage:
+        return None
+    from localroom.privacy import guarantee
+
+    rho = sum(ledger.calibration.rho(kind) * n for kind, n in usage.items())
+    epsilon, delta = guarantee(ledger.calibration, rho)
+    return {"epsilon": round(epsilon, 6), "delta": delta, "rho": rho}

@@ -272,8 +272,8 @@ def test_a_failed_run_charges_no_access_budget(budgeted, tmp_path):
     local, _ = budgeted
     data = tmp_path / "data"
     shutil.copytree(ROOT / "data", data)
-    write_template(data / "queries", "bad_regex", "SELECT m.region, SUM(LENGTH(REGEXP_EXTRACT(m.region, '(', 1))) AS x "
-                                                 "FROM media_engagement m GROUP BY m.region")
+    write_template(data / "queries", "bad_regex", "SELECT m.region, SUM(CASE WHEN REGEXP_EXTRACT(m.region, '(', 1) = '' "
+                                                 "THEN 1 ELSE 0 END) AS x FROM media_engagement m GROUP BY m.region")
     code, _, err = local("run", "bad_regex", "--data-dir", str(data))
     assert code == 1 and "[bad_regex] FAILED:" in err
     assert uses(local) == []
