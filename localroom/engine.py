@@ -46,6 +46,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope
 
+from localroom import intervals
 from localroom.bounds import clamped, declared_domain, keyset, truncated, value_bounds
 from localroom.privacy import Calibration, NoisePart, Selection, aggregate_noise, selection
 from model.budget import dp_type, final_aggregates
@@ -402,10 +403,17 @@ class Plan:
         values = {a.node.sql(): exp.column(f"__a{a.index}") for a in aggregates}
         return LocalResult(self._finish(room, select, params, parts, groups, values), enforcement)
 
-    def _finish(self, room, select: exp.Select, params, parts: pa.Table, groups, values) -> pa.Table:
-        """Phase 2: the template's projections, HAVING, ORDER BY and LIMIT over the parts of phase 1."""
+    def _finish(self, room, select: exp.Select, params, parts: pa.Table, groups, values,
+                errors: dict[str, int] | None = None) -> pa.Table:
+        """Phase 2: the template's projections, HAVING, ORDER BY and LIMIT over the parts of phase 1.
+
+        ``errors`` (differential privacy) maps an aggregate to its error columns in ``parts``: an output
+        that is one aggregate gets ``<name>_noise_sd``, ``<name>_ci95_low`` and ``<name>_ci95_high``
+        beside it (an output computed from several noisy values gets none: docs, "Results with their error").
+        """
         phase2 = exp.Select()
         group_names = [(g, f"__g{i}") for i, g in enumerate(groups)]
+        extra = _error_projections(select, errors or {})
 
         def rewrite(node: exp.Expression) -> exp.Expression:
             if isinstance(node, exp.AggFunc) and not isinstance(node.parent, exp.Window) and node.sql() in values:
@@ -415,7 +423,12 @@ class Plan:
                     return exp.column(name)
             return node
 
-        phase2.set("expressions", [p.transform(rewrite, copy=False) for p in select.expressions])
+        projections = []
+        for p in select.expressions:
+            name = p.alias_or_name
+            projections.append(p.transform(rewrite, copy=False))
+            projections += extra.get(name, [])
+        phase2.set("expressions", projections)
         phase2.set("from_", exp.From(this=exp.to_table("__parts")))
         if select.args.get("having") is not None:
             phase2.set("where", exp.Where(this=select.args["having"].this.transform(rewrite, copy=False)))
@@ -573,9 +586,15 @@ class Plan:
                                            private.threshold_parts[0].sensitivity))
         enforcement.suppressed_rows = int((~keep).sum())  # decided by noisy counts only
         parts = parts.filter(pa.array(keep, type=pa.bool_()))
+        for r in private.releases:  # post-processing: each value's error, from noisy parts and scales
+            counted = r.kind in ("COUNT", "COUNT_DISTINCT")  # a count's interval is whole numbers
+            for name, values in zip(("sd", "lo", "hi"), _error(parts, r)):
+                kind = pa.int64() if counted and name != "sd" else pa.float64()
+                parts = parts.append_column(f"__e{r.index}_{name}", pa.array(values).cast(kind))
         enforcement.usage = Counter(private.usage)
         values = {r.node.sql(): _released(r) for r in private.releases}
-        return LocalResult(self._finish(room, select, params, parts, private.groups, values), enforcement)
+        errors = {r.node.sql(): r.index for r in private.releases}
+        return LocalResult(self._finish(room, select, params, parts, private.groups, values, errors), enforcement)
 
     def _private_parts(self, private: _Private, unique: bool) -> list[exp.Expression]:
         col = exp.column
@@ -669,6 +688,42 @@ def _noisy(parts: pa.Table, name: str, part: NoisePart, noise) -> pa.Table:
     else:
         noisy = pa.array(noise.reals(values, part.sigma))
     return parts.set_column(parts.schema.get_field_index(name), name, noisy)
+
+
+ERROR_SUFFIXES = (("sd", "_noise_sd"), ("lo", "_ci95_low"), ("hi", "_ci95_high"))
+
+
+def _error_projections(select: exp.Select, errors: dict[str, int]) -> dict[str, list[exp.Expression]]:
+    """For each output that is exactly one noisy aggregate, its error columns (named after it)."""
+    names = {p.alias_or_name for p in select.expressions}
+    out = {}
+    for projection in select.expressions:
+        node = _unaliased(projection)
+        if isinstance(node, exp.AggFunc) and node.sql() in errors:
+            name = projection.alias_or_name
+            taken = [name + suffix for _, suffix in ERROR_SUFFIXES if name + suffix in names]
+            if taken:
+                raise LocalLimitation(f"output columns {taken} clash with the error columns the local clean room "
+                                      f"adds beside '{name}'; rename them")
+            index = errors[node.sql()]
+            out[name] = [exp.alias_(exp.column(f"__e{index}_{part}"), name + suffix)
+                         for part, suffix in ERROR_SUFFIXES]
+    return out
+
+
+def _error(parts: pa.Table, r: _Release):
+    """(sd, low, high) of each row's released value of ``r`` (localroom/intervals.py)."""
+    def column(name):
+        return np.nan_to_num(np.asarray(parts.column(name).to_numpy(zero_copy_only=False), dtype=float))
+
+    sigmas = {p.part: p.sigma for p in r.parts}
+    if r.kind in ("COUNT", "COUNT_DISTINCT", "SUM"):
+        return intervals.plain(column(f"__a{r.index}"), r.parts[0].sigma, r.parts[0].integer)
+    s, c = column(f"__a{r.index}_s"), np.maximum(column(f"__a{r.index}_c"), 0)
+    if r.kind == "AVG":
+        return intervals.average(s, c, sigmas["sum"], sigmas["count"], r.bounds)
+    return intervals.deviation(s, column(f"__a{r.index}_q"), c,
+                               (sigmas["sum"], sigmas["sum of squares"], sigmas["count"]), r.bounds, r.population)
 
 
 def _released(r: _Release) -> exp.Expression:

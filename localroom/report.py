@@ -165,23 +165,28 @@ def _chart(table, columns: list[str]) -> str:
     import pyarrow.types as pt
 
     text = [c for c in columns if pt.is_string(table.schema.field(c).type)]
-    numbers = [c for c in columns if pt.is_integer(table.schema.field(c).type)
-               or pt.is_floating(table.schema.field(c).type) or pt.is_decimal(table.schema.field(c).type)]
+    errors = {f"{c}{suffix}" for c in columns for suffix in ("_noise_sd", "_ci95_low", "_ci95_high")}
+    numbers = [c for c in columns if c not in errors and (pt.is_integer(table.schema.field(c).type)
+               or pt.is_floating(table.schema.field(c).type) or pt.is_decimal(table.schema.field(c).type))]
     if all(c in columns for c in PREFERRED):
         x, colour, y = PREFERRED
     elif text and numbers:
         x, colour, y = text[0], (text[1] if len(text) > 1 else None), numbers[0]
     else:
         return "<p class=note>No chart: the result needs a text column and a numeric column.</p>"
-    data = table.select([c for c in (x, colour, y) if c]).to_pylist()
+    ranged = f"{y}_ci95_low" in columns and f"{y}_ci95_high" in columns  # a noisy value: draw its interval
+    data = table.select([c for c in (x, colour, y) if c] + ([f"{y}_ci95_low", f"{y}_ci95_high"] if ranged
+                                                             else [])).to_pylist()
     categories = sorted({str(r[x]) for r in data})
     series = sorted({str(r[colour]) for r in data}) if colour else [y]
-    values = {(str(r[x]), str(r[colour]) if colour else y): float(r[y] or 0) for r in data}
+    key = (lambda r: (str(r[x]), str(r[colour]) if colour else y))
+    values = {key(r): float(r[y] or 0) for r in data}
+    spans = {key(r): (float(r[f"{y}_ci95_low"] or 0), float(r[f"{y}_ci95_high"] or 0)) for r in data} if ranged else {}
     if not categories:
         return "<p class=note>No chart: the result is empty.</p>"
     width, height, left, bottom, top = 760, 320, 56, 40, 16
     plot_w, plot_h = width - left - 150, height - bottom - top
-    peak = max([0.0, *values.values()]) or 1.0
+    peak = max([0.0, *values.values(), *(hi for _, hi in spans.values())]) or 1.0
     group_w = plot_w / len(categories)
     bar_w = max(1.0, group_w * 0.8 / len(series))
     parts = []
@@ -195,6 +200,13 @@ def _chart(table, columns: list[str]) -> str:
             parts.append(f'<rect class="bar" x="{bx:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w:.1f}" '
                          f'height="{h:.1f}" fill="{PALETTE[j % len(PALETTE)]}" data-series="{html.escape(name)}">'
                          f'<title>{html.escape(category)} / {html.escape(name)}: {value:g}</title></rect>')
+            if (category, name) in spans:  # the 95% interval of the noisy value, as an error bar
+                low, high = (max(0.0, v) for v in spans[(category, name)])
+                cx, y_low, y_high = bx + bar_w / 2, top + plot_h - plot_h * low / peak, top + plot_h - plot_h * high / peak
+                cap = min(bar_w / 3, 6)
+                parts.append(f'<path class="errorbar" d="M{cx:.1f} {y_low:.1f}V{y_high:.1f}M{cx - cap:.1f} '
+                             f'{y_high:.1f}h{2 * cap:.1f}M{cx - cap:.1f} {y_low:.1f}h{2 * cap:.1f}">'
+                             f'<title>95% interval: {low:g} to {high:g}</title></path>')
         parts.append(f'<text x="{left + (i + 0.5) * group_w:.1f}" y="{height - bottom + 16}" '
                      f'text-anchor="middle">{html.escape(category)}</text>')
     for k in range(5):
@@ -207,7 +219,8 @@ def _chart(table, columns: list[str]) -> str:
         parts.append(f'<rect x="{left + plot_w + 16}" y="{ly - 10}" width="12" height="12" '
                      f'fill="{PALETTE[j % len(PALETTE)]}"/><text x="{left + plot_w + 34}" y="{ly}">'
                      f'{html.escape(name)}</text>')
-    title = f"{y} by {x}" + (f", coloured by {colour}" if colour else "")
+    title = f"{y} by {x}" + (f", coloured by {colour}" if colour else "") + (
+        " (bars: noisy values; lines: their 95% intervals)" if ranged else "")
     return (f'<figure><svg class="chart" role="img" aria-label="{html.escape(title)}" width="{width}" '
             f'height="{height}" viewBox="0 0 {width} {height}">{"".join(parts)}</svg>'
             f"<figcaption>{html.escape(title)}</figcaption></figure>")
@@ -236,13 +249,15 @@ th {{ background: #f4f4f4; }}
 .note, .meta, figcaption {{ color: #555; font-size: .9rem; }}
 .chart text {{ font-size: 11px; fill: #333; }}
 .chart .grid {{ stroke: #e4e4e4; }}
+.chart .errorbar {{ stroke: #222; stroke-width: 1.5; fill: none; }}
 .suppressed {{ color: #b00; }}
 </style></head>
 <body>
 <h1>Local clean room report</h1>
 <p class=note>Made by <code>python -m queryrunner run --local</code> (and <code>job --local</code>): the same
 templates, rules and data as the collaboration, run on this machine with DuckDB (or Spark). Differential-privacy
-noise is this project's own calibration (docs/local-clean-room.md, "How the local noise is derived"), not AWS's.</p>
+noise is this project's own calibration (docs/local-clean-room.md, "What is guaranteed"), not AWS's; each noisy value
+is shown with its 95% interval.</p>
 {body}
 <script>
 // Count the bars the browser actually laid out (a test reads this back).
@@ -252,6 +267,11 @@ window.addEventListener("load", function () {{
     var box = r.getBBox(); if (box.width > 0 && box.height > 0) {{ drawn += 1; }}
   }});
   document.body.setAttribute("data-bars-rendered", String(drawn));
+  var errors = 0;  // and the error bars: each a vertical line with a height
+  document.querySelectorAll("svg.chart path.errorbar").forEach(function (p) {{
+    if (p.getBBox().height > 0 && p.getTotalLength() > 0) {{ errors += 1; }}
+  }});
+  document.body.setAttribute("data-errorbars-rendered", String(errors));
 }});
 </script>
 </body></html>

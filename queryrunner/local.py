@@ -364,8 +364,11 @@ class LocalApp:
         return {"template": name, "status": "SUCCESS", "run_id": run_id, "seconds": seconds, "path": str(path)}
 
     def print_table(self, title: str, table) -> None:
-        """A result on stdout: at most --max-rows rows, as the cloud path prints it."""
+        """A result on stdout: at most --max-rows rows, as the cloud path prints it (with errors: noisy_table)."""
         print(title, file=self.stdout)
+        if any(name.endswith("_ci95_low") for name in table.column_names):
+            print(noisy_table(table, self.args.max_rows), file=self.stdout, flush=True)
+            return
         header = table.column_names
         rows = [[cell(v) for v in row.values()] for row in table.slice(0, self.args.max_rows).to_pylist()]
         text = format_table(header, rows, self.args.max_rows)
@@ -564,6 +567,41 @@ def _seed(seed: int, template: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{template}".encode()).digest()[:8], "big")
 
 
+def noisy_table(table, max_rows: int) -> str:
+    """A DP result for the terminal (rich): each noisy value with its 95% interval, the error columns folded in.
+
+    The CSV keeps them as columns (<name>_noise_sd, _ci95_low, _ci95_high); here ``1712.95 [896.95, 2400.40]``.
+    """
+    import io
+
+    import pyarrow as pa
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    names = table.column_names
+    noisy = [n for n in names if f"{n}_ci95_low" in names]
+    hidden = {f"{n}{suffix}" for n in noisy for suffix in ("_noise_sd", "_ci95_low", "_ci95_high")}
+    shown = [n for n in names if n not in hidden]
+    grid = Table(box=box.ASCII2, show_edge=False, pad_edge=False)
+    numeric = {n for n in shown if not (pa.types.is_string(table.schema.field(n).type)
+                                        or pa.types.is_large_string(table.schema.field(n).type))}
+    for name in shown:
+        grid.add_column(f"{name} (95% interval)" if name in noisy else name,
+                        justify="right" if name in numeric else "left", no_wrap=True)
+    for row in table.slice(0, max_rows).to_pylist():
+        grid.add_row(*[f"{cell(row[n])} [{cell(row[n + '_ci95_low'])}, {cell(row[n + '_ci95_high'])}]"
+                       if n in noisy else cell(row[n]) for n in shown])
+    buffer = io.StringIO()
+    Console(file=buffer, width=1000, color_system=None, force_terminal=False, highlight=False).print(grid)
+    lines = [line.rstrip() for line in buffer.getvalue().rstrip("\n").splitlines()]
+    if table.num_rows > max_rows:
+        lines.append(f"... {table.num_rows - max_rows} more rows (see the saved file)")
+    lines.append(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''}; intervals: noise only, from the "
+                 "calibration and the noisy values, at no privacy cost)")
+    return "\n".join(lines)
+
+
 def describe_private(plan, analysis) -> str:
     """What a DP run releases besides the template's aggregates, and where its groups come from (no data)."""
     private = plan.private
@@ -571,7 +609,7 @@ def describe_private(plan, analysis) -> str:
     alias = next(iter(plan.protected))
     parts = [f"each user of {alias} ({owners[alias]}) adds at most {private.limit} row(s) to the aggregation "
              "(userContributionLimit)"]
-    extra = [f"{a}'s aggregation threshold" for a in private.identities]
+    extra = [f"the aggregation threshold of {a}" for a in private.identities]
     if private.keys is not None:
         parts.append(f"groups: the {len(private.keys)} combinations of the declared values of "
                      f"{', '.join(g.sql(dialect='spark') for g in private.groups)}")

@@ -52,7 +52,10 @@ def test_run_all_writes_results_report_and_charges_the_budget(local):
             header = next(csv.reader(handle))
         assert f"== {template} ({path.stem}) ==" in out
         assert (path.with_suffix(".json")).is_file()
-    assert header == ["channel", "product_category", "customer_count", "total_purchase"]
+    # each noisy value with its noise sd and 95% interval beside it (localroom/intervals.py)
+    assert header == ["channel", "product_category",
+                      "customer_count", "customer_count_noise_sd", "customer_count_ci95_low", "customer_count_ci95_high",
+                      "total_purchase", "total_purchase_noise_sd", "total_purchase_ci95_low", "total_purchase_ci95_high"]
     assert "== summary ==" in out and (local.out / "report.html").is_file()
     charges = local.ledger()["charges"]
     # Each template's aggregates, and one noisy COUNT_DISTINCT for org A's aggregation threshold.

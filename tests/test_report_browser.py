@@ -56,6 +56,9 @@ def test_chart_renders_in_chromium(report, tmp_path):
     drawn = int(re.search(r'data-bars-rendered="(\d+)"', dom).group(1))
     bars = report.read_text().count('class="bar"')
     assert drawn == bars == 24  # 6 age groups x 4 regions, every one laid out with a size
+    # each noisy count's 95% interval, drawn as an error bar over its bar
+    errors = int(re.search(r'data-errorbars-rendered="(\d+)"', dom).group(1))
+    assert errors == report.read_text().count('class="errorbar"') == 24
 
     shot = tmp_path / "report.png"
     chromium(tmp_path, f"--screenshot={shot}", report.as_uri())
