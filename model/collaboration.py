@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from model.config import (ANALYST, PRODUCER, AccessBudgetSpec, AnalysisRuleSpec, Member, PrivacyBudgetSpec,
-                          Settings, load_settings)
+                          Settings, load_settings, receiver_with_dp)
 from model.datasets import IDENTIFIER_ROLES, Dataset, load_dataset
 from model.errors import ConfigError
 from model.peers import PeerOutputs
@@ -182,6 +182,12 @@ def from_settings(settings: Settings, peers: Mapping[str, PeerOutputs],
         alias = peer.table_alias if peer else None
         dataset = load_dataset(partner.dataset, settings.data_dir)
         rule = rule_from_export(peer.get("analysis_rule")) if peer else None
+        # The partner's own stack refuses this for its own roles; here its roles are this stack's
+        # (the owner's invitation sets its abilities).
+        problem = receiver_with_dp(partner, rule)
+        if problem:
+            raise ConfigError(f"partners[{settings.partners.index(partner)}].roles",
+                              f"{problem} (its exported analysis rule has analysisRule.differentialPrivacy)")
         tables[dataset.name] = _table(partner, dataset, rule, associated=alias == dataset.name)
     return Collaboration(engine=settings.analytics_engine, members=settings.members, tables=tables,
                          budget=settings.budget, analyst_templates=frozenset(q.name for q in analyst_queries))

@@ -391,6 +391,9 @@ def _producer(config: sm.StackConfig, org: Member, partners, engine: str, data_d
                           "CUSTOM, AGGREGATION, LIST); without one the table can never be queried")
     members = [org.account_id, *(p.account_id for p in partners)]
     rule = _analysis_rule(config.analysis_rule, dataset, join_key, members)
+    problem = receiver_with_dp(org, rule)
+    if problem:
+        raise ConfigError("analysisRule.differentialPrivacy", problem)
     job_runners = {m.account_id for m in (org, *partners) if m.runs_jobs}
     others = sorted((set(rule.allowed_analysis_providers) & job_runners) - {org.account_id})
     if rule.allow_jobs and rule.allowed_analyses == "ANY_QUERY" and others:
@@ -402,6 +405,23 @@ def _producer(config: sm.StackConfig, org: Member, partners, engine: str, data_d
                           "only for your own account")
     engines.check_rule(engine, rule)
     return dataset, rule
+
+
+def receiver_with_dp(member: Member, rule: AnalysisRuleSpec | None) -> str | None:
+    """Why ``member`` cannot protect its table with differential privacy, or None.
+
+    User Guide, differential-privacy, Considerations: "The member who can receive results can't
+    use differential privacy. They will configure a custom analysis rule with differential
+    privacy turned off for their configured tables." Who receives results is what the member's
+    abilities say (CAN_RECEIVE_RESULTS: the analyst, a result_receiver, a member running jobs).
+    """
+    if rule is None or not rule.differential_privacy or "CAN_RECEIVE_RESULTS" not in member.abilities:
+        return None
+    why = sorted(r for r in member.roles if r in (ANALYST, RECEIVER)) or ["runs PySpark jobs"]
+    return (f"'{member.name}' can receive results ({', '.join(why)}: CAN_RECEIVE_RESULTS), and \"the member who "
+            "can receive results can't use differential privacy\" (User Guide, differential-privacy, "
+            "Considerations); remove differentialPrivacy from its analysisRule (an aggregationThreshold protects "
+            "a CUSTOM rule instead), or leave the analyst and result_receiver roles and jobs to other members")
 
 
 def _columns(names, dataset: Dataset, where: str, roles: tuple[str, ...] | None = None) -> tuple[str, ...]:
@@ -437,6 +457,15 @@ def _analysis_rule(block, dataset: Dataset, join_key: str, members: list[str]) -
             limit = block.differential_privacy.user_contribution_limit
             _columns([dp_column], dataset, "analysisRule.differentialPrivacy.userIdentifierColumn",
                      IDENTIFIER_ROLES)
+        if block.differential_privacy is not None and block.aggregation_threshold is not None:
+            # API AnalysisRuleCustom.aggregationThresholds: "You can't use aggregation thresholds with
+            # differential privacy"; User Guide custom-min-agg-thresholds: "Differential privacy is turned
+            # off and is not supported with minimum aggregation thresholds or comparison controls."
+            raise ConfigError("analysisRule.aggregationThreshold",
+                              "cannot be combined with analysisRule.differentialPrivacy in one rule: \"You can't use "
+                              "aggregation thresholds with differential privacy\" (API AnalysisRuleCustom; User "
+                              "Guide, custom-min-agg-thresholds); keep one of them: differentialPrivacy (noise on "
+                              "every aggregate) or aggregationThreshold (groups below the minimum suppressed)")
         t_column = t_min = None
         if block.aggregation_threshold is not None:
             t_column, t_min = block.aggregation_threshold.column, block.aggregation_threshold.minimum

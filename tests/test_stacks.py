@@ -243,10 +243,14 @@ def _b_analyst_overrides():
     b_config = stack_config("org-b")
     partner_a = dict(b_config[f"{PROJECT}:partners"][0], roles=["collaboration_owner", "data_producer"],
                      runsJobs=False)
+    # The analyst receives results, so org B drops differential privacy for an aggregation threshold
+    # ("The member who can receive results can't use differential privacy", User Guide,
+    # differential-privacy) and with it the privacy budget it set.
     org_b = {"roles": ["data_producer", "analyst"], "partners": [partner_a],
              "analysisRule": {"type": "CUSTOM", "allowedAnalyses": "ANY_QUERY",
                               "allowedAnalysisProviders": [B],
-                              "differentialPrivacy": {"userIdentifierColumn": "customer_key"}},
+                              "aggregationThreshold": {"column": "customer_key", "minimum": 3}},
+             "differentialPrivacy": None,
              "analyst": {"resultFormat": "PARQUET"}}
     return org_a, org_b
 

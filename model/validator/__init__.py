@@ -9,9 +9,11 @@ rule family, each with its AWS documentation source at the top:
   access      the analyst may run the template on every table (allowed analyses)
   output      disallowed output columns (and every identifier) never reach the output
   thresholds  what minimum aggregation thresholds refuse outright
-  privacy     the query structure differential privacy accepts
+  privacy     the query structure differential privacy accepts, and what voids
+              its guarantee (warned about: AWS runs it)
 
-A refusal names the template file, the line, the table and the rule. Checks
+A refusal names the template file, the line, the table (and its owner) and the
+rule, and says what would pass; a warning is written the same way. Checks
 that need a table's rule are skipped while the rule is unknown (a partner that
 has not deployed yet); the template then waits for that table anyway.
 """
@@ -30,6 +32,14 @@ from model.validator import access, output, privacy, tables, thresholds
 from model.validator.analysis import Analysis, build, optimize_error_column, parse, parse_error_line, qualified
 
 
+def _located(template: QueryTemplate, line: int | None, rule: str | None, table: str | None, owner: str | None,
+             message: str) -> str:
+    """One line: file:line: rule (table of owner): message."""
+    where = shown_path(template.path) + (f":{line}" if line else "")
+    named = f" ({table} of {owner})" if table and owner else (f" ({table})" if table else "")
+    return f"{where}: {rule}{named}: {message}" if rule else f"{where}: {message}"
+
+
 @dataclass(frozen=True)
 class Refusal:
     template: QueryTemplate
@@ -40,21 +50,22 @@ class Refusal:
     owner: str | None = None
 
     def __str__(self) -> str:
-        where = shown_path(self.template.path) + (f":{self.line}" if self.line else "")
-        table = f" ({self.table} of {self.owner})" if self.table and self.owner else (
-            f" ({self.table})" if self.table else "")
-        return f"{where}: {self.rule}{table}: {self.message}"
+        return _located(self.template, self.line, self.rule, self.table, self.owner, self.message)
 
 
 @dataclass(frozen=True)
 class Warning_:
-    """What the service might accept or refuse, undocumented either way: said, not refused."""
+    """What the service runs but should be looked at, or might accept or refuse (undocumented): said, not refused."""
 
     template: QueryTemplate
     message: str
+    line: int | None = None
+    rule: str | None = None
+    table: str | None = None
+    owner: str | None = None
 
     def __str__(self) -> str:
-        return f"{shown_path(self.template.path)}: {self.message}"
+        return _located(self.template, self.line, self.rule, self.table, self.owner, self.message)
 
 
 @dataclass
@@ -87,7 +98,8 @@ def validate(template: QueryTemplate, collab: Collaboration) -> Result:
     for family in (tables, access, output, thresholds, privacy):
         findings.extend(family.check(analysis))
     refusals = [_refusal(template, f) for f in findings if not f.warning]
-    warnings = [Warning_(template, f.message) for f in findings if f.warning]
+    warnings = [Warning_(template, f.message, line=f.line, rule=f.rule, table=f.table, owner=f.owner)
+                for f in findings if f.warning]
     return Result(refusals, warnings, analysis)
 
 

@@ -96,10 +96,10 @@ def qualified(tree: exp.Expression, schema: dict[str, dict[str, str]]) -> exp.Ex
 
 
 def line_of(node: exp.Expression | None) -> int | None:
-    """The file line of a node: its own position, or its first identifier's."""
+    """The file line of a node: its own position, its first identifier's, or its first literal's (LIMIT 5)."""
     if node is None:
         return None
-    for candidate in (node, *node.find_all(exp.Identifier)):
+    for candidate in (node, *node.find_all(exp.Identifier), *node.find_all(exp.Literal)):
         line = candidate.meta.get("line") if candidate.meta else None
         if line is None and isinstance(candidate, exp.Column):
             line = candidate.this.meta.get("line") if isinstance(candidate.this, exp.Expression) else None
