@@ -28,7 +28,7 @@ from sqlglot import exp
 from sqlglot.optimizer.scope import Scope
 
 from model.datasets import domain_values
-from model.validator.analysis import Analysis
+from model.validator.analysis import Analysis, projections_named
 
 Interval = tuple[float, float]
 MAX_KEYS = 100_000  # a declared cross product larger than this is selected from the data instead
@@ -150,21 +150,13 @@ def truncated(source: exp.Select, user: str, columns: list[str], limit: int) -> 
 
 
 def _projections(scope: Scope, name: str) -> list[tuple[exp.Expression, Scope] | None]:
-    """The projection named ``name`` of each SELECT of ``scope`` (every branch of a set operation).
+    """The projection feeding output column ``name`` of ``scope`` in each of its SELECTs (positional across a
+    set operation's branches).
 
     None for an aggregate or window projection: its range depends on how many rows it covers.
     """
-    if scope.set_operation_scopes:
-        return [pair for child in scope.set_operation_scopes for pair in _projections(child, name)]
-    select = scope.expression
-    if not isinstance(select, exp.Select):
-        return []
-    for projection in select.expressions:
-        if projection.alias_or_name == name:
-            if any(isinstance(n, (exp.AggFunc, exp.Window)) for n in projection.walk()):
-                return [None]
-            return [(projection.this if isinstance(projection, exp.Alias) else projection, scope)]
-    return []
+    return [None if any(isinstance(n, (exp.AggFunc, exp.Window)) for n in projection.walk()) else (projection, inner)
+            for projection, inner in projections_named(scope, name)]
 
 
 def _branches(node: exp.Expression) -> list[exp.Expression]:

@@ -292,6 +292,8 @@ class Plan:
         self.protected = {a: tables[a] for a in sorted(read) if tables[a].differential_privacy}
         self.direct = not self.thresholded and not self.protected
         self.direct_sql = tree.sql(dialect=dialect) if self.direct else ""
+        self.source = analysis
+        self.apart = False  # a copy that may add identity columns to DISTINCT queries (_counted_apart)
         self.private: _Private | None = None
         if self.protected:
             if calibration is None:
@@ -313,8 +315,10 @@ class Plan:
         return select
 
     def execute(self, room: LocalCleanRoom, params, noise) -> LocalResult:
-        select = self._select()
         enforcement = Enforcement(seeded=bool(getattr(noise, "seeded", False)))
+        if isinstance(self.root.expression, exp.SetOperation) and self.private is None:
+            return self._set_operation(room, params, enforcement)
+        select = self._select()
         if self.private is not None:
             return self._run_private(room, select, params, noise, enforcement)
         calls = final_aggregates(select)
@@ -330,8 +334,12 @@ class Plan:
         if thresholds and _exempt(select, calls):
             enforcement.threshold_exempt = True
             thresholds = {}
-        identities = {alias: self._identity(self.root, alias, t.threshold[0]) for alias, t in thresholds.items()}
         enforcement.thresholds = {alias: t.threshold[1] for alias, t in thresholds.items()}
+        try:
+            identities = {alias: self._identity(self.root, alias, t.threshold[0]) for alias, t in thresholds.items()}
+        except _ChangesDistinct:
+            return self._aggregate(room, select, params, enforcement, grouped, {},
+                                   apart=self._counted_apart(room, params, thresholds))
         keyed = list(identities.values())
         if keyed and all(self._rows_per_identity(room, select, e) == 1 for e in keyed):
             # Every identity is in at most one input row: COUNT(DISTINCT id) is COUNT(id).
@@ -383,8 +391,121 @@ class Plan:
             bound *= max(room.rows_per_key(sources[alias].name, c) for c in columns)
         return bound
 
-    def _aggregate(self, room, select, params, enforcement, grouped, identities, unique: bool = False):
-        """Thresholds without differential privacy: exact aggregates, rows below a minimum dropped."""
+    def _set_operation(self, room, params, enforcement: Enforcement) -> LocalResult:
+        """UNION [ALL] as the final SELECT over tables under aggregation thresholds.
+
+        custom-sql-capabilities lists UNION and UNION ALL as supported in the final SELECT. Each output row
+        must have at least N distinct identities behind it (custom-min-agg-thresholds): the identities of
+        every input row of the branch group it comes from, and under UNION (DISTINCT) of every branch row
+        equal to it. So each branch yields (its output row, one identity) pairs; the pairs are counted per
+        output row (per branch row under UNION ALL), and rows of a branch that reads a thresholded table
+        and have fewer than its minimum are dropped. The set operation's ORDER BY and LIMIT come last.
+        """
+        operation = self.root.expression
+        kinds = {(type(n), n.args.get("distinct") is not False) for n in operation.walk() if isinstance(n, exp.SetOperation)}
+        if len(kinds) != 1 or next(iter(kinds))[0] is not exp.Union:
+            raise LocalLimitation("the local clean room enforces thresholds on a final UNION or UNION ALL (one "
+                                  "kind throughout); AWS does not support INTERSECT or EXCEPT with thresholds")
+        distinct = next(iter(kinds))[1]
+        branches = _branches(self.root)
+        width = len(branches[0][0].expressions)
+        outputs = [p.alias_or_name for p in branches[0][0].expressions]
+        thresholds = {alias: t.threshold for alias, t in self.thresholded.items()}
+        enforcement.thresholds = {alias: minimum for alias, (_, minimum) in thresholds.items()}
+        pairs = []
+        for b, (select, scope) in enumerate(branches):
+            pairs.append(self._branch_pairs(b, select, scope, thresholds, width))
+        union = pairs[0]
+        for other in pairs[1:]:
+            union = exp.union(union, other, distinct=False)
+        key = [exp.column(f"__c{i}") for i in range(width)] + ([] if distinct else [exp.column("__b"),
+                                                                                      exp.column("__r")])
+        counted = exp.select(*[exp.column(f"__c{i}") for i in range(width)], *[
+            e for k, alias in enumerate(thresholds) for e in (
+                exp.alias_(exp.Count(this=exp.Distinct(expressions=[exp.column(f"__id{k}")])), f"__n{k}"),
+                exp.alias_(exp.Max(this=exp.column(f"__reads{k}")), f"__reads{k}"))]).from_(
+            exp.Subquery(this=union, alias=exp.TableAlias(this=exp.to_identifier("__pairs")))).group_by(*key)
+        with_ = operation.args.get("with_")
+        if with_ is not None:
+            counted.set("with_", with_.copy())
+        rows = room.db.sql(counted.sql(dialect=self.dialect), params)
+        keep = np.ones(rows.num_rows, dtype=bool)
+        for k, alias in enumerate(thresholds):
+            reads = np.asarray(rows.column(f"__reads{k}").to_numpy(zero_copy_only=False), dtype=bool)
+            counts = np.asarray(rows.column(f"__n{k}").to_numpy(zero_copy_only=False))
+            keep &= ~reads | (counts >= thresholds[alias][1])
+        enforcement.suppressed_rows = int((~keep).sum())
+        rows = rows.filter(pa.array(keep, type=pa.bool_()))
+        final = exp.select(*[exp.alias_(exp.column(f"__c{i}"), name) for i, name in enumerate(outputs)]).from_(
+            "__parts")
+        for clause in ("order", "limit", "offset"):
+            if operation.args.get(clause) is not None:
+                final.set(clause, operation.args[clause].copy())
+        room.db.register("__parts", rows)
+        try:
+            return LocalResult(room.db.sql(final.sql(dialect=self.dialect), params), enforcement)
+        finally:
+            room.db.unregister("__parts")
+
+    def _branch_pairs(self, index: int, select: exp.Select, scope: Scope, thresholds, width: int) -> exp.Select:
+        """One branch's (output row, identity) pairs: __c* the row, __id* each table's identity (NULL where the
+        branch does not read it), __reads* whether it does (threshold applies), __b/__r the branch and row."""
+        reads = {alias: alias in self.analysis.base_tables(scope) and not _exempt(select, aggregates_in(select))
+                 for alias in thresholds}
+        ids = {alias: self._identity(scope, alias, thresholds[alias][0]) if reads[alias] else exp.Null()
+               for alias in thresholds}
+        outputs = [exp.alias_(_unaliased(p).copy(), f"__c{i}") for i, p in enumerate(select.expressions)]
+        flags = [e for k, alias in enumerate(thresholds) for e in (
+            exp.alias_(exp.Literal.number(int(reads[alias])), f"__reads{k}"),)]
+        clauses = ("from_", "joins", "where")
+        grouped = select.args.get("group") is not None or any(aggregates_in(p) for p in select.expressions)
+        if not grouped:  # row-level: each row carries its own identities
+            pairs = _with_clauses(exp.Select(), select, clauses)
+            pairs.set("expressions", [*outputs, *[exp.alias_(e.copy(), f"__id{k}") for k, e in enumerate(ids.values())],
+                                      *flags, exp.alias_(exp.Literal.number(index), "__b"),
+                                      exp.alias_(_row_number([exp.column(f"__c{i}") for i in range(width)]), "__r")])
+            return pairs
+        groups = list(select.args["group"].expressions) if select.args.get("group") is not None else []
+        rows = _with_clauses(exp.Select(), select, (*clauses, "group", "having"))
+        rows.set("expressions", [*outputs, *[exp.alias_(g.copy(), f"__g{j}") for j, g in enumerate(groups)]])
+        numbered = exp.select(exp.Star(), exp.alias_(_row_number(
+            [exp.column(f"__c{i}") for i in range(width)] + [exp.column(f"__g{j}") for j in range(len(groups))]),
+            "__r")).from_(exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier("__rows"))))
+        members = _with_clauses(exp.Select(), select, clauses)
+        members.set("expressions", [*[exp.alias_(g.copy(), f"__g{j}") for j, g in enumerate(groups)],
+                                    *[exp.alias_(e.copy(), f"__id{k}") for k, e in enumerate(ids.values())]])
+        on = exp.and_(*[exp.NullSafeEQ(this=exp.column(f"__g{j}", table="r"), expression=exp.column(f"__g{j}", table="m"))
+                        for j in range(len(groups))]) if groups else exp.true()
+        return exp.select(*[exp.column(f"__c{i}", table="r") for i in range(width)],
+                          *[exp.column(f"__id{k}", table="m") for k in range(len(ids))], *flags,
+                          exp.alias_(exp.Literal.number(index), "__b"), exp.column("__r", table="r")).from_(
+            exp.Subquery(this=numbered, alias=exp.TableAlias(this=exp.to_identifier("r")))).join(
+            exp.Subquery(this=members, alias=exp.TableAlias(this=exp.to_identifier("m"))), on=on, join_type="left")
+
+    def _counted_apart(self, room, params, thresholds) -> pa.Table:
+        """Each group's distinct identities, counted on a copy of the query that carries them.
+
+        For a DISTINCT set operation (or SELECT DISTINCT) in a CTE, where another column would change which
+        rows are the same: the copy keeps one row per (row, identity), so its GROUP BY counts exactly the
+        identities behind each group of the original, whose own aggregates are computed unchanged.
+        """
+        copy = Plan(self.source, self.dialect)
+        copy.apart = True
+        select = copy._select()
+        identities = [copy._identity(copy.root, alias, t.threshold[0]) for alias, t in thresholds.items()]
+        counts = _with_clauses(exp.Select(), select, ("with_", "from_", "joins", "where", "group"))
+        groups = list(select.args["group"].expressions) if select.args.get("group") is not None else []
+        counts.set("expressions", [exp.alias_(g.copy(), f"__g{i}") for i, g in enumerate(groups)] + [
+            exp.alias_(exp.Count(this=exp.Distinct(expressions=[e.copy()])), f"__t{k}")
+            for k, e in enumerate(identities)])
+        return room.db.sql(counts.sql(dialect=self.dialect), params)
+
+    def _aggregate(self, room, select, params, enforcement, grouped, identities, unique: bool = False,
+                   apart: pa.Table | None = None):
+        """Thresholds without differential privacy: exact aggregates, rows below a minimum dropped.
+
+        ``apart``: the identity counts per group, computed by ``_counted_apart`` (merged on the group keys).
+        """
         aggregates = _classify(final_aggregates(select))
         phase1 = _with_clauses(exp.Select(), select, ("with_", "from_", "joins", "where", "group"))
         groups = list(select.args["group"].expressions) if grouped else []
@@ -395,8 +516,10 @@ class Plan:
             projections.append(exp.alias_(exp.Count(this=counted), f"__t{k}"))
         phase1.set("expressions", projections)
         parts = room.db.sql(phase1.sql(dialect=self.dialect), params)
+        if apart is not None:
+            parts = _merged(parts, apart, len(groups))
         keep = np.ones(parts.num_rows, dtype=bool)
-        for k, alias in enumerate(identities):
+        for k, alias in enumerate(identities or enforcement.thresholds):
             keep &= np.asarray(parts.column(f"__t{k}").to_numpy(zero_copy_only=False)) >= enforcement.thresholds[alias]
         enforcement.suppressed_rows = int((~keep).sum())
         parts = parts.filter(pa.array(keep))
@@ -463,8 +586,8 @@ class Plan:
     def _projected(self, scope: Scope, table: str, column: str) -> str:
         """Name of a projection of ``scope`` carrying ``table.column``, added when needed."""
         select = scope.expression
-        if not isinstance(select, exp.Select):
-            raise LocalLimitation(f"cannot trace the identities of '{table}' through a set operation")
+        if isinstance(select, exp.SetOperation):
+            return self._projected_through(scope, table, column)
         wanted = {BaseColumn(table, column)}
         for projection in select.expressions:
             if isinstance(_unaliased(projection), exp.Column) and \
@@ -474,8 +597,42 @@ class Plan:
             raise LocalLimitation(f"a CTE or subquery aggregates '{table}' without keeping its identity column "
                                   f"'{column}': the local clean room cannot count the identities behind each "
                                   "output row; select the column there or aggregate in the final SELECT")
+        if select.args.get("distinct") is not None and not self.apart:
+            raise _ChangesDistinct()
         name = f"__cr_{table}_{column}"
         select.append("expressions", exp.alias_(self._identity(scope, table, column), name))
+        return name
+
+    def _projected_through(self, scope: Scope, table: str, column: str) -> str:
+        """The output column of a set operation carrying ``table.column`` in every branch that reads the table.
+
+        Columns of a set operation are positional. A column that carries the identity in the branches that
+        read ``table`` and nothing (NULL) in the others is used as it is; otherwise one is added to every
+        branch (NULL where the branch does not read the table), which keeps UNION ALL's rows as they are.
+        Under UNION (DISTINCT), INTERSECT or EXCEPT another column changes which rows are the same:
+        ``_ChangesDistinct`` then makes the caller count identities on a copy (``Plan._counted_apart``).
+        """
+        branches = _branches(scope)
+        wanted = {BaseColumn(table, column)}
+        reads = [table in self.analysis.base_tables(inner) for _, inner in branches]
+        width = len(branches[0][0].expressions)
+        for position in range(width):
+            fits = True
+            for (select, inner), reading in zip(branches, reads):
+                node = _unaliased(select.expressions[position])
+                if reading:
+                    fits &= isinstance(node, exp.Column) and self.analysis.lineage(node, inner) == wanted
+                else:
+                    fits &= isinstance(node, exp.Null)
+            if fits:
+                return branches[0][0].expressions[position].alias_or_name
+        if not self.apart and any(node.args.get("distinct") is not False for node in scope.expression.walk()
+                                  if isinstance(node, exp.SetOperation)):
+            raise _ChangesDistinct()
+        name = f"__cr_{table}_{column}"
+        for (select, inner), reading in zip(branches, reads):
+            value = self._identity(inner, table, column) if reading else exp.Null()
+            select.append("expressions", exp.alias_(value, name))
         return name
 
     # -- differential privacy ---------------------------------------------------
@@ -489,7 +646,11 @@ class Plan:
         select = self._select()
         alias, table = next(iter(self.protected.items()))
         user_column = BaseColumn(alias, table.user_identifier)
-        user = self._identity(self.root, alias, table.user_identifier)
+        try:
+            user = self._identity(self.root, alias, table.user_identifier)
+        except _ChangesDistinct:
+            raise LocalLimitation(f"a DISTINCT set operation or SELECT over '{alias}' does not keep its user "
+                                  f"identifier '{table.user_identifier}' in one column of every branch") from None
         limit = table.rule.user_contribution_limit
         grouped = select.args.get("group") is not None
         releases = []
@@ -628,6 +789,19 @@ class Plan:
         return out
 
 
+class _ChangesDistinct(Exception):
+    """Carrying an identity would change which rows a DISTINCT set operation (or SELECT) keeps."""
+
+
+def _branches(scope: Scope) -> list[tuple[exp.Select, Scope]]:
+    """The SELECTs of a set operation, in order, with their scopes (nested set operations flattened)."""
+    if scope.set_operation_scopes:
+        return [pair for child in scope.set_operation_scopes for pair in _branches(child)]
+    if not isinstance(scope.expression, exp.Select):
+        raise LocalLimitation("a set operation whose branch is not a SELECT")
+    return [(scope.expression, scope)]
+
+
 class PlanRefusal(Exception):
     """A template the local clean room cannot rehearse without a declaration (exit 2; nothing run or charged)."""
 
@@ -647,6 +821,25 @@ def _unbounded(node: exp.AggFunc, argument: exp.Expression, analysis: Analysis, 
     return (f"{shown}: the local clean room cannot derive bounds for '{argument.sql(dialect='spark')}' from the "
             "declared column bounds (it follows +, -, *, /, ABS, ROUND, CASE, COALESCE, LEAST, GREATEST and casts, "
             "not aggregates in a CTE); aggregate a bounded column or such an expression of one")
+
+
+def _row_number(order: list[exp.Expression]) -> exp.Expression:
+    """ROW_NUMBER() OVER (ORDER BY ...): a number per row (Spark needs the window ordered; ties don't matter)."""
+    return exp.Window(this=exp.RowNumber(), order=exp.Order(expressions=[exp.Ordered(this=o) for o in order]))
+
+
+def _merged(parts: pa.Table, counts: pa.Table, width: int) -> pa.Table:
+    """``parts`` with the ``__t`` columns of ``counts``, matched on the ``width`` group keys (0 where absent)."""
+    def keys(table):
+        return list(zip(*(table.column(f"__g{i}").to_pylist() for i in range(width)))) if width else \
+            [()] * table.num_rows
+
+    index = {key: i for i, key in enumerate(keys(counts))}
+    at = [index.get(key) for key in keys(parts)]
+    for name in [n for n in counts.column_names if n.startswith("__t")]:
+        values = counts.column(name).to_pylist()
+        parts = parts.append_column(name, pa.array([values[i] if i is not None else 0 for i in at], pa.int64()))
+    return parts
 
 
 def _key(values) -> str:

@@ -351,9 +351,8 @@ class LocalApp:
         enforcement = result.enforcement
         notes = []
         if enforcement.thresholds:
-            kind = "noisy " if plan.private is not None else ""
-            notes.append(f"{enforcement.suppressed_rows} row(s) below the aggregation threshold ({kind}count) "
-                         "suppressed")
+            kind = " (by noisy counts)" if plan.private is not None else ""
+            notes.append(f"{enforcement.suppressed_rows} row(s) below the aggregation threshold suppressed{kind}")
         if enforcement.noise:
             notes.append("noise " + ", ".join(f"{n.column} {n.aggregate} +-{1.96 * n.sigma:.3g}"
                                               for n in enforcement.noise if n.threshold is None))

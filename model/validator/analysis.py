@@ -74,10 +74,8 @@ class Analysis:
             if isinstance(source, exp.Table):
                 found.add(BaseColumn(source.name, column.name))
             elif isinstance(source, Scope):
-                for select, inner in _selects_of(source):
-                    projection = _projection(select, column.name)
-                    if projection is not None:
-                        found |= self.lineage(projection, inner)
+                for projection, inner in projections_named(source, column.name):
+                    found |= self.lineage(projection, inner)
         return found
 
     def table_of(self, column: BaseColumn) -> Table:
@@ -148,11 +146,25 @@ def _selects_of(scope: Scope) -> list[tuple[exp.Select, Scope]]:
     return [(scope.expression, scope)] if isinstance(scope.expression, exp.Select) else []
 
 
-def _projection(select: exp.Select, name: str) -> exp.Expression | None:
-    for projection in select.expressions:
-        if projection.alias_or_name == name:
-            return projection.this if isinstance(projection, exp.Alias) else projection
-    return None
+def projections_named(scope: Scope, name: str) -> list[tuple[exp.Expression, Scope]]:
+    """The expression behind output column ``name`` of ``scope``, in each of its SELECTs, with that SELECT's scope.
+
+    A set operation's columns are positional: the first branch names them, and
+    every branch's projection at that position feeds the column.
+    """
+    selects = _selects_of(scope)
+    if not selects:
+        return []
+    names = [p.alias_or_name for p in selects[0][0].expressions]
+    if name not in names:
+        return []
+    position = names.index(name)
+    return [(_unaliased(select.expressions[position]), inner) for select, inner in selects
+            if position < len(select.expressions)]
+
+
+def _unaliased(node: exp.Expression) -> exp.Expression:
+    return node.this if isinstance(node, exp.Alias) else node
 
 
 def _columns_in(node: exp.Expression) -> Iterator[exp.Column]:

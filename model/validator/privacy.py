@@ -142,11 +142,46 @@ def check(analysis: Analysis):
                           scope.expression, context.table_in(scope.expression, scope))
             continue
         yield from _user_level(context, scope)
+        yield from _set_branches(context, scope)
     for scope in analysis.scopes():
         yield from _joins(context, scope)
     yield from _anywhere(context)
     yield from _tokens(context)
     yield from _runtime_errors(context)
+
+
+def _set_branches(context: "_Context", scope: Scope):
+    """A set operation over DP data (in a CTE or subquery) keeps the user identifier in one column of every
+    branch that reads the DP table (NULL in a branch that does not): otherwise its rows are no longer a
+    user's rows (custom-diff-privacy: CTEs "should emit the user identifier column"; dp-sql-capabilities:
+    CTEs over DP tables "must result in data with user-level records")."""
+    node = scope.expression
+    if not isinstance(node, exp.SetOperation) or not scope.set_operation_scopes:
+        return
+    branches = _leaves(scope)
+    analysis, protected = context.analysis, set(context.protected)
+    reads = [bool(analysis.base_tables(inner) & protected) for _, inner in branches]
+    width = min(len(select.expressions) for select, _ in branches)
+    for position in range(width):
+        fits = True
+        for (select, inner), reading in zip(branches, reads):
+            item = select.expressions[position]
+            value = item.this if isinstance(item, exp.Alias) else item
+            lineage = analysis.lineage(value, inner)
+            fits &= (bool(lineage) and lineage <= context.user_ids) if reading else isinstance(value, exp.Null)
+        if fits:
+            return
+    label = type(node).__name__.upper()
+    yield finding(RULE, f"this {label} over differentially private data does not keep the user identifier "
+                  f"({context.uid}) in one column of every branch: select it in the same position in each branch "
+                  f"(NULL in a branch that does not read the table) [custom-diff-privacy]", node,
+                  context.table_in(node, scope))
+
+
+def _leaves(scope: Scope) -> list[tuple[exp.Select, Scope]]:
+    if scope.set_operation_scopes:
+        return [pair for child in scope.set_operation_scopes for pair in _leaves(child)]
+    return [(scope.expression, scope)] if isinstance(scope.expression, exp.Select) else []
 
 
 class _Context:

@@ -4,6 +4,12 @@ Sources (AWS Clean Rooms User Guide):
 - analysis-rules: "If there is no analysis rule configured, the configured table
   can be associated to collaborations but it can't be queried. Queries can only
   reference configured tables with the same analysis rule type."
+- Set operations (Spark SQL reference, set operators: "the input relations
+  must have the same number of columns and compatible data types for the
+  respective columns"): each branch of a UNION, INTERSECT or EXCEPT has as
+  many columns as the first, and a column is text, number, date/time or
+  boolean in every branch alike (Spark would otherwise refuse the query, or
+  silently turn numbers into text).
 - create-analysis-template / API AnalysisSchema.referencedTables: a template
   names tables by their configured table association names; a query can read
   only tables associated with the collaboration, and only the columns the
@@ -59,3 +65,61 @@ def check(analysis: Analysis):
     if len(set(known_rules.values())) > 1:
         yield finding("analysis rule types", "queries can only reference configured tables with the same "
                       f"analysis rule type; these tables have {dict(sorted(known_rules.items()))}")
+    for node in analysis.tree.walk():
+        if isinstance(node, exp.SetOperation):
+            yield from _set_operation(analysis, node)
+
+
+_KINDS = {"varchar": "text", "char": "text", "string": "text", "date": "date/time", "timestamp": "date/time",
+          "boolean": "boolean"}
+
+
+def _set_operation(analysis: Analysis, node: exp.SetOperation):
+    """Both sides of one set operation: the same number of columns, each of one kind of type."""
+    left, right = _first_select(node.this), _first_select(node.expression)
+    if left is None or right is None:
+        return
+    label = type(node).__name__.upper()
+    if len(left.expressions) != len(right.expressions):
+        yield finding("set operation", f"the branches of this {label} have {len(left.expressions)} and "
+                      f"{len(right.expressions)} columns; every branch must have as many columns as the first",
+                      node.expression)
+        return
+    for position, (a, b) in enumerate(zip(left.expressions, right.expressions)):
+        kinds = (_kind(analysis, a), _kind(analysis, b))
+        if None not in kinds and kinds[0] != kinds[1]:
+            yield finding("set operation", f"column {position + 1} of this {label} is {kinds[0]} "
+                          f"('{a.alias_or_name}') in one branch and {kinds[1]} ('{b.alias_or_name}') in the other; "
+                          "make both the same kind (CAST one of them)", b)
+
+
+def _first_select(node: exp.Expression) -> exp.Select | None:
+    while isinstance(node, (exp.SetOperation, exp.Subquery)):
+        node = node.this
+    return node if isinstance(node, exp.Select) else None
+
+
+def _kind(analysis: Analysis, projection: exp.Expression) -> str | None:
+    """text, number, date/time or boolean for a projection that is a table's column; None if not plain."""
+    node = projection.this if isinstance(projection, exp.Alias) else projection
+    if isinstance(node, exp.Literal):
+        return "text" if node.is_string else "number"
+    if not isinstance(node, exp.Column):
+        return None
+    table = next((source.name for source in _sources(node) if source is not None), None)
+    dataset = analysis.tables[table].dataset if table in analysis.tables else None
+    declared = dataset.column(node.name) if dataset else None
+    if declared is None:
+        return None
+    glue = declared.glue_type.split("(")[0]
+    return _KINDS.get(glue, "number")
+
+
+def _sources(column: exp.Column):
+    """The base table a qualified column of a branch reads directly (None through a CTE or subquery)."""
+    select = column.find_ancestor(exp.Select)
+    for source in (select.args.get("from_"), *(select.args.get("joins") or [])) if select else ():
+        table = source.this if source is not None else None
+        if isinstance(table, exp.Table) and table.alias_or_name == column.table:
+            yield table
+    yield None

@@ -126,4 +126,4 @@ def _unsupported(analysis: Analysis, table):
             name = function_name(node)
         if name:
             yield finding("aggregation threshold", f"{name} is not supported on the Spark engine when a "
-                          "minimum aggregation threshold is set", node, table)
+                          "minimum aggregation threshold is set [custom-sql-capabilities]", node, table)

@@ -1,0 +1,178 @@
+"""Set operations in the local clean room: identities traced through UNION, UNION ALL, INTERSECT and EXCEPT.
+
+custom-sql-capabilities: UNION and UNION ALL are supported in CTEs and the final SELECT
+of queries over tables under aggregation thresholds (INTERSECT and EXCEPT are not);
+dp-sql-capabilities: set operators are supported in CTEs over DP tables, not in the
+final SELECT. Every expectation is computed here from the CSV, independently.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+
+import pytest
+
+from localroom.engine import LocalCleanRoom
+from localroom.privacy import calibrate
+from model.collaboration import from_stack_files
+from model.templates import parse_query
+from model.validator import validate
+from tests.harness import ROOT
+from tests.test_privacy import ZeroNoise, collab_of, copy_data
+from tests.test_validator import write_template
+
+CAL = calibrate(10, 20)
+RETAIL = ROOT / "data" / "retail_purchases" / "retail_purchases.csv"
+MEDIA = ROOT / "data" / "media_engagement" / "media_engagement.csv"
+
+
+def rows(path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def collab():
+    return from_stack_files("org-a")[1]
+
+
+def run(collab, tmp_path, sql):
+    result = validate(parse_query(write_template(tmp_path, "t", sql)), collab)
+    assert result.ok, [str(r) for r in result.refusals]
+    room = LocalCleanRoom(collab)
+    return room.execute(room.plan(result.analysis, CAL), {}, ZeroNoise())
+
+
+def refusals(collab, tmp_path, sql) -> list[str]:
+    return [str(r) for r in validate(parse_query(write_template(tmp_path, "t", sql)), collab).refusals]
+
+
+# --------------------------------------------------------------------------
+# Aggregation thresholds (org A's table: at least 3 distinct customer_key per row)
+
+
+def test_a_final_union_keeps_a_row_only_the_union_gives_enough_identities(collab, tmp_path):
+    """Row-level branches: alone each region row is one customer (suppressed); merged by UNION, a region with
+    three or more customers behind it across both branches is kept, and one with fewer is not."""
+    sql = ("SELECT r.region FROM retail_purchases r WHERE r.order_count = 40 AND r.age_group = '55-64' "
+           "UNION SELECT r.region FROM retail_purchases r WHERE r.order_count = 39 AND r.age_group = '55-64'")
+    behind = defaultdict(set)
+    for row in rows(RETAIL):
+        if row["age_group"] == "55-64" and row["order_count"] in ("39", "40"):
+            behind[row["region"]].add(row["customer_key"])
+    out = run(collab, tmp_path, sql)
+    expected = {region for region, keys in behind.items() if len(keys) >= 3}
+    assert {r["region"] for r in out.table.to_pylist()} == expected
+    assert out.enforcement.suppressed_rows == len(behind) - len(expected) >= 1
+    # On the shipped data: northeast has 1 + 1 customers (suppressed); midwest 1 + 2, kept only because the
+    # union merges both branches' rows into one (each branch alone is below 3).
+    assert "northeast" not in expected and "midwest" in expected
+
+
+def test_a_final_union_all_counts_each_branch_row_apart(collab, tmp_path):
+    sql = ("SELECT r.region AS k, COUNT(*) AS n FROM retail_purchases r WHERE r.order_count = 40 GROUP BY r.region "
+           "UNION ALL SELECT r.age_group, COUNT(*) FROM retail_purchases r WHERE r.order_count >= 38 "
+           "GROUP BY r.age_group ORDER BY n DESC")
+    by_region, by_age = defaultdict(set), defaultdict(set)
+    for row in rows(RETAIL):
+        if row["order_count"] == "40":
+            by_region[row["region"]].add(row["customer_key"])
+        if int(row["order_count"]) >= 38:
+            by_age[row["age_group"]].add(row["customer_key"])
+    expected = sorted([(k, len(v)) for k, v in [*by_region.items(), *by_age.items()] if len(v) >= 3],
+                      key=lambda kv: -kv[1])
+    out = run(collab, tmp_path, sql).table.to_pylist()
+    assert [r["n"] for r in out] == [n for _, n in expected]  # ORDER BY applied after the threshold
+    assert sorted((r["k"], r["n"]) for r in out) == sorted(expected)
+
+
+def test_identities_traced_through_a_union_all_cte(collab, tmp_path):
+    """The branches select no identity: the local room carries customer_key through both."""
+    sql = ("WITH picked AS (SELECT r.region, r.order_count FROM retail_purchases r WHERE r.order_count = 40 "
+           "UNION ALL SELECT r.region, r.order_count FROM retail_purchases r WHERE r.order_count = 1) "
+           "SELECT region, order_count, COUNT(*) AS n FROM picked GROUP BY region, order_count")
+    behind = defaultdict(set)
+    for row in rows(RETAIL):
+        if row["order_count"] in ("1", "40"):
+            behind[(row["region"], int(row["order_count"]))].add(row["customer_key"])
+    out = run(collab, tmp_path, sql).table.to_pylist()
+    assert {(r["region"], r["order_count"]): r["n"] for r in out} == \
+        {k: len(v) for k, v in behind.items() if len(v) >= 3}
+
+
+def test_a_distinct_union_cte_is_counted_as_written_with_identities_counted_apart(collab, tmp_path):
+    """UNION (DISTINCT) dedups (region, age_group): its COUNT(*) is of distinct pairs, its threshold of
+    the customers behind them; adding an identity column would have changed both."""
+    sql = ("WITH pairs AS (SELECT r.region, r.age_group FROM retail_purchases r WHERE r.order_count = 40 "
+           "UNION SELECT r.region, r.age_group FROM retail_purchases r WHERE r.order_count = 39) "
+           "SELECT region, COUNT(*) AS n FROM pairs GROUP BY region")
+    pairs, behind = defaultdict(set), defaultdict(set)
+    for row in rows(RETAIL):
+        if row["order_count"] in ("39", "40"):
+            pairs[row["region"]].add(row["age_group"])
+            behind[row["region"]].add(row["customer_key"])
+    out = run(collab, tmp_path, sql).table.to_pylist()
+    assert {r["region"]: r["n"] for r in out} == {k: len(v) for k, v in pairs.items() if len(behind[k]) >= 3}
+
+
+def test_intersect_and_except_are_refused_beside_a_threshold(collab, tmp_path):
+    for op in ("INTERSECT", "EXCEPT"):
+        found = refusals(collab, tmp_path, f"SELECT r.region, COUNT(*) AS n FROM retail_purchases r GROUP BY r.region "
+                                           f"{op} SELECT r.region, COUNT(*) FROM retail_purchases r GROUP BY r.region")
+        assert any(f"{op} is not supported" in line and "custom-sql-capabilities" in line for line in found), found
+
+
+# --------------------------------------------------------------------------
+# Differential privacy (org B's table)
+
+
+def test_the_contribution_limit_applies_across_both_branches(tmp_path):
+    """A customer in both branches of a UNION ALL adds two rows; the limit of 1 keeps one of them."""
+    sql = ("WITH both_ AS (SELECT m.customer_key, m.channel FROM media_engagement m WHERE m.sessions > 100 "
+           "UNION ALL SELECT m.customer_key, m.channel FROM media_engagement m WHERE m.sessions > 50) "
+           "SELECT channel, COUNT(*) AS n FROM both_ GROUP BY channel")
+    users, rows_ = defaultdict(set), defaultdict(int)
+    for row in rows(MEDIA):
+        s = int(row["sessions"])
+        for keep in (s > 100, s > 50):
+            if keep:
+                users[row["channel"]].add(row["customer_key"])
+                rows_[row["channel"]] += 1
+    one = run(collab_of(), tmp_path, sql).table.to_pylist()
+    assert {r["channel"]: r["n"] for r in one} == {k: len(v) for k, v in users.items()}
+    two = run(collab_of(copy_data(tmp_path / "two"), limit=2), tmp_path, sql).table.to_pylist()
+    assert {r["channel"]: r["n"] for r in two} == dict(rows_)
+
+
+def test_the_dp_guide_pattern_a_union_all_cte_of_user_level_rows_runs(collab, tmp_path):
+    """The DP tips page's shape: user-level rows from two filters, unioned, counted per group."""
+    sql = ("WITH engaged AS (SELECT m.customer_key, m.region FROM media_engagement m WHERE m.sessions >= 150 "
+           "UNION ALL SELECT m.customer_key, m.region FROM media_engagement m WHERE m.engagement_score >= 90) "
+           "SELECT region, COUNT(*) AS users FROM engaged GROUP BY region")
+    users = defaultdict(set)
+    for row in rows(MEDIA):
+        if int(row["sessions"]) >= 150 or float(row["engagement_score"]) >= 90:
+            users[row["region"]].add(row["customer_key"])
+    out = run(collab, tmp_path, sql)
+    assert {r["region"]: r["users"] for r in out.table.to_pylist()} == {k: len(v) for k, v in users.items()}
+    assert out.enforcement.noise[0].sensitivity == pytest.approx(1.0)  # a user's two rows truncated to L = 1
+
+
+@pytest.mark.parametrize("sql, fragment", [
+    ("WITH x AS (SELECT m.customer_key, m.channel FROM media_engagement m WHERE m.sessions > 100 INTERSECT "
+     "SELECT m.channel, m.customer_key FROM media_engagement m) SELECT channel, COUNT(*) AS n FROM x GROUP BY channel",
+     "does not keep the user identifier (customer_key) in one column of every branch"),
+    ("SELECT m.channel, COUNT(*) AS n FROM media_engagement m GROUP BY m.channel UNION ALL "
+     "SELECT m.region, COUNT(*) FROM media_engagement m GROUP BY m.region",
+     "set operators (UNION, INTERSECT, EXCEPT) are not supported in the final SELECT"),
+    ("SELECT r.region, r.order_count FROM retail_purchases r UNION ALL SELECT r.region FROM retail_purchases r",
+     "have 2 and 1 columns"),
+    ("SELECT r.region FROM retail_purchases r UNION SELECT r.order_count FROM retail_purchases r",
+     "column 1 of this UNION is text ('region') in one branch and number ('order_count')"),
+], ids=["intersect-drops-user", "final-set-under-dp", "column-count", "column-type"])
+def test_set_operations_aws_refuses_are_refused_with_one_line(collab, tmp_path, sql, fragment):
+    found = refusals(collab, tmp_path, sql)
+    assert any(fragment in line for line in found), found
+    assert all(line.startswith(str(tmp_path / "t.sql").replace(str(ROOT) + "/", "")) or ":" in line
+               for line in found)
