@@ -112,12 +112,18 @@ class DuckDB:
     dialect = "duckdb"
     errors = (duckdb.Error,)
 
-    def __init__(self):
+    def __init__(self, cache_dir=None):
         self.con = duckdb.connect()
+        self.cache_dir = cache_dir  # localroom/cache.py: typed tables kept between runs; None reads every time
 
     def load(self, tables: dict[str, Dataset]) -> dict[str, int]:
-        """Read each dataset into a table named by its alias; the row counts (ConfigError names file and line)."""
-        return {alias: load_into(self.con, dataset, alias) for alias, dataset in tables.items()}
+        """Each dataset as a table (or a view of a cached one) named by its alias; the row counts.
+
+        A file that does not match its schema raises ConfigError naming file and line (model.datasets.load_into).
+        """
+        from localroom.cache import load_tables
+
+        return load_tables(self.con, tables, self.cache_dir)
 
     def rows_per_key(self, table: str, column: str) -> int:
         """The most rows any one value of ``table.column`` has."""
@@ -463,7 +469,8 @@ class Plan:
             pairs = _with_clauses(exp.Select(), select, clauses)
             pairs.set("expressions", [*outputs, *[exp.alias_(e.copy(), f"__id{k}") for k, e in enumerate(ids.values())],
                                       *flags, exp.alias_(exp.Literal.number(index), "__b"),
-                                      exp.alias_(_row_number([exp.column(f"__c{i}") for i in range(width)]), "__r")])
+                                      exp.alias_(_row_number([_unaliased(p).copy() for p in select.expressions]),
+                                                 "__r")])
             return pairs
         groups = list(select.args["group"].expressions) if select.args.get("group") is not None else []
         rows = _with_clauses(exp.Select(), select, (*clauses, "group", "having"))
