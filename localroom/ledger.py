@@ -28,6 +28,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import socket
 import tempfile
 from collections import Counter
 from contextlib import contextmanager
@@ -65,6 +66,20 @@ class Charge:
     fraction: float
     state: str = RELEASED
     """reserved (running), released (its result was saved) or failed (charged: the failure is a release too)."""
+    owner: dict | None = None
+    """Of a reservation: the process that runs it (host, pid, its start) and the result it will write."""
+
+    def abandoned(self) -> bool:
+        """A reservation whose process is gone (SIGKILL, a crash, a closed laptop) without writing its result.
+
+        It released nothing, so it is not charged (``spent``) and the next reservation drops it. A run that
+        died after its result file appeared stays charged: it may have been seen.
+        """
+        if self.state != RESERVED or not self.owner:
+            return False
+        if self.owner.get("host") != socket.gethostname() or _alive(self.owner.get("pid"), self.owner.get("started")):
+            return False
+        return not Path(self.owner.get("result", "")).exists()
 
 
 class Ledger:
@@ -80,7 +95,8 @@ class Ledger:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             return [Charge(dt.datetime.fromisoformat(c["at"]), c["template"], c["run_id"], dict(c["usage"]),
-                           float(c["fraction"]), str(c.get("state", RELEASED))) for c in data["charges"]]
+                           float(c["fraction"]), str(c.get("state", RELEASED)), c.get("owner"))
+                    for c in data["charges"]]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LedgerError(f"cannot read the privacy budget ledger {self.path}: {exc}; move it aside to "
                               "start a new budget") from None
@@ -93,7 +109,7 @@ class Ledger:
     def spent(self, charges: list[Charge] | None = None) -> float:
         start = self.period_start()
         return sum(c.fraction for c in (self.charges() if charges is None else charges)
-                   if start is None or c.at >= start)
+                   if (start is None or c.at >= start) and not c.abandoned())
 
     def budget(self, charges: list[Charge] | None = None) -> Budget:
         """What `budget` shows, in the service's shape."""
@@ -115,18 +131,22 @@ class Ledger:
         return Impact(self.budget(charges), usage, self.cost(usage), max(0.0, 1.0 - self.spent(charges)))
 
     # -- writing ------------------------------------------------------------
-    def reserve(self, template: str, run_id: str, usage: Counter, allow_exhaustion: bool = False) -> Charge:
+    def reserve(self, template: str, run_id: str, usage: Counter, allow_exhaustion: bool = False,
+                result: Path | None = None) -> Charge:
         """Charge a run before it reads any data, if what is left pays for it: check and charge in one lock.
 
-        Raises BudgetRefused (nothing charged) when the budget cannot pay, or
-        when the run would exhaust it and ``allow_exhaustion`` is not given.
+        ``result`` is the file the run will write: if its process dies before writing it, the reservation
+        is abandoned and costs nothing. Raises BudgetRefused (nothing charged) when the budget cannot
+        pay, or when the run would exhaust it and ``allow_exhaustion`` is not given.
         """
         with self._locked():
-            charges = self.charges()
+            charges = [c for c in self.charges() if not c.abandoned()]
             impact = self.impact(usage, charges)
             if not impact.affordable or (impact.exhausts and not allow_exhaustion):
                 raise BudgetRefused(impact)
-            charge = Charge(self.now(), template, run_id, dict(usage), impact.cost, RESERVED)
+            owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": _started(os.getpid()),
+                     "result": str(Path(result).resolve()) if result else ""}
+            charge = Charge(self.now(), template, run_id, dict(usage), impact.cost, RESERVED, owner)
             self._write(charges + [charge])
         return charge
 
@@ -135,6 +155,12 @@ class Ledger:
         with self._locked():
             self._write([Charge(c.at, c.template, c.run_id, c.usage, c.fraction, state) if c.run_id == run_id else c
                          for c in self.charges()])
+
+    def released(self, template: str) -> list[Charge]:
+        """This period's charges of ``template`` whose result was saved (what a resumed run need not repeat)."""
+        start = self.period_start()
+        return [c for c in self.charges() if c.template == template and c.state == RELEASED
+                and (start is None or c.at >= start)]
 
     def charge(self, template: str, run_id: str, usage: Counter) -> Charge:
         """Charge a run that has released its result (no check: see ``reserve``)."""
@@ -157,7 +183,29 @@ class Ledger:
             "version": VERSION, "stack": self.stack, "epsilon": self.calibration.epsilon,
             "usersNoisePerQuery": self.calibration.users_noise_per_query, "autoRefresh": self.auto_refresh,
             "charges": [{"at": c.at.isoformat(), "template": c.template, "run_id": c.run_id,
-                         "usage": c.usage, "fraction": c.fraction, "state": c.state} for c in charges]})
+                         "usage": c.usage, "fraction": c.fraction, "state": c.state,
+                         **({"owner": c.owner} if c.owner else {})} for c in charges]})
+
+
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (Linux: field 22 of /proc/PID/stat), so a reused pid is not taken for it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid, started) -> bool:
+    """Whether the process that made a reservation still runs."""
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return started is None or _started(pid) == started
 
 
 def period_bounds(period: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:

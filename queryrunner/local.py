@@ -304,7 +304,8 @@ class LocalApp:
                 self.err(f"[{name}] {ledger.impact(usage).describe()}")
                 self.err(f"[{name}] {describe_private(plan, analysis)}")
                 try:  # charged before any row is read: the check and the charge under one lock
-                    ledger.reserve(name, run_id, usage, allow_exhaustion=self.args.allow_budget_exhaustion)
+                    ledger.reserve(name, run_id, usage, allow_exhaustion=self.args.allow_budget_exhaustion,
+                                   result=out / name / f"{run_id}.csv")
                 except BudgetRefused as exc:
                     hint = " Pass --allow-budget-exhaustion to run it anyway." if exc.impact.affordable else ""
                     raise _Refused(f"refusing to run {name!r}: it would exhaust the remaining privacy budget "

@@ -11,6 +11,7 @@ and that the ledger never overspends.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import multiprocessing
 import shutil
@@ -354,3 +355,33 @@ def test_concurrent_runs_never_spend_more_than_the_budget(tmp_path):
     per_run = 10 / CAL.max_count("STDDEV")
     assert sum(done) == len(ledger.charges()) == int(1 // per_run) == 9
     assert ledger.spent() <= 1.0
+
+
+def test_a_run_killed_before_writing_its_result_is_not_charged(tmp_path):
+    """SIGKILL between the reservation and the result: the next run drops the reservation; a killed run whose
+    result file exists stays charged (it may have been seen)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "org-a" / "privacy-budget.json"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        ledger = Ledger(path, "org-a", CAL, "NONE")
+        ledger.reserve("killed", "r-killed", Counter({"COUNT": 1}), result=tmp_path / "none.csv")
+        ledger.reserve("seen", "r-seen", Counter({"COUNT": 1}), result=tmp_path / "seen.csv")
+        (tmp_path / "seen.csv").write_text("n\n1\n")
+        # Pretend the child made both reservations, then kill it.
+        data = json.loads(path.read_text())
+        for charge in data["charges"]:
+            charge["owner"]["pid"] = child.pid
+            charge["owner"]["started"] = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        path.write_text(json.dumps(data))
+        assert ledger.spent() == pytest.approx(2 / CAL.max_count("COUNT"))  # still running: both count
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert ledger.spent() == pytest.approx(1 / CAL.max_count("COUNT"))  # the one that wrote nothing is free
+    ledger.reserve("next", "r-next", Counter({"COUNT": 1}), result=tmp_path / "next.csv")
+    assert [c.run_id for c in ledger.charges()] == ["r-seen", "r-next"]  # and dropped by the next reservation
