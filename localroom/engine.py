@@ -489,6 +489,40 @@ class Plan:
             exp.Subquery(this=numbered, alias=exp.TableAlias(this=exp.to_identifier("r")))).join(
             exp.Subquery(this=members, alias=exp.TableAlias(this=exp.to_identifier("m"))), on=on, join_type="left")
 
+    def _expanded(self, scope: Scope, table: str, column: str) -> str:
+        """On the counting copy: a CTE or subquery that aggregates ``table`` away, with each of its rows
+        repeated once per identity behind it.
+
+        The identities behind a group are those of its input rows: the aggregating SELECT gets its group keys
+        as extra columns (which changes none of its rows), and is joined on them to its input's distinct
+        (keys, identity) pairs. Only the copy's identity counts are used, so repeating rows costs nothing in
+        what the query returns (its aggregates come from the query as written).
+        """
+        select = scope.expression
+        identity = self._identity(scope, table, column)
+        keys = list(select.args["group"].expressions) if select.args.get("group") is not None else []
+        name = f"__cr_{table}_{column}"
+        outputs = [p.alias_or_name for p in select.expressions]
+        inner = select.copy()
+        for j, key in enumerate(keys):
+            inner.append("expressions", exp.alias_(key.copy(), f"__k{j}"))
+        members = _with_clauses(exp.Select(), select, ("from_", "joins", "where"))
+        members.set("expressions", [*[exp.alias_(k.copy(), f"__k{j}") for j, k in enumerate(keys)],
+                                    exp.alias_(identity.copy(), "__id")])
+        members.set("distinct", exp.Distinct())
+        on = exp.and_(*[exp.NullSafeEQ(this=exp.column(f"__k{j}", table="__grp"),
+                                       expression=exp.column(f"__k{j}", table="__who")) for j in range(len(keys))]) \
+            if keys else exp.true()
+        expanded = exp.select(*[exp.column(o, table="__grp") for o in outputs],
+                              exp.alias_(exp.column("__id", table="__who"), name)).from_(
+            exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("__grp")))).join(
+            exp.Subquery(this=members, alias=exp.TableAlias(this=exp.to_identifier("__who"))), on=on, join_type="left")
+        if select.args.get("with_") is not None:
+            expanded.set("with_", select.args["with_"].copy())
+            inner.set("with_", None)
+        select.replace(expanded)
+        return name
+
     def _counted_apart(self, room, params, thresholds) -> pa.Table:
         """Each group's distinct identities, counted on a copy of the query that carries them.
 
@@ -601,9 +635,9 @@ class Plan:
                     self.analysis.lineage(projection, scope) == wanted:
                 return projection.alias_or_name
         if select.args.get("group") is not None or any(aggregates_in(p) for p in select.expressions):
-            raise LocalLimitation(f"a CTE or subquery aggregates '{table}' without keeping its identity column "
-                                  f"'{column}': the local clean room cannot count the identities behind each "
-                                  "output row; select the column there or aggregate in the final SELECT")
+            if not self.apart:
+                raise _ChangesDistinct()  # counted on a copy, where the groups are expanded (_expanded)
+            return self._expanded(scope, table, column)
         if select.args.get("distinct") is not None and not self.apart:
             raise _ChangesDistinct()
         name = f"__cr_{table}_{column}"
@@ -656,8 +690,9 @@ class Plan:
         try:
             user = self._identity(self.root, alias, table.user_identifier)
         except _ChangesDistinct:
-            raise LocalLimitation(f"a DISTINCT set operation or SELECT over '{alias}' does not keep its user "
-                                  f"identifier '{table.user_identifier}' in one column of every branch") from None
+            raise LocalLimitation(f"a CTE, subquery or set operation over '{alias}' does not keep its user "
+                                  f"identifier '{table.user_identifier}' in a column of its rows (of every "
+                                  "branch)") from None
         limit = table.rule.user_contribution_limit
         grouped = select.args.get("group") is not None
         releases = []

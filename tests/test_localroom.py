@@ -74,6 +74,25 @@ def test_threshold_counts_identities_behind_a_user_level_cte(room, tmp_path):
         {k: v for k, v in counts.items() if v >= 3}
 
 
+def test_threshold_counts_the_identities_behind_a_cte_that_aggregates(room, tmp_path):
+    """A CTE grouped without the identity column: each final row has the identities of every input row of
+    the CTE groups feeding it (the CTE's own values, including a filter on them, stay exact)."""
+    out = run(room, tmp_path, "WITH per AS (SELECT r.region, r.product_category, COUNT(*) AS n, "
+                              "SUM(r.order_count) AS o FROM retail_purchases r WHERE r.order_count >= 39 "
+                              "AND r.age_group = '55-64' GROUP BY r.region, r.product_category) "
+                              "SELECT region, SUM(n) AS customers, SUM(o) AS orders FROM per WHERE n >= 1 "
+                              "GROUP BY region")
+    behind, orders = defaultdict(set), defaultdict(int)
+    for r in rows(DATA / "retail_purchases" / "retail_purchases.csv"):
+        if int(r["order_count"]) >= 39 and r["age_group"] == "55-64":
+            behind[r["region"]].add(r["customer_key"])
+            orders[r["region"]] += int(r["order_count"])
+    expected = {region: len(keys) for region, keys in behind.items() if len(keys) >= 3}
+    assert {r["region"]: r["customers"] for r in out.table.to_pylist()} == expected
+    assert {r["region"]: r["orders"] for r in out.table.to_pylist()} == {k: orders[k] for k in expected}
+    assert out.enforcement.suppressed_rows == len(behind) - len(expected) >= 1
+
+
 def test_counts_over_one_table_without_grouping_are_not_thresholded(room, tmp_path):
     out = run(room, tmp_path, "SELECT COUNT(*) AS n FROM retail_purchases WHERE order_count = 1")
     expected = sum(1 for r in rows(DATA / "retail_purchases" / "retail_purchases.csv") if r["order_count"] == "1")
