@@ -9,15 +9,17 @@ so printing and downloads never interleave.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from queryrunner.outputs import Template
-from queryrunner.poll import Outcome, QueryRunner
+from queryrunner.poll import Outcome, QueryRunner, Resume
 
 
 def run_all(runner: QueryRunner, jobs: Sequence[tuple[Template, dict[str, str]]], max_concurrency: int,
-            on_done: Callable[[Outcome], None] = lambda outcome: None) -> list[Outcome]:
+            on_done: Callable[[Outcome], None] = lambda outcome: None,
+            resumes: Mapping[str, Resume] | None = None) -> list[Outcome]:
+    """Run every template; ``resumes`` says, per template name, what an earlier run's journal left to do."""
     if max_concurrency < 1:
         raise ValueError("max_concurrency must be >= 1")
     pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="query")
@@ -25,7 +27,7 @@ def run_all(runner: QueryRunner, jobs: Sequence[tuple[Template, dict[str, str]]]
     outcomes: list[Outcome] = []
     try:
         for template, params in jobs:
-            futures[pool.submit(runner.execute, template, params)] = template
+            futures[pool.submit(runner.execute, template, params, (resumes or {}).get(template.name))] = template
         pending = set(futures)
         while pending:
             # A bounded wait keeps the main thread responsive to Ctrl-C on every platform.

@@ -2,8 +2,10 @@
 
 Exit codes: 0 success; 1 a query failed, timed out, was cancelled, missed the
 deadline, or was refused for privacy budget; 2 usage or input error (flags,
-missing stack outputs, bad parameters; nothing was sent); 130 interrupted
-(Ctrl-C; queries in flight were cancelled first).
+missing stack outputs, bad parameters, an unusable run journal; nothing was sent);
+3 outcome unknown (a start whose answer was lost and whose query cannot be told
+apart, or a query whose end could not be read: `--resume` settles it); 130
+interrupted (Ctrl-C) and 143 terminated (SIGTERM), queries in flight cancelled first.
 """
 from __future__ import annotations
 
@@ -17,8 +19,10 @@ from queryrunner import EXIT_OK, EXIT_USAGE, UsageError, checks
 
 EPILOG = """\
 exit codes: 0 success | 1 query failed, timed out, cancelled, deadline exceeded or
-refused (privacy budget) | 2 usage/input error, nothing sent | 130 interrupted (Ctrl-C),
-in-flight queries cancelled
+refused (privacy budget) | 2 usage/input error, nothing sent | 3 outcome unknown: a
+lost start's query cannot be told apart, or a query's end could not be read (check,
+then --resume) | 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): in-flight
+queries cancelled, the journal records it
 
 examples:
   python -m queryrunner run --all --local              # the local clean room, no AWS
@@ -41,14 +45,21 @@ AWS_ONLY: dict[str, tuple[tuple[dict[str, Any], str], ...]] = {
               "no_refresh": False, "worker_type": None, "workers": None, "no_distribute": False},
              " (protected queries' deadline, re-runs, concurrency, compute, receivers, QuickSight); run --local runs "
              "each template once, here"),
-            _STACK_OUTPUT_FLAGS),
+            _STACK_OUTPUT_FLAGS,
+            ({"resume": False}, " (it re-attaches to an earlier run's protected queries, from its journal); the local "
+                                "clean room has no resume yet")),
     "budget": (_STACK_OUTPUT_FLAGS,),
     "job": (({"timeout": JOB_TIMEOUT, "retries": JOB_RETRIES},
              " (a protected job's deadline and re-runs); job --local runs the script once, here"),
             _STACK_OUTPUT_FLAGS,
             ({"worker_type": None, "workers": None},
-             " (a protected job's compute); job --local runs on this machine's Spark (--spark-master)")),
+             " (a protected job's compute); job --local runs on this machine's Spark (--spark-master)"),
+            ({"resume": False}, " (it re-attaches to an earlier run's protected job, from its journal); the local "
+                                "clean room has no resume yet")),
 }
+# Local-clean-room flags that the cloud path of a command uses too: --state-dir is where `run` and `job` keep their
+# run journal (default <--out>/.journal), and where `history` reads them.
+CLOUD_TOO = {"run": ("state_dir",), "job": ("state_dir",), "history": ("state_dir",)}
 
 
 def _flag(dest: str) -> str:
@@ -88,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --local: use this folder instead of the stacks' dataDir (<dataset>/schema.yaml, "
                         "the data files and queries/)")
     g.add_argument("--state-dir", metavar="DIR",
-                   help="with --local: where the privacy budget ledger is kept, per stack (default .localroom)")
+                   help="with --local: where the privacy budget ledger is kept, per stack (default .localroom); "
+                        "run on AWS: where the run journal is kept (default <--out>/.journal)")
     g.add_argument("--engine", choices=["duckdb", "spark"],
                    help="with --local run: the engine that runs the templates (default duckdb; spark is PySpark "
                         "3.5, Clean Rooms' engine: venv/bin/pip install -r requirements-spark.txt)")
@@ -127,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-distribute", action="store_true",
                      help="send results only to this runner's results bucket, not also to the member accounts "
                           "of output result_receivers")
+    run.add_argument("--resume", action="store_true",
+                     help="finish an earlier run of the same command from its journal: re-attach to its queries "
+                          "still running, skip templates whose results are saved, look for the query of a start "
+                          "whose answer was lost; nothing it started is started again (a plain re-run of an "
+                          "unfinished run does this too, and says so)")
     run.add_argument("--seed", type=int, metavar="N",
                      help="with --local: reproducible differential-privacy noise (numpy, not a private release)")
 
@@ -141,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--status", dest="status_filter",
                          choices=["SUBMITTED", "STARTED", "CANCELLED", "CANCELLING", "FAILED", "SUCCESS", "TIMED_OUT"])
     history.add_argument("--jobs", action="store_true", help="list protected jobs (PySpark) instead of queries")
+    history.add_argument("--state-dir", metavar="DIR",
+                         help="where `run` and `job` keep their journals (default results/.journal): queries they "
+                              "started, reconciled or re-attached are marked so")
 
     # PySpark jobs (queryrunner/jobs.py; docs/query-runner.md, "PySpark jobs"); --local: queryrunner/local.py.
     job_local = _Parser(add_help=False)
@@ -155,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --local: use this folder instead of the stacks' dataDir (schemas, data files, jobs/)")
     g.add_argument("--state-dir", metavar="DIR",
                    help="with --local: where the access budgets are kept, beside the analyst's privacy budget "
-                        "ledger (default .localroom)")
+                        "ledger (default .localroom); on AWS: where the job's journal is kept (default "
+                        "<--out>/.journal)")
     g.add_argument("--spark-master", metavar="URL",
                    help="with --local: the Spark master, e.g. spark://HOST:7077 (default local[*]: Spark in this "
                         "process)")
@@ -176,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Spark worker size: CR.1X or CR.4X (overrides job_templates.<name>.compute)")
     job.add_argument("--workers", type=int, metavar="N",
                      help="Spark workers, 4-128 (overrides job_templates.<name>.compute)")
+    job.add_argument("--resume", action="store_true",
+                     help="finish an earlier run of this job from its journal: re-attach to its job, or look for the "
+                          "job of a start whose answer was lost; never starts a second one")
     job_status = sub.add_parser("job-status", parents=[stack], help="one protected job's state, result and error")
     job_status.add_argument("job_id")
 
@@ -226,8 +250,9 @@ def main(argv: list[str] | None = None, *, stdin=None, stdout=None, stderr=None,
                       stdout, args.verbose, policies=policies, time_scale=args.time_scale,
                       virtual=args.virtual_time)
         return EXIT_OK
+    cloud_too = CLOUD_TOO.get(args.command, ())
     local_only = [_flag(f) for f in ("stack", "data_dir", "state_dir", "seed", "engine", "spark_master")
-                  if getattr(args, f, None) is not None]
+                  if getattr(args, f, None) is not None and f not in cloud_too]
     if local_only and not getattr(args, "local", False):
         verb = "applies" if len(local_only) == 1 else "apply"
         print(f"error: {', '.join(local_only)} only {verb} with --local (the local clean room)", file=stderr)

@@ -1,36 +1,103 @@
 """The cloud path: protected queries in AWS Clean Rooms, through boto3.
 
 Everything the runner needs comes from the analyst stack's outputs
-(queryrunner/outputs.py); see docs/query-runner.md.
+(queryrunner/outputs.py); see docs/query-runner.md. What `run` starts is written
+to a journal (queryrunner/journal.py) so that a lost answer, a retry or a killed
+run never starts a template twice (docs/query-runner.md, "Failure behaviour").
 """
 from __future__ import annotations
 
+import contextlib
+import math
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from queryrunner import EXIT_INTERRUPTED, EXIT_OK, EXIT_QUERY_FAILED, EXIT_USAGE, UsageError
+from queryrunner import (EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTCOME_UNKNOWN, EXIT_QUERY_FAILED, EXIT_TERMINATED,
+                         EXIT_USAGE, UsageError)
 from queryrunner import budget as dp_budget
 from queryrunner import checks
+from queryrunner import journal as jr
 from queryrunner import params as qparams
-from queryrunner import refresh, results
+from queryrunner import reconcile, refresh, results
 from queryrunner.batch import run_all
 from queryrunner.outputs import VALUE_CHECKS, Compute, OutputsError, Settings, Template, describe_compute, load_outputs
-from queryrunner.poll import (TERMINAL, ElapsedPoll, Outcome, QueryRunner, Reporter, billed_units, result_location,
-                              result_members)
+from queryrunner.poll import (TERMINAL, ElapsedPoll, JournalRecorder, Outcome, QueryRunner, Reporter, Resume,
+                              billed_units, result_configuration, result_location, result_members, utc_now)
 
 
-def default_client_factory(profile: str | None = None) -> Callable[[str, str], Any]:
+@dataclass(frozen=True)
+class Network:
+    """Timeouts of every client and how long a lost start's listing must stay empty before it counts as proof."""
+
+    connect_timeout: float = 10.0
+    # botocore's default; a start, a poll or a listing answers in well under a second when the service is healthy.
+    read_timeout: float = 60.0
+    # After a start that an earlier (killed) run was sending, an empty listing proves it started nothing only this
+    # long after it: the service's list may lag behind a start that is still being processed.
+    settle: float = 30.0
+
+
+NETWORK_ENV = {"connect_timeout": "QUERYRUNNER_CONNECT_TIMEOUT", "read_timeout": "QUERYRUNNER_READ_TIMEOUT",
+               "settle": "QUERYRUNNER_SETTLE_SECONDS"}
+
+
+def network_settings(environ: Any = os.environ) -> Network:
+    """Network from the QUERYRUNNER_* variables (seconds); a bad value is an input error naming the variable."""
+    values: dict[str, float] = {}
+    for key, var in NETWORK_ENV.items():
+        raw = environ.get(var)
+        if raw is None or raw.strip() == "":
+            continue
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        least = 0.0 if key == "settle" else None
+        ok = math.isfinite(value) and (value >= least if least is not None else value > 0)
+        if not ok:
+            bound = ">= 0" if least is not None else "> 0"
+            raise checks.CheckError(f"environment variable {var} must be a finite number of seconds {bound} "
+                                    f"(default {getattr(Network, key):g}); got {checks.show(raw)}")
+        values[key] = value
+    return Network(**values)
+
+
+# Reads (get, list, cancel, S3 downloads) are safe to repeat, so botocore's standard mode retries them: throttling,
+# 5xx, resets and timeouts, with its exponential backoff. "total_max_attempts" counts the first attempt (the old
+# "max_attempts: 5" meant 5 retries, i.e. 6 attempts: the same number, said plainly).
+READ_ATTEMPTS = 6
+
+
+def client_config(network: Network):
+    from botocore.config import Config
+
+    return Config(retries={"mode": "standard", "total_max_attempts": READ_ATTEMPTS},
+                  connect_timeout=network.connect_timeout, read_timeout=network.read_timeout,
+                  user_agent_extra="cleanrooms-queryrunner")
+
+
+def default_client_factory(profile: str | None = None, network: Network | None = None,
+                           session: Any = None) -> Callable[[str, str], Any]:
+    """Clients of one boto3 session (one credential lookup, models loaded once) with the runner's config."""
+    sessions, lock = [session], threading.Lock()
+
     def make(service: str, region: str):
         import boto3
-        from botocore.config import Config
 
-        # botocore's "standard" mode retries throttling and 5xx of single API
-        # calls; the runner's own retries are about whole queries.
-        config = Config(retries={"mode": "standard", "max_attempts": 5}, user_agent_extra="cleanrooms-queryrunner")
-        return boto3.Session(profile_name=profile).client(service, region_name=region, config=config)
+        with lock:
+            if sessions[0] is None:
+                sessions[0] = boto3.Session(profile_name=profile)
+        # An endpoint given by AWS_ENDPOINT_URL_<SERVICE> (or AWS_ENDPOINT_URL, or the config file) is botocore's
+        # own configuration; the starts are guarded by App.client whatever the endpoint.
+        return sessions[0].client(service, region_name=region, config=client_config(network or Network()))
     return make
 
 
@@ -47,13 +114,76 @@ def check_profile(args, default_factory: bool) -> None:
             checks.fail(f"environment variable {var} (or --profile)", checks.check_profile(os.environ[var]))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: queries in flight are cancelled and the journal says so."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While a run or job is in flight, SIGTERM (a CI timeout, `kill`) cancels it as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_by(exc: KeyboardInterrupt) -> str:
+    return "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+
+
+def exit_for_interrupt(exc: KeyboardInterrupt) -> int:
+    return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def attempts_text(o: Any, noun: str = "query") -> str:
+    """'1 attempt', and what else the service received: starts refused, answers lost, a re-attached query."""
+    text = plural(o.attempts, "attempt")
+    if o.requests != o.attempts or o.refusals:
+        counts = Counter(o.refusals)
+        why = ", ".join(f"{code} x{n}" if n > 1 else code for code, n in counts.items())
+        text += f"; the service received {plural(o.requests, 'start request')}"
+        if why:
+            text += f", sent again after: {why}"
+    record_id = o.queries[-1][0] if o.queries else None
+    if o.how == "reconciled":
+        text += f"; {noun} {record_id} found after its start's answer was lost ({', '.join(o.lost) or 'run ended'})"
+    elif o.how == "re-attached":
+        text += f"; re-attached to {noun} {record_id} of an earlier run"
+    return text
+
+
+def unknown_line(name: str, o: Any, noun: str, status_command: str, resume_command: str) -> str:
+    """The one line for a template whose start's outcome is unknown: the candidates and how to follow one."""
+    if o.candidates:
+        follow = f"follow one with `{status_command} {o.candidates[0]}`"
+        ids = f"candidate {noun} ids: {', '.join(o.candidates)}; {follow}"
+    else:
+        ids = f"no candidate {noun} is listed; check `history{' --jobs' if noun == 'job' else ''}`"
+    return (f"[{name}] OUTCOME UNKNOWN: {o.error_message}; {ids}; then `{resume_command} --resume` follows the "
+            "one it started or starts it if none is listed (nothing else is started again)")
+
+
 class App:
-    def __init__(self, args, stdin, stdout, stderr, client_factory, clock, sleep, backoff, poll=ElapsedPoll):
+    def __init__(self, args, stdin, stdout, stderr, client_factory, clock, sleep, backoff, poll=ElapsedPoll,
+                 wall: Callable[[], Any] = utc_now):
         self.args, self.stdout, self.stderr = args, stdout, stderr
-        self.clock, self.sleep, self.backoff, self.poll = clock, sleep, backoff, poll
+        self.clock, self.sleep, self.backoff, self.poll, self.wall = clock, sleep, backoff, poll, wall
         # Every input is checked before the first client exists: a bad one is exit 2, nothing sent.
         check_profile(args, default_factory=client_factory is None)
-        self.client_factory = client_factory or default_client_factory(getattr(args, "profile", None))
+        self.network = network_settings()
+        self.client_factory = client_factory or default_client_factory(getattr(args, "profile", None), self.network)
         overrides = {key: getattr(args, key, None) for key in
                      ("membership_id", "collaboration_id", "region", "results_bucket", "results_prefix",
                       "result_format")}
@@ -65,14 +195,85 @@ class App:
         self._clients: dict[str, Any] = {}
         self.receivers: tuple[str, ...] = ()  # member accounts each result is also sent to (run)
         self.published: list[str] = []  # templates copied to the dashboard's prefix in this run
+        self.journal: jr.Journal | None = None
 
     def client(self, service: str):
         if service not in self._clients:
-            self._clients[service] = self.client_factory(service, self.settings.region)
+            client = self.client_factory(service, self.settings.region)
+            if service == "cleanrooms":
+                # Whatever built the client (botocore's defaults, a test's endpoint), it never resends a start.
+                reconcile.guard_starts(client)
+            self._clients[service] = client
         return self._clients[service]
 
     def err(self, message: str) -> None:
         print(message, file=self.stderr, flush=True)
+
+    # -- the journal ---------------------------------------------------------------------------------------------
+    def state_dir(self) -> Path:
+        given = getattr(self.args, "state_dir", None)
+        if given is not None:
+            checks.fail("--state-dir", checks.check_out_dir(given))
+            return Path(given)
+        return Path(getattr(self.args, "out", None) or "results") / ".journal"
+
+    def open_journal(self, path: Path, membership_id: str, scope: str, plan: dict[str, jr.Planned],
+                     command: str) -> tuple[jr.Journal, dict[str, Resume]]:
+        """The journal this run writes, and what an earlier run of it left to resume (nothing was sent yet)."""
+        resume_flag = bool(getattr(self.args, "resume", False))
+        existing = jr.Journal.load(path, wall=self.wall)
+        if existing is None:
+            if resume_flag:
+                raise jr.JournalError(self.no_journal(path, membership_id, scope, command))
+            return self.new_journal(path, membership_id, scope, plan, []), {}
+        problem = existing.difference(membership_id, scope, plan)
+        if resume_flag:
+            if problem:
+                raise jr.JournalError(f"--resume: journal {path} does not match this run: {problem}; nothing was "
+                                      "started. Resume it with the command and outputs it was made for, or run "
+                                      "without --resume to start anew")
+            self.err(f"resuming the run of journal {path} (started {jr.iso(existing.created)}, {existing.status}): "
+                     "nothing it started is started again")
+        elif existing.status == "open":
+            if problem:
+                raise jr.JournalError(f"journal {path} is of an unfinished run that may still have queries running, "
+                                      f"and {problem}; nothing was started. Finish it with its own command and "
+                                      "--resume, or check `history`, then move the file away or give another "
+                                      "--state-dir to start anew")
+            self.err(f"found journal {path} of an unfinished run (started {jr.iso(existing.created)}): resuming it, "
+                     f"as `{command} --resume` would; nothing it started is started again")
+        else:
+            # The last run finished: this is a new one. Its queries stay known, so a search for a lost start never
+            # takes one of them for its own.
+            return self.new_journal(path, membership_id, scope, plan, sorted(existing.known_ids())), {}
+        existing.status = "open"
+        existing.save()
+        return existing, {name: resume_point(entry) for name, entry in existing.entries.items()}
+
+    def new_journal(self, path: Path, membership_id: str, scope: str, plan: dict[str, jr.Planned],
+                    previous: list[str]) -> jr.Journal:
+        entries = {name: jr.Entry(name, planned) for name, planned in plan.items()}
+        journal = jr.Journal(path, membership_id, scope, entries, previous=previous, wall=self.wall)
+        journal.save(durable=True)  # before the first start: a run killed at any point leaves a journal
+        return journal
+
+    def other_journals_ids(self, path: Path) -> frozenset[str]:
+        """Query and job ids in the membership's other journals (a damaged one is skipped: it was reported when its
+        own command ran)."""
+        ids: set[str] = set()
+        for _, _, other in jr.journals_under(path.parent.parent):
+            if other != path and other.parent == path.parent:
+                with contextlib.suppress(jr.JournalError):
+                    journal = jr.Journal.load(other)
+                    ids |= journal.known_ids() if journal else set()
+        return frozenset(ids)
+
+    def no_journal(self, path: Path, membership_id: str, scope: str, command: str) -> str:
+        others = [f"{m} ({jr._scope_command(s)})" for m, s, _ in jr.journals_under(path.parent.parent)
+                  if (m, s) != (membership_id, scope)]
+        there = f"; {path.parent.parent} has journals of {', '.join(others)}" if others else ""
+        return (f"--resume: no journal of `{command}` for membership {membership_id} at {path}{there}; nothing was "
+                "started. Run without --resume to start (or give the --state-dir / --out the earlier run used)")
 
     # -- run ----------------------------------------------------------------
     def jobs(self) -> list[tuple[Template, dict[str, str]]]:
@@ -112,62 +313,100 @@ class App:
         compute = {t.name: flags.over(t.compute).over(default).configuration() for t, _ in jobs}
         receivers = self.receivers = () if getattr(args, "no_distribute", False) else s.result_receivers
         access_arns = s.access_budgets  # checked here, used after the client exists
-        also = f", and to member account{'s' if len(receivers) > 1 else ''} {', '.join(receivers)}" if receivers else ""
-        self.err(f"membership {membership_id} in {region}; results to s3://{bucket}/{prefix}/<template>/ as {fmt}"
-                 f"{also}")
-
-        cleanrooms = self.client("cleanrooms")
-        refused: list[Outcome] = []
-        runnable = []
-        blocked = self.access_check(cleanrooms, jobs, access_arns)
-        for t, p in jobs:
-            if t.name in blocked:
-                self.err(f"[{t.name}] {blocked[t.name]}")
-                refused.append(Outcome(t.name, "REFUSED", error_code="ACCESS_BUDGET", error_message=blocked[t.name]))
-                continue
-            if t.differential_privacy:
-                try:
-                    dp_budget.check(cleanrooms, membership_id, s.collaboration_id, t,
-                                    args.allow_budget_exhaustion, lambda m, n=t.name: self.err(f"[{n}] {m}"))
-                except dp_budget.BudgetError as exc:
-                    self.err(f"[{t.name}] {exc}")
-                    refused.append(Outcome(t.name, "REFUSED", error_code="PRIVACY_BUDGET", error_message=str(exc)))
-                    continue
-            runnable.append((t, p))
 
         def output_s3(template: Template) -> dict[str, str]:
             return {"resultFormat": fmt, "bucket": bucket, "keyPrefix": f"{prefix}/{template.name}"}
 
-        runner = QueryRunner(cleanrooms, membership_id, output_s3, clock=self.clock, sleep=self.sleep,
+        # What this run will send, per template: compared with the journal of an earlier run before resuming it.
+        plan = {t.name: jr.Planned(t.arn, dict(p), result_configuration(output_s3(t), receivers), compute[t.name])
+                for t, p in jobs}
+        scope = "all" if args.all else jobs[0][0].name
+        command = "run --all" if args.all else f"run {scope}"
+        path = jr.Journal.path_for(self.state_dir(), membership_id, scope)
+        # The client first (creating it sends nothing): a run that cannot have one leaves no journal behind.
+        self.client("cleanrooms")
+        with jr.locked(path):
+            journal, resumes = self.open_journal(path, membership_id, scope, plan, command)
+            self.journal = journal
+            also = (f", and to member account{'s' if len(receivers) > 1 else ''} {', '.join(receivers)}"
+                    if receivers else "")
+            self.err(f"membership {membership_id} in {region}; results to s3://{bucket}/{prefix}/<template>/ as {fmt}"
+                     f"{also}; journal {path}")
+            with sigterm_as_interrupt():
+                return self.run_journaled(jobs, journal, resumes, output_s3, compute, access_arns, quicksight,
+                                          command)
+
+    def run_journaled(self, jobs, journal: jr.Journal, resumes: dict[str, Resume], output_s3, compute,
+                      access_arns, quicksight, command: str) -> int:
+        args, s = self.args, self.settings
+        cleanrooms = self.client("cleanrooms")
+        refused: list[Outcome] = []
+        runnable = []
+        # Budgets are checked only for what may start now: a re-attached or finished template spends nothing more.
+        may_start = [(t, p) for t, p in jobs if not resumes.get(t.name) or resumes[t.name].action in ("start", "find")]
+        blocked = self.access_check(cleanrooms, may_start, access_arns)
+        for t, p in jobs:
+            if t.name in blocked:
+                self.err(f"[{t.name}] {blocked[t.name]}")
+                refused.append(Outcome(t.name, "REFUSED", error_code="ACCESS_BUDGET", error_message=blocked[t.name]))
+                journal.ended(t.name, jr.REFUSED, {"code": "ACCESS_BUDGET", "message": blocked[t.name]})
+                continue
+            if t.differential_privacy and (t, p) in may_start:
+                try:
+                    dp_budget.check(cleanrooms, s.membership_id, s.collaboration_id, t,
+                                    args.allow_budget_exhaustion, lambda m, n=t.name: self.err(f"[{n}] {m}"))
+                except dp_budget.BudgetError as exc:
+                    self.err(f"[{t.name}] {exc}")
+                    refused.append(Outcome(t.name, "REFUSED", error_code="PRIVACY_BUDGET", error_message=str(exc)))
+                    journal.ended(t.name, jr.REFUSED, {"code": "PRIVACY_BUDGET", "message": str(exc)})
+                    continue
+            runnable.append((t, p))
+
+        runner = QueryRunner(cleanrooms, s.membership_id, output_s3, clock=self.clock, sleep=self.sleep,
                              deadline=self.clock() + args.timeout, retries=args.retries, backoff=self.backoff,
-                             poll=self.poll, reporter=Reporter(self.stderr), receivers=receivers,
-                             compute=lambda template: compute[template.name])
+                             poll=self.poll, reporter=Reporter(self.stderr), receivers=self.receivers,
+                             compute=lambda template: compute[template.name],
+                             recorder=JournalRecorder(journal, others=self.other_journals_ids(journal.path)),
+                             wall=self.wall, settle=self.network.settle)
         saved: dict[str, list[str]] = {}
         failed: list[Outcome] = list(refused)
 
         def on_done(outcome: Outcome) -> None:
-            if not self.report(outcome, saved):
+            if not self.report(outcome, saved, command):
                 failed.append(outcome)
 
         try:
             if args.all:
-                outcomes = run_all(runner, runnable, args.max_concurrency, on_done)
+                outcomes = run_all(runner, runnable, args.max_concurrency, on_done, resumes=resumes)
             else:
                 outcomes = []
                 for t, p in runnable:
-                    outcomes.append(runner.execute(t, p))
+                    outcomes.append(runner.execute(t, p, resumes.get(t.name)))
                     on_done(outcomes[-1])
-        except KeyboardInterrupt:
-            self.err("interrupted: cancelling queries in flight")
+        except KeyboardInterrupt as exc:
+            by = "" if interrupted_by(exc) == "Ctrl-C" else f" ({interrupted_by(exc)})"
+            self.err(f"interrupted{by}: cancelling queries in flight")
             cancelled = runner.cancel_in_flight()
-            self.err(f"cancelled {len(cancelled)} quer{'y' if len(cancelled) == 1 else 'ies'}; exiting")
-            return EXIT_INTERRUPTED
+            journal.close(interrupted_by=interrupted_by(exc))
+            self.err(f"cancelled {len(cancelled)} quer{'y' if len(cancelled) == 1 else 'ies'}; exiting (recorded in "
+                     f"{journal.path}: `{command} --resume` runs what is left)")
+            return exit_for_interrupt(exc)
 
+        journal.close()
         if args.all:
             self.summary(outcomes + refused, saved)
         if quicksight and self.published:
             self.refresh_quicksight(quicksight)
-        return EXIT_QUERY_FAILED if failed else EXIT_OK
+        return self.exit_code(outcomes + refused, saved, [t.name for t, _ in jobs])
+
+    @staticmethod
+    def exit_code(outcomes: list[Outcome], saved: dict[str, list[str]], templates: list[str]) -> int:
+        """0 only when every template has its one result on disk (this run's or an earlier run's); 3 when a start's
+        outcome is unknown or a query's end could not be seen (`--resume` settles both); 1 otherwise."""
+        if any(o.status in ("UNKNOWN", "POLL_FAILED") for o in outcomes):
+            return EXIT_OUTCOME_UNKNOWN
+        every = all(saved.get(name) for name in templates) and all(o.ok or o.status == "DONE" for o in outcomes)
+        return EXIT_OK if every else EXIT_QUERY_FAILED
 
     def access_check(self, cleanrooms, jobs, access_arns: dict[str, str] | None) -> dict[str, str]:
         """Templates that read a table whose access budget is used up: name -> why (refused, exit 1).
@@ -208,46 +447,20 @@ class App:
                          f"({', '.join(names)}); Clean Rooms will refuse the ones past its access budget")
         return blocked
 
-    def report(self, o: Outcome, saved: dict[str, list[str]]) -> bool:
+    def report(self, o: Outcome, saved: dict[str, list[str]], command: str = "run") -> bool:
         """Tell the user how one template ended; True when its result is on disk."""
         where = f"query {o.query_id}" if o.query_id else "query"
-        if o.ok:
-            delivered = ""
-            if o.receivers:
-                delivered = f"; also received by member account{'s' if len(o.receivers) > 1 else ''} " \
-                            f"{', '.join(o.receivers)}"
-            billed = f"; billed {o.billed:g} CRPU-hours" if o.billed is not None else ""
-            self.err(f"[{o.template}] SUCCESS after {o.elapsed:.1f}s ({o.attempts} attempt"
-                     f"{'s' if o.attempts != 1 else ''}) on {describe_compute(o.compute_used)}{billed}; "
-                     f"result at {o.location or '(no S3 location reported)'}{delivered}")
-            missing = sorted(set(self.receivers) - set(o.receivers)) if self.receivers else []
-            if missing:
-                self.err(f"[{o.template}] WARNING: Clean Rooms does not list member account"
-                         f"{'s' if len(missing) > 1 else ''} {', '.join(missing)} among the receivers")
-            if not o.location:
-                self.err(f"[{o.template}] query succeeded but the result could not be retrieved: the service "
-                         "reported no S3 location for this runner's copy")
-                return False
-            try:
-                data = results.fetch(self.client("s3"), o.location, self.settings.result_format)
-                paths = results.save(data, self.args.out, o.template, o.query_id)
-            except (results.ResultsError, OSError, BotoCoreError) as exc:
-                self.err(f"[{o.template}] query succeeded but the result could not be retrieved: {exc}")
-                return False
-            saved[o.template] = paths
-            self.publish_for_dashboard(o, data)
-            print(f"== {o.template} ({o.query_id}) ==", file=self.stdout)
-            if data.header:
-                print(results.format_table(data.header, data.rows, self.args.max_rows), file=self.stdout)
-            else:
-                print(data.note or "(empty result)", file=self.stdout)
-            self.stdout.flush()
-            self.err(f"[{o.template}] saved {', '.join(paths)}")
+        if o.status == "DONE":
+            saved[o.template] = list(o.saved)
+            self.err(f"[{o.template}] already done by an earlier run: query {o.query_id} succeeded, results at "
+                     f"{', '.join(o.saved)}; not started again")
             return True
+        if o.ok:
+            return self.report_success(o, saved)
         if o.status == "FAILED":
             retry = (o.query.get("error") or {}).get("retry") or {}
             hint = "" if retry.get("retryable") is not False else " (not retryable: fix the cause, then run again)"
-            self.err(f"[{o.template}] {where} FAILED after {o.attempts} attempt{'s' if o.attempts != 1 else ''}: "
+            self.err(f"[{o.template}] {where} FAILED after {attempts_text(o)}: "
                      f"{o.error_code}: {o.error_message}{hint}")
         elif o.status == "TIMED_OUT":
             self.err(f"[{o.template}] {where} TIMED_OUT: Clean Rooms stopped it at the service's time limit "
@@ -259,9 +472,54 @@ class App:
                      f"it was cancelled ({o.error_message})")
         elif o.status == "INTERRUPTED":
             self.err(f"[{o.template}] {where} interrupted")
+        elif o.status == "UNKNOWN":
+            self.err(unknown_line(o.template, o, "query", "status", command))
+        elif o.status == "POLL_FAILED":
+            self.err(f"[{o.template}] {where}: its state could not be read ({o.error_code}: {o.error_message}); it may "
+                     f"still be running: `status {o.query_id}`; `{command} --resume` re-attaches to it")
+        elif o.status == "ENDED_EARLIER":
+            self.err(f"[{o.template}] {where} ended in an earlier run ({o.error_code}: {o.error_message}); --resume "
+                     f"does not start it again: run it without --resume to start it anew")
         else:
             self.err(f"[{o.template}] {where} could not run: {o.error_code}: {o.error_message}")
         return False
+
+    def report_success(self, o: Outcome, saved: dict[str, list[str]]) -> bool:
+        delivered = ""
+        if o.receivers:
+            delivered = f"; also received by member account{'s' if len(o.receivers) > 1 else ''} " \
+                        f"{', '.join(o.receivers)}"
+        billed = f"; billed {o.billed:g} CRPU-hours" if o.billed is not None else ""
+        self.err(f"[{o.template}] SUCCESS after {o.elapsed:.1f}s ({attempts_text(o)}) on "
+                 f"{describe_compute(o.compute_used)}{billed}; result at {o.location or '(no S3 location reported)'}"
+                 f"{delivered}")
+        missing = sorted(set(self.receivers) - set(o.receivers)) if self.receivers else []
+        if missing:
+            self.err(f"[{o.template}] WARNING: Clean Rooms does not list member account"
+                     f"{'s' if len(missing) > 1 else ''} {', '.join(missing)} among the receivers")
+        if not o.location:
+            self.err(f"[{o.template}] query succeeded but the result could not be retrieved: the service "
+                     "reported no S3 location for this runner's copy")
+            return False
+        try:
+            data = results.fetch(self.client("s3"), o.location, self.settings.result_format)
+            paths = results.save(data, self.args.out, o.template, o.query_id)
+        except (results.ResultsError, OSError, BotoCoreError, ClientError) as exc:
+            self.err(f"[{o.template}] query succeeded but the result could not be retrieved: {exc}; the journal keeps "
+                     "the query, so a re-run downloads it instead of starting it again")
+            return False
+        saved[o.template] = paths
+        if self.journal is not None:
+            self.journal.saved_results(o.template, paths)
+        self.publish_for_dashboard(o, data)
+        print(f"== {o.template} ({o.query_id}) ==", file=self.stdout)
+        if data.header:
+            print(results.format_table(data.header, data.rows, self.args.max_rows), file=self.stdout)
+        else:
+            print(data.note or "(empty result)", file=self.stdout)
+        self.stdout.flush()
+        self.err(f"[{o.template}] saved {', '.join(paths)}")
+        return True
 
     def summary(self, outcomes: list[Outcome], saved: dict[str, list[str]]) -> None:
         billed = any(o.billed is not None for o in outcomes)
@@ -271,9 +529,12 @@ class App:
                    describe_compute(o.compute_used, short=True) if o.query_id else "-"]
             if billed:
                 row.append(f"{o.billed:g}" if o.billed is not None else "-")
-            rows.append(row + [", ".join(saved.get(o.template, [])) or (o.error_code or "-")])
+            how = {"DONE": "done earlier"}.get(o.status, o.how)
+            rows.append(row + [str(o.requests), how,
+                               ", ".join(saved.get(o.template, [])) or (o.error_code or "-")])
         header = ["template", "status", "query id", "seconds", "attempts", "compute"]
         header += ["CRPU-hours"] if billed else []
+        header += ["start requests", "how"]
         print("== summary ==", file=self.stdout)
         print(results.format_table(header + ["result / error"], rows, max_rows=len(rows)), file=self.stdout)
 
@@ -373,12 +634,32 @@ class App:
         if not summaries:
             print(f"no protected {what} for this membership", file=self.stdout)
             return EXIT_OK
+        notes = self.journal_notes(jobs)
         rows = [[q["id"], q["status"], q["createTime"].isoformat(timespec="seconds"),
                  ",".join(r["analysisType"] for r in q.get("receiverConfigurations", [])) or "-"]
+                + ([notes.get(q["id"], "-")] if notes else [])
                 for q in summaries]
-        print(results.format_table([f"{noun} id", "status", "created", "analysis"], rows, max_rows=len(rows)),
-              file=self.stdout)
+        header = [f"{noun} id", "status", "created", "analysis"] + (["this runner's journal"] if notes else [])
+        print(results.format_table(header, rows, max_rows=len(rows)), file=self.stdout)
         return EXIT_OK
+
+    def journal_notes(self, jobs: bool) -> dict[str, str]:
+        """Query (or job) id -> 'template: how' (started, reconciled, re-attached) from this membership's journals
+        under --state-dir (default results/.journal), so `history` shows what the runner did with each."""
+        state_dir = Path(getattr(self.args, "state_dir", None) or os.path.join("results", ".journal"))
+        notes: dict[str, str] = {}
+        for membership, scope, path in jr.journals_under(state_dir):
+            if membership != self.settings.membership_id or scope.startswith("job-") != jobs:
+                continue
+            try:
+                journal = jr.Journal.load(path)
+            except jr.JournalError as exc:
+                self.err(f"WARNING: {exc}")
+                continue
+            for entry in (journal.entries.values() if journal else ()):
+                for q in entry.queries:
+                    notes[q["id"]] = f"{entry.template}: {q['how']}"
+        return notes
 
 
 def _names(templates: Callable[[], dict[str, Any]]) -> dict[str, str]:
@@ -421,6 +702,21 @@ def status_rows(record: dict[str, Any], parameters: dict[str, Any] | None, label
     return rows
 
 
+def resume_point(entry: jr.Entry) -> Resume:
+    """What to do for one template of an earlier run's journal (docs/query-runner.md, "Failure behaviour")."""
+    previous = tuple((q["id"], q["how"]) for q in entry.queries)
+    state, common = entry.state, {"previous": previous, "requests": entry.start_requests}
+    if state == jr.SUCCEEDED and entry.saved and all(os.path.exists(p) for p in entry.saved):
+        return Resume("done", entry.query_id, saved=tuple(entry.saved), **common)
+    if state in (jr.SUCCEEDED, jr.RUNNING) and entry.query_id:
+        return Resume("follow", entry.query_id, **common)  # still running, or its result is not on disk yet
+    if state in (jr.STARTING, jr.UNKNOWN) and entry.intent_at is not None:
+        return Resume("find", intent_at=entry.intent_at, **common)  # its start's answer was lost
+    if state == jr.FAILED:
+        return Resume("ended", entry.query_id, state=state, error=entry.error, **common)
+    return Resume("start", **common)  # never started, refused, or cancelled by this runner
+
+
 def run(args, stdin, stdout, stderr, client_factory, clock, sleep, backoff, poll=ElapsedPoll) -> int:
     try:
         app = App(args, stdin, stdout, stderr, client_factory, clock, sleep, backoff, poll)
@@ -433,13 +729,16 @@ def run(args, stdin, stdout, stderr, client_factory, clock, sleep, backoff, poll
         for problem in exc.problems:
             print(f"  - {checks.one_line(problem)}", file=stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted", file=stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        print(f"interrupted ({interrupted_by(exc)})", file=stderr)
+        return exit_for_interrupt(exc)
     except ClientError as exc:
         err = exc.response.get("Error", {})
         print(f"error: {exc.operation_name} failed: {err.get('Code')}: {err.get('Message')}", file=stderr)
         return EXIT_QUERY_FAILED
     except BotoCoreError as exc:
         print(f"error: {exc}", file=stderr)
+        return EXIT_QUERY_FAILED
+    except OSError as exc:  # the journal or a result file could not be written (disk full, permissions)
+        print(f"error: {checks.one_line(str(exc))}", file=stderr)
         return EXIT_QUERY_FAILED

@@ -13,8 +13,11 @@ What happens, in order (docs/query-runner.md, "PySpark jobs"):
 5. start_protected_job without resultConfiguration, so the membership's default job result configuration
    applies (the stack sets it to s3://<results_bucket>/<results_prefix>/jobs); then get_protected_job with
    the runner's poll policy (ElapsedPoll) under one absolute deadline (--timeout). At the deadline or on
-   Ctrl-C the job is cancelled (update_protected_job, CANCELLED). A FAILED job is started again only when
-   the service says so (error.retry.retryable true), at most --retries times, after Backoff's delays.
+   Ctrl-C (or SIGTERM) the job is cancelled (update_protected_job, CANCELLED). A FAILED job is started again only
+   when the service says so (error.retry.retryable true), at most --retries times, after Backoff's delays.
+   StartProtectedJob has no idempotency token either: a start whose answer was lost is looked for with
+   ListProtectedJobs (queryrunner/reconcile.py) instead of being sent again, and the job's journal
+   (<--out>/.journal/<membership>/job-<name>.json) lets `job NAME --resume` re-attach to it.
 6. On SUCCESS, result.output.s3.location is a prefix holding one folder per entry of the script's "results"
    dict; each is downloaded, printed and saved as --out/<job>/<job id>/<result>.csv.
 
@@ -36,12 +39,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from queryrunner import EXIT_INTERRUPTED, EXIT_OK, EXIT_QUERY_FAILED
+from queryrunner import EXIT_OK, EXIT_OUTCOME_UNKNOWN, EXIT_QUERY_FAILED
 from queryrunner import checks
+from queryrunner import journal as jr
 from queryrunner import params as qparams
-from queryrunner import results
+from queryrunner import reconcile, results
 from queryrunner.outputs import Compute, PySparkTemplate, describe_compute
-from queryrunner.poll import Poller, Reporter, billed_units, result_location, result_members
+from queryrunner.poll import (JournalRecorder, Poller, Recorder, Reporter, Resume, StartFailure, Tally, billed_units,
+                              result_location, result_members, utc_now)
 
 # ProtectedJobStatus of the botocore cleanrooms model: SUBMITTED, STARTED, CANCELLING are not final.
 JOB_TERMINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED"})
@@ -92,6 +97,15 @@ class JobOutcome:
     elapsed: float = 0.0
     compute: dict[str, Any] | None = None  # the computeConfiguration sent (None: none, the service's default)
     cancel_note: str = ""                 # what happened to the cancel request at the deadline
+    requests: int = 0                     # start requests the service received (see poll.Outcome)
+    refusals: list[str] = field(default_factory=list)
+    queries: list[tuple[str, str]] = field(default_factory=list)  # (job id, how: started/reconciled/re-attached)
+    lost: list[str] = field(default_factory=list)
+    candidates: list[str] = field(default_factory=list)
+
+    @property
+    def how(self) -> str:
+        return self.queries[-1][1] if self.queries else "-"
 
     @property
     def error(self) -> dict[str, Any]:
@@ -121,38 +135,36 @@ def describe_job_compute(configuration: dict[str, Any] | None) -> str:
     return describe_compute(configuration)
 
 
+# Journal states for a job's final ProtectedJobStatus.
+_JOURNAL_STATE = {"SUCCESS": jr.SUCCEEDED, "FAILED": jr.FAILED, "CANCELLED": jr.FAILED}
+
+
 class JobRunner(Poller):
-    """Starts a protected job, polls it to a final state, re-runs it when the service says that may help."""
+    """Starts a protected job at most once per attempt, polls it to a final state, re-runs it when the service says
+    that may help."""
 
     def __init__(self, client, membership_id: str, *, clock: Callable[[], float], sleep: Callable[[float], Any],
                  deadline: float, retries: int, backoff: Callable[[], Any], poll: Callable[[], Any],
-                 reporter: Reporter):
+                 reporter: Reporter, recorder: Recorder | None = None, wall: Callable[[], Any] = utc_now,
+                 settle: float = 30.0):
         self.client, self.membership_id = client, membership_id
         self.clock, self.sleep, self.deadline = clock, sleep, deadline
         self.retries, self.backoff, self.poll, self.reporter = retries, backoff, poll, reporter
+        self.recorder, self.wall, self.settle = recorder or Recorder(), wall, settle
+        self.kind = reconcile.JOB
         self.current: str | None = None  # the job in flight, for Ctrl-C
+        self._seen: set[str] = set()
+        self.reconciler = reconcile.Reconciler(client, membership_id, reconcile.JOB, wall=wall,
+                                               known=lambda: self._seen | self.recorder.known_ids())
 
-    def execute(self, job: PySparkTemplate, params: dict[str, str], compute: dict[str, Any] | None) -> JobOutcome:
+    def note(self, tally: Tally, record_id: str, how: str) -> None:
+        super().note(tally, record_id, how)
+        self._seen.add(record_id)
+
+    def execute(self, job: PySparkTemplate, params: dict[str, str], compute: dict[str, Any] | None,
+                resume: Resume | None = None) -> JobOutcome:
         started = self.clock()
-        delays = self.backoff().delays()
-        attempt = 0
-        while True:
-            attempt += 1
-            outcome = self._attempt(job, params, compute, attempt, started)
-            outcome.attempts, outcome.elapsed, outcome.compute = attempt, self.clock() - started, compute
-            if outcome.status != "FAILED" or not retryable(outcome.error) or attempt > self.retries:
-                return outcome
-            remaining = self.deadline - self.clock()
-            if remaining <= 0:
-                return outcome
-            delay = min(next(delays), remaining)
-            self.reporter.say(job.name, f"attempt {attempt} failed with {outcome.error.get('code')}: "
-                                        f"{outcome.error.get('message')}; the service says it is retryable: retry "
-                                        f"{attempt}/{self.retries} in {delay:.1f}s (a new job, billed again)")
-            self.sleep(delay)
-
-    def _attempt(self, job: PySparkTemplate, params: dict[str, str], compute: dict[str, Any] | None,
-                 attempt: int, started: float) -> JobOutcome:
+        tally = Tally()
         request: dict[str, Any] = {
             "type": "PYSPARK",
             "membershipIdentifier": self.membership_id,
@@ -161,21 +173,88 @@ class JobRunner(Poller):
         }
         if compute is not None:
             request["computeConfiguration"] = compute
+        expected = reconcile.Expected(job.arn, dict(params), None, compute)
+
+        def done(outcome: JobOutcome) -> JobOutcome:
+            tally.fill(outcome)
+            outcome.elapsed, outcome.compute = self.clock() - started, compute
+            return outcome
+
+        current: dict[str, Any] | None = None
+        if resume is not None:
+            resumed = self._resume(job.name, resume, expected, tally)
+            if isinstance(resumed, JobOutcome):
+                return done(resumed)
+            current = resumed
+        delays = self.backoff().delays()
+        retried = 0
+        while True:
+            if current is None:
+                current, failure = self.start_once(job.name, "start_protected_job", request, expected, tally)
+                if failure is not None:
+                    return done(self._failed(job.name, failure))
+            outcome = done(self._follow(job.name, current, started, compute, tally))
+            current = None
+            if outcome.status != "FAILED" or not retryable(outcome.error) or retried >= self.retries:
+                return outcome
+            remaining = self.deadline - self.clock()
+            if remaining <= 0:
+                return outcome
+            retried += 1
+            delay = min(next(delays), remaining)
+            self.reporter.say(job.name, f"attempt {outcome.attempts} failed with {outcome.error.get('code')}: "
+                                        f"{outcome.error.get('message')}; the service says it is retryable: retry "
+                                        f"{retried}/{self.retries} in {delay:.1f}s (a new job, billed again)")
+            self.sleep(delay)
+
+    @staticmethod
+    def _failed(name: str, failure: StartFailure) -> JobOutcome:
+        return JobOutcome(name, failure.status, job={"error": {"code": failure.code, "message": failure.message}},
+                          candidates=list(failure.candidates))
+
+    def _resume(self, name: str, resume: Resume, expected: reconcile.Expected,
+                tally: Tally) -> dict[str, Any] | JobOutcome | None:
+        for record_id, how in resume.previous:
+            self.note(tally, record_id, how)
+        tally.requests += resume.requests
+        if resume.action == "start":
+            return None
+        if resume.action == "done":
+            return JobOutcome(name, "DONE", job_id=resume.query_id)
+        if resume.action == "ended":
+            error = resume.error or {"code": (resume.state or "").upper(), "message": f"journal state {resume.state}"}
+            return JobOutcome(name, "ENDED_EARLIER", job_id=resume.query_id, job={"error": error})
+        if resume.action == "find":
+            record, failure = self.find_after_restart(name, expected, resume.intent_at or self.wall(), tally)
+            return self._failed(name, failure) if failure is not None else record
         try:
-            response = self.client.start_protected_job(**request)
-        except ClientError as exc:
-            err = exc.response.get("Error", {})
-            self.reporter.say(job.name, f"start_protected_job failed: {err.get('Code')}: {err.get('Message')}")
-            return JobOutcome(job.name, "START_FAILED", job={"error": {"code": err.get("Code"),
-                                                                       "message": err.get("Message")}})
-        current = response["protectedJob"]
+            record = self.client.get_protected_job(membershipIdentifier=self.membership_id,
+                                                   protectedJobIdentifier=resume.query_id)["protectedJob"]
+        except (ClientError, BotoCoreError) as exc:
+            code = exc.response["Error"].get("Code") if isinstance(exc, ClientError) else type(exc).__name__
+            return JobOutcome(name, "POLL_FAILED", job_id=resume.query_id,
+                              job={"error": {"code": code, "message": f"cannot read the earlier run's job: {exc}"}})
+        self._seen.add(record["id"])
+        tally.queries = [q for q in tally.queries if q[0] != record["id"]] + [(record["id"], "re-attached")]
+        self.recorder.started(name, record["id"], "re-attached", 0)
+        return record
+
+    def _follow(self, name: str, current: dict[str, Any], started: float, compute: dict[str, Any] | None,
+                tally: Tally) -> JobOutcome:
         self.current = current["id"]
-        suffix = f" (attempt {attempt})" if attempt > 1 else ""
-        self.reporter.say(job.name, f"started job {current['id']}{suffix}: {current['status']}; compute "
+        how = tally.queries[-1][1] if tally.queries else "started"
+        if how == "started":
+            attempt = len(tally.queries)
+            suffix = f" (attempt {attempt})" if attempt > 1 else ""
+            self.reporter.say(name, f"started job {current['id']}{suffix}: {current['status']}; compute "
                                     f"{describe_job_compute(current.get('computeConfiguration') or compute)}")
-        outcome = self._poll(job.name, current, started)
+        elif how == "re-attached":
+            self.reporter.say(name, f"re-attached to job {current['id']}, started by an earlier run: "
+                                    f"{current['status']}")
+        outcome = self._poll(name, current, started)
         if outcome.status in JOB_TERMINAL:
             self.current = None
+            self.recorder.ended(name, _JOURNAL_STATE[outcome.status], outcome.error or None)
         return outcome
 
     def _poll(self, name: str, current: dict[str, Any], started: float) -> JobOutcome:
@@ -185,24 +264,38 @@ class JobRunner(Poller):
             lambda: self.client.get_protected_job(membershipIdentifier=self.membership_id,
                                                   protectedJobIdentifier=job_id)["protectedJob"])
         if how == "DEADLINE":
-            return JobOutcome(name, "DEADLINE", job_id=job_id, job=current, cancel_note=self.cancel(job_id, name))
+            return JobOutcome(name, "DEADLINE", job_id=job_id, job=current,
+                              cancel_note=self.cancel(job_id, name, jr.DEADLINE))
         return JobOutcome(name, how, job_id=job_id, job={**current, "error": failure} if failure else current)
 
-    def cancel(self, job_id: str, name: str) -> str:
+    def cancel(self, job_id: str, name: str, state: str = jr.INTERRUPTED) -> str:
         """Ask Clean Rooms to cancel; returns what happened, for the final report."""
         try:
             response = self.client.update_protected_job(membershipIdentifier=self.membership_id,
                                                         protectedJobIdentifier=job_id, targetStatus="CANCELLED")
-        except ClientError as exc:
-            err = exc.response.get("Error", {})
-            self.reporter.say(name, f"could not cancel job {job_id}: {err.get('Code')}: {err.get('Message')}")
-            return (f"it could NOT be cancelled ({err.get('Code')}: {err.get('Message')}); check it with "
+        except (ClientError, BotoCoreError) as exc:
+            if isinstance(exc, ClientError):
+                err = exc.response.get("Error", {})
+                code, message = err.get("Code"), err.get("Message")
+            else:
+                code, message = type(exc).__name__, str(exc)
+            self.reporter.say(name, f"could not cancel job {job_id}: {code}: {message}")
+            return (f"it could NOT be cancelled ({code}: {message}); check it with "
                     f"`job-status {job_id}` and cancel it in the console")
         finally:
             self.current = None
         now = response["protectedJob"]["status"]
+        self.recorder.ended(name, state)
         self.reporter.say(name, f"cancelled job {job_id} (now {now})")
         return f"it was cancelled (now {now})"
+
+
+@dataclass
+class _Line:
+    """The two fields of an outcome that cloud.unknown_line reads."""
+
+    error_message: str | None
+    candidates: list[str]
 
 
 # -- results --------------------------------------------------------------------
@@ -278,30 +371,60 @@ class JobCommand:
                 f"result configuration ({where})")
 
         cleanrooms = app.client("cleanrooms")
-        refusal = self.verify_template(cleanrooms, job)
-        if refusal:
-            app.err(f"[{job.name}] {refusal}")
-            return EXIT_QUERY_FAILED
-        blocked = app.access_check(cleanrooms, [(job, params)], access_arns)
-        if job.name in blocked:
-            app.err(f"[{job.name}] {blocked[job.name]}")
-            return EXIT_QUERY_FAILED
+        # The job's journal (queryrunner/journal.py): read and checked before any request, so a bad one sends nothing.
+        scope, command = f"job-{job.name}", f"job {job.name}"
+        path = jr.Journal.path_for(app.state_dir(), s.membership_id, scope)
+        with jr.locked(path):
+            plan = {job.name: jr.Planned(job.arn, dict(params), None, compute)}
+            journal, resumes = app.open_journal(path, s.membership_id, scope, plan, command)
+            app.journal = journal
+            from queryrunner.cloud import sigterm_as_interrupt
+
+            with sigterm_as_interrupt():
+                return self.run_journaled(cleanrooms, job, params, compute, access_arns, journal,
+                                          resumes.get(job.name), command)
+
+    def run_journaled(self, cleanrooms, job: PySparkTemplate, params: dict[str, str], compute: dict[str, Any] | None,
+                      access_arns, journal: jr.Journal, resume: Resume | None, command: str) -> int:
+        from queryrunner.cloud import exit_for_interrupt, interrupted_by
+
+        app, args, s = self.app, self.args, self.settings
+        may_start = resume is None or resume.action in ("start", "find")
+        if may_start:
+            refusal = self.verify_template(cleanrooms, job)
+            if refusal:
+                app.err(f"[{job.name}] {refusal}")
+                journal.ended(job.name, jr.REFUSED, {"code": "SCRIPT_HASH", "message": refusal})
+                journal.close()
+                return EXIT_QUERY_FAILED
+            blocked = app.access_check(cleanrooms, [(job, params)], access_arns)
+            if job.name in blocked:
+                app.err(f"[{job.name}] {blocked[job.name]}")
+                journal.ended(job.name, jr.REFUSED, {"code": "ACCESS_BUDGET", "message": blocked[job.name]})
+                journal.close()
+                return EXIT_QUERY_FAILED
 
         runner = JobRunner(cleanrooms, s.membership_id, clock=app.clock, sleep=app.sleep or time.sleep,
                            deadline=app.clock() + args.timeout, retries=args.retries, backoff=app.backoff,
-                           poll=app.poll, reporter=Reporter(app.stderr))
+                           poll=app.poll, reporter=Reporter(app.stderr),
+                           recorder=JournalRecorder(journal, others=app.other_journals_ids(journal.path)),
+                           wall=app.wall, settle=app.network.settle)
         try:
-            outcome = runner.execute(job, params, compute)
-        except KeyboardInterrupt:
+            outcome = runner.execute(job, params, compute, resume)
+        except KeyboardInterrupt as exc:
             in_flight = runner.current
+            by = "" if interrupted_by(exc) == "Ctrl-C" else f" ({interrupted_by(exc)})"
             if in_flight:
-                app.err(f"interrupted: cancelling job {in_flight}")
+                app.err(f"interrupted{by}: cancelling job {in_flight}")
                 note = runner.cancel(in_flight, job.name)
                 app.err(f"[{job.name}] job {in_flight}: {note}; exiting")
             else:
-                app.err("interrupted: no job in flight; exiting")
-            return EXIT_INTERRUPTED
-        return self.report(job, outcome)
+                app.err(f"interrupted{by}: no job in flight; exiting")
+            journal.close(interrupted_by=interrupted_by(exc))
+            return exit_for_interrupt(exc)
+        code = self.report(job, outcome, command)
+        journal.close()
+        return code
 
     # -- before the start ---------------------------------------------------------
     def compare_local_script(self, job: PySparkTemplate) -> None:
@@ -356,12 +479,26 @@ class JobCommand:
         return None
 
     # -- after the end ------------------------------------------------------------
-    def report(self, job: PySparkTemplate, o: JobOutcome) -> int:
+    def report(self, job: PySparkTemplate, o: JobOutcome, command: str = "job") -> int:
+        from queryrunner.cloud import attempts_text, unknown_line
+
         app, args = self.app, self.args
         where = f"job {o.job_id}" if o.job_id else "job"
-        tries = f"{o.attempts} attempt{'s' if o.attempts != 1 else ''}"
+        tries = attempts_text(o, "job")
         if o.status == "SUCCESS":
             return self.success(job, o)
+        if o.status == "DONE":
+            entry = app.journal.entries[job.name] if app.journal else None
+            app.err(f"[{job.name}] already done by an earlier run: job {o.job_id} succeeded, results at "
+                     f"{', '.join(entry.saved) if entry else '(see the journal)'}; not started again")
+            return EXIT_OK
+        if o.status == "UNKNOWN":
+            app.err(unknown_line(job.name, _Line(o.error.get("message"), o.candidates), "job", "job-status", command))
+            return EXIT_OUTCOME_UNKNOWN
+        if o.status == "ENDED_EARLIER":
+            app.err(f"[{job.name}] {where} ended in an earlier run ({o.error.get('code')}: {o.error.get('message')}); "
+                    "--resume does not start it again: run it without --resume to start it anew")
+            return EXIT_QUERY_FAILED
         if o.status == "FAILED":
             error = o.error
             retry = (error.get("retry") or {}).get("retryable")
@@ -378,7 +515,9 @@ class JobCommand:
             app.err(f"[{job.name}] {where} did not finish within --timeout {args.timeout:g}s; {o.cancel_note}")
         elif o.status == "POLL_FAILED":
             app.err(f"[{job.name}] {where}: its state could not be read ({o.error.get('code')}: "
-                    f"{o.error.get('message')}); it may still be running: `job-status {o.job_id}`")
+                    f"{o.error.get('message')}); it may still be running: `job-status {o.job_id}`; "
+                    f"`{command} --resume` re-attaches to it")
+            return EXIT_OUTCOME_UNKNOWN
         else:
             app.err(f"[{job.name}] {where} could not start: {o.error.get('code')}: {o.error.get('message')}")
         return EXIT_QUERY_FAILED
@@ -389,7 +528,9 @@ class JobCommand:
         took = (f"; Clean Rooms reports {stats['totalDurationInMillis'] / 1000:.1f}s"
                 if stats.get("totalDurationInMillis") is not None else "")
         billed = f"; billed {o.billed:g} CRPU-hours" if o.billed is not None else "; billing not reported"
-        app.err(f"[{job.name}] SUCCESS after {o.elapsed:.1f}s ({o.attempts} attempt{'s' if o.attempts != 1 else ''}"
+        from queryrunner.cloud import attempts_text
+
+        app.err(f"[{job.name}] SUCCESS after {o.elapsed:.1f}s ({attempts_text(o, 'job')}"
                 f"{took}) on {describe_job_compute(o.compute_used)}{billed}; results at "
                 f"{o.location or '(no S3 location reported)'}")
         if not o.location:
@@ -402,9 +543,12 @@ class JobCommand:
             found = fetch_results(app.client("s3"), o.location)
             saved = {name: results.save(data, os.path.join(args.out, job.name), o.job_id, name)
                      for name, data in found.items()}
-        except (results.ResultsError, OSError, BotoCoreError) as exc:
-            app.err(f"[{job.name}] job succeeded but its results could not be retrieved: {exc}")
+        except (results.ResultsError, OSError, BotoCoreError, ClientError) as exc:
+            app.err(f"[{job.name}] job succeeded but its results could not be retrieved: {exc}; the journal keeps the "
+                    "job, so a re-run downloads them instead of starting it again")
             return EXIT_QUERY_FAILED
+        if app.journal is not None:
+            app.journal.saved_results(job.name, [p for paths in saved.values() for p in paths])
         for name, data in found.items():
             print(f"== {job.name}: {name} (job {o.job_id}) ==", file=app.stdout)
             if data.header:

@@ -1,4 +1,4 @@
-"""Starting a protected query, polling it to a final state, retrying transient failures.
+"""Starting a protected query once, polling it to a final state, retrying what provably did nothing.
 
 Clean Rooms has no waiter for protected queries, so the runner polls
 get_protected_query. Each wait is bounded by a fraction of the time the query
@@ -6,19 +6,28 @@ has been running (ElapsedPoll: a tenth, clamped to 1-30 s, jittered so that
 many analysts do not poll in lock-step), so a finished query is noticed at most
 about 10% of its own duration late, and everything runs under one absolute
 deadline. Re-runs after a transient failure wait by capped exponential backoff
-(Backoff). Time is injected (`clock`, `sleep`) so that tests run in virtual time
+(Backoff). Time is injected (`clock`, `sleep`, `wall`) so that tests run in virtual time
 and the benchmark can run scaled-down real time.
+
+A start is never sent twice blindly (queryrunner/reconcile.py): StartProtectedQuery has no idempotency token, so
+a start that may have reached the service (a 5xx, a reset, a read timeout) is looked for with
+ListProtectedQueries before anything else is sent, and only starts the service refused (throttling, the quota of
+ongoing queries) or that never left this machine are sent again. Every start is written to the run journal
+(queryrunner/journal.py) before and after it is sent, through a Recorder.
 """
 from __future__ import annotations
 
+import datetime as dt
 import random
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from queryrunner import journal as jr
+from queryrunner import reconcile
 from queryrunner.outputs import Template, describe_compute
 
 TERMINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED", "TIMED_OUT"})
@@ -29,13 +38,13 @@ TERMINAL = frozenset({"SUCCESS", "FAILED", "CANCELLED", "TIMED_OUT"})
 # when the service sends no `retry` object; an explicit retry.retryable wins.
 TRANSIENT_ERROR_CODES = frozenset({"TRANSIENT_ERROR"})
 
-# API errors of start_protected_query worth another attempt: the membership's
-# quota of ongoing queries is full (another analyst's run), or throttling that
-# outlived botocore's own retries.
-RETRYABLE_API_ERRORS = frozenset(
-    {"ServiceQuotaExceededException", "ThrottlingException", "InternalServerException"}
-)
-
+# How often a start the service refused without doing anything (throttling, the membership's quota of ongoing
+# queries) or that never reached it (no connection) is sent again, with Backoff's delays, within the deadline.
+# InternalServerException is NOT among them any more: a 500 may come after the query was created.
+START_REFUSALS = 5
+# After a start that may have reached the service, how many times the runner lists the membership's queries before
+# saying the outcome is unknown, in case the listing lags; with Backoff's delays between them (1 s, then 2 s).
+FIND_TRIES = 3
 
 MAX_POLL_ERRORS = 3
 
@@ -105,7 +114,9 @@ class Outcome:
     """How one template's run ended (after retries)."""
 
     template: str
-    status: str  # a terminal ProtectedQueryStatus, or DEADLINE / INTERRUPTED / START_FAILED
+    # a terminal ProtectedQueryStatus, or DEADLINE / INTERRUPTED / START_FAILED / POLL_FAILED, or UNKNOWN (a start
+    # whose outcome could not be decided), DONE (succeeded in an earlier run, its results on disk: not started again)
+    status: str
     query_id: str | None = None
     query: dict[str, Any] = field(default_factory=dict)
     attempts: int = 0
@@ -113,10 +124,22 @@ class Outcome:
     error_code: str | None = None
     error_message: str | None = None
     compute: dict[str, Any] | None = None  # the computeConfiguration sent (None: none, the service's default)
+    # What the service received and what became of it (docs/query-runner.md, "Failure behaviour").
+    requests: int = 0                      # start requests that reached the service, botocore's retries included
+    refusals: list[str] = field(default_factory=list)   # why starts were refused without starting anything
+    queries: list[tuple[str, str]] = field(default_factory=list)  # (query id, how: started/reconciled/re-attached)
+    lost: list[str] = field(default_factory=list)      # starts whose answer was lost (read timeout, reset, 5xx)
+    candidates: list[str] = field(default_factory=list)  # UNKNOWN: the queries that may be this template's
+    saved: list[str] = field(default_factory=list)     # DONE: the result files an earlier run saved
 
     @property
     def ok(self) -> bool:
         return self.status == "SUCCESS"
+
+    @property
+    def how(self) -> str:
+        """How the runner came to follow its (last) query: started, reconciled, re-attached; '-' without one."""
+        return self.queries[-1][1] if self.queries else "-"
 
     @property
     def location(self) -> str | None:
@@ -134,6 +157,100 @@ class Outcome:
     def compute_used(self) -> dict[str, Any] | None:
         """What the service says the query ran on, else what was asked for."""
         return self.query.get("computeConfiguration") or self.compute
+
+
+@dataclass
+class Tally:
+    """What one template's starts did, for its Outcome and the journal."""
+
+    requests: int = 0
+    refusals: list[str] = field(default_factory=list)
+    queries: list[tuple[str, str]] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+
+    def fill(self, outcome: Any) -> Any:
+        outcome.requests, outcome.refusals = self.requests, list(self.refusals)
+        outcome.queries, outcome.lost = list(self.queries), list(self.lost)
+        outcome.attempts = len(self.queries)
+        return outcome
+
+
+@dataclass
+class StartFailure:
+    """A start that got no query to follow: the service refused it, or its outcome is unknown."""
+
+    status: str  # START_FAILED, UNKNOWN or INTERRUPTED
+    code: str | None = None
+    message: str | None = None
+    candidates: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What an earlier run's journal says to do for one template (queryrunner/journal.py)."""
+
+    action: str                              # follow | find | done | ended
+    query_id: str | None = None              # follow, done, ended: the query the earlier run had
+    intent_at: dt.datetime | None = None     # find: when the earlier run was about to send its start
+    saved: tuple[str, ...] = ()              # done: the result files on disk
+    state: str | None = None                 # ended: the journal's state
+    error: dict[str, Any] | None = None      # ended: the error it recorded
+    previous: tuple[tuple[str, str], ...] = ()  # (query id, how) the earlier run had for it
+    requests: int = 0                        # start requests the service received for it in earlier runs
+
+
+class Recorder:
+    """Where the runner records what it is about to start and what started: nothing (tests, the benchmark), or the
+    run journal (JournalRecorder)."""
+
+    def intent(self, name: str, at: dt.datetime) -> None: ...
+    def started(self, name: str, query_id: str, how: str, requests: int) -> None: ...
+    def requests(self, name: str, requests: int) -> None: ...
+    def unknown(self, name: str, candidates: list[str], why: str) -> None: ...
+    def ended(self, name: str, state: str, error: dict[str, Any] | None = None) -> None: ...
+
+    def known_ids(self) -> set[str]:
+        return set()
+
+
+class JournalRecorder(Recorder):
+    """Records in the run's journal; ``others``: query ids of the membership's other journals (another scope's run
+    may have started the same template with the same parameters), never taken for this run's own."""
+
+    def __init__(self, journal: jr.Journal, key: Callable[[str], str] = lambda name: name,
+                 others: frozenset[str] = frozenset()):
+        self.journal, self.key, self.others = journal, key, others
+
+    def intent(self, name: str, at: dt.datetime) -> None:
+        self.journal.intent(self.key(name), at)
+
+    def started(self, name: str, query_id: str, how: str, requests: int) -> None:
+        self.journal.started(self.key(name), query_id, how, requests)
+
+    def requests(self, name: str, requests: int) -> None:
+        self.journal.requests(self.key(name), requests)
+
+    def unknown(self, name: str, candidates: list[str], why: str) -> None:
+        self.journal.unknown(self.key(name), candidates, why)
+
+    def ended(self, name: str, state: str, error: dict[str, Any] | None = None) -> None:
+        self.journal.ended(self.key(name), state, error)
+
+    def known_ids(self) -> set[str]:
+        return self.journal.known_ids() | self.others
+
+
+def result_configuration(s3: dict[str, str], receivers: Sequence[str] = ()) -> dict[str, Any]:
+    """StartProtectedQuery's resultConfiguration: the runner's S3 location, and each receiver's (distribute)."""
+    if not receivers:
+        return {"outputConfiguration": {"s3": s3}}
+    # The model allows one S3 location at most, and not the runner's own account as a member.
+    locations = [{"s3": s3}] + [{"member": {"accountId": account}} for account in receivers]
+    return {"outputConfiguration": {"distribute": {"locations": locations}}}
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 def result_location(query: dict[str, Any]) -> str | None:
@@ -177,10 +294,16 @@ def is_retryable(error: dict[str, Any] | None) -> bool:
 
 
 class Poller:
-    """The poll loop that protected queries (QueryRunner) and protected jobs (queryrunner/jobs.py) share.
+    """The poll loop and the start discipline that protected queries (QueryRunner) and protected jobs
+    (queryrunner/jobs.py) share.
 
-    A subclass sets ``clock``, ``sleep``, ``deadline``, ``poll`` (a factory of poll policies) and ``reporter``.
+    A subclass sets ``clock``, ``sleep``, ``deadline``, ``poll`` (a factory of poll policies), ``reporter``, and for
+    starts ``client``, ``backoff``, ``wall``, ``recorder``, ``reconciler``, ``kind`` (reconcile.QUERY or JOB) and
+    ``settle`` (seconds after which an empty listing proves a start from an earlier run started nothing).
     """
+
+    kind: reconcile.Kind = reconcile.QUERY
+    settle: float = 30.0
 
     def stopped(self) -> bool:
         """Whether to stop polling after a sleep (Ctrl-C in another thread)."""
@@ -209,21 +332,165 @@ class Poller:
                 return "INTERRUPTED", record, {}
             try:
                 record = get()
-            except ClientError as exc:
-                # botocore already retried throttling; a few more failures in a row
-                # mean something persistent (permissions, the query is gone).
+            except (ClientError, BotoCoreError) as exc:
+                # botocore already retried throttling, 5xx, resets and timeouts of this read (it is safe to repeat);
+                # a few more failures in a row mean something persistent (permissions, the query is gone, no
+                # network).
                 poll_errors += 1
-                err = exc.response.get("Error", {})
-                self.reporter.say(name, f"{operation} failed ({poll_errors}/{MAX_POLL_ERRORS}): "
-                                        f"{err.get('Code')}: {err.get('Message')}")
+                code, message = _error(exc)
+                self.reporter.say(name, f"{operation} failed ({poll_errors}/{MAX_POLL_ERRORS}): {code}: {message}")
                 if poll_errors >= MAX_POLL_ERRORS:
-                    return "POLL_FAILED", record, {"code": err.get("Code"), "message": err.get("Message")}
+                    return "POLL_FAILED", record, {"code": code, "message": message}
                 continue
             poll_errors = 0
             if record["status"] != status:
                 self.reporter.say(name, f"{status} -> {record['status']} after {self.clock() - started:.1f}s")
                 status = record["status"]
         return status, record, {}
+
+    # -- starting at most once ------------------------------------------------------------------------------------
+    def note(self, tally: Tally, record_id: str, how: str) -> None:
+        """A query (or job) this template now has; the subclass also keeps it among the ids it knows."""
+        tally.queries.append((record_id, how))
+
+    def start_once(self, name: str, operation: str, request: dict[str, Any], expected: reconcile.Expected,
+                   tally: Tally) -> tuple[dict[str, Any] | None, StartFailure | None]:
+        """Send ``operation`` (start_protected_query or start_protected_job) so that at most one record results.
+
+        Returns (record, None) for a record to follow (started, or found after its answer was lost), or (None,
+        failure). A start is sent again only when the service refused it without doing anything (throttling, the
+        quota of ongoing queries), when it never left this machine, or after a 503 when the service lists no such
+        record; never after an answer that may have been lost.
+        """
+        delays = self.backoff().delays()
+        resends = 0
+        while True:
+            if self.stopped():
+                return None, StartFailure("INTERRUPTED")
+            sent = self.wall()
+            self.recorder.intent(name, sent)
+            try:
+                response = getattr(self.client, operation)(**request)
+            except (ClientError, BotoCoreError) as exc:
+                verdict = reconcile.classify(exc)
+                received = 0 if verdict.kind in (reconcile.NOT_SENT, reconcile.LOCAL) else \
+                    1 + reconcile.sent_again_by_botocore(getattr(exc, "response", None))
+                tally.requests += received
+                self.recorder.requests(name, received)
+                if verdict.kind in (reconcile.AMBIGUOUS, reconcile.UNAVAILABLE):
+                    record, failure = self.find_lost(name, operation, expected, sent, verdict, tally)
+                    if record is not None or failure is not None:
+                        return record, failure
+                    # a 503, and no such record is listed: it started nothing, so it may be sent again
+                elif not verdict.retryable:
+                    self.reporter.say(name, f"{operation} refused: {verdict.code}: {verdict.message}")
+                    error = {"code": verdict.code, "message": verdict.message}
+                    self.recorder.ended(name, jr.START_FAILED, error)
+                    return None, StartFailure("START_FAILED", verdict.code, verdict.message)
+                resends += 1
+                tally.refusals.append(verdict.code if verdict.kind == reconcile.REFUSED else verdict.what)
+                remaining = self.deadline - self.clock()
+                if resends > START_REFUSALS or remaining <= 0:
+                    why = "the deadline" if remaining <= 0 else f"{START_REFUSALS} resends"
+                    message = f"{verdict.message} ({resends} starts refused or not sent, gave up after {why})"
+                    self.recorder.ended(name, jr.START_FAILED, {"code": verdict.code, "message": message})
+                    return None, StartFailure("START_FAILED", verdict.code, message)
+                delay = min(next(delays), remaining)
+                self.reporter.say(name, f"{operation}: {verdict.what}: {verdict.message}; nothing was started; "
+                                        f"sending it again in {delay:.1f}s ({resends}/{START_REFUSALS})")
+                self.sleep(delay)
+                continue
+            received = 1 + reconcile.sent_again_by_botocore(response)
+            tally.requests += received
+            record = response[self.kind.record_key]
+            self.note(tally, record["id"], "started")
+            self.recorder.started(name, record["id"], "started", received)
+            return record, None
+
+    def find_lost(self, name: str, operation: str, expected: reconcile.Expected, sent: dt.datetime,
+                  verdict: reconcile.Verdict, tally: Tally) -> tuple[dict[str, Any] | None, StartFailure | None]:
+        """After a start whose answer was lost: (record, None) to follow, (None, None) when a 503 provably started
+        nothing, or (None, failure) with status UNKNOWN."""
+        noun = self.kind.noun
+        ended = self.wall()
+        self.reporter.say(name, f"{operation}: {verdict.what} ({verdict.message}); the service may have started the "
+                                f"{noun}: looking for it in the membership's {noun} list instead of starting another")
+        tries = FIND_TRIES if verdict.kind == reconcile.AMBIGUOUS else 1
+        delays = self.backoff().delays()
+        for attempt in range(1, tries + 1):
+            finding = self.reconciler.find(expected, sent, ended)
+            if finding.record is not None or not finding.listed or finding.candidates or attempt == tries:
+                break
+            self.sleep(next(delays))  # the listing may lag behind the start
+            if self.stopped():
+                break
+        if finding.record is not None:
+            return self.reconciled(name, finding.record, verdict.what, tally), None
+        if finding.listed and not finding.candidates and verdict.kind == reconcile.UNAVAILABLE:
+            self.reporter.say(name, f"no such {noun} is listed: the {verdict.what} started nothing")
+            return None, None
+        return None, self.unknown(name, finding, f"its start's answer was lost ({verdict.what})", tries)
+
+    def reconciled(self, name: str, record: dict[str, Any], why: str, tally: Tally) -> dict[str, Any]:
+        self.note(tally, record["id"], "reconciled")
+        tally.lost.append(why)
+        self.recorder.started(name, record["id"], "reconciled", 0)
+        created = record.get("createTime")
+        when = f", created {created.isoformat(timespec='seconds')}" if isinstance(created, dt.datetime) else ""
+        self.reporter.say(name, f"found {self.kind.noun} {record['id']} ({record.get('status')}{when}), the one the "
+                                "lost start created: following it")
+        return record
+
+    def unknown(self, name: str, finding: reconcile.Finding, why: str, tries: int) -> StartFailure:
+        noun, nouns = self.kind.noun, self.kind.nouns
+        if finding.candidates:
+            text = (f"{why}, and {len(finding.candidates)} {nouns} match it ({', '.join(finding.candidates)}): "
+                    "cannot tell which one it started")
+        elif finding.listed:
+            text = (f"{why}, and no {noun} with its template, parameters and result configuration is listed "
+                    f"({tries} look{'s' if tries != 1 else ''}): it may not have started, or not be listed yet")
+        else:
+            text = f"{why}, and the membership's {nouns} could not be listed ({finding.error})"
+        self.recorder.unknown(name, finding.candidates, text)
+        self.reporter.say(name, f"outcome unknown: {text}")
+        return StartFailure("UNKNOWN", "OUTCOME_UNKNOWN", text, list(finding.candidates))
+
+    def find_after_restart(self, name: str, expected: reconcile.Expected, intent_at: dt.datetime,
+                           tally: Tally) -> tuple[dict[str, Any] | None, StartFailure | None]:
+        """A start an earlier run was sending when it ended: (record, None) to follow it, (None, None) when no such
+        record is listed ``settle`` seconds after it (it never started: start it now), or (None, failure)."""
+        noun = self.kind.noun
+        why = "the earlier run ended while its start was being sent"
+        self.reporter.say(name, f"{why}: looking for the {noun} it may have started")
+        finding = self.reconciler.find(expected, intent_at, None)
+        age = (self.wall() - intent_at).total_seconds()
+        if finding.listed and not finding.candidates and age < self.settle:
+            wait = min(self.settle - age, max(self.deadline - self.clock(), 0))
+            self.reporter.say(name, f"none listed yet; listing again in {wait:.0f}s, {self.settle:g}s after that "
+                                    "start (QUERYRUNNER_SETTLE_SECONDS), in case the list lags behind it")
+            self.sleep(wait)
+            if self.stopped():
+                return None, StartFailure("INTERRUPTED")
+            finding = self.reconciler.find(expected, intent_at, None)
+            age = (self.wall() - intent_at).total_seconds()
+        if finding.record is not None:
+            return self.reconciled(name, finding.record, "an earlier run ended while sending it", tally), None
+        if finding.listed and not finding.candidates and age >= self.settle:
+            self.reporter.say(name, f"no {noun} matching that start is listed {age:.0f}s after it: it never started; "
+                                    "starting it now")
+            return None, None
+        return None, self.unknown(name, finding, why, 2)
+
+
+def _error(exc: BaseException) -> tuple[str | None, str]:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {}) or {}
+        return err.get("Code"), err.get("Message") or ""
+    return type(exc).__name__, str(exc)
+
+
+# Journal states for a query's final ProtectedQueryStatus.
+_JOURNAL_STATE = {"SUCCESS": jr.SUCCEEDED, "FAILED": jr.FAILED, "TIMED_OUT": jr.FAILED, "CANCELLED": jr.FAILED}
 
 
 class QueryRunner(Poller):
@@ -239,7 +506,9 @@ class QueryRunner(Poller):
                  deadline: float, retries: int = 2, backoff: Callable[[], Backoff] = Backoff,
                  poll: Callable[[], Any] = ElapsedPoll, reporter: Reporter,
                  receivers: Sequence[str] = (),
-                 compute: Callable[[Template], dict[str, Any] | None] = lambda template: None):
+                 compute: Callable[[Template], dict[str, Any] | None] = lambda template: None,
+                 recorder: Recorder | None = None, wall: Callable[[], dt.datetime] = utc_now,
+                 settle: float = 30.0):
         self.client = client
         self.membership_id = membership_id
         self.output_s3 = output_s3
@@ -257,33 +526,62 @@ class QueryRunner(Poller):
         self.retries = retries
         self.backoff = backoff
         self.reporter = reporter
+        self.recorder = recorder or Recorder()
+        self.wall = wall
+        self.settle = settle
+        self.kind = reconcile.QUERY
         self._lock = threading.Lock()
         self._in_flight: dict[str, str] = {}
+        self._seen: set[str] = set()
+        self.reconciler = reconcile.Reconciler(client, membership_id, reconcile.QUERY, wall=wall, known=self.known_ids)
+
+    def known_ids(self) -> set[str]:
+        """Queries this runner started or followed, and those of the journal: never a lost start's candidates."""
+        with self._lock:
+            seen = set(self._seen)
+        return seen | self.recorder.known_ids()
+
+    def note(self, tally: Tally, record_id: str, how: str) -> None:
+        super().note(tally, record_id, how)
+        with self._lock:
+            self._seen.add(record_id)
 
     # -- public -------------------------------------------------------------
-    def execute(self, template: Template, params: dict[str, str]) -> Outcome:
+    def execute(self, template: Template, params: dict[str, str], resume: Resume | None = None) -> Outcome:
         started = self.clock()
+        tally = Tally()
+        compute = self.compute(template)
+        request = self.start_request(template, params, compute)
+        expected = reconcile.Expected(template.arn, dict(params), request["resultConfiguration"], compute)
+        record: dict[str, Any] | None = None
+        if resume is not None:
+            resumed = self._resume(template, resume, expected, tally, started, compute)
+            if isinstance(resumed, Outcome):
+                return resumed
+            record = resumed
         retry_delays = self.backoff().delays()
-        outcome = Outcome(template.name, "START_FAILED")
-        for attempt in range(1, self.retries + 2):
-            outcome = self._attempt(template, params, attempt, started)
-            outcome.attempts = attempt
-            outcome.elapsed = self.clock() - started
+        retried = 0
+        while True:
+            if record is None:
+                record, failure = self.start_once(template.name, "start_protected_query", request, expected, tally)
+                if failure is not None:
+                    return self._start_failed(template.name, failure, tally, started, compute)
+            outcome = self._follow(template.name, record, started, compute, tally)
+            record = None
             retryable = outcome.status == "FAILED" and is_retryable(outcome.query.get("error"))
-            retryable = retryable or (outcome.status == "START_FAILED" and outcome.error_code in RETRYABLE_API_ERRORS)
-            if not retryable or attempt > self.retries or self.stop_event.is_set():
+            if not retryable or retried >= self.retries or self.stop_event.is_set():
                 return outcome
             remaining = self.deadline - self.clock()
             if remaining <= 0:
                 return outcome
+            retried += 1
             delay = min(next(retry_delays), remaining)
-            self.reporter.say(template.name, f"attempt {attempt} failed with retryable {outcome.error_code}: "
-                                             f"{outcome.error_message}; retry {attempt}/{self.retries} "
+            self.reporter.say(template.name, f"attempt {outcome.attempts} failed with retryable {outcome.error_code}: "
+                                             f"{outcome.error_message}; retry {retried}/{self.retries} "
                                              f"in {delay:.1f}s")
             self.sleep(delay)
             if self.stop_event.is_set():
-                return Outcome(template.name, "INTERRUPTED", attempts=attempt, elapsed=self.clock() - started)
-        return outcome
+                return tally.fill(Outcome(template.name, "INTERRUPTED", elapsed=self.clock() - started))
 
     def stop(self) -> None:
         """Stop polling and starting; the caller cancels what is in flight."""
@@ -297,33 +595,29 @@ class QueryRunner(Poller):
             self.cancel(query_id, name)
         return list(pending)
 
-    def cancel(self, query_id: str, template: str) -> bool:
+    def cancel(self, query_id: str, template: str, state: str = jr.INTERRUPTED) -> bool:
         try:
             self.client.update_protected_query(membershipIdentifier=self.membership_id,
                                                protectedQueryIdentifier=query_id, targetStatus="CANCELLED")
-        except ClientError as exc:
-            # Typically the query finished between our last poll and now.
-            self.reporter.say(template, f"could not cancel {query_id}: {exc.response['Error'].get('Message', exc)}")
+        except (ClientError, BotoCoreError) as exc:
+            # Typically the query finished between our last poll and now; the journal keeps it as running, so a
+            # re-run reads its final state instead of starting it again.
+            message = exc.response["Error"].get("Message", exc) if isinstance(exc, ClientError) else exc
+            self.reporter.say(template, f"could not cancel {query_id}: {message}")
             return False
         finally:
             with self._lock:
                 self._in_flight.pop(query_id, None)
+        self.recorder.ended(template, state)
         self.reporter.say(template, f"cancelled query {query_id}")
         return True
 
     # -- internals ----------------------------------------------------------
     def result_configuration(self, template: Template) -> dict[str, Any]:
-        s3 = self.output_s3(template)
-        if not self.receivers:
-            return {"outputConfiguration": {"s3": s3}}
-        # The model allows one S3 location at most, and not the runner's own account as a member.
-        locations = [{"s3": s3}] + [{"member": {"accountId": account}} for account in self.receivers]
-        return {"outputConfiguration": {"distribute": {"locations": locations}}}
+        return result_configuration(self.output_s3(template), self.receivers)
 
-    def _attempt(self, template: Template, params: dict[str, str], attempt: int, started: float) -> Outcome:
-        if self.stop_event.is_set():
-            return Outcome(template.name, "INTERRUPTED")
-        compute = self.compute(template)
+    def start_request(self, template: Template, params: dict[str, str],
+                      compute: dict[str, Any] | None) -> dict[str, Any]:
         request: dict[str, Any] = {
             "type": "SQL",
             # The membership id, not the collaboration id (the seed recipe's bug).
@@ -333,30 +627,79 @@ class QueryRunner(Poller):
         }
         if compute is not None:
             request["computeConfiguration"] = compute
+        return request
+
+    def _start_failed(self, name: str, failure: StartFailure, tally: Tally, started: float,
+                      compute: dict[str, Any] | None) -> Outcome:
+        return tally.fill(Outcome(name, failure.status, error_code=failure.code, error_message=failure.message,
+                                  compute=compute, candidates=list(failure.candidates),
+                                  elapsed=self.clock() - started))
+
+    def _resume(self, template: Template, resume: Resume, expected: reconcile.Expected, tally: Tally,
+                started: float, compute: dict[str, Any] | None) -> dict[str, Any] | Outcome | None:
+        """What an earlier run left: a query to follow, an Outcome (nothing to start), or None (start it)."""
+        name = template.name
+        for record_id, how in resume.previous:
+            self.note(tally, record_id, how)
+        tally.requests += resume.requests
+        if resume.action == "start":
+            return None
+        if resume.action == "done":
+            return tally.fill(Outcome(name, "DONE", query_id=resume.query_id, saved=list(resume.saved),
+                                      compute=compute))
+        if resume.action == "ended":
+            error = resume.error or {}
+            return tally.fill(Outcome(name, "ENDED_EARLIER", query_id=resume.query_id, compute=compute,
+                                      error_code=error.get("code") or (resume.state or "").upper(),
+                                      error_message=error.get("message") or f"journal state {resume.state}"))
+        if resume.action == "find":
+            record, failure = self.find_after_restart(name, expected, resume.intent_at or self.wall(), tally)
+            if failure is not None:
+                return self._start_failed(name, failure, tally, started, compute)
+            return record
+        query_id = resume.query_id or ""
         try:
-            response = self.client.start_protected_query(**request)
-        except ClientError as exc:
-            err = exc.response.get("Error", {})
-            self.reporter.say(template.name, f"start_protected_query failed: {err.get('Code')}: {err.get('Message')}")
-            return Outcome(template.name, "START_FAILED", error_code=err.get("Code"), error_message=err.get("Message"),
-                           compute=compute)
-        query = response["protectedQuery"]
+            record = self.client.get_protected_query(membershipIdentifier=self.membership_id,
+                                                     protectedQueryIdentifier=query_id)["protectedQuery"]
+        except (ClientError, BotoCoreError) as exc:
+            code, message = _error(exc)
+            return tally.fill(Outcome(name, "POLL_FAILED", query_id=query_id, compute=compute, error_code=code,
+                                      error_message=f"cannot read the earlier run's query: {message}"))
+        with self._lock:
+            self._seen.add(query_id)
+        tally.queries = [q for q in tally.queries if q[0] != query_id] + [(query_id, "re-attached")]
+        self.recorder.started(name, query_id, "re-attached", 0)
+        return record
+
+    def _follow(self, name: str, query: dict[str, Any], started: float, compute: dict[str, Any] | None,
+                tally: Tally) -> Outcome:
         query_id = query["id"]
         with self._lock:
-            self._in_flight[query_id] = template.name
+            self._in_flight[query_id] = name
         if self.stop_event.is_set():
             # Ctrl-C arrived while this start was on the wire.
-            self.cancel(query_id, template.name)
-            return Outcome(template.name, "INTERRUPTED", query_id=query_id, query=query)
-        suffix = f" (attempt {attempt})" if attempt > 1 else ""
-        self.reporter.say(template.name, f"started query {query_id}{suffix}: {query['status']}; compute "
-                                         f"{describe_compute(query.get('computeConfiguration') or compute)}")
-        outcome = self._poll(template.name, query, started)
+            self.cancel(query_id, name)
+            return tally.fill(Outcome(name, "INTERRUPTED", query_id=query_id, query=query))
+        how = tally.queries[-1][1] if tally.queries else "started"
+        attempt = len(tally.queries)
+        if how == "started":
+            suffix = f" (attempt {attempt})" if attempt > 1 else ""
+            self.reporter.say(name, f"started query {query_id}{suffix}: {query['status']}; compute "
+                                    f"{describe_compute(query.get('computeConfiguration') or compute)}")
+        elif how == "re-attached":
+            self.reporter.say(name, f"re-attached to query {query_id}, started by an earlier run: {query['status']}")
+        outcome = self._poll(name, query, started)
         outcome.compute = compute
         if outcome.status in TERMINAL:
             with self._lock:
                 self._in_flight.pop(query_id, None)
-        return outcome
+            error = outcome.query.get("error")
+            state = _JOURNAL_STATE[outcome.status]
+            if outcome.status == "CANCELLED" and self.stop_event.is_set():
+                state = jr.INTERRUPTED  # this runner's own cancel (Ctrl-C, SIGTERM), seen by this poll
+            self.recorder.ended(name, state,
+                                {"code": error.get("code"), "message": error.get("message")} if error else None)
+        return tally.fill(outcome)
 
     def stopped(self) -> bool:
         return self.stop_event.is_set()
@@ -367,12 +710,14 @@ class QueryRunner(Poller):
             name, query, TERMINAL, started, "get_protected_query",
             lambda: self.client.get_protected_query(membershipIdentifier=self.membership_id,
                                                     protectedQueryIdentifier=query_id)["protectedQuery"])
+        elapsed = self.clock() - started
         if how == "DEADLINE":
-            self.cancel(query_id, name)
+            self.cancel(query_id, name, state=jr.DEADLINE)
             return Outcome(name, "DEADLINE", query_id=query_id, query=query, error_code="DEADLINE_EXCEEDED",
-                           error_message=f"no final state before the deadline (last status {query['status']})")
+                           error_message=f"no final state before the deadline (last status {query['status']})",
+                           elapsed=elapsed)
         if how == "INTERRUPTED":
-            return Outcome(name, "INTERRUPTED", query_id=query_id, query=query)
+            return Outcome(name, "INTERRUPTED", query_id=query_id, query=query, elapsed=elapsed)
         error = failure or query.get("error") or {}
-        return Outcome(name, how, query_id=query_id, query=query,
+        return Outcome(name, how, query_id=query_id, query=query, elapsed=elapsed,
                        error_code=error.get("code"), error_message=error.get("message"))

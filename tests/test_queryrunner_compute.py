@@ -98,8 +98,10 @@ def test_run_all_applies_the_flags_to_every_template_and_sums_up_billing(env):
     assert code == 0, env.err
     summary = env.out.split("== summary ==")[1].strip().splitlines()
     header = [c.strip() for c in summary[0].split(" | ")]
+    # "start requests" (what the service received) and "how" (started, reconciled after a lost answer,
+    # re-attached by --resume) were added with the run journal; the compute columns keep their places.
     assert header == ["template", "status", "query id", "seconds", "attempts", "compute", "CRPU-hours",
-                      "result / error"]
+                      "start requests", "how", "result / error"]
     rows = {r[0]: r for r in ([c.strip() for c in line.split(" | ")] for line in summary[2:4])}
     assert rows["customer_segments"][5:7] == ["CR.4X x 16", "0.75"]
     assert rows["channel_reach"][5:7] == ["CR.4X x 4", "-"]  # no billing reported: shown as such

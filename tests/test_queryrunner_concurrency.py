@@ -150,7 +150,7 @@ def test_cli_run_all_rejects_a_parameter_no_template_declares():
     assert code == 2 and "unknown parameter 'x': no template declares it" in err.getvalue()
 
 
-def test_ctrl_c_during_run_all_cancels_every_query_in_flight():
+def test_ctrl_c_during_run_all_cancels_every_query_in_flight(tmp_path):
     """A real SIGINT while the main thread waits; time runs 100x faster than real."""
     import os
     import signal
@@ -175,8 +175,10 @@ def test_ctrl_c_during_run_all_cancels_every_query_in_flight():
                "results_prefix": "results", "result_format": "CSV",
                "analysis_templates": {t.name: {"arn": t.arn, "id": t.id, "parameters": []} for t in ts}}
     out, err = io.StringIO(), io.StringIO()
-    code = main(["run", "--all", "--max-concurrency", "2", "--outputs", "-"], stdin=io.StringIO(json.dumps(outputs)),
-                stdout=out, stderr=err, client_factory=lambda service, region: fake, clock=clock, sleep=sleep)
+    # --out in the test's folder: the run journal lives under it (results/.journal by default).
+    code = main(["run", "--all", "--max-concurrency", "2", "--outputs", "-", "--out", str(tmp_path)],
+                stdin=io.StringIO(json.dumps(outputs)), stdout=out, stderr=err,
+                client_factory=lambda service, region: fake, clock=clock, sleep=sleep)
 
     assert code == 130
     assert "interrupted: cancelling queries in flight" in err.getvalue()
@@ -184,6 +186,10 @@ def test_ctrl_c_during_run_all_cancels_every_query_in_flight():
     assert sorted(q["final"] for q in fake.queries.values()) == ["CANCELLED", "CANCELLED"]
     assert fake.calls.count("start") == 2  # the queued third template never started
     assert out.getvalue() == ""
+    # The journal records the interruption: the two cancelled, the third never started.
+    journal = json.loads(next(tmp_path.glob(".journal/*/all.json")).read_text())
+    assert journal["status"] == "interrupted" and journal["interrupted_by"] == "Ctrl-C"
+    assert sorted(e["state"] for e in journal["templates"].values()) == ["interrupted"] * 3
 
 
 def test_benchmark_command_smoke():

@@ -245,7 +245,8 @@ def test_a_template_whose_script_hash_differs_is_refused_before_anything_starts(
             f"not the one the stack deployed (stack output 'job_templates.retail_order_mix.sha256', {DIGEST})"
             ) in env.err
     assert "changed after the template was created; run `pulumi up`" in env.err
-    assert env.out == "" and not os.path.exists(env.out_dir)  # start_protected_job was never queued
+    # start_protected_job was never queued; --out holds only the job's journal (it records the refusal)
+    assert env.out == "" and os.listdir(env.out_dir) == [".journal"]
 
 
 @pytest.mark.parametrize("reported", [
@@ -389,7 +390,7 @@ def test_a_failed_job_shows_code_message_and_that_it_is_not_retryable(env):
     assert env.run("job", "retail_order_mix") == 1
     assert (f"[retail_order_mix] job {J1} FAILED after 1 attempt: MALFORMED_SCRIPT: No module named 'sklearn' "
             "(not retryable: fix the cause, then run again)") in env.err
-    assert env.out == "" and not os.path.exists(env.out_dir)
+    assert env.out == "" and os.listdir(env.out_dir) == [".journal"]  # no results; the journal records the failure
 
 
 def test_a_transient_code_without_the_retry_flag_is_not_retried(env):

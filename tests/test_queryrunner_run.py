@@ -250,7 +250,8 @@ def test_failed_non_retryable_shows_code_and_message(env):
     assert (f"[customer_segments] query {Q1} FAILED after 1 attempt: MALFORMED_QUERY: "
             "Column r.order_count does not exist (not retryable") in env.err
     assert env.out == ""
-    assert not os.path.exists(env.out_dir)
+    # No result was saved: --out holds only the run journal (.journal/, which records the failure).
+    assert os.listdir(env.out_dir) == [".journal"]
 
 
 def test_timed_out(env):
