@@ -817,10 +817,11 @@ class Plan:
             else:
                 shifted = exp.Sum(this=exp.Sub(this=x.copy(), expression=mid))
             out.append(exp.alias_(shifted, f"__a{r.index}_s"))
-            if r.kind == "STDDEV":
+            if r.kind == "STDDEV":  # squared deviations less half^2/2: centred, so its sensitivity halves
                 deviation = exp.Paren(this=exp.Sub(this=x.copy(), expression=mid.copy()))
-                out.append(exp.alias_(exp.Sum(this=exp.Mul(this=deviation, expression=deviation.copy())),
-                                      f"__a{r.index}_q"))
+                centre = exp.Literal.number(repr(_square_shift(r.bounds)))
+                out.append(exp.alias_(exp.Sum(this=exp.Sub(this=exp.Mul(this=deviation, expression=deviation.copy()),
+                                                           expression=centre)), f"__a{r.index}_q"))
             out.append(exp.alias_(count, f"__a{r.index}_c"))
         users = col("__u") if unique else exp.Distinct(expressions=[col("__u")])
         if private.selection is not None:
@@ -961,6 +962,12 @@ def _error(parts: pa.Table, r: _Release):
                                (sigmas["sum"], sigmas["sum of squares"], sigmas["count"]), r.bounds, r.population)
 
 
+def _square_shift(bounds: tuple[float, float]) -> float:
+    """What each squared deviation is centred by (half^2 / 2): localroom/privacy.aggregate_noise."""
+    half = (bounds[1] - bounds[0]) / 2
+    return half * half / 2
+
+
 def _released(r: _Release) -> exp.Expression:
     """The aggregate's value from its noisy parts; AVG and STDDEV kept within what their bounds allow."""
     col, num = exp.column, exp.Literal.number
@@ -972,7 +979,9 @@ def _released(r: _Release) -> exp.Expression:
         mean = exp.Add(this=num(repr((low + high) / 2)),
                        expression=exp.Div(this=s, expression=exp.Greatest(this=c, expressions=[num(1)])))
         return exp.Least(this=exp.Greatest(this=mean, expressions=[num(repr(low))]), expressions=[num(repr(high))])
-    q, half = col(f"__a{r.index}_q"), (high - low) / 2
+    half = (high - low) / 2
+    q = exp.Paren(this=exp.Add(this=col(f"__a{r.index}_q"), expression=exp.Mul(
+        this=col(f"__a{r.index}_c"), expression=num(repr(_square_shift(r.bounds))))))
     n = exp.Greatest(this=c, expressions=[num(1 if r.population else 2)])
     mean_sq = exp.Div(this=exp.Mul(this=s, expression=s.copy()), expression=n.copy())
     spread = exp.Paren(this=exp.Sub(this=q, expression=mean_sq))

@@ -76,8 +76,13 @@ def average(s: np.ndarray, c: np.ndarray, sd_s: float, sd_c: float, bounds: tupl
 
 def deviation(s: np.ndarray, q: np.ndarray, c: np.ndarray, sds: tuple[float, float, float],
               bounds: tuple[float, float], population: bool):
-    """(sd, low, high) of the STDDEV recomputed from shifted sums: simulated 2.5% and 97.5% quantiles."""
+    """(sd, low, high) of the STDDEV from its noisy parts: simulated 2.5% and 97.5% quantiles.
+
+    ``q`` is the released sum of (x - mid)^2 - half^2/2 (localroom/privacy.aggregate_noise): the sum of
+    squared deviations is ``q + c * half^2/2``, recomputed for each simulated count.
+    """
     s, q, c = (np.asarray(v, dtype=float) for v in (s, q, c))
+    half = (bounds[1] - bounds[0]) / 2
     if len(s) == 0:
         empty = np.zeros(0)
         return empty, empty, empty
@@ -85,15 +90,15 @@ def deviation(s: np.ndarray, q: np.ndarray, c: np.ndarray, sds: tuple[float, flo
     rng = np.random.Generator(np.random.PCG64(seed))
     shape = (DRAWS, len(s))
     true_s = s - rng.normal(0, sds[0], shape)
-    true_q = q - rng.normal(0, sds[1], shape)
     true_c = c - rng.normal(0, sds[2], shape)
+    true_q = q - rng.normal(0, sds[1], shape) + true_c * half * half / 2
     values = stddev_of(true_s, true_q, true_c, bounds, population)
     lo, hi = np.quantile(values, [0.025, 0.975], axis=0)
     return values.std(axis=0), lo, hi
 
 
 def stddev_of(s, q, c, bounds: tuple[float, float], population: bool):
-    """The deviation from a shifted sum, sum of squares and count, as the engine computes it (numpy)."""
+    """The deviation from a sum of (x - mid), a sum of (x - mid)^2 and a count, as the engine computes it."""
     half = (bounds[1] - bounds[0]) / 2
     n = np.maximum(c, 1.0 if population else 2.0)
     spread = q - s * s / n

@@ -26,14 +26,16 @@ Guide says: configure-differential-privacy, dp-settings, differential-privacy):
   and for sums of reals OpenDP's Gaussian on floats, which it makes exact by
   sampling on a grid (OpenDP's make_gaussian proof).
 - Sensitivities (add or remove one user, who adds at most L rows after
-  truncation, each value clamped to [low, high]); the formulas of Tumult
-  Analytics, which tests/test_privacy_oracle.py checks against Tumult itself:
-  COUNT L; COUNT(DISTINCT user) 1, over groups sqrt(L) (a user is in at most L
-  groups, once each); COUNT(DISTINCT other) L; SUM L * max(|low|, |high|);
-  AVG a sum of (x - mid) with L * (high - low) / 2 and a count; STDDEV also a
-  sum of (x - mid)^2 with L * ((high - low) / 2)^2. A user's L rows in one
-  group is the worst case of a grouped release, so these are L2 sensitivities
-  of the whole vector of groups.
+  truncation, each value clamped to [low, high]), as Tumult Analytics
+  computes them (tests/test_privacy_oracle.py asks Tumult itself): COUNT L;
+  COUNT(DISTINCT user) 1, over groups sqrt(L) (a user is in at most L groups,
+  once each); COUNT(DISTINCT other) L; SUM L * max(|low|, |high|); AVG a sum
+  of (x - mid) with L * half and a count (half = (high - low) / 2). STDDEV
+  also releases a sum of squares: ours is of (x - mid)^2 - half^2 / 2, which
+  lies in [-half^2/2, half^2/2], so L * half^2 / 2; Tumult's is of x^2 - m2
+  (the squares' midpoint), never tighter than ours and equal when low = -high.
+  A user's L rows in one group is the worst case of a grouped release, so
+  these are L2 sensitivities of the whole vector of groups.
 - The budget: the collaboration's epsilon (1-20) per period is an
   (epsilon, DELTA)-DP guarantee. DELTA is split: DELTA_CONVERSION for OpenDP's
   zCDP -> (epsilon, delta) conversion, which gives the period's rho budget,
@@ -150,8 +152,8 @@ def aggregate_noise(kind: str, calibration: Calibration, *, contribution_limit: 
     parts = [part("sum", False, limit * half), part("count", True, limit)]
     if kind == "AVG":
         return parts
-    if kind == "STDDEV":
-        return [parts[0], part("sum of squares", False, limit * half * half), parts[1]]
+    if kind == "STDDEV":  # the sum of (x - mid)^2 - half^2/2: each row's term is within half^2/2 of zero
+        return [parts[0], part("sum of squares", False, limit * half * half / 2), parts[1]]
     raise ValueError(f"not a differential-privacy aggregation: {kind}")
 
 

@@ -79,9 +79,9 @@ def test_a_deviation_interval_covers_about_95_percent(population):
     values = r.uniform(*bounds, (draws, n))
     truth = values.std(axis=1, ddof=0 if population else 1)
     shifted = values - mid
-    sds = (CAL.unit_scale * 50, CAL.unit_scale * 2500, CAL.unit_scale)
+    sds = (CAL.unit_scale * 50, CAL.unit_scale * 1250, CAL.unit_scale)
     s = shifted.sum(axis=1) + r.normal(0, sds[0], draws)
-    q = (shifted ** 2).sum(axis=1) + r.normal(0, sds[1], draws)
+    q = (shifted ** 2 - 50 * 50 / 2).sum(axis=1) + r.normal(0, sds[1], draws)  # released centred by half^2/2
     c = n + discrete_gaussian(r, sds[2], draws).astype(float)
     _, low, high = intervals.deviation(s, q, c, sds, bounds, population)
     assert abs(covered(truth, low, high) - 0.95) < 0.02
