@@ -45,9 +45,7 @@ AWS_ONLY: dict[str, tuple[tuple[dict[str, Any], str], ...]] = {
               "no_refresh": False, "worker_type": None, "workers": None, "no_distribute": False},
              " (protected queries' deadline, re-runs, concurrency, compute, receivers, QuickSight); run --local runs "
              "each template once, here"),
-            _STACK_OUTPUT_FLAGS,
-            ({"resume": False}, " (it re-attaches to an earlier run's protected queries, from its journal); the local "
-                                "clean room has no resume yet")),
+            _STACK_OUTPUT_FLAGS),
     "budget": (_STACK_OUTPUT_FLAGS,),
     "job": (({"timeout": JOB_TIMEOUT, "retries": JOB_RETRIES},
              " (a protected job's deadline and re-runs); job --local runs the script once, here"),

@@ -191,7 +191,8 @@ class LocalApp:
         return qparams.resolve_jobs(chosen, given, spread=args.all)
 
     def run(self) -> int:
-        from localroom.engine import LocalCleanRoom, PlanRefusal
+        from localroom.engine import DuckDB, LocalCleanRoom, PlanRefusal
+        from localroom.journal import INTERRUPTED
         from model.errors import ConfigError
         from model.templates import shown_path
         from model.validator import validate
@@ -201,9 +202,13 @@ class LocalApp:
             raise UsageError("--seed must be >= 0")
         out = Path(args.out)
         jobs = self.jobs()
+        journal = self.journal(jobs)
+        if journal.note:
+            self.err(journal.note)
+        earlier = {name: entry for name, entry in journal.done.items()}
         # Every template is checked before anything runs: a refusal is an input error, nothing is run.
         checked, refusals = [], []
-        for template, values in jobs:
+        for template, values in [(t, v) for t, v in jobs if t.name not in earlier]:
             result = validate(template, self.collab)
             refusals += [str(r) for r in result.refusals]
             for warning in result.warnings:
@@ -231,15 +236,26 @@ class LocalApp:
         engine = f"; engine Spark {backend.version} ({backend.master})" if backend is not None else ""
         self.err(f"local clean room: stack {self.stack}, tables {sorted(self.collab.tables)}{engine}; "
                  f"results to {out}/<template>/")
-        room = LocalCleanRoom(self.collab, backend)
+        # DuckDB keeps each validated, typed table in STATE/cache/ for the next run (localroom/cache.py).
+        room = LocalCleanRoom(self.collab, backend if backend is not None else DuckDB(self.state / "cache"))
         try:  # every data file is read and checked against its schema before the first run
             room.load({alias for _, _, analysis in checked for alias in analysis.tables})
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         self.warn_access([(template.name, analysis.tables) for template, _, analysis in checked])
-        outcomes = []
-        for template, values, analysis, plan in planned:
-            outcomes.append(self.run_one(room, template, values, analysis, plan, out))
+        outcomes = [{"template": name, "status": "DONE EARLIER", "run_id": entry["run_id"], "path": entry["path"]}
+                    for name, entry in earlier.items()]
+        journal.begin()
+        self._journal = journal  # save() records each result just before its file appears
+        try:
+            for template, values, analysis, plan in planned:
+                outcomes.append(self.run_one(room, template, values, analysis, plan, out))
+        except KeyboardInterrupt:
+            journal.end(INTERRUPTED)
+            raise
+        journal.end()
+        order = [t.name for t, _ in jobs]
+        outcomes.sort(key=lambda o: order.index(o["template"]))
         if args.all:
             rows = [[o["template"], o["status"], o.get("run_id", "-"), f"{o.get('seconds', 0):.1f}",
                      o.get("path") or o.get("error", "-")] for o in outcomes]
@@ -251,7 +267,19 @@ class LocalApp:
 
             report = write_report(out)
             self.err(f"report: {report}")
-        return EXIT_OK if all(o["status"] == "SUCCESS" for o in outcomes) else EXIT_QUERY_FAILED
+        return EXIT_OK if all(o["status"] in ("SUCCESS", "DONE EARLIER") for o in outcomes) else EXIT_QUERY_FAILED
+
+    def journal(self, jobs):
+        """This run's journal (localroom/journal.py): what an unfinished earlier run of it already released."""
+        from localroom.journal import Journal, JournalError
+
+        scope = "all" if self.args.all else jobs[0][0].name
+        identity = {"templates": {t.name: v for t, v in jobs},
+                    "data_dir": str(Path(self.args.data_dir).resolve()) if self.args.data_dir else None}
+        try:
+            return Journal.open(self.state, self.stack, scope, identity, bool(getattr(self.args, "resume", False)))
+        except JournalError as exc:
+            raise UsageError(str(exc)) from None
 
     def warn_access(self, reads: list[tuple[str, object]]) -> None:
         """Before `run --all`: a table read by more templates than it has uses left (the later ones are refused)."""
@@ -396,6 +424,8 @@ class LocalApp:
             access = self.access()
             if not access.charge(tables, run_id, template.name):
                 access = None
+            if getattr(self, "_journal", None) is not None:  # done once the file exists: a kill after this is safe
+                self._journal.released(template.name, run_id, target)
             os.replace(tmp, target)
             os.replace(folder / f".{run_id}.json.tmp", folder / f"{run_id}.json")
         except BaseException:

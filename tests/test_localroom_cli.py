@@ -210,3 +210,52 @@ def test_state_dir_must_be_a_folder(local, tmp_path):
     stderr = io.StringIO()
     assert cli.main(["budget", "--local", "--state-dir", str(tmp_path / "afile")], stderr=stderr) == 2
     assert "is a file; give a folder" in stderr.getvalue()
+
+
+# --------------------------------------------------------------------------
+# Killed and resumed (localroom/journal.py)
+
+KILL_AFTER_FIRST = """
+import os, signal, sys
+from queryrunner import local
+saved = local.LocalApp.save
+def save(self, *args, **kwargs):
+    path = saved(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)  # the first result is written: the process dies as a closed laptop does
+local.LocalApp.save = save
+from queryrunner.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_killed_run_all_resumes_without_releasing_anything_twice(local):
+    argv = ["run", "--all", "--local", "--seed", "1", "--out", str(local.out), "--state-dir", str(local.state)]
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST, *argv], cwd=ROOT, capture_output=True, text=True)
+    assert killed.returncode == -9
+    (first,) = local.results("channel_reach")
+    assert local.results("customer_segments") == []
+    assert [c["template"] for c in local.ledger()["charges"]] == ["channel_reach"]
+    code, out, err = local("run", "--all", "--seed", "1")  # a plain re-run: it says it resumes
+    assert code == 0, err
+    assert "resuming the running run of" in err and "not run again: channel_reach" in err
+    assert local.results("channel_reach") == [first] and len(local.results("customer_segments")) == 1
+    charges = local.ledger()["charges"]  # one charge per template: nothing released twice
+    assert sorted(c["template"] for c in charges) == ["channel_reach", "customer_segments"]
+    assert "DONE EARLIER" in out.split("== summary ==")[1]
+    code, _, err = local("run", "--all", "--seed", "1", "--resume")  # finished: nothing to resume
+    assert code == 2 and "--resume: no unfinished run to resume" in err
+
+
+def test_resume_refuses_a_missing_damaged_or_other_journal(local):
+    code, _, err = local("run", "--all", "--resume")
+    assert code == 2 and "not found" in err and local.ledger()["charges"] == []
+    journal = local.state / "org-a" / "journal-all.json"
+    journal.parent.mkdir(parents=True)
+    journal.write_text('{"version": 1, "status": "running", "identity": {"templates": {}}, "done": {}')
+    code, _, err = local("run", "--all", "--resume")
+    assert code == 2 and "is damaged" in err and "move it aside" in err
+    journal.write_text(json.dumps({"version": 1, "status": "running", "identity": {"templates": {"x": {}}},
+                                   "done": {}}))
+    code, _, err = local("run", "--all", "--resume")
+    assert code == 2 and "is of another run" in err
+    assert local.results("customer_segments") == [] and local.ledger()["charges"] == []
