@@ -51,7 +51,7 @@ from localroom.bounds import clamped, declared_domain, keyset, truncated, value_
 from localroom.privacy import Calibration, NoisePart, Selection, aggregate_noise, selection
 from model.budget import dp_type, final_aggregates
 from model.collaboration import Collaboration
-from model.datasets import Dataset, load_into, numeric_range
+from model.datasets import Dataset, numeric_range
 from model.validator.analysis import Analysis, BaseColumn, aggregates_in, build
 
 

@@ -7,6 +7,7 @@ fail (or, worse, silently return wrong aggregates) when a partner queries it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import re
 from dataclasses import dataclass
@@ -325,72 +326,372 @@ def validate_data(dataset: Dataset, max_errors: int = 5) -> int:
         return load_into(con, dataset, "__check", max_errors)
 
 
-def load_into(con, dataset: Dataset, table: str, max_errors: int = 5) -> int:
+# --- Reading a data file as strictly as Spark's reader ------------------------
+#
+# Clean Rooms reads a CSV with Spark's CSV reader and the Glue table's types (as
+# localroom/spark.py does: FAILFAST). DuckDB's own typed reader is more lenient
+# and silently changes some values ('1.5' in an integer column becomes 2,
+# '0x1F' 31, '1_000' 1000, 't' true, '2026-1-5' a date, '12.345' in a
+# decimal(10,2) 12.35, '1e39' in a float infinity). So every field is read as
+# text and must have a form both engines read as the same, unchanged value
+# (docs/local-clean-room.md has the table of what each engine does). The checks
+# are SQL expressions evaluated by DuckDB in the same pass that casts the
+# values; only when one fails is the file read again to find the lines.
+
+_NUMBER = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
+# What Spark's CSV reader reads as NaN or an infinity (its nanValue, positiveInf, negativeInf
+# defaults, and Java's Float.parseFloat); DuckDB reads these too, case-insensitively.
+_FLOAT_SPECIALS = ("NaN", "Inf", "-Inf", "Infinity", "+Infinity", "-Infinity")
+_INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT")
+
+
+@dataclass(frozen=True)
+class _Check:
+    """How one column is read: its raw value, its typed value and what each must satisfy.
+
+    ``conditions`` are (kind, SQL) pairs over ``raw`` and ``typed`` that must be
+    true for a non-null value (see _problem for each kind's message); ``on_null``
+    is None when a null is fine, 'empty' for an identifier, 'null' for a domain
+    without null.
+    """
+
+    index: int
+    column: Column
+    raw: str
+    typed: str
+    conditions: tuple[tuple[str, str], ...]
+    on_null: str | None
+    empty_text: bool  # '' counts as empty (text identifiers)
+    fast: tuple[str, ...]  # the conditions' SQL the loading pass needs (the others only name a problem)
+
+
+def _literal(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _decimal_exact(v: str, scale: int) -> str:
+    """SQL: the number text ``v`` (matching _NUMBER) has no more than ``scale`` digits after the point."""
+    plain = f"(strpos({v}, '.') = 0 OR length(rtrim({v}, '0')) - strpos({v}, '.') <= {scale})"
+    # With an exponent: mantissa m, exponent e; m's digits without trailing zeros times 10^(e - f + z).
+    m = f"regexp_extract({v}, '^[+-]?([0-9.]+)', 1)"
+    e = f"TRY_CAST(regexp_extract({v}, '[eE]([+-]?[0-9]+)$', 1) AS BIGINT)"
+    digits = f"replace({m}, '.', '')"
+    fraction = f"(CASE WHEN strpos({m}, '.') = 0 THEN 0 ELSE length({m}) - strpos({m}, '.') END)"
+    zeros = f"(length({digits}) - length(rtrim({digits}, '0')))"
+    scientific = f"(rtrim({digits}, '0') = '' OR {fraction} - {e} - {zeros} <= {scale})"
+    return f"(CASE WHEN strpos(lower({v}), 'e') = 0 THEN {plain} ELSE {scientific} END)"
+
+
+def _text_conditions(column: Column, v: str, x: str) -> list[tuple[str, str]]:
+    """The conditions a non-null text value ``v`` (typed as ``x``) must meet to be read as Spark reads it."""
+    kind = column.duckdb_type
+    if kind in _INTEGER_TYPES:
+        # The common case first (DuckDB's own text of the value); then what Java's parseInt takes.
+        return [("type", f"(CASE WHEN CAST({x} AS VARCHAR) = {v} THEN true "
+                         f"ELSE {x} IS NOT NULL AND regexp_full_match({v}, '[+-]?[0-9]+') END)")]
+    if kind.startswith("DECIMAL"):
+        scale = int(kind[kind.index(",") + 1:-1])
+        return [("type", f"(CASE WHEN CAST({x} AS VARCHAR) = {v} THEN true ELSE {x} IS NOT NULL AND "
+                         f"regexp_full_match({v}, '{_NUMBER}') AND {_decimal_exact(v, scale)} END)")]
+    if kind == "FLOAT":
+        specials = ", ".join(_literal(s) for s in _FLOAT_SPECIALS)
+        # Overflow to an infinity, or a non-zero number that underflows to 0, would change the value.
+        return [("type", f"({x} IS NOT NULL AND ({v} IN ({specials}) OR (regexp_full_match({v}, "
+                         f"'[ \\t]*{_NUMBER}[ \\t]*') AND isfinite({x}) AND "
+                         f"({x} <> 0 OR NOT regexp_matches({v}, '^[^eE]*[1-9]')))))")]
+    if kind == "BOOLEAN":
+        return [("type", f"lower({v}) IN ('true', 'false')")]
+    if kind == "DATE":
+        return [("type", f"({x} IS NOT NULL AND regexp_full_match({v}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}'))")]
+    if kind == "TIMESTAMP":
+        return [("type", f"({x} IS NOT NULL AND regexp_full_match({v}, "
+                         "'[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{1,6}'))")]
+    return []  # VARCHAR: see _checks
+
+
+def _text_cast(column: Column, v: str) -> str:
+    kind = column.duckdb_type
+    if kind == "VARCHAR":
+        return v
+    if kind == "TIMESTAMP":
+        return f"try_strptime({v}, '{CSV_TIMESTAMP_FORMAT}')"
+    return f"TRY_CAST({v} AS {kind})"
+
+
+def _lossless(column: Column, source: str, v: str) -> tuple[str, list[tuple[str, str]]]:
+    """(typed value, conditions) of a Parquet value of DuckDB type ``source`` cast to the column's type."""
+    target = column.duckdb_type
+    if source.upper() == target.upper():
+        return v, []
+    if source == "VARCHAR":
+        x = _text_cast(column, v)
+        return x, _text_conditions(column, v, x)
+    if target == "VARCHAR":
+        return f"CAST({v} AS VARCHAR)", []
+    if source == "TIMESTAMP WITH TIME ZONE" and target == "TIMESTAMP":
+        return f"timezone('UTC', {v})", []  # Spark's session time zone is UTC (localroom/spark.py)
+    x = f"TRY_CAST({v} AS {target})"
+    if target == "FLOAT" and source == "DOUBLE":  # a float keeps fewer digits: only a change of kind is a loss
+        return x, [("lossy", f"({x} IS NOT NULL AND isnan({x}) = isnan({v}) AND isinf({x}) = isinf({v}) "
+                             f"AND ({x} = 0) = ({v} = 0))")]
+    return x, [("lossy", f"({x} IS NOT NULL AND CAST({x} AS {source}) = {v})")]
+
+
+def _checks(dataset: Dataset, sources: dict[str, str] | None) -> list[_Check]:
+    """Each column's check: from text (CSV, ``sources`` None) or from the Parquet file's DuckDB types."""
+    checks = []
+    for index, column in enumerate(dataset.columns):
+        v, x = f"__v{index}", f"__x{index}"
+        if sources is None:
+            typed, conditions = _text_cast(column, v), _text_conditions(column, v, x)
+        else:
+            typed, conditions = _lossless(column, sources[column.name], v)
+        domain = domain_values(column)
+        if column.duckdb_type == "VARCHAR":
+            if sources is None and (domain is None or any("\n" in d or "\r" in d for d in domain if d)):
+                # Spark's CSV reader (multiLine off, as Glue's CSV tables) ends the row at a line break.
+                conditions.append(("newline", f"(strpos({x}, chr(10)) = 0 AND strpos({x}, chr(13)) = 0)"))
+            conditions.append(("length", f"length({x}) <= {column.max_length}"))
+        implied = set()  # declared values are never longer than the type (SchemaColumn): IN implies the length
+        if column.duckdb_type == "VARCHAR" and domain is not None and any(d is not None for d in domain):
+            implied.add("length")
+        if domain is not None and any(d is not None for d in domain):
+            if column.duckdb_type == "VARCHAR":
+                members = ", ".join(_literal(d) for d in domain if d is not None)
+            else:
+                members = ", ".join(f"CAST({_literal(str(d).lower() if isinstance(d, bool) else repr(d))} AS "
+                                    f"{column.duckdb_type})" for d in domain if d is not None)
+            conditions.append(("values", f"{x} IN ({members})"))
+        on_null = ("empty" if column.role in IDENTIFIER_ROLES else
+                   "null" if domain is not None and None not in domain else None)
+        # DuckDB's CSV reader reads an empty field, quoted or not, as null: '' only comes from Parquet.
+        empty_text = column.role in IDENTIFIER_ROLES and column.duckdb_type == "VARCHAR" and sources is not None
+        checks.append(_Check(index, column, v, typed, tuple(conditions), on_null, empty_text,
+                             tuple(sql for kind, sql in conditions if kind not in implied)))
+    return checks
+
+
+def _strict_select(checks: list[_Check], source: str) -> str:
+    """SELECT of the typed columns from ``source`` (raw columns __v<i>); error() at the first bad value."""
+    inner = ", ".join(f"{c.raw}, {c.typed} AS __x{c.index}" for c in checks)
+    outer = []
+    for c in checks:
+        fail = f"error({_literal('bad value in column ' + c.column.name)})"
+        x = f"__x{c.index}"
+        passes = [*c.fast, *([f"{x} <> ''"] if c.empty_text else [])]
+        # No condition holds for a null (each is null or false then): a null passes only where allowed,
+        # and the common case, a valid value, costs one test.
+        if not passes:
+            value = x if c.on_null is None else f"CASE WHEN {c.raw} IS NOT NULL THEN {x} ELSE {fail} END"
+        else:
+            allowed = f" WHEN {c.raw} IS NULL THEN NULL" if c.on_null is None else ""
+            value = f"CASE WHEN {' AND '.join(passes)} THEN {x}{allowed} ELSE {fail} END"
+        outer.append(f"{value} AS {_quote(c.column.name)}")
+    return f"SELECT {', '.join(outer)} FROM (SELECT {inner} FROM {source})"
+
+
+def _csv_reader(path: Path, dataset: Dataset, rejects: bool) -> str:
+    columns = ", ".join(f"{_quote(c.name)}: 'VARCHAR'" for c in dataset.columns)
+    store = (", store_rejects = true, rejects_table = '__rejects', rejects_scan = '__reject_scans'"
+             if rejects else "")
+    renamed = ", ".join(f"{_quote(c.name)} AS __v{i}" for i, c in enumerate(dataset.columns))
+    return (f"(SELECT {renamed} FROM read_csv({_literal(str(path))}, header = true, auto_detect = false, "
+            f"delim = ',', quote = '\"', escape = '\"', columns = {{{columns}}}{store}))")
+
+
+def load_into(con, dataset: Dataset, table: str, max_errors: int = 5, catalog: str | None = None) -> int:
     """Read the dataset's file into DuckDB table ``table`` with its declared types.
 
-    DuckDB's own readers do the work (no Python loop over rows, so any size
-    works); a CSV value that does not parse as its declared type, a line with
-    too few or too many fields, an empty identifier, a header or Parquet
-    column list that differs from the schema are all refused, up to
-    ``max_errors`` problems in one message.
+    DuckDB does the work (no Python loop over rows, so any size works): every
+    value must be one Spark's reader reads as the same value DuckDB does, with
+    nothing rounded or cut (see the table in docs/local-clean-room.md); a line
+    with too few or too many fields, an empty identifier, a value outside the
+    column's declared ``values``, a header or Parquet column list that differs
+    from the schema are refused too, up to ``max_errors`` problems in one
+    message naming the file, line (CSV) or row (Parquet), column and value.
+    ``catalog`` names an attached database to create the table in (localroom/cache.py).
     """
     path = dataset.data_path
+    target = f"{_quote(catalog)}.{_quote(table)}" if catalog else _quote(table)
     if not path.is_file():
         raise ConfigError("dataset", f"{path}: data file named by {dataset.directory / 'schema.yaml'} does not exist")
     names = dataset.column_names
-    columns = ", ".join(f"{_quote(c.name)}: '{c.duckdb_type}'" for c in dataset.columns)
     if dataset.format == "csv":
         header = _csv_header(path)
         if header != names:
             raise ConfigError("dataset", f"{path}: header {header} does not match the declared "
                               f"columns {names} in schema.yaml")
-        _run(con, f"CREATE OR REPLACE TABLE {_quote(table)} AS SELECT * FROM read_csv(?, header = true, "
-                    f"auto_detect = false, delim = ',', quote = '\"', escape = '\"', columns = {{{columns}}}, "
-                    f"timestampformat = '{CSV_TIMESTAMP_FORMAT}', "
-                    "store_rejects = true, rejects_table = '__rejects', rejects_scan = '__reject_scans')",
-             [str(path)])
-        errors = [_reject_message(row, dataset) for row in _run(
-            con, "SELECT line, column_name, error_type, csv_line FROM __rejects ORDER BY line LIMIT ?", [max_errors])]
-        _run(con, "DROP TABLE IF EXISTS __rejects")
-        _run(con, "DROP TABLE IF EXISTS __reject_scans")
+        checks = _checks(dataset, None)
+        source = _csv_reader(path, dataset, rejects=True)
     else:
         found = [r[0] for r in _run(con, "SELECT name FROM parquet_schema(?) WHERE num_children IS NULL",
                                     [str(path)])]
         if found != names:
             raise ConfigError("dataset", f"{path}: Parquet columns {found} do not match the declared "
                               f"columns {names} in schema.yaml")
-        casts = ", ".join(f"CAST({_quote(c.name)} AS {c.duckdb_type}) AS {_quote(c.name)}"
-                          for c in dataset.columns)
-        try:
-            _run(con, f"CREATE OR REPLACE TABLE {_quote(table)} AS SELECT {casts} FROM read_parquet(?)", [str(path)])
-        except Exception as exc:  # duckdb.ConversionException and friends: one line, no traceback
-            raise ConfigError("dataset", f"{path}: a Parquet column does not convert to its declared type: "
-                              f"{str(exc).splitlines()[0]}") from None
-        errors = []
-    for column in dataset.columns:  # varchar(n)/char(n): Spark would cut a longer value short
-        if column.max_length is None or len(errors) >= max_errors:
-            continue
-        first = _run(con, f"SELECT min(rowid) FROM {_quote(table)} WHERE length({_quote(column.name)}) > ?",
-                     [column.max_length])[0][0]
-        if first is not None:
-            row = f"line {first + 2}" if dataset.format == "csv" else f"row {first + 1}"
-            errors.append(f"{row}: column '{column.name}' is longer than its type {column.type}")
-    identifiers = [c.name for c in dataset.columns if c.role in IDENTIFIER_ROLES]
-    for name in identifiers:
-        if len(errors) >= max_errors:
-            break
-        blank = f" OR {_quote(name)} = ''" if dataset.column(name).duckdb_type == "VARCHAR" else ""
-        empty = _run(con, f"SELECT count(*) FROM {_quote(table)} WHERE {_quote(name)} IS NULL{blank}")[0][0]
-        if empty:
-            role = dataset.column(name).role
-            errors.append(f"column '{name}' ({role}) is empty in {empty} row{'s' if empty != 1 else ''}")
-    if errors:
+        types = {r[0]: r[1] for r in _run(con, "DESCRIBE SELECT * FROM read_parquet(?)", [str(path)])}
+        checks = _checks(dataset, types)
+        renamed = ", ".join(f"{_quote(c.name)} AS __v{i}" for i, c in enumerate(dataset.columns))
+        source = f"(SELECT {renamed} FROM read_parquet({_literal(str(path))}))"
+    failure = None
+    try:
+        rows = _run(con, f"CREATE OR REPLACE TABLE {target} AS {_strict_select(checks, source)}")[0][0]
+        rejected = dataset.format == "csv" and _run(con, "SELECT count(*) FROM __rejects")[0][0] > 0
+    except _duckdb_error() as exc:
+        failure, rejected = _first_line(exc), False
+    finally:
+        if dataset.format == "csv":
+            _run(con, "DROP TABLE IF EXISTS __rejects")
+            _run(con, "DROP TABLE IF EXISTS __reject_scans")
+    if failure is not None or rejected:
+        with contextlib.suppress(_duckdb_error()):
+            _run(con, f"DROP TABLE IF EXISTS {target}")
+        errors = _diagnose(con, dataset, checks, max_errors)
+        if not errors:  # no value is wrong: the disk, say; what DuckDB said
+            raise DataUnreadable("dataset", f"{path} could not be read: {failure}")
         raise ConfigError("dataset", f"{path} does not match its schema: " + "; ".join(errors[:max_errors]))
-    rows = _run(con, f"SELECT count(*) FROM {_quote(table)}")[0][0]
     if rows == 0:
         raise ConfigError("dataset", f"{path} has a header but no rows" if dataset.format == "csv"
                           else f"{path} has no rows")
     return rows
+
+
+class DataUnreadable(ConfigError):
+    """The data file (or the database written to) could not be read or written, though no value is wrong."""
+
+
+def _duckdb_error():
+    import duckdb  # not at import time: the Pulumi program imports this module without needing DuckDB
+
+    return duckdb.Error
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _diagnose(con, dataset: Dataset, checks: list[_Check], max_errors: int) -> list[str]:
+    """The file's first ``max_errors`` problems, each naming its line (or row), column and value.
+
+    Only run when the strict read failed: the file is read again into a temporary
+    table of its raw values, and the same conditions are evaluated per value.
+    """
+    path, csv_file = dataset.data_path, dataset.format == "csv"
+    try:
+        if csv_file:
+            _run(con, f"CREATE OR REPLACE TEMP TABLE __raw AS SELECT * FROM {_csv_reader(path, dataset, True)}")
+            rejects = _run(con, "SELECT line, column_name, error_type, csv_line FROM __rejects ORDER BY line LIMIT ?",
+                           [max_errors])
+            rejected = [r[0] for r in _run(con, "SELECT line FROM __rejects ORDER BY line")]
+            row = "rowid"
+        else:
+            renamed = ", ".join(f"{_quote(c.name)} AS __v{i}" for i, c in enumerate(dataset.columns))
+            _run(con, f"CREATE OR REPLACE TEMP TABLE __raw AS SELECT {renamed}, file_row_number AS __row "
+                      f"FROM read_parquet(?, file_row_number = true)", [str(path)])
+            rejects, rejected, row = [], [], "__row"
+        problems = []
+        for c in checks:
+            kinds = [f"WHEN NOT coalesce({sql}, false) THEN {_literal(kind)}" for kind, sql in c.conditions]
+            if c.on_null == "null":
+                kinds.insert(0, f"WHEN {c.raw} IS NULL THEN 'null'")
+            if not kinds:
+                continue
+            problems.append(f"SELECT __r, {c.index} AS __col, CAST({c.raw} AS VARCHAR) AS __text, "
+                            f"CAST(__x{c.index} AS VARCHAR) AS __value, CASE WHEN {c.raw} IS NULL AND "
+                            f"{_literal(c.on_null or '')} <> 'null' THEN NULL {' '.join(kinds)} END AS __kind "
+                            f"FROM (SELECT {row} AS __r, *, {c.typed} AS __x{c.index} FROM __raw)")
+        found = _run(con, f"SELECT * FROM ({' UNION ALL '.join(problems)}) WHERE __kind IS NOT NULL "
+                          f"ORDER BY __r, __col LIMIT ?", [max_errors]) if problems else []
+        where = _csv_lines(con, path, checks, [r[0] for r in found], rejected) if csv_file else {}
+        errors = [(r[0], _reject_message(r, dataset)) for r in rejects]
+        for number, index, text, value, kind in found:
+            line = where[number] if csv_file else number + 1
+            label = f"line {line}" if csv_file else f"row {line}"
+            errors.append((line, _problem(label, checks[index], text, value, kind, csv_file)))
+        errors = [message for _, message in sorted(errors, key=lambda e: e[0])]
+        for c in checks:
+            if c.on_null == "empty" and len(errors) < max_errors:
+                blank = f" OR {c.raw} = ''" if c.empty_text else ""
+                empty = _run(con, f"SELECT count(*) FROM __raw WHERE {c.raw} IS NULL{blank}")[0][0]
+                if empty:
+                    errors.append(f"column '{c.column.name}' ({c.column.role}) is empty in {empty} "
+                                  f"row{'s' if empty != 1 else ''}")
+        return errors[:max_errors]
+    finally:
+        for name in ("__raw", "__rejects", "__reject_scans"):
+            _run(con, f"DROP TABLE IF EXISTS {name}")
+
+
+def _csv_lines(con, path: Path, checks: list[_Check], rowids: list[int], rejected: list[int]) -> dict[int, int]:
+    """The line of the file each accepted row (its position among them) starts on.
+
+    Row r starts on line r + 2 (the header is line 1), moved down by the line breaks
+    inside quoted fields of the rows before it, by blank lines (which both readers
+    skip) and by the rejected rows before it (DuckDB's reject table gives their lines).
+    """
+    if not rowids:
+        return {}
+    breaks = " + ".join(f"coalesce(length({c.raw}) - length(replace({c.raw}, chr(10), '')), 0)" for c in checks)
+    inner = _run(con, f"SELECT rowid, {breaks} FROM __raw WHERE {breaks} > 0 AND rowid < ?", [max(rowids)])
+    blank = _run(con, "SELECT list(i) FROM (SELECT unnest(lines) AS text, generate_subscripts(lines, 1) AS i "
+                      "FROM (SELECT string_split(content, chr(10)) AS lines FROM read_text(?) "
+                      "WHERE contains(content, chr(10) || chr(10)) OR contains(content, chr(10) || chr(13) || chr(10))"
+                      ")) WHERE text = '' OR text = chr(13)", [str(path)])
+    skipped = sorted([*((blank[0][0] or []) if blank else []), *rejected])
+    lines = {}
+    for r in rowids:
+        start = r + 2 + sum(n for i, n in inner if i < r)
+        line = start
+        while True:
+            moved = start + sum(1 for s in skipped if s <= line)
+            if moved == line:
+                break
+            line = moved
+        lines[r] = line
+    return lines
+
+
+def _problem(where: str, check: _Check, text: str | None, value: str | None, kind: str, csv_file: bool) -> str:
+    """One problem's message (kinds from _checks)."""
+    column = check.column
+    name = column.name
+    if kind == "null":
+        return f"{where}: column '{name}' is empty, and its declared values do not include null"
+    if kind == "length":
+        return f"{where}: column '{name}' is longer than its type {column.type}"
+    if kind == "newline":
+        return (f"{where}: column '{name}' value {text!r} holds a line break (Spark's CSV reader, like Glue's, "
+                "ends the row there)")
+    if kind == "values":
+        declared = [d for d in domain_values(column) if d is not None]
+        shown = ", ".join(repr(d) for d in declared[:8]) + (", ..." if len(declared) > 8 else "")
+        return f"{where}: column '{name}' value {text!r} is not one of its declared values ({shown})"
+    if kind == "lossy":
+        became = "is out of its range" if value is None else f"would become {value}"
+        return f"{where}: column '{name}' value {text} is not a valid {column.type} (it {became})"
+    return f"{where}: column '{name}' value {text!r} is not a valid {column.type} ({_expected(column)})"
+
+
+def _expected(column: Column) -> str:
+    """What a valid text value of the column looks like (Spark's CSV reader takes it, DuckDB reads it unchanged)."""
+    kind = column.duckdb_type
+    if kind in _INTEGER_TYPES:
+        low, high = numeric_range(column.type)
+        return f"digits with an optional sign, {int(low)} to {int(high)}"
+    if kind.startswith("DECIMAL"):
+        precision, scale = (int(n) for n in kind[len("DECIMAL("):-1].split(","))
+        return (f"a number with at most {precision - scale} digits before the point and {scale} after it; "
+                "more would be rounded")
+    if kind == "FLOAT":
+        return "a number such as 1.5 or -2e3 within +-3.4e38, or NaN, Inf, -Inf"
+    if kind == "BOOLEAN":
+        return "true or false"
+    if kind == "DATE":
+        return "yyyy-MM-dd, a date that exists"
+    if kind == "TIMESTAMP":
+        return "yyyy-MM-dd HH:mm:ss.SSSSSS with 1 to 6 digits after the point"
+    return kind
 
 
 def _run(con, sql: str, params: list | None = None) -> list[tuple]:
