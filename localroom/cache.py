@@ -2,11 +2,12 @@
 
 A run loads each table with model.datasets.load_into (DuckDB reads the file,
 every value checked as strictly as Spark's reader). With a cache folder (the
-run's state folder's cache/, .localroom/cache/ by default), a background thread
-then writes the table into a DuckDB database file of its own there while the run
-goes on, and a later run over the same file with the same schema attaches that
-file read-only (a view named by the alias) instead of reading and checking the
-data again.
+run's state folder's cache/, .localroom/cache/ by default), the table is loaded
+straight into a DuckDB database file of its own there (uncompressed, which costs
+about what loading into memory costs), the data file hashed meanwhile, and the
+file renamed into an entry; this run and any later one over the same file with
+the same schema attach it read-only (a view named by the alias) instead of
+reading and checking the data again.
 
     <cache>/<key>.duckdb   one entry: table ``t``, the dataset's table as load_into made it. ``key`` is the
                            SHA-256 of the data file's content, the schema (columns, types, roles, values,
@@ -57,20 +58,18 @@ STALE_TMP_SECONDS = 3600
 FILES = "files.json"
 MAX_FILES = 256  # stats remembered
 _LOADER_SOURCE: str | None = None
-_LOCK = threading.Lock()
-_PENDING: list[threading.Thread] = []
 
 
 def load_tables(con, tables: dict[str, Dataset], cache_dir: Path | None,
-                max_bytes: int = MAX_BYTES) -> dict[str, int]:
+                max_bytes: int = MAX_BYTES, keys: dict | None = None) -> dict[str, int]:
     """Each dataset as a table (or a view of its entry) named by its alias on ``con``; the rows per alias.
 
     Without ``cache_dir`` every file is read by load_into. With it, an unchanged file is
-    attached from its entry, read-only; any other is read by load_into into memory, and
-    written to a new entry by a background thread while the run goes on (the process waits
-    for it before it exits; ``wait()`` waits for it here). A bad file raises ConfigError as
-    load_into does and leaves no entry. A cache that cannot be written (a read-only or full
-    disk) only costs the time: the tables are loaded anyway.
+    attached from its entry, read-only; any other is read by load_into into a new entry
+    (``_load_entry``), then attached. A bad file raises ConfigError as load_into does and
+    leaves no entry. A cache that cannot be written (a read-only or full disk) only costs
+    the time: the tables are loaded anyway. ``keys`` receives each alias's entry key, or
+    None for a table that is not cached (a file changed moments ago).
     """
     if cache_dir is None:
         return {alias: load_into(con, dataset, alias) for alias, dataset in tables.items()}
@@ -80,36 +79,96 @@ def load_tables(con, tables: dict[str, Dataset], cache_dir: Path | None,
     except OSError:
         return {alias: load_into(con, dataset, alias) for alias, dataset in tables.items()}
     files = _Files(cache_dir)
-    rows, used, todo = {}, set(), []
+    rows, used = {}, set()
     for alias, dataset in tables.items():
         found, key, pending = _lookup(con, alias, dataset, cache_dir, files)
-        if found is not None:
-            rows[alias] = found
+        if found is None and pending is not None:
+            found, key = _load_entry(con, pending, cache_dir, files)  # ConfigError: nothing is kept
+        if found is None:
+            found = load_into(con, dataset, alias)  # not cacheable (changed moments ago): in memory only
+        rows[alias] = found
+        if key is not None:
             used.add(key)
-            continue
-        rows[alias] = load_into(con, dataset, alias)  # ConfigError: nothing is written for this load
-        if pending is not None:
-            todo.append(pending)
+        if keys is not None:
+            keys[alias] = key
     files.save()
-    if todo:
-        writer = threading.Thread(target=_write_entries, name="localroom-cache",
-                                  args=(con.cursor(), todo, cache_dir, files, used, max_bytes))
-        with _LOCK:
-            _PENDING.append(writer)
-        writer.start()
-    else:
-        _evict(cache_dir, used, max_bytes)
+    _evict(cache_dir, used, max_bytes)
     return rows
 
 
+def _load_entry(con, pending: "_Pending", cache_dir: Path, files: "_Files") -> tuple[int | None, str | None]:
+    """Load the file straight into a new entry, then attach it as the alias: (rows, key).
+
+    The table is written by load_into into a temporary database file (uncompressed: DuckDB's
+    compression costs about as much CPU as the load), while another thread hashes the data file
+    (hashlib releases the GIL); once both are done and the file's stat is unchanged, the file is
+    renamed to <key>.duckdb. A file that changed meanwhile, or a hash that cannot be taken, leaves
+    the table in memory for this run and no entry. Anything that stops the load removes the
+    temporary file: a later run never sees half an entry.
+    """
+    tmp = cache_dir / f".tmp-{uuid.uuid4().hex}.duckdb"
+    name = f"__cache_load_{uuid.uuid4().hex[:12]}"
+    path = pending.dataset.data_path
+    digest: dict[str, object] = {}
+
+    def hash_file() -> None:
+        try:
+            digest["content"] = pending.content or _sha256(path)
+        except OSError as exc:
+            digest["error"] = exc
+
+    hasher = threading.Thread(target=hash_file, name="localroom-cache-hash")
+    previous = con.execute("SELECT current_setting('force_compression')").fetchall()[0][0]
+    attached = False
+    try:
+        con.execute(f"ATTACH {_literal(str(tmp))} AS {_quote(name)}")
+        attached = True
+        con.execute("SET force_compression = 'uncompressed'")
+        hasher.start()
+        rows = load_into(con, pending.dataset, "t", catalog=name)
+        hasher.join()
+        con.execute(f"DETACH {_quote(name)}")  # checkpoints: the file is complete and closed
+        attached = False
+        content = digest.get("content")
+        if not isinstance(content, str) or _stat(path) != pending.before:
+            _into_memory(con, pending.alias, tmp)
+            return rows, None
+        key = entry_key(pending.dataset, content)
+        entry = cache_dir / f"{key}.duckdb"
+        os.replace(tmp, entry)
+        files.put(path, pending.before, content)
+        pending.key = key
+        return _attach(con, pending.alias, entry), key
+    except (duckdb.Error, OSError):  # a cache that cannot be written (a full or read-only disk): load in memory
+        if hasher.is_alive():
+            hasher.join()
+        return None, None
+    except BaseException:
+        if hasher.is_alive():
+            hasher.join()
+        raise
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"SET force_compression = {_literal(previous)}")
+        if attached:
+            with contextlib.suppress(duckdb.Error):
+                con.execute(f"DETACH {_quote(name)}")
+        _remove(tmp)  # renamed when it became an entry; otherwise no later run may find it
+
+
+def _into_memory(con, alias: str, tmp: Path) -> None:
+    """Table ``alias`` in memory from the temporary entry ``tmp`` (which is then removed)."""
+    name = f"__cache_copy_{uuid.uuid4().hex[:12]}"
+    con.execute(f"ATTACH {_literal(str(tmp))} AS {_quote(name)} (READ_ONLY)")
+    try:
+        _drop(con, alias)
+        con.execute(f"CREATE TABLE {_quote(alias)} AS SELECT * FROM {_quote(name)}.t")
+    finally:
+        con.execute(f"DETACH {_quote(name)}")
+
+
 def wait() -> None:
-    """Wait for the entries being written in the background (the interpreter does so before it exits)."""
-    while True:
-        with _LOCK:
-            if not _PENDING:
-                return
-            writer = _PENDING.pop()
-        writer.join()
+    """Entries are complete when load_tables returns (kept for callers that waited for a background writer)."""
 
 
 @dataclass
@@ -121,6 +180,7 @@ class _Pending:
     before: tuple  # the file's stat before it was read
     started: int  # time.time_ns() then
     content: str | None  # its SHA-256, when known already
+    key: str | None = None  # the entry's key, once written
 
 
 def entry_key(dataset: Dataset, content: str) -> str:
@@ -177,61 +237,6 @@ def _settled(stat: tuple, started: int) -> bool:
     return max(stat[1], stat[2]) <= started - RACY_SECONDS * 1e9
 
 
-def _write_entries(cursor, todo: list[_Pending], cache_dir: Path, files: "_Files", used: set[str],
-                   max_bytes: int) -> None:
-    """The background thread: each loaded table into <key>.duckdb, then the folder bounded."""
-    try:
-        for pending in todo:
-            _write_entry(cursor, pending, cache_dir, files, used)
-        _evict(cache_dir, used, max_bytes)
-    except Exception:  # the cache is an optimisation: a failure to write it never fails a run
-        pass
-    finally:
-        with contextlib.suppress(duckdb.Error):
-            cursor.close()
-
-
-def _write_entry(cursor, pending: _Pending, cache_dir: Path, files: "_Files", used: set[str]) -> None:
-    tmp = cache_dir / f".tmp-{uuid.uuid4().hex}.duckdb"
-    path = pending.dataset.data_path
-    try:
-        if not _write_table(cursor, pending.alias, tmp):
-            return
-        content = pending.content or _sha256(path)  # the file as the table was read from it, unless ...
-        if _stat(path) != pending.before:  # ... it changed since (a change moves its ctime): not kept
-            return
-        key = entry_key(pending.dataset, content)
-        os.replace(tmp, cache_dir / f"{key}.duckdb")
-        used.add(key)
-        with _LOCK:
-            files.put(path, pending.before, content)
-            files.save()
-    except (OSError, duckdb.Error):
-        pass
-    finally:
-        _remove(tmp)  # gone once renamed; otherwise nothing may find it
-
-
-def _write_table(cursor, alias: str, tmp: Path) -> bool:
-    """Table ``alias`` of the in-memory database into a new database file ``tmp`` as table ``t``, complete."""
-    name = f"__cache_w_{uuid.uuid4().hex[:12]}"
-    previous = cursor.execute("SELECT current_setting('force_compression')").fetchall()[0][0]
-    cursor.execute(f"ATTACH {_literal(str(tmp))} AS {name}")
-    attached = True
-    try:
-        cursor.execute("SET force_compression = 'uncompressed'")
-        cursor.execute(f"CREATE TABLE {name}.t AS SELECT * FROM {_quote(alias)}")
-        cursor.execute(f"DETACH {name}")  # checkpoints: the file is complete and closed
-        attached = False
-        return True
-    finally:
-        with contextlib.suppress(duckdb.Error):
-            cursor.execute(f"SET force_compression = {_literal(previous)}")
-        if attached:
-            with contextlib.suppress(duckdb.Error):
-                cursor.execute(f"DETACH {name}")
-
-
 def _attach(con, alias: str, entry: Path) -> int | None:
     """View ``alias`` over table t of the entry file; its rows, or None (no entry, or an unreadable one)."""
     if not entry.is_file():
@@ -264,7 +269,8 @@ def _evict(cache_dir: Path, keep: set[str], max_bytes: int) -> None:
     """Remove stale temporary files, then the least recently used entries beyond ``max_bytes``."""
     now = time.time()
     entries = []
-    for path in cache_dir.iterdir():
+    derived = cache_dir / "derived"
+    for path in [*cache_dir.iterdir(), *(derived.iterdir() if derived.is_dir() else ())]:
         try:
             info = path.stat()
         except OSError:
@@ -272,7 +278,7 @@ def _evict(cache_dir: Path, keep: set[str], max_bytes: int) -> None:
         if path.name.startswith(".tmp-"):
             if now - info.st_mtime > STALE_TMP_SECONDS:
                 _remove(path)
-        elif path.suffix == ".duckdb":
+        elif path.suffix in (".duckdb", ".arrow"):
             entries.append((info.st_mtime, info.st_size, path))
     total = sum(size for _, size, _ in entries)
     for _, size, path in sorted(entries):
@@ -346,3 +352,79 @@ def _quote(name: str) -> str:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+# --------------------------------------------------------------------------
+# Derived results: what a query computes from the tables alone, beside their entries
+
+
+class Derived:
+    """Results that depend only on the tables' contents (a column's most rows per key, a plan's exact phase-1
+    parts), kept in <cache>/derived/<key>.arrow and keyed by the tables' entry keys, the SQL and its parameters.
+
+    A run over unchanged data then reads them instead of computing them; the noise a DP run adds to the parts
+    is drawn afresh every run, so nothing released repeats. The files hold exact aggregates of the data, as
+    sensitive as the data files beside the project (the cache lives with them, on this machine). Results
+    computed on tables whose entries are still being written are kept in memory and written by ``flush``
+    once those entries exist. Written atomically; bounded with the entries (``_evict`` counts them too).
+    """
+
+    def __init__(self, cache_dir: Path):
+        self.dir = Path(cache_dir) / "derived"
+        self.later: list[tuple[str, dict, list, object]] = []
+
+    @staticmethod
+    def key(kind: str, text: str, params: dict, entries: list[str]) -> str:
+        described = json.dumps({"kind": kind, "text": text, "params": params, "entries": entries,
+                                "version": LOADER_VERSION}, sort_keys=True, default=repr)
+        return hashlib.sha256(described.encode()).hexdigest()
+
+    def get(self, kind: str, text: str, params: dict, keys: list):
+        """The stored result, or None (absent, or a table not cached yet)."""
+        if not keys or not all(isinstance(k, str) for k in keys):
+            return None
+        path = self.dir / f"{self.key(kind, text, params, keys)}.arrow"
+        try:
+            import pyarrow.ipc as ipc
+
+            with ipc.open_file(str(path)) as reader:
+                table = reader.read_all()
+        except (OSError, ValueError, Exception):  # absent or damaged: compute it
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used
+        return table
+
+    def put(self, kind: str, text: str, params: dict, keys: list, table) -> None:
+        """Store ``table`` now if every table's entry exists, else once ``flush`` finds them written."""
+        if not keys or any(k is None for k in keys):
+            return
+        if all(isinstance(k, str) for k in keys):
+            self._write(self.key(kind, text, params, keys), table)
+        else:
+            self.later.append((kind, text, params, keys, table))
+
+    def flush(self) -> None:
+        """After the background writers: store what waited for their entries' keys."""
+        if not self.later:
+            return
+        wait()
+        for kind, text, params, keys, table in self.later:
+            resolved = [k if isinstance(k, str) else getattr(k, "key", None) for k in keys]
+            if all(isinstance(k, str) for k in resolved):
+                self._write(self.key(kind, text, params, resolved), table)
+        self.later = []
+
+    def _write(self, key: str, table) -> None:
+        import pyarrow.ipc as ipc
+
+        tmp = self.dir / f".tmp-{uuid.uuid4().hex}.arrow"
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with ipc.new_file(str(tmp), table.schema) as writer:
+                writer.write_table(table)
+            os.replace(tmp, self.dir / f"{key}.arrow")
+        except (OSError, ValueError):
+            pass  # an optimisation: a cache that cannot be written only costs the time
+        finally:
+            _remove(tmp)

@@ -115,15 +115,38 @@ class DuckDB:
     def __init__(self, cache_dir=None):
         self.con = duckdb.connect()
         self.cache_dir = cache_dir  # localroom/cache.py: typed tables kept between runs; None reads every time
+        self.entries: dict[str, object] = {}  # alias -> its cache entry's key (or pending write)
+        self.derived = None
 
     def load(self, tables: dict[str, Dataset]) -> dict[str, int]:
         """Each dataset as a table (or a view of a cached one) named by its alias; the row counts.
 
         A file that does not match its schema raises ConfigError naming file and line (model.datasets.load_into).
         """
-        from localroom.cache import load_tables
+        from localroom.cache import Derived, load_tables
 
-        return load_tables(self.con, tables, self.cache_dir)
+        if self.cache_dir is not None and self.derived is None:
+            self.derived = Derived(self.cache_dir)
+        return load_tables(self.con, tables, self.cache_dir, keys=self.entries)
+
+    def cached(self, kind: str, sql: str, params: dict[str, Any], aliases, compute) -> pa.Table:
+        """``compute()``'s table, or the one stored for the same SQL, parameters and table contents
+        (localroom/cache.Derived): what depends on the data alone is computed once per data."""
+        if self.derived is None:
+            return compute()
+        keys = [self.entries.get(a) for a in sorted(aliases)]
+        used = used_params(sql, self.dialect, params) if params else {}
+        found = self.derived.get(kind, sql, used, keys)
+        if found is not None:
+            return found
+        table = compute()
+        self.derived.put(kind, sql, used, keys, table)
+        return table
+
+    def flush(self) -> None:
+        """Store what waited for its tables' cache entries (the end of a run)."""
+        if self.derived is not None:
+            self.derived.flush()
 
     def rows_per_key(self, table: str, column: str) -> int:
         """The most rows any one value of ``table.column`` has."""
@@ -182,8 +205,20 @@ class LocalCleanRoom:
     def rows_per_key(self, table: str, column: str) -> int:
         """The most rows any one value of ``table.column`` has (cached: the room loads each table once)."""
         if (table, column) not in self._rows_per_key:
-            self._rows_per_key[(table, column)] = self.db.rows_per_key(table, column)
+            self._rows_per_key[(table, column)] = int(self.cached(
+                "rows_per_key", f"{table}.{column}", {}, [table],
+                lambda: pa.table({"n": [self.db.rows_per_key(table, column)]})).column("n")[0].as_py())
         return self._rows_per_key[(table, column)]
+
+    def cached(self, kind: str, sql: str, params, aliases, compute) -> pa.Table:
+        """The backend's store of results that depend on the data alone, where it has one (DuckDB's)."""
+        store = getattr(self.db, "cached", None)
+        return store(kind, sql, params, aliases, compute) if store is not None else compute()
+
+    def flush(self) -> None:
+        flush = getattr(self.db, "flush", None)
+        if flush is not None:
+            flush()
 
     def load(self, aliases) -> None:
         todo = {alias: self.collab.tables[alias].dataset for alias in sorted(aliases) if alias not in self.loaded}
@@ -441,7 +476,7 @@ class Plan:
             counts = np.asarray(rows.column(f"__n{k}").to_numpy(zero_copy_only=False))
             keep &= ~reads | (counts >= thresholds[alias][1])
         enforcement.suppressed_rows = int((~keep).sum())
-        rows = rows.filter(pa.array(keep, type=pa.bool_()))
+        rows = _kept(rows, keep)
         final = exp.select(*[exp.alias_(exp.column(f"__c{i}"), name) for i, name in enumerate(outputs)]).from_(
             "__parts")
         for clause in ("order", "limit", "offset"):
@@ -563,7 +598,7 @@ class Plan:
         for k, alias in enumerate(identities or enforcement.thresholds):
             keep &= np.asarray(parts.column(f"__t{k}").to_numpy(zero_copy_only=False)) >= enforcement.thresholds[alias]
         enforcement.suppressed_rows = int((~keep).sum())
-        parts = parts.filter(pa.array(keep))
+        parts = _kept(parts, keep)
         values = {a.node.sql(): exp.column(f"__a{a.index}") for a in aggregates}
         return LocalResult(self._finish(room, select, params, parts, groups, values), enforcement)
 
@@ -762,9 +797,11 @@ class Plan:
             parts_sql = parts_sql.group_by(*[exp.column(f"__g{i}") for i in range(len(private.groups))])
         if select.args.get("with_") is not None:
             parts_sql.set("with_", select.args["with_"].copy())
-        parts = room.db.sql(parts_sql.sql(dialect=self.dialect), params)
+        text = parts_sql.sql(dialect=self.dialect)
+        # Exact parts depend on the data alone: on unchanged data they are read back, and noised afresh below.
+        parts = room.cached("parts", text, params, self.analysis.tables, lambda: room.db.sql(text, params))
         if private.groups:  # engines group in parallel: a fixed order makes seeded noise land on the same rows
-            parts = parts.sort_by([(f"__g{i}", "ascending") for i in range(len(private.groups))])
+            parts = _sorted(parts, [f"__g{i}" for i in range(len(private.groups))])
         # 3. Which groups: the declared keys (absent ones are zeros), or those a DP selection releases.
         if private.keys is not None:
             parts = _on_keys(parts, private.keys, len(private.groups))
@@ -773,7 +810,7 @@ class Plan:
             keys = [_key(row) for row in zip(*(parts.column(f"__g{i}").to_pylist()
                                                 for i in range(len(private.groups))))]
             released = noise.select(dict(zip(keys, counts)), private.selection)
-            parts = parts.filter(pa.array([k in released for k in keys], type=pa.bool_()))
+            parts = _kept(parts, np.array([k in released for k in keys], dtype=bool))
             enforcement.noise.append(Noise("(which groups)", "selection: distinct users", private.selection.scale,
                                            math.sqrt(private.limit), threshold=private.selection.threshold))
         # 4. Noise on every part; thresholds on noisy identity counts.
@@ -788,12 +825,13 @@ class Plan:
             enforcement.noise.append(Noise(f"(threshold: {alias})", "COUNT_DISTINCT", private.threshold_parts[0].sigma,
                                            private.threshold_parts[0].sensitivity))
         enforcement.suppressed_rows = int((~keep).sum())  # decided by noisy counts only
-        parts = parts.filter(pa.array(keep, type=pa.bool_()))
+        parts = _kept(parts, keep)
         for r in private.releases:  # post-processing: each value's error, from noisy parts and scales
             counted = r.kind in ("COUNT", "COUNT_DISTINCT")  # a count's interval is whole numbers
             for name, values in zip(("sd", "lo", "hi"), _error(parts, r)):
                 kind = pa.int64() if counted and name != "sd" else pa.float64()
-                parts = parts.append_column(f"__e{r.index}_{name}", pa.array(values).cast(kind))
+                values = np.rint(values).astype(np.int64) if kind == pa.int64() else np.asarray(values, dtype=float)
+                parts = parts.append_column(f"__e{r.index}_{name}", pa.array(values, type=kind))
         enforcement.usage = Counter(private.usage)
         values = {r.node.sql(): _released(r) for r in private.releases}
         errors = {r.node.sql(): r.index for r in private.releases}
@@ -906,6 +944,21 @@ def _on_keys(parts: pa.Table, keys: list[tuple], width: int) -> pa.Table:
             values = parts.column(field.name).to_pylist()
             columns[field.name] = pa.array([values[t] if t is not None else None for t in take], type=field.type)
     return pa.table(columns)
+
+
+# The parts are one row per group: small. Sorting and filtering them in Python keeps pyarrow.compute (a quarter
+# of a second to import) out of every run.
+def _kept(table: pa.Table, keep) -> pa.Table:
+    """The rows of ``table`` where ``keep`` (a boolean array) is true."""
+    rows = [row for row, kept in zip(table.to_pylist(), np.asarray(keep, dtype=bool)) if kept]
+    return pa.Table.from_pylist(rows, schema=table.schema)
+
+
+def _sorted(table: pa.Table, columns: list[str]) -> pa.Table:
+    """``table`` ordered by ``columns`` ascending, NULLs last (as pyarrow's sort_by orders them)."""
+    rows = table.to_pylist()
+    rows.sort(key=lambda row: tuple((row[c] is None, row[c] if row[c] is not None else 0) for c in columns))
+    return pa.Table.from_pylist(rows, schema=table.schema)
 
 
 def _typed(values: list, kind: pa.DataType) -> pa.Array:

@@ -254,6 +254,7 @@ class LocalApp:
             journal.end(INTERRUPTED)
             raise
         journal.end()
+        room.flush()  # what depends on the data alone, for the next run over it (localroom/cache.Derived)
         order = [t.name for t, _ in jobs]
         outcomes.sort(key=lambda o: order.index(o["template"]))
         if args.all:

@@ -289,3 +289,19 @@ def test_run_local_keeps_the_tables_under_the_state_dir(data, tmp_path, monkeypa
     assert loads.files == ["media_engagement", "retail_purchases"]  # the second run read no data file
     assert len(entries(tmp_path / "s" / "cache")) == 2
     assert outputs[0] == outputs[1]  # the same seed, the same tables: the same results
+
+
+def test_a_cache_folder_that_cannot_take_an_entry_only_costs_the_time(data, tmp_path, monkeypatch):
+    """The entry's file cannot be created (here a folder stands where it would go; a full or read-only disk
+    does the same): the table is loaded in memory, the run goes on, nothing is left behind."""
+    import uuid
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    fixed = uuid.UUID(int=7)
+    monkeypatch.setattr(cache.uuid, "uuid4", lambda: fixed)
+    (folder / f".tmp-{fixed.hex}.duckdb").mkdir()
+    rows, con = load(data, folder)
+    assert rows == {"retail_purchases": 3000, "media_engagement": 2500}
+    assert con.execute("SELECT count(*) FROM retail_purchases").fetchall() == [(3000,)]
+    assert entries(folder) == []
