@@ -100,6 +100,13 @@ def is_local(master: str) -> bool:
     return master.startswith("local")
 
 
+def on_loopback(master: str) -> bool:
+    """spark://HOST:PORT[,...] with every master on loopback (127.x, localhost): its workers run on this machine."""
+    return master.startswith("spark://") and all(
+        address.startswith("127.") or address.rsplit(":", 1)[0] == "localhost"
+        for address in master[len("spark://"):].split(","))
+
+
 def probe(master: str, timeout: float = 5.0) -> None:
     """For spark://HOST:PORT[,HOST:PORT]: SparkStartFailed unless one of the masters accepts a connection.
 
@@ -161,6 +168,8 @@ def session(master: str = DEFAULT_MASTER, extra: dict[str, str] | None = None):
     if is_local(master):
         conf.update({"spark.sql.shuffle.partitions": str(_partitions(master)),
                      "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"})
+    elif on_loopback(master):  # executors on this machine reach the driver on loopback, whatever the hostname is
+        conf.update({"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"})
     for key, value in (extra or {}).items():
         conf[key] = f"{conf[key]} {value}" if key.endswith("extraJavaOptions") and key in conf else value
     builder = SparkSession.builder.master(master)
