@@ -1,7 +1,7 @@
 """`python -m queryrunner job NAME --local`: a PySpark analysis template's script on this machine's Spark.
 
 The tests that run a script share one local SparkSession for the module (the
-fixture of tests/test_localroom_spark.py: local[2], started once) and are few;
+fixture of tests/conftest.py: local[1], started once per worker) and are few;
 the refusals happen before Spark is needed and run without it. Without pyspark
 the Spark tests are skipped, unless REQUIRE_SPARK=1 (CI), where they fail.
 """
@@ -24,7 +24,7 @@ from queryrunner import cli
 from tests.harness import ROOT
 from tests.test_layering import CLOUD_SDKS, imported_after
 from tests.test_localroom_access_budget import override
-from tests.test_localroom_spark import MASTER, needs_spark, pyspark_installed, spark  # noqa: F401 (fixtures)
+from tests.test_localroom_spark import MASTER, needs_spark
 
 JOB = "retail_order_mix"
 # The extra jobs below, declared in org A's stack file beside the shipped one.
@@ -95,21 +95,29 @@ def read_csv(path: Path) -> list[dict]:
 
 
 @needs_spark
-def test_the_shipped_job_runs_locally_with_the_numbers_of_an_independent_count(spark, extra):
-    code, out, err = extra(JOB, "--param", "min_orders=3")
-    assert code == 0, err
-    (run,) = extra.runs(JOB)
-    rows = read_csv(run / "order_mix.csv")
-    # The same numbers from the data file, by DuckDB alone (no local room, no Spark, no pandas).
+def order_mix(rows: list[dict]) -> set[tuple]:
+    """The shipped job's result rows as (region, order band, customers, total purchase)."""
+    return {(r["region"], r["order_band"], int(r["customers"]), Decimal(r["total_purchase"])) for r in rows}
+
+
+def independent_order_mix(min_orders: int) -> set[tuple]:
+    """The shipped job's numbers from the data file, by DuckDB alone (no local room, no Spark, no pandas)."""
     source = ROOT / "data" / "retail_purchases" / "retail_purchases.csv"
     expected = duckdb.sql(
         "SELECT region, CASE WHEN order_count < 10 THEN '1-9' WHEN order_count < 20 THEN '10-19' ELSE '20+' END, "
         "count(*), sum(purchase_amount) "
         f"FROM read_csv('{source}', columns={{'customer_key': 'VARCHAR', 'age_group': 'VARCHAR', "
         "'region': 'VARCHAR', 'product_category': 'VARCHAR', 'order_count': 'INTEGER', "
-        "'purchase_amount': 'DECIMAL(10,2)'}, header=true) WHERE order_count >= 3 GROUP BY ALL").fetchall()
-    assert {(r["region"], r["order_band"], int(r["customers"]), Decimal(r["total_purchase"])) for r in rows} == \
-        {(region, band, n, total) for region, band, n, total in expected}
+        f"'purchase_amount': 'DECIMAL(10,2)'}}, header=true) WHERE order_count >= {int(min_orders)} GROUP BY ALL")
+    return {(region, band, n, total) for region, band, n, total in expected.fetchall()}
+
+
+def test_the_shipped_job_runs_locally_with_the_numbers_of_an_independent_count(spark, extra):
+    code, out, err = extra(JOB, "--param", "min_orders=3")
+    assert code == 0, err
+    (run,) = extra.runs(JOB)
+    rows = read_csv(run / "order_mix.csv")
+    assert order_mix(rows) == independent_order_mix(3)
     assert len(rows) == 12 and list(rows[0]) == ["region", "order_band", "customers", "total_purchase"]
     record = json.loads(run.with_suffix(".json").read_text())
     assert record["job"] == JOB and record["parameters"] == {"min_orders": "3"}

@@ -1,6 +1,6 @@
 """`run --local --engine spark`: the same plan, rules and noise on PySpark 3.5 (Clean Rooms' engine) as on DuckDB.
 
-The Spark tests share one local SparkSession (local[2], C1-only JIT: the JVM
+The Spark tests share one local SparkSession (tests/conftest.py: local[1], C1-only JIT: the JVM
 starts once for the module) and are few: Spark costs seconds where DuckDB
 costs milliseconds. Without pyspark they are skipped, unless REQUIRE_SPARK=1
 (CI), where they fail. The flag checks need no pyspark and always run.
@@ -32,30 +32,13 @@ try:
 except ImportError:
     HAVE_SPARK = False
 
-MASTER = "local[2]"
+MASTER = "local[1]"
 needs_spark = pytest.mark.skipif(not HAVE_SPARK and os.environ.get("REQUIRE_SPARK") != "1",
                                  reason="pyspark is not installed (venv/bin/pip install -r requirements-spark.txt); "
                                         "REQUIRE_SPARK=1 makes this a failure")
 
 
-@pytest.fixture(scope="module")
-def pyspark_installed():
-    assert HAVE_SPARK, "REQUIRE_SPARK=1 but pyspark cannot be imported: venv/bin/pip install -r requirements-spark.txt"
-
-
-@pytest.fixture(scope="module")
-def spark(pyspark_installed):
-    from localroom.spark import session
-
-    sigint = signal.getsignal(signal.SIGINT)  # SparkContext replaces it with one that needs a running context
-    # For a JVM that lives a few seconds and runs small queries: no C2 compiler, no generated Java code
-    # (compiling it takes longer than the queries), no adaptive re-planning.
-    spark = session(MASTER, {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
-                             "spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-                             "spark.sql.adaptive.enabled": "false"})
-    yield spark
-    spark.stop()
-    signal.signal(signal.SIGINT, sigint)
+# pyspark_installed and spark: tests/conftest.py (one local session for every Spark test file).
 
 
 def on(engine: str, runner: Runner, *argv: str):
@@ -91,29 +74,6 @@ def data(tmp_path_factory) -> Path:
         schema = data / name / "schema.yaml"  # its declared values too
         schema.write_text(schema.read_text().replace('"west"', '"o\'west"'))
     return data
-
-
-@needs_spark
-def test_shipped_templates_give_the_same_suppression_and_noisy_results_on_spark(spark, tmp_path):
-    # Parameters under which both templates lose rows to org A's threshold, applied to noisy counts beside
-    # org B's differentially private table: with seed 7, 10 and 11 rows on both engines.
-    argv = ("run", "--all", "--seed", "7", "--param", "min_orders=38", "--param", "min_sessions=195")
-    duck, spark_run = Runner(tmp_path / "duckdb"), Runner(tmp_path / "spark")
-    assert on("duckdb", duck, *argv)[0] == 0
-    code, _, err = on("spark", spark_run, *argv)
-    assert code == 0, err
-    assert "engine Spark 3.5." in err and f"({MASTER})" in err
-    suppressed = {}
-    for template in ("customer_segments", "channel_reach"):
-        duck_csv, duck_record = result(duck, template)
-        spark_csv, spark_record = result(spark_run, template)
-        # Exactly equal: the same parts (counts, DOUBLE sums) come back from both engines, sorted by group
-        # before the seeded noise is drawn, and phase 2's arithmetic is IEEE double on both.
-        assert spark_csv == duck_csv
-        assert spark_record == duck_record
-        suppressed[template] = spark_record["suppressed_rows"]
-    assert suppressed == {"customer_segments": 10, "channel_reach": 11}
-    assert duck.ledger()["charges"][0]["fraction"] == spark_run.ledger()["charges"][0]["fraction"]
 
 
 @needs_spark

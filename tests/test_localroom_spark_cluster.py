@@ -10,10 +10,11 @@ the module's tmp folder.
 
 This process is the driver, as for a user: `queryrunner.cli.main` runs the commands in it, on
 the session localroom.spark.session() made for the spark:// URL (made by the fixture with the
-settings tests/test_localroom_spark.py gives its local[2] session, and found running by the
+settings of the suite's local Spark session, tests/conftest.py, and found running by the
 commands); the executor runs in a JVM the worker starts and reads the data files at the same
-path. The same commands with `--spark-master local[2]` are the reference, run while the cluster
-starts; the same seed gives the same noise, so the result files are byte for byte the same. Each
+path. The reference is `run --all` on DuckDB, run while the cluster starts (the parity suite
+holds DuckDB and local Spark equal; the same seed gives the same noise, so the result files
+are byte for byte the same), and for the job an independent count of the data file. Each
 test also checks that its tasks ran in the worker's executor (its log grew, the master lists the
 application with the worker's cores in use): a run that fell back to local mode fails.
 
@@ -22,6 +23,7 @@ Skipped without pyspark unless REQUIRE_SPARK=1, as tests/test_localroom_spark.py
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -37,17 +39,17 @@ import pytest
 
 from localroom.spark import on_loopback
 from queryrunner import cli
-from tests.test_localroom_spark import MASTER, needs_spark, pyspark_installed  # noqa: F401 (fixture)
+from tests.conftest import SPARK_TEST_SETTINGS
+from tests.test_localroom_jobs import independent_order_mix, order_mix
+from tests.test_localroom_spark import needs_spark
 
 JOB = "retail_order_mix"
 TEMPLATES = ("customer_segments", "channel_reach")
 # The cluster's JVMs (master, worker, and the executors the worker starts, which inherit its environment):
 # C1 only and the serial collector, as the local session's driver JVM below; JVMs that live seconds.
 CLUSTER_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-# The reference local[2] session: tests/test_localroom_spark.py's `spark` fixture settings.
-LOCAL_EXTRA = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
-               "spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-               "spark.sql.adaptive.enabled": "false"}
+# The driver's session settings: those of the suite's local Spark session (tests/conftest.py).
+LOCAL_EXTRA = SPARK_TEST_SETTINGS
 
 
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the master's page, whatever http_proxy says
@@ -222,8 +224,10 @@ def command(folder: Path, *argv: str) -> tuple[int, str, str]:
     return code, stdout.getvalue(), stderr.getvalue()
 
 
-def run_all(folder: Path, master: str) -> tuple[int, str, str]:
-    return command(folder, "run", "--all", "--engine", "spark", "--spark-master", master, "--seed", "7")
+def run_all(folder: Path, master: str | None) -> tuple[int, str, str]:
+    """`run --all --seed 7` on Spark at ``master``, or on DuckDB (None)."""
+    engine = ("--engine", "spark", "--spark-master", master) if master else ("--engine", "duckdb")
+    return command(folder, "run", "--all", *engine, "--seed", "7")
 
 
 def job(folder: Path, master: str) -> tuple[int, str, str]:
@@ -239,13 +243,6 @@ def template_results(folder: Path) -> dict[str, tuple[str, dict]]:
         found[template] = path.read_text(), {k: v for k, v in record.items()
                                              if k not in ("run_id", "finished", "seconds")}
     return found
-
-
-def job_result(folder: Path) -> tuple[str, list[str]]:
-    """The job's order_mix.csv: its header and its rows in order (a groupBy's row order is Spark's to choose)."""
-    (run,) = [p for p in (folder / "results" / JOB).iterdir() if p.is_dir()]
-    header, *rows = (run / "order_mix.csv").read_text().splitlines()
-    return header, sorted(rows)
 
 
 @pytest.fixture(scope="module")
@@ -266,14 +263,11 @@ def cluster(pyspark_installed, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local(cluster, tmp_path_factory) -> Path:
-    """Both commands on local[2] (in this process's JVM), run while the cluster starts: the reference."""
-    from localroom.spark import session
-
-    session(MASTER, LOCAL_EXTRA)
+    """The reference, run on DuckDB while the cluster starts: `run --all` there is what Spark on local[*]
+    returns, byte for byte (the parity suite, tests/test_parity.py, holds the two engines equal)."""
     folder = tmp_path_factory.mktemp("local")
-    for name, command_on in (("run", run_all), ("job", job)):
-        code, _, err = command_on(folder / name, MASTER)
-        assert code == 0, err
+    code, _, err = run_all(folder / "run", None)
+    assert code == 0, err
     return folder
 
 
@@ -337,7 +331,10 @@ def test_the_shipped_job_on_a_standalone_cluster_gives_the_local_result(on_clust
     assert code == 0, err
     assert f"[{JOB}] SUCCESS after" in err and "(12 rows)" in out
     ran_on_the_worker(on_cluster, tasks)
-    header, rows = job_result(tmp_path)
-    assert header == "region,order_band,customers,total_purchase" and len(rows) == 12
-    assert (header, rows) == job_result(local / "job")
+    (run,) = [p for p in (tmp_path / "results" / JOB).iterdir() if p.is_dir()]
+    with (run / "order_mix.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["region", "order_band", "customers", "total_purchase"] and len(rows) == 12
+    # The job's numbers, counted from the data file by DuckDB alone (as tests/test_localroom_jobs.py does).
+    assert order_mix(rows) == independent_order_mix(1)
 

@@ -271,20 +271,15 @@ except ImportError:
 
 @pytest.mark.skipif(not HAVE_SPARK and os.environ.get("REQUIRE_SPARK") != "1",
                     reason="pyspark is not installed (venv/bin/pip install -r requirements-spark.txt)")
-def test_spark_reads_every_accepted_value_alike_and_refuses_none(tmp_path):
+def test_spark_reads_every_accepted_value_alike_and_refuses_none(tmp_path, spark):
     """Spark's CSV reader with the declared schema, PERMISSIVE with a corrupt-record column: a row it
     marks corrupt is one FAILFAST stops at (the time parser policy CORRECTED makes the few values it
     would stop at with an upgrade error plain malformed records instead)."""
-    import signal
-
-    from localroom.spark import CSV_TIMESTAMP_PATTERN, _spark_type, session
+    from localroom.spark import CSV_TIMESTAMP_PATTERN, _spark_type
     from model.datasets import column_type
 
-    sigint = signal.getsignal(signal.SIGINT)
-    # A JVM for a few small reads (as tests/test_localroom_spark.py): no C2 compiler, no generated code.
-    spark = session("local[1]", {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
-                                 "spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-                                 "spark.sql.adaptive.enabled": "false", "spark.sql.legacy.timeParserPolicy": "CORRECTED"})
+    # The worker's shared session (tests/conftest.py), with the time parser policy this test reads under.
+    spark.conf.set("spark.sql.legacy.timeParserPolicy", "CORRECTED")
     try:
         # What the check does with each value is asserted by the tests above: every ACCEPTED value is
         # loaded as its third element, every other one refused. Here: what Spark makes of the same text.
@@ -319,5 +314,4 @@ def test_spark_reads_every_accepted_value_alike_and_refuses_none(tmp_path):
                 else:
                     assert theirs.v == mine, (type_name, field, theirs.v, mine)
     finally:
-        spark.stop()
-        signal.signal(signal.SIGINT, sigint)
+        spark.conf.unset("spark.sql.legacy.timeParserPolicy")
