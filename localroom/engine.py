@@ -33,6 +33,7 @@ table with no grouping or join").
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import Counter
@@ -259,8 +260,14 @@ def used_params(sql: str, dialect: str, params: dict[str, Any] | None) -> dict[s
     """The values of ``params`` that ``sql`` has a marker for (both engines refuse a value without one)."""
     if not params:
         return {}
-    used = {p.name for p in sqlglot.parse_one(sql, read=dialect).find_all(exp.Placeholder)}
+    used = _markers(sql, dialect)
     return {k: v for k, v in params.items() if k in used}
+
+
+@functools.lru_cache(maxsize=256)
+def _markers(sql: str, dialect: str) -> frozenset[str]:
+    """The parameter markers of ``sql`` (parsed once per text: a run asks for the same SQL several times)."""
+    return frozenset(p.name for p in sqlglot.parse_one(sql, read=dialect).find_all(exp.Placeholder))
 
 
 def _first_line(exc: Exception) -> str:

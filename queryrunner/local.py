@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -238,6 +239,9 @@ class LocalApp:
                  f"results to {out}/<template>/")
         # DuckDB keeps each validated, typed table in STATE/cache/ for the next run (localroom/cache.py).
         room = LocalCleanRoom(self.collab, backend if backend is not None else DuckDB(self.state / "cache"))
+        # While DuckDB reads the files (it releases the GIL), import what the runs need afterwards.
+        threading.Thread(target=_later_imports, args=(any(not isinstance(p, Exception) and p.private
+                                                          for *_, p in planned),), daemon=True).start()
         try:  # every data file is read and checked against its schema before the first run
             room.load({alias for _, _, analysis in checked for alias in analysis.tables})
         except ConfigError as exc:
@@ -596,6 +600,21 @@ def _job_stack(stacks: list[str]) -> str:
 def _seed(seed: int, template: str) -> int:
     """One independent seed per template, whatever order --all runs them in."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{template}".encode()).digest()[:8], "big")
+
+
+def _later_imports(private: bool) -> None:
+    """Import the modules a run uses after the data is loaded (noise, the terminal table, the report)."""
+    try:
+        import localroom.report  # noqa: F401
+        import rich.console  # noqa: F401
+        import rich.table  # noqa: F401
+
+        if private:
+            from localroom.privacy import _opendp
+
+            _opendp()
+    except Exception:  # an import that fails here fails again, with its message, where it is used
+        pass
 
 
 def noisy_table(table, max_rows: int) -> str:
