@@ -132,6 +132,18 @@ def with_templates(folder: Path) -> None:
             shutil.copytree(ROOT / "data" / templates, folder / templates)
 
 
+def linked(source: Path, folder: Path) -> Path:
+    """``source`` as a folder of links to its entries, with the project's templates where it has none
+    (the output of scripts/generate_data.py holds only the datasets)."""
+    if not source.is_dir():
+        raise SystemExit(f"error: --data-dir {source}: not a folder")
+    folder.mkdir(parents=True)
+    for entry in source.iterdir():
+        (folder / entry.name).symlink_to(entry)
+    with_templates(folder)
+    return folder
+
+
 def child_env(work: Path, bytecode: bool) -> dict[str, str]:
     """The children's environment: with ``bytecode``, Python keeps compiled modules (in ``work``, not in the
     project) as it does by default, even where PYTHONDONTWRITEBYTECODE is set (every import would otherwise
@@ -217,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="localroom-bench-") as tmp:
         work = Path(tmp)
         if args.data_dir:
-            data = args.data_dir.resolve()
+            data = linked(args.data_dir.resolve(), work / "data")
         else:
             print(f"generating 2 x {args.rows or 1_000_000:,} rows ...", file=sys.stderr)
             data = prepare(args.rows or 1_000_000, work / "data")

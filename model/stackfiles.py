@@ -23,16 +23,18 @@ PROJECT_FILE = "Pulumi.yaml"
 
 
 def project_name(root: Path = ROOT) -> str:
-    return str(_read_yaml(root / PROJECT_FILE).get("name") or "")
+    """The project's name, from the one Pulumi.yaml (``root`` is accepted for callers that pass a stacks folder)."""
+    return str(_read_yaml(ROOT / PROJECT_FILE).get("name") or "")
 
 
 def stack_names(root: Path = ROOT) -> list[str]:
-    """Stacks that have a Pulumi.<stack>.yaml in the project directory."""
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+    """Stacks that have a Pulumi.<stack>.yaml in ``root``: the project folder, or another stacks folder
+    (examples/three-orgs/; `pulumi up --config-file` deploys one of its files)."""
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in Path(root).glob("Pulumi.*.yaml"))
 
 
 def stack_file(stack: str, root: Path = ROOT) -> Path:
-    return root / f"Pulumi.{stack}.yaml"
+    return Path(root) / f"Pulumi.{stack}.yaml"
 
 
 def stack_from_reference(reference: str) -> str:
@@ -41,8 +43,14 @@ def stack_from_reference(reference: str) -> str:
 
 
 def load_stack_config(stack: str, root: Path = ROOT) -> dict[str, Any]:
-    """Config as the CLI would give it: full keys ('<project>:<key>') to values."""
-    project = _read_yaml(root / PROJECT_FILE)
+    """Config as the CLI would give it: full keys ('<project>:<key>') to values.
+
+    The project's declared defaults come from the project's Pulumi.yaml, the values from
+    ``root``'s Pulumi.<stack>.yaml (``root`` is the project folder unless a tool's
+    ``--stacks-dir`` names another one).
+    """
+    root = Path(root)
+    project = _read_yaml(ROOT / PROJECT_FILE)
     name = project.get("name")
     config: dict[str, Any] = {}
     for key, decl in (project.get("config") or {}).items():

@@ -4,7 +4,8 @@
     python -m offline.deployer_policy --check   # exit 1 if the committed files differ from what this generates
 
 Each stack runs through the deploy rounds under the test suite's mocks
-(offline.plan.simulate: org-a, org-b, org-a, then one more round of each); a
+(offline.plan.simulate: for the shipped stacks org-a, org-b, org-a, then one more
+round of each; every Pulumi.<stack>.yaml present takes part); a
 stack with the analyst role runs once more with the QuickSight dashboard
 enabled, so its policy also covers the dashboard. Every resource any of those
 runs declares is collected, and from it:
@@ -64,7 +65,7 @@ from typing import Any, Iterable, Mapping
 
 from model.errors import PROJECT, ConfigError
 from offline.harness import ROOT, Registered, Run, run_stack, stack_config, stack_ref
-from offline.plan import PEER, ROUNDS, STACKS, config_problems, fail, simulate
+from offline.plan import PlanError, Rounds, config_problems, fail, simulate
 
 OUT_DIR = ROOT / "policy" / "iam"
 KINDS = ("deployer", "preview")
@@ -320,33 +321,32 @@ class Stack:
         return f"arn:aws:{service}:{self.region}:{self.account}:{rest}"
 
 
-def stack_runs(rounds: Mapping[int, Run] | None = None) -> dict[str, list[Run]]:
+def stack_runs(rounds: Rounds | None = None, stacks_dir: Path = ROOT) -> dict[str, list[Run]]:
     """Every run of each stack: its deploy rounds, plus a run with the dashboard where it can have one.
 
-    ``rounds`` are offline.plan.simulate()'s runs (the tests pass the session's bootstrap).
+    ``rounds`` are offline.plan.simulate()'s (the tests pass the session's bootstrap).
     """
-    rounds = simulate() if rounds is None else rounds
-    runs: dict[str, list[Run]] = {stack: [] for stack in STACKS}
+    rounds = simulate(root=stacks_dir) if rounds is None else rounds
+    runs: dict[str, list[Run]] = {stack: [] for stack in rounds.stacks}
     latest: dict[str, Run] = {}
-    for number, stack in ROUNDS:
-        runs[stack].append(rounds[number])
-        latest[stack] = rounds[number]
-    for stack in STACKS:
-        overrides = dashboard_overrides(stack)
+    for number, stack in rounds.all:
+        runs[stack].append(rounds.runs[number])
+        latest[stack] = rounds.runs[number]
+    for stack in rounds.stacks:
+        overrides = dashboard_overrides(stack, stacks_dir)
         if overrides:
-            peer = PEER[stack]
+            peers = {stack_ref(other): run.outputs for other, run in latest.items() if other != stack}
             try:
-                runs[stack].append(run_stack(stack, peer_outputs={stack_ref(peer): latest[peer].outputs},
-                                             overrides=overrides))
+                runs[stack].append(run_stack(stack, peer_outputs=peers, overrides=overrides, root=stacks_dir))
             except ConfigError as exc:
                 raise DeployerPolicyError(f"{stack} with the QuickSight dashboard enabled: "
                                           + config_problems(exc)) from None
     return runs
 
 
-def dashboard_overrides(stack: str) -> dict[str, Any] | None:
+def dashboard_overrides(stack: str, stacks_dir: Path = ROOT) -> dict[str, Any] | None:
     """Config that enables the dashboard on an analyst stack that has it off; None otherwise."""
-    config = stack_config(stack)
+    config = stack_config(stack, root=stacks_dir)
     roles = config.get(f"{PROJECT}:roles") or []
     quicksight = dict(config.get(f"{PROJECT}:quicksight") or {})
     if "analyst" not in roles or quicksight.get("enabled"):
@@ -363,9 +363,9 @@ def _account_region(stack: str, config: Mapping[str, Any]) -> tuple[str, str]:
     return account, str(config.get(f"{PROJECT}:region") or "us-east-1")
 
 
-def collect(stack: str, runs: Iterable[Run]) -> Stack:
+def collect(stack: str, runs: Iterable[Run], stacks_dir: Path = ROOT) -> Stack:
     """The stack's resources over all its runs (a URN declared twice: its latest inputs)."""
-    account, region = _account_region(stack, stack_config(stack))
+    account, region = _account_region(stack, stack_config(stack, root=stacks_dir))
     by_urn: dict[str, Registered] = {}
     for run in runs:
         for resource in run.resources:
@@ -804,16 +804,16 @@ def build(stack: Stack) -> dict[str, dict]:
     return documents
 
 
-def generate(rounds: Mapping[int, Run] | None = None) -> dict[str, str]:
+def generate(rounds: Rounds | None = None, stacks_dir: Path = ROOT) -> dict[str, str]:
     """{relative path: file text} for every stack and kind, and the parts of a document too big for one."""
-    return files_for(stack_runs(rounds))
+    return files_for(stack_runs(rounds, stacks_dir), stacks_dir)
 
 
-def files_for(runs: Mapping[str, Iterable[Run]]) -> dict[str, str]:
+def files_for(runs: Mapping[str, Iterable[Run]], stacks_dir: Path = ROOT) -> dict[str, str]:
     """The files, from each stack's runs (stack_runs)."""
     files: dict[str, str] = {}
     for stack, stack_run_list in runs.items():
-        documents = build(collect(stack, stack_run_list))
+        documents = build(collect(stack, stack_run_list, stacks_dir))
         for kind in KINDS:
             files[f"policy/iam/{stack}-{kind}.json"] = to_json(documents[kind])
             parts = split(documents[kind])
@@ -852,12 +852,13 @@ _GENERATED = re.compile(r"^(?P<stack>.+)-(?P<kind>deployer|preview)(-part\d+)?\.
 
 
 def stale(files: Mapping[str, str], root: Path = ROOT) -> list[str]:
-    """Generated-looking files in policy/iam that the code no longer generates (a part that went away)."""
+    """Generated-looking files in policy/iam that the code no longer generates (a part that went away,
+    or the files of a stack whose Pulumi.<stack>.yaml is gone)."""
     found = []
     for path in sorted((root / "policy" / "iam").glob("*.json")):
         match = _GENERATED.match(path.name)
         relative = f"policy/iam/{path.name}"
-        if match and match["stack"] in STACKS and relative not in files:
+        if match and relative not in files:
             found.append(relative)
     return found
 
@@ -891,6 +892,9 @@ def parser() -> argparse.ArgumentParser:
                     "under the test suite's mocks.")
     p.add_argument("--check", action="store_true",
                    help="do not write: exit 1 if the committed files differ from what the code generates")
+    p.add_argument("--stacks-dir", metavar="DIR", type=Path,
+                   help="the folder of the Pulumi.<stack>.yaml files (default: the project's); the policies "
+                        "go to DIR/policy/iam")
     return p
 
 
@@ -898,16 +902,25 @@ def main(argv: list[str] | None = None, *, runs: Mapping[str, Iterable[Run]] | N
          root: Path = ROOT) -> int:
     """The command; ``runs`` (each stack's runs, as stack_runs returns them) and ``root`` are for tests."""
     args = parser().parse_args(argv)
+    stacks_dir = ROOT
+    if args.stacks_dir is not None:
+        stacks_dir = args.stacks_dir if args.stacks_dir.is_absolute() else Path.cwd() / args.stacks_dir
+        if not stacks_dir.is_dir():
+            return fail(f"--stacks-dir {args.stacks_dir}: not a folder")
+        if root == ROOT:
+            root = stacks_dir
     try:
         if runs is None:
             try:
-                runs = stack_runs()
+                runs = stack_runs(stacks_dir=stacks_dir)
+            except PlanError as exc:
+                raise DeployerPolicyError(str(exc)) from None
             except (ConfigError, DeployerPolicyError):
                 raise
             except Exception as exc:  # the program itself failed under the mocks: one line, not its traceback
                 raise DeployerPolicyError(f"the program failed under the mocks ({type(exc).__name__}: {exc}); "
                                           "venv/bin/python -m offline.plan shows the same failure") from None
-        files = files_for(runs)
+        files = files_for(runs, stacks_dir)
     except DeployerPolicyError as exc:
         return fail(str(exc))
     except ConfigError as exc:

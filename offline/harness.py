@@ -257,9 +257,12 @@ class _ListLogger:
 # Stacks from their real config files
 
 
-def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Config as the CLI would give it (model.stackfiles), with test overrides (None removes a key)."""
-    config = load_stack_config(stack, ROOT)
+def stack_config(stack: str, overrides: dict[str, Any] | None = None, root: Path = ROOT) -> dict[str, Any]:
+    """Config as the CLI would give it (model.stackfiles), with test overrides (None removes a key).
+
+    ``root`` is the folder of the stack files: the project, or another stacks folder (examples/three-orgs).
+    """
+    config = load_stack_config(stack, root)
     for key, value in (overrides or {}).items():
         full = key if ":" in key else f"{PROJECT}:{key}"
         if value is None:
@@ -270,8 +273,8 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> dict[st
 
 
 def run_stack(stack: str, *, peer_outputs: dict[str, dict] | None = None,
-              overrides: dict[str, Any] | None = None, preview: bool = False) -> Run:
-    config = stack_config(stack, overrides)
+              overrides: dict[str, Any] | None = None, preview: bool = False, root: Path = ROOT) -> Run:
+    config = stack_config(stack, overrides, root)
     account = str(config[f"{PROJECT}:accountId"])
     region = str(config.get(f"{PROJECT}:region", "us-east-1"))
 

@@ -22,19 +22,15 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from model.errors import ConfigError
-from offline.harness import Registered, Run, run_stack, stack_ref
+from model.stackfiles import load_stack_config, project_name, project_values, stack_names
+from offline.harness import ROOT, Registered, Run, run_stack, stack_ref
 
 PLAN_FORMAT = 1
-STACKS = ("org-a", "org-b")
-PEER = {"org-a": "org-b", "org-b": "org-a"}
-# (round, stack): the README's three rounds, then one more of each (nothing changes).
-ROUNDS = ((1, "org-a"), (2, "org-b"), (3, "org-a"), (4, "org-b"), (5, "org-a"))
-FINAL = ROUNDS[-1][0]
-ROUND_CHOICES = ("1", "2", "3", "final")
 # Exports a reviewer looks at; the JSON plan keeps these, the text prints those present.
 EXPORTS = ("collaboration_id", "membership_id", "partners_joined", "pending_templates", "pending_jobs")
 
@@ -113,51 +109,203 @@ class PlanError(Exception):
 # Rounds
 
 
-def simulate(through: int = FINAL, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[int, Run]:
-    """Run the rounds 1..through; ``overrides`` maps a stack to config overrides (see harness.stack_config)."""
+@dataclass
+class Rounds:
+    """The `pulumi up` order that makes a set of stacks converge, found by running them.
+
+    Every stack needs ids from others (the collaboration from its owner, memberships and
+    table associations from each member, template ARNs from the analyst), so which stack
+    must run when depends on who owns, produces and reads what. Rather than a second model
+    of those dependencies, the real program runs: stacks in turn (the owner first, then the
+    others by name, round and round), each fed every other stack's latest exports through
+    its stack reference, until every stack has run once more without a change. A run that
+    changed nothing (the same resources, inputs, options and exports as that stack's previous
+    run) is dropped from the order, so ``order`` is what a user runs; ``check`` are the runs
+    after it, one per stack, each of which changed nothing.
+    """
+
+    stacks: tuple[str, ...]
+    order: tuple[tuple[int, str], ...]
+    """The rounds a user runs: (round number from 1, stack)."""
+    check: tuple[tuple[int, str], ...]
+    """One more run of each stack after ``order``, numbered on: each changed nothing."""
+    runs: dict[int, Run]
+    changes: dict[int, list[str]] = field(default_factory=dict)
+    """Round number -> what that round declares or changes (``+Type name``, ``~Type name``, ``~exports``)."""
+
+    @property
+    def all(self) -> tuple[tuple[int, str], ...]:
+        return self.order + self.check
+
+    @property
+    def final(self) -> int:
+        return self.all[-1][0]
+
+    def latest(self, stack: str, upto: int | None = None) -> tuple[int, Run] | None:
+        """The stack's last run at or before round ``upto`` (default: the last)."""
+        found = [(n, self.runs[n]) for n, s in self.all if s == stack and (upto is None or n <= upto)]
+        return found[-1] if found else None
+
+
+def discover(root: Path = ROOT) -> tuple[str, ...]:
+    """The stacks of ``root`` (its Pulumi.<stack>.yaml files) in deploy order: the owner first.
+
+    Refused with one line naming the files: no stack files, none or several owners, an
+    organization or account id in two files (each organization is one stack in its own account).
+    """
+    names = stack_names(root)
+    if not names:
+        raise PlanError(f"no Pulumi.<stack>.yaml in {root}" + (" (--stacks-dir)" if root != ROOT else ""))
+    project = project_name()
+    seen: dict[str, dict[str, str]] = {"organization": {}, "accountId": {}}
+    owners = []
+    for stack in names:
+        config = project_values(load_stack_config(stack, root), project)
+        for key in seen:
+            value = str(config.get(key) or "")
+            if value and value in seen[key]:
+                raise PlanError(f"Pulumi.{seen[key][value]}.yaml and Pulumi.{stack}.yaml both have {key}: {value}; "
+                                "each organization is one stack in its own AWS account")
+            seen[key][value] = stack
+        if "collaboration_owner" in (config.get("roles") or []):
+            owners.append(stack)
+    if len(owners) != 1:
+        raise PlanError(f"exactly one stack file in {root} must have role collaboration_owner; "
+                        f"found {[f'Pulumi.{s}.yaml' for s in owners] or 'none'}")
+    return (owners[0], *sorted(s for s in names if s != owners[0]))
+
+
+def simulate(overrides: Mapping[str, Mapping[str, Any]] | None = None, root: Path = ROOT,
+             stacks: Iterable[str] | None = None) -> Rounds:
+    """Run the stacks of ``root`` until they converge; ``overrides`` maps a stack to config overrides
+    (see harness.stack_config). A ConfigError carries ``plan_context`` (the stack and round)."""
+    stacks = tuple(stacks) if stacks is not None else discover(root)
+    # Enough for any order of dependencies: each stack waits on each other at most once, plus the check.
+    limit = len(stacks) * (len(stacks) + 2)
     runs: dict[int, Run] = {}
+    order: list[tuple[int, str]] = []
+    check: list[tuple[int, str]] = []
+    changes: dict[int, list[str]] = {}
     latest: dict[str, Run] = {}
-    for number, stack in ROUNDS:
-        if number > through:
-            break
-        peer = PEER[stack]
-        peer_outputs = {stack_ref(peer): latest[peer].outputs} if peer in latest else None
+    fingerprints: dict[str, str] = {}
+    attempt = 0
+    while len(check) < len(stacks):
+        if attempt == limit:
+            raise PlanError(f"the stacks do not converge after {limit} runs (each run changes another stack); "
+                            f"last changes: {', '.join(changes.get(order[-1][0], []))}")
+        stack = stacks[attempt % len(stacks)]
+        attempt += 1
+        number = len(order) + len(check) + 1
+        peer_outputs = {stack_ref(other): run.outputs for other, run in latest.items() if other != stack}
         try:
-            run = run_stack(stack, peer_outputs=peer_outputs, overrides=dict((overrides or {}).get(stack) or {}))
+            run = run_stack(stack, peer_outputs=peer_outputs, overrides=dict((overrides or {}).get(stack) or {}),
+                            root=root)
         except ConfigError as exc:
             exc.plan_context = f"{stack}, round {number}"  # type: ignore[attr-defined]
             raise
+        fingerprint = _fingerprint(run)
+        if fingerprints.get(stack) == fingerprint:
+            check.append((number, stack))
+        else:
+            if check:  # a change after runs that changed nothing: those were not needed; renumber
+                number = len(order) + 1
+                for dropped, _ in check:
+                    runs.pop(dropped, None)
+                check.clear()
+            changes[number] = _changes(latest.get(stack), run)
+            order.append((number, stack))
+            fingerprints[stack] = fingerprint
         runs[number] = latest[stack] = run
-    return runs
+    return Rounds(stacks, tuple(order), tuple(check), runs, changes)
 
 
-def rounds_from(bootstrap: Any) -> dict[int, Run]:
-    """The rounds of an object shaped like tests/conftest.py's Bootstrap (a1, b2, a3, b4, a5)."""
-    return {number: getattr(bootstrap, f"{stack[-1]}{number}") for number, stack in ROUNDS}
+def _fingerprint(run: Run) -> str:
+    """What a `pulumi up` would compare: each resource's inputs and options, and the exports."""
+    resources = sorted((dict(resource_plan(r), deps=sorted(r.dependencies)) for r in run.resources),
+                       key=lambda r: r["urn"])
+    return json.dumps({"resources": resources, "outputs": run.outputs}, sort_keys=True, default=str)
 
 
-def round_number(label: str) -> int:
-    return FINAL if label == "final" else int(label)
+def _changes(before: Run | None, after: Run) -> list[dict]:
+    """Per resource added (``+``), removed (``-``) or changed (``~``) against ``before``: {op, type, name};
+    and {op: "~", type: "exports", name: the changed keys}."""
+    old = {r.urn: resource_plan(r) for r in (before.resources if before else [])}
+    new = {r.urn: resource_plan(r) for r in after.resources}
+    found = [("+", new[u]) for u in new.keys() - old.keys() if new[u]["type"] != "pulumi:pulumi:StackReference"]
+    found += [("-", old[u]) for u in old.keys() - new.keys()]
+    found += [("~", new[u]) for u in old.keys() & new.keys() if _comparable(old[u]) != _comparable(new[u])]
+    out = sorted(({"op": op, "type": r["type"], "name": r["name"]} for op, r in found),
+                 key=lambda c: (c["op"], c["type"], c["name"]))
+    if before is not None and before.outputs != after.outputs:
+        keys = sorted(k for k in after.outputs.keys() | before.outputs.keys()
+                      if after.outputs.get(k) != before.outputs.get(k))
+        out.append({"op": "~", "type": "exports", "name": ",".join(keys)})
+    return out
+
+
+def round_number(label: str, rounds: Rounds) -> int:
+    """``final`` or a round number of ``rounds``; PlanError naming --round otherwise."""
+    if label == "final":
+        return rounds.final
+    if not label.isdigit() or not 1 <= int(label) <= rounds.final:
+        raise PlanError(f"--round {label}: these stacks have rounds 1 to {rounds.final} (or final)")
+    return int(label)
+
+
+def rounds_from(bootstrap: Any) -> Rounds:
+    """The rounds of tests/conftest.py's Bootstrap (the session's simulation of the shipped stacks)."""
+    return bootstrap.rounds
 
 
 # --------------------------------------------------------------------------
 # The plan as data
 
 
-def build_plan(runs: Mapping[int, Run], round_label: str = "final", stacks: Iterable[str] = STACKS) -> dict:
+def build_plan(rounds: Rounds, round_label: str = "final", stacks: Iterable[str] | None = None) -> dict:
     """The plan after round ``round_label``: per stack, its latest run at or before that round."""
-    upto = round_number(round_label)
+    upto = round_number(round_label, rounds)
     plan: dict[str, Any] = {"format": PLAN_FORMAT, "round": round_label, "stacks": {}}
-    for stack in stacks:
-        deployed = [n for n, s in ROUNDS if s == stack and n <= upto]
-        if not deployed:
-            first = next(n for n, s in ROUNDS if s == stack)
+    for stack in rounds.stacks if stacks is None else stacks:
+        latest = rounds.latest(stack, upto)
+        if latest is None:
+            first = next(n for n, s in rounds.all if s == stack)
             plan["stacks"][stack] = {"deployed": False, "first_round": first, "resources": [], "exports": {},
                                      "logs": []}
             continue
-        number = deployed[-1]
-        plan["stacks"][stack] = stack_plan(runs[number], number)
+        number, run = latest
+        plan["stacks"][stack] = stack_plan(run, number)
     return plan
+
+
+def render_rounds(rounds: Rounds, root: Path = ROOT) -> str:
+    """The order of `pulumi up` runs, each with what it adds, and the check that nothing is left."""
+    config = "" if Path(root).resolve() == ROOT else f" --config-file {_relative(root)}/Pulumi.{{stack}}.yaml"
+    lines = [f"{len(rounds.order)} rounds over {len(rounds.stacks)} stacks ({', '.join(rounds.stacks)}); "
+             "read each preview before its up:"]
+    width = max(len(s) for s in rounds.stacks)
+    for number, stack in rounds.order:
+        changes = rounds.changes.get(number, [])
+        counts = [f"{sum(1 for c in changes if c['op'] == op and c['type'] != 'exports')} {word}"
+                  for op, word in (("+", "added"), ("~", "changed"), ("-", "removed"))]
+        counts = [c for c in counts if not c.startswith("0 ")]
+        if any(c["type"] == "exports" for c in changes):
+            counts.append("exports changed")
+        lines.append(f"  {number:>2}. pulumi up --stack {stack.ljust(width)}{config.format(stack=stack)}   "
+                     f"{', '.join(counts) or 'no change'}")
+        # The Clean Rooms resources and IAM roles: what the order exists for (ids and trust across stacks).
+        notable = [f"{c['op']}{c['type'].rsplit(':', 1)[-1]} {c['name']}" for c in changes
+                   if c["type"].startswith(CR) or c["type"] == "aws:iam/role:Role"]
+        for start in range(0, len(notable), 3):
+            lines.append("        " + ", ".join(notable[start:start + 3]))
+    lines.append(f"after round {rounds.order[-1][0]}, another `pulumi up` on any stack changes nothing "
+                 f"(checked: rounds {rounds.check[0][0]}-{rounds.check[-1][0]} ran "
+                 f"{', '.join(s for _, s in rounds.check)} again without a change)")
+    return "\n".join(lines) + "\n"
+
+
+def _relative(path: Path) -> str:
+    path = Path(path).resolve()
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
 
 
 def stack_plan(run: Run, number: int) -> dict:
@@ -493,11 +641,17 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m offline.plan",
         description="Print the resources each stack would declare, from the stack files under the test "
                     "suite's mocks: no Pulumi CLI, no AWS credentials, no network.")
-    p.add_argument("--stack", choices=STACKS, help="one stack (default: both)")
-    p.add_argument("--round", choices=ROUND_CHOICES, default="final",
-                   help="the state after this deploy round: 1 = org-a before org-b has deployed, "
-                        "2 = org-b joined, 3 = org-a completed, final = after one more round each (default)")
-    p.add_argument("--json", action="store_true", help="print the plan (or the diff) as JSON")
+    p.add_argument("--stacks-dir", metavar="DIR", type=Path, default=ROOT,
+                   help="the folder of the Pulumi.<stack>.yaml files (default: the project's; "
+                        "e.g. examples/three-orgs)")
+    p.add_argument("--stack", metavar="NAME", help="one stack (default: every stack file)")
+    p.add_argument("--rounds", action="store_true",
+                   help="print the order of `pulumi up` runs that makes the stacks converge, each with what it "
+                        "declares or changes, instead of the plan")
+    p.add_argument("--round", default="final", metavar="N",
+                   help="the state after deploy round N (see --rounds), or final: after every stack has run "
+                        "once more without a change (default)")
+    p.add_argument("--json", action="store_true", help="print the plan (or the diff, or the rounds) as JSON")
     p.add_argument("--save", metavar="FILE", help="also write the JSON plan to FILE")
     p.add_argument("--diff", metavar="FILE",
                    help="compare with a plan saved by --save and print what was added, removed or changed "
@@ -506,14 +660,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, *, overrides: Mapping[str, Mapping[str, Any]] | None = None,
-         runs: Mapping[int, Run] | None = None) -> int:
+         runs: Rounds | None = None) -> int:
     """The command; ``overrides`` (stack -> config overrides) and ``runs`` (already simulated rounds) are for tests."""
     args = parser().parse_args(argv)
-    stacks = [args.stack] if args.stack else list(STACKS)
+    root = args.stacks_dir if args.stacks_dir.is_absolute() else Path.cwd() / args.stacks_dir
     try:
+        if not root.is_dir():
+            raise PlanError(f"--stacks-dir {args.stacks_dir}: not a folder")
         saved = load_plan(args.diff) if args.diff else None
         if runs is None:
-            runs = simulate(round_number(args.round), overrides)
+            runs = simulate(overrides, root)
+        if args.stack is not None and args.stack not in runs.stacks:
+            raise PlanError(f"--stack {args.stack}: no Pulumi.{args.stack}.yaml in {_relative(root)}; "
+                            f"stacks: {', '.join(runs.stacks)}")
+        stacks = [args.stack] if args.stack else list(runs.stacks)
         plan = build_plan(runs, args.round, stacks)
         if args.save:
             try:
@@ -525,7 +685,16 @@ def main(argv: list[str] | None = None, *, overrides: Mapping[str, Mapping[str, 
     except ConfigError as exc:
         context = getattr(exc, "plan_context", None)
         return fail(config_problems(exc) + (f" ({context})" if context else ""))
-    if saved is not None:
+    if args.rounds:
+        if args.json:
+            sys.stdout.write(json.dumps({"stacks": list(runs.stacks),
+                                         "rounds": [{"round": n, "stack": s, "changes": runs.changes.get(n, [])}
+                                                    for n, s in runs.order],
+                                         "check": [{"round": n, "stack": s} for n, s in runs.check]},
+                                        indent=2) + "\n")
+        else:
+            sys.stdout.write(render_rounds(runs, root))
+    elif saved is not None:
         if args.stack:
             saved = dict(saved, stacks={k: v for k, v in saved["stacks"].items() if k in stacks})
         diff = diff_plans(saved, plan)

