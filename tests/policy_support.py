@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable
 import jsonschema
 from google.protobuf import json_format, struct_pb2
 
+from offline.plan import simulate
 from tests.harness import ROOT, Registered, Run, run_stack, stack_ref
 
 POLICY_DIR = ROOT / "policy"
@@ -55,20 +56,21 @@ UNKNOWN = UNKNOWN_STRING_VALUE  # what the engine sends for an unknown string du
 
 
 @functools.lru_cache(maxsize=None)
-def bootstrap() -> dict[str, Run]:
-    """a1 = org-a alone; b2 = org-b seeing a1; a3 = org-a seeing b2 (everything declared)."""
-    a1 = run_stack("org-a")
-    b2 = run_stack("org-b", peer_outputs={stack_ref("org-a"): a1.outputs})
-    a3 = run_stack("org-a", peer_outputs={stack_ref("org-b"): b2.outputs})
-    return {"org-a": a3, "org-b": b2, "org-a-first": a1}
+def bootstrap(root: Path = ROOT) -> dict[str, Run]:
+    """Each stack of ``root`` after its deploy rounds (offline.plan.simulate: everything declared), and
+    "<owner>-first": the owner's first round, before any partner has deployed."""
+    rounds = simulate(root=root)
+    runs = {stack: rounds.latest(stack)[1] for stack in rounds.stacks}
+    runs[f"{rounds.stacks[0]}-first"] = rounds.runs[rounds.order[0][0]]
+    return runs
 
 
-def run_with(stack: str, overrides: dict[str, Any]) -> Run:
-    """Re-run one stack of the bootstrap with config overrides (its peer as in the bootstrap)."""
-    runs = bootstrap()
-    peer = {stack_ref("org-b"): runs["org-b"].outputs} if stack == "org-a" else \
-        {stack_ref("org-a"): runs["org-a-first"].outputs}
-    return run_stack(stack, peer_outputs=peer, overrides=overrides)
+def run_with(stack: str, overrides: dict[str, Any], root: Path = ROOT) -> Run:
+    """Re-run one stack of the bootstrap with config overrides, fed every other stack's final exports."""
+    runs = bootstrap(root)
+    peers = {stack_ref(other): run.outputs for other, run in runs.items()
+             if other != stack and not other.endswith("-first")}
+    return run_stack(stack, peer_outputs=peers, overrides=overrides, root=root)
 
 
 # --------------------------------------------------------------------------
