@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stack", metavar="NAME",
                    help="with --local: the analyst's stack file Pulumi.NAME.yaml (default: the stack with the "
                         "analyst role)")
+    g.add_argument("--stacks-dir", metavar="DIR",
+                   help="with --local: the folder of the stack files (default: the project's; e.g. "
+                        "examples/three-orgs); the ledgers then default to .localroom/stacks-<DIR>")
     g.add_argument("--data-dir", metavar="DIR",
                    help="with --local: use this folder instead of the stacks' dataDir (<dataset>/schema.yaml, "
                         "the data files and queries/)")
@@ -169,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stack", metavar="NAME",
                    help="with --local: the stack file Pulumi.NAME.yaml that declares the job (default: the one "
                         "stack with `jobs`)")
+    g.add_argument("--stacks-dir", metavar="DIR",
+                   help="with --local: the folder of the stack files (default: the project's)")
     g.add_argument("--data-dir", metavar="DIR",
                    help="with --local: use this folder instead of the stacks' dataDir (schemas, data files, jobs/)")
     g.add_argument("--state-dir", metavar="DIR",
@@ -249,7 +254,8 @@ def main(argv: list[str] | None = None, *, stdin=None, stdout=None, stderr=None,
                       virtual=args.virtual_time)
         return EXIT_OK
     cloud_too = CLOUD_TOO.get(args.command, ())
-    local_only = [_flag(f) for f in ("stack", "data_dir", "state_dir", "seed", "engine", "spark_master")
+    local_only = [_flag(f) for f in ("stack", "stacks_dir", "data_dir", "state_dir", "seed", "engine",
+                                     "spark_master")
                   if getattr(args, f, None) is not None and f not in cloud_too]
     if local_only and not getattr(args, "local", False):
         verb = "applies" if len(local_only) == 1 else "apply"

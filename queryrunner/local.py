@@ -60,7 +60,8 @@ class LocalApp:
 
         self.args, self.stdout, self.stderr = args, stdout, stderr
         # cli.main has refused the AWS-only flags (cli.AWS_ONLY) already.
-        state = self.state = Path(args.state_dir or ".localroom")
+        self.stacks_dir = _stacks_dir(getattr(args, "stacks_dir", None))
+        state = self.state = Path(args.state_dir or _default_state(self.stacks_dir))
         if state.exists() and not state.is_dir():
             raise UsageError(f"--state-dir {state} is a file; give a folder")
         self._check_engine()
@@ -111,17 +112,19 @@ class LocalApp:
         from model.stackfiles import stack_from_reference, stack_names
 
         job = self.args.command == "job"
-        stack = self.args.stack or (_job_stack(stack_names()) if job else _analyst_stack(stack_names()))
+        root = self.stacks_dir
+        stacks = stack_names(root)
+        stack = self.args.stack or (_job_stack(stacks, root) if job else _analyst_stack(stacks, root))
         data_dir = Path(self.args.data_dir).resolve() if self.args.data_dir else None
         if data_dir is not None and not data_dir.is_dir():
             raise UsageError(f"--data-dir {self.args.data_dir} is not a folder")
-        self.settings, self.collab = from_stack_files(stack, data_dir=data_dir)
+        self.settings, self.collab = from_stack_files(stack, root=root, data_dir=data_dir)
         if job and not self.settings.jobs:
             raise UsageError(f"stack '{stack}' declares no PySpark jobs (`jobs` in Pulumi.{stack}.yaml); stacks that "
-                             f"do: {_job_stacks(stack_names()) or 'none'} (--stack)")
+                             f"do: {_job_stacks(stacks, root) or 'none'} (--stack)")
         if not job and self.settings.analyst is None:
             raise UsageError(f"stack '{stack}' does not have the analyst role; the analyst's stack is "
-                             f"'{_analyst_stack(stack_names())}' (--stack)")
+                             f"'{_analyst_stack(stacks, root)}' (--stack)")
         self.stack = stack
         # The access budgets are the collaboration's, not one member's: they are kept beside the analyst's
         # privacy budget ledger, whichever member's stack runs (a job runner need not be the analyst).
@@ -568,29 +571,54 @@ def _write_csv(path: Path, table) -> None:
             writer.writerows(zip(*(column.to_pylist() for column in batch.columns)))
 
 
-def _analyst_stack(stacks: list[str]) -> str:
+def _stacks_dir(given: str | None) -> Path:
+    """--stacks-dir resolved (default: the project folder); one line naming the flag when it holds no stack file."""
+    from model.stackfiles import ROOT, stack_names
+
+    if given is None:
+        return ROOT
+    path = Path(given).resolve()
+    if not path.is_dir():
+        raise UsageError(f"--stacks-dir {given} is not a folder")
+    if not stack_names(path):
+        raise UsageError(f"--stacks-dir {given} has no Pulumi.<stack>.yaml")
+    return path
+
+
+def _default_state(stacks_dir: Path) -> Path:
+    """.localroom, or for another folder of stack files .localroom/stacks-<its path>: its stacks may share names
+    with the project's (org-a), and their ledgers must not be one."""
+    from model.stackfiles import ROOT
+
+    if stacks_dir == ROOT:
+        return Path(".localroom")
+    name = stacks_dir.relative_to(ROOT).as_posix() if stacks_dir.is_relative_to(ROOT) else stacks_dir.as_posix()
+    return Path(".localroom") / ("stacks-" + "-".join(part for part in name.split("/") if part))
+
+
+def _analyst_stack(stacks: list[str], root: Path | None = None) -> str:
     """The one stack file whose roles include the analyst."""
     from model.config import ANALYST
     from model.stackfiles import ROOT, load_stack_config, project_name
 
-    project = project_name(ROOT)
-    found = [s for s in stacks if ANALYST in (load_stack_config(s).get(f"{project}:roles") or [])]
+    project = project_name()
+    found = [s for s in stacks if ANALYST in (load_stack_config(s, root or ROOT).get(f"{project}:roles") or [])]
     if len(found) != 1:
         raise UsageError(f"give the analyst's stack with --stack; stack files with the analyst role: {found or 'none'}")
     return found[0]
 
 
-def _job_stacks(stacks: list[str]) -> list[str]:
+def _job_stacks(stacks: list[str], root: Path | None = None) -> list[str]:
     """The stack files that declare PySpark jobs (`jobs`)."""
     from model.stackfiles import ROOT, load_stack_config, project_name
 
-    project = project_name(ROOT)
-    return [s for s in stacks if load_stack_config(s).get(f"{project}:jobs")]
+    project = project_name()
+    return [s for s in stacks if load_stack_config(s, root or ROOT).get(f"{project}:jobs")]
 
 
-def _job_stack(stacks: list[str]) -> str:
+def _job_stack(stacks: list[str], root: Path | None = None) -> str:
     """The one stack file that declares PySpark jobs: the member that runs them."""
-    found = _job_stacks(stacks)
+    found = _job_stacks(stacks, root)
     if len(found) != 1:
         raise UsageError(f"give the stack that runs the job with --stack; stack files that declare jobs: "
                          f"{found or 'none'}")

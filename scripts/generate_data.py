@@ -19,6 +19,7 @@ records the sizes. Files are replaced only once all of them are complete.
     python scripts/generate_data.py                      # default size, data/
     python scripts/generate_data.py --a-rows 1000000 --b-rows 800000 --overlap 500000 --out /tmp/big
     python scripts/generate_data.py --format parquet --out /tmp/pq
+    python scripts/generate_data.py --c-rows 1200 --c-overlap 900 --out examples/three-orgs/data   # + org C
 
 Exit codes: 0 written; 2 bad input (one line on stderr naming the flag,
 nothing written); 1 the files could not be written; 130 interrupted.
@@ -54,6 +55,7 @@ AGE_GROUPS = ["18-24", "25-34", "35-44", "45-54", "55-64", "65+"]
 REGIONS = ["northeast", "midwest", "south", "west"]
 PRODUCT_CATEGORIES = ["electronics", "apparel", "home", "grocery", "sports"]
 CHANNELS = ["web", "mobile_app", "email", "social"]
+PANEL_SEGMENTS = ["loyal", "occasional", "lapsed"]
 
 DEFAULTS = {"a_rows": 3000, "b_rows": 2500, "overlap": 1800, "seed": 20261125}
 FORMATS = ("csv", "parquet")
@@ -160,7 +162,24 @@ MEDIA = Schema(
     ),
 )
 
+SURVEY = Schema(
+    name="survey_panel",
+    comment="""\
+# Org C's dataset (examples/three-orgs): one row per member of the measurement
+# provider's survey panel. Roles and types as documented in ../retail_purchases/schema.yaml.
+""",
+    description="Survey panel members with their brand awareness and satisfaction (salted SHA-256 e-mail key).",
+    columns=(
+        Column("customer_key", "varchar(64)", "join_key"),
+        Column("panel_segment", "varchar(16)", "dimension", values=tuple(PANEL_SEGMENTS)),
+        Column("brand_aware", "varchar(4)", "dimension", values=("yes", "no")),
+        Column("satisfaction", "integer", "metric", bounds=(0, 10)),
+    ),
+)
+
 SCHEMAS = (RETAIL, MEDIA)
+# The third organization's dataset, written only with --c-rows (examples/three-orgs).
+THIRD = SURVEY
 
 
 # --- What a row is (the definition; _chunk below computes the same, faster) ---
@@ -203,6 +222,16 @@ def engagement_rows(a_rows: int, b_rows: int, overlap: int, seed: int):
             "sessions": rng.randint(1, 200),
             "engagement_score": f"{rng.uniform(0.0, 100.0):.2f}",
         }
+
+
+def survey_rows(a_rows: int, c_rows: int, c_overlap: int, seed: int):
+    """Org C's panel: customers [a_rows - c_overlap, a_rows - c_overlap + c_rows), so c_overlap of
+    them are org A's customers (and, like org B's, they start just below a_rows: some are B's too).
+    Small by design (a survey panel); rows made one by one, not on the fast path below."""
+    first = a_rows - c_overlap
+    for i in range(first, first + c_rows):
+        rng = random.Random(f"{seed}-survey-{i}")
+        yield (customer_key(i), rng.choice(PANEL_SEGMENTS), rng.choice(("yes", "no")), rng.randint(0, 10))
 
 
 # --- The fast path ------------------------------------------------------------
@@ -392,7 +421,7 @@ def _check_whole(flag: str, value, minimum: int, why: str = "") -> None:
         raise UsageError(f"{flag} must be a whole number >= {minimum}{why}, got {value!r}")
 
 
-def check_inputs(a_rows, b_rows, overlap, seed, out, data_format="csv") -> None:
+def check_inputs(a_rows, b_rows, overlap, seed, out, data_format="csv", c_rows=0, c_overlap=0) -> None:
     """Raise UsageError naming the first bad input; write nothing."""
     _check_whole("--a-rows", a_rows, 1, " (at least one row per organization)")
     _check_whole("--b-rows", b_rows, 1, " (at least one row per organization)")
@@ -401,6 +430,10 @@ def check_inputs(a_rows, b_rows, overlap, seed, out, data_format="csv") -> None:
         raise UsageError(f"--overlap must be a whole number between 0 and min(--a-rows, --b-rows) = {most}, "
                          f"got {overlap!r}")
     _check_whole("--seed", seed, 0)
+    _check_whole("--c-rows", c_rows, 0, " (0: no third organization)")
+    if type(c_overlap) is not int or not 0 <= c_overlap <= min(a_rows, c_rows):
+        raise UsageError(f"--c-overlap must be a whole number between 0 and min(--a-rows, --c-rows) = "
+                         f"{min(a_rows, c_rows)}, got {c_overlap!r}")
     if data_format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {data_format!r}")
     _check_out(out, data_format)
@@ -420,7 +453,7 @@ def _check_out(out, data_format: str) -> None:
         # datasets' folders, a directory): a folder named like a data file
         # would otherwise stop the run half way.
         paths = [(out / "generated.json", False)]
-        for schema in SCHEMAS:
+        for schema in (*SCHEMAS, THIRD):
             folder = out / schema.name
             paths += [(folder, True), (folder / schema.file(data_format), False), (folder / "schema.yaml", False)]
         for path, is_folder in paths:
@@ -450,7 +483,8 @@ def _auto_workers(rows: int) -> int:
 
 
 def generate(a_rows: int, b_rows: int, overlap: int, seed: int, out: Path = DATA_DIR,
-             data_format: str = "csv", *, workers: int | None = None, chunk_rows: int = CHUNK_ROWS) -> dict:
+             data_format: str = "csv", *, workers: int | None = None, chunk_rows: int = CHUNK_ROWS,
+             c_rows: int = 0, c_overlap: int = 0) -> dict:
     """Write both datasets, their schema.yaml and generated.json under ``out``; return the summary.
 
     Raises UsageError (before writing anything) for bad input. Above
@@ -459,16 +493,17 @@ def generate(a_rows: int, b_rows: int, overlap: int, seed: int, out: Path = DATA
     ``if __name__ == "__main__":`` guard. The output does not depend on
     ``workers`` or ``chunk_rows``.
     """
-    check_inputs(a_rows, b_rows, overlap, seed, out, data_format)
+    check_inputs(a_rows, b_rows, overlap, seed, out, data_format, c_rows, c_overlap)
     out = Path(out)
     if workers is None:
         workers = _auto_workers(a_rows + b_rows)
-    folders = [out / schema.name for schema in SCHEMAS]
+    schemas = (*SCHEMAS, THIRD) if c_rows else SCHEMAS
+    folders = [out / schema.name for schema in schemas]
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
     sinks: list[_Sink] = []
     try:
-        for folder, schema in zip(folders, SCHEMAS):
+        for folder, schema in zip(folders, schemas):
             sinks.append(_Sink(folder / schema.file(data_format), schema, data_format))
         a_count = b_count = 0
         with closing(_parts(a_rows, b_rows, overlap, seed, data_format, workers, chunk_rows)) as parts:
@@ -476,6 +511,8 @@ def generate(a_rows: int, b_rows: int, overlap: int, seed: int, out: Path = DATA
                 sinks[0].write(retail)
                 sinks[1].write(media)
                 a_count, b_count = a_count + n_retail, b_count + n_media
+        if c_rows:
+            sinks[2].write(_encode(list(survey_rows(a_rows, c_rows, c_overlap, seed)), THIRD, data_format))
         for sink in sinks:
             sink.close()
         for sink in sinks:
@@ -484,10 +521,12 @@ def generate(a_rows: int, b_rows: int, overlap: int, seed: int, out: Path = DATA
         for sink in sinks:
             sink.abort()
         raise
-    for folder, schema in zip(folders, SCHEMAS):
+    for folder, schema in zip(folders, schemas):
         _write_text(folder / "schema.yaml", schema.text(data_format))
     summary = {"seed": seed, "retail_purchases_rows": a_count,
                "media_engagement_rows": b_count, "overlapping_customers": overlap}
+    if c_rows:
+        summary.update(survey_panel_rows=c_rows, survey_overlap_with_retail=c_overlap)
     _write_text(out / "generated.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -512,6 +551,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--overlap", default=str(DEFAULTS["overlap"]),
                         help="customers present in both, 0 to min(--a-rows, --b-rows) (default %(default)s)")
     parser.add_argument("--seed", default=str(DEFAULTS["seed"]), help="integer >= 0 (default %(default)s)")
+    parser.add_argument("--c-rows", default="0",
+                        help="rows in a third organization's survey_panel (examples/three-orgs), "
+                             "0 for none (default)")
+    parser.add_argument("--c-overlap", default="0",
+                        help="of those, customers org A has too, 0 to min(--a-rows, --c-rows) (default 0)")
     parser.add_argument("--format", default="csv", metavar="{csv,parquet}",
                         help="data file format; parquet has typed columns (default csv)")
     parser.add_argument("--out", default=str(DATA_DIR),
@@ -523,10 +567,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         numbers = [_number(text) for text in (args.a_rows, args.b_rows, args.overlap, args.seed)]
-        check_inputs(*numbers, args.out, args.format)
+        third = {"c_rows": _number(args.c_rows), "c_overlap": _number(args.c_overlap)}
+        check_inputs(*numbers, args.out, args.format, **third)
         stale = [path for schema in SCHEMAS for other in FORMATS if other != args.format
                  for path in [Path(args.out) / schema.name / schema.file(other)] if path.exists()]
-        summary = generate(*numbers, Path(args.out), args.format)
+        summary = generate(*numbers, Path(args.out), args.format, **third)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

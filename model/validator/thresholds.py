@@ -52,11 +52,13 @@ def check(analysis: Analysis):
     thresholded = {alias: t for alias, t in analysis.tables.items() if t.threshold}
     if not thresholded:
         return
-    table = next(iter(sorted(thresholded.items())))[1]
+    # What follows is a rule of every thresholded table's analysis rule: the finding names each of them
+    # (not one picked by name), since any of them refuses the query.
+    tables = [t for _, t in sorted(thresholded.items())]
     yield from _literal_comparisons(analysis, thresholded)
-    yield from _aggregate_arguments(analysis, table)
-    yield from _standalone(analysis, table)
-    yield from _unsupported(analysis, table)
+    yield from _aggregate_arguments(analysis, tables)
+    yield from _standalone(analysis, tables)
+    yield from _unsupported(analysis, tables)
     if any(t.differential_privacy for t in analysis.tables.values()):
         # Undocumented: the docs only say thresholds and DP don't combine in one
         # rule (custom-considerations). The local clean room applies both.
@@ -86,7 +88,7 @@ def _literal_comparisons(analysis: Analysis, thresholded):
                                       "that on a threshold's identity column", node, table)
 
 
-def _aggregate_arguments(analysis: Analysis, table):
+def _aggregate_arguments(analysis: Analysis, tables):
     for scope in analysis.scopes():
         calls = aggregates_in(scope.expression) + [w.this for w in windows_in(scope.expression)]
         for call in calls:
@@ -94,7 +96,7 @@ def _aggregate_arguments(analysis: Analysis, table):
                 if not isinstance(argument, (exp.Column, exp.Star, exp.Literal, exp.Placeholder)):
                     yield finding("aggregation threshold", f"'{call.sql(dialect='spark')}' aggregates an "
                                   "expression; with allowedAggregateExpressionType COLUMNS_ONLY a query may "
-                                  "aggregate only a column or a constant", call, table)
+                                  "aggregate only a column or a constant", call, tables)
 
 
 def _arguments(call: exp.Expression) -> list[exp.Expression]:
@@ -104,20 +106,20 @@ def _arguments(call: exp.Expression) -> list[exp.Expression]:
     return [a for a in (this, *call.expressions) if isinstance(a, exp.Expression)]
 
 
-def _standalone(analysis: Analysis, table):
+def _standalone(analysis: Analysis, tables):
     for select in analysis.final_selects():
         calls = [a for p in select.expressions for a in aggregates_in(p)]
         lonely = [c for c in calls if isinstance(c, _STANDALONE_REFUSED)]
         if lonely and not any(isinstance(c, _QUALIFYING) for c in calls):
             yield finding("aggregation threshold", f"{function_name(lonely[0])} needs a qualifying aggregation "
-                          "(AVG, COUNT or SUM) beside it in the final SELECT", lonely[0], table)
+                          "(AVG, COUNT or SUM) beside it in the final SELECT", lonely[0], tables)
 
 
-def _unsupported(analysis: Analysis, table):
+def _unsupported(analysis: Analysis, tables):
     with_ = analysis.tree.args.get("with_")
     if with_ is not None and with_.args.get("recursive"):
         yield finding("aggregation threshold", "WITH RECURSIVE is not supported with aggregation thresholds",
-                      with_, table)
+                      with_, tables)
     for node in analysis.tree.walk():
         name = UNSUPPORTED_NODES.get(type(node))
         if isinstance(node, exp.Join) and node.args.get("kind") in ("SEMI", "ANTI"):
@@ -126,4 +128,4 @@ def _unsupported(analysis: Analysis, table):
             name = function_name(node)
         if name:
             yield finding("aggregation threshold", f"{name} is not supported on the Spark engine when a "
-                          "minimum aggregation threshold is set [custom-sql-capabilities]", node, table)
+                          "minimum aggregation threshold is set [custom-sql-capabilities]", node, tables)
