@@ -1,4 +1,4 @@
-"""One organization's part of a two-organization AWS Clean Rooms collaboration.
+"""One organization's part of an AWS Clean Rooms collaboration of two or more organizations.
 
 The stack's config says which roles this organization plays; this file only
 reads it, builds the account's providers, composes the role components and
@@ -30,6 +30,7 @@ with refusals_as_run_errors():
     settings = load_settings(project_values(pulumi.get_project()), pulumi.get_project(), pulumi.get_stack())
     peers = read_peers(settings)
     plan.check_partners(settings, peers)
+    plan.check_invitation(settings, peers, pulumi.log.info)
     plan.check_budget(settings, peers, pulumi.log.warn)
     joined_collaboration_id = None if OWNER in settings.roles else \
         plan.collaboration_id(settings, peers, pulumi.log.info)
@@ -139,6 +140,9 @@ pulumi.export("membership_id", membership.membership_identifier if membership el
 pulumi.export("membership_arn", membership.arn if membership else None)
 pulumi.export("privacy_budget", collaboration.budget_export(settings.budget))
 pulumi.export("privacy_budget_template_id", budget.template.privacy_budget_template_identifier if budget else None)
+if OWNER in settings.roles:
+    # Whom the collaboration has: each joining stack checks itself and its partners against it.
+    pulumi.export("members", plan.members_export(settings))
 pulumi.export("partners_joined", sorted(p.partner.name for p in peers.values() if p.membership_arn))
 if producer:
     pulumi.export("dataset", settings.dataset.name)

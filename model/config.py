@@ -264,7 +264,7 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
 
     if OWNER in roles:
         engines.check_new_collaboration(engine)
-        settings["collaboration"] = _collaboration(config.collaboration)
+        settings["collaboration"] = _collaboration(config.collaboration, partners)
     if PRODUCER in roles:
         dataset, rule = _producer(config, org, partners, engine, data_dir, check_data)
         settings["dataset"], settings["analysis_rule"] = dataset, rule
@@ -326,14 +326,17 @@ def _check_role_keys(config: sm.StackConfig, roles: frozenset[str]) -> None:
 
 def _check_members(org: Member, partners: tuple[Partner, ...]) -> None:
     members = (org, *partners)
-    names = [m.name for m in members]
-    if len(set(names)) != len(names):
-        raise ConfigError("partners", f"organization names must be unique, got {names}")
-    accounts = [m.account_id for m in members]
-    if len(set(accounts)) != len(accounts):
-        raise ConfigError("partners", f"each organization needs its own AWS account, got {accounts}")
-    if len(members) > 10:
-        raise ConfigError("partners", "a collaboration has at most 10 members (the creator and 9 invited)")
+    seen: dict[tuple[str, str], int] = {}
+    for i, partner in enumerate(partners):
+        for key, what, mine, theirs in (("name", "organization", org.name, partner.name),
+                                        ("accountId", "account", org.account_id, partner.account_id)):
+            if mine == theirs:
+                raise ConfigError(f"partners[{i}].{key}", f"is {theirs!r}, this stack's own {what}; partners "
+                                  "lists the other members of the collaboration")
+            if (key, theirs) in seen:
+                raise ConfigError(f"partners[{i}].{key}", f"{theirs!r} is already partners[{seen[key, theirs]}]'s; "
+                                  "each member is listed once, with its own AWS account")
+            seen[key, theirs] = i
     owners = [m.name for m in members if OWNER in m.roles]
     if len(owners) != 1:
         raise ConfigError("roles", f"exactly one organization must have role '{OWNER}' "
@@ -357,10 +360,19 @@ def _check_members(org: Member, partners: tuple[Partner, ...]) -> None:
                               "dataset (a folder under dataDir) so the join key and its templates can be checked")
 
 
-def _collaboration(block: sm.CollaborationBlock | None) -> CollaborationSpec:
+def _collaboration(block: sm.CollaborationBlock | None, partners: tuple[Partner, ...]) -> CollaborationSpec:
     if block is None:
         raise ConfigError("collaboration", "the collaboration owner needs a collaboration block with "
                           "'name' and 'description'")
+    # "Members invited per collaboration": 5 by default, adjustable (AWS Clean Rooms quotas,
+    # https://docs.aws.amazon.com/clean-rooms/latest/userguide/clean-rooms-quotas.html). Counted
+    # over every partner, those a change request adds included: the safer reading of "invited".
+    if len(partners) > block.invited_members_quota:
+        raise ConfigError("partners", f"the collaboration invites {len(partners)} members, above the quota of "
+                          f"{block.invited_members_quota} ('Members invited per collaboration', 5 unless raised: "
+                          "https://docs.aws.amazon.com/clean-rooms/latest/userguide/clean-rooms-quotas.html); have "
+                          "it raised in Service Quotas for this account and region, then set "
+                          "collaboration.invitedMembersQuota to the new value")
     c3r = C3rSpec(**block.c3r.model_dump()) if block.c3r is not None else None
     return CollaborationSpec(name=block.name, description=block.description, c3r=c3r,
                              auto_approved_change_types=tuple(block.auto_approved_change_types),

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from model.config import ANALYST, OWNER, PRODUCER, Settings
+from model.config import ANALYST, OWNER, PRODUCER, Member, Settings
 from model.errors import ConfigError
 from model.peers import PeerOutputs
+from model.templates import shown_path
 
 Log = Callable[[str], None]
 
@@ -51,6 +52,88 @@ def check_partners(settings: Settings, peers: dict[str, PeerOutputs]) -> None:
             if theirs is not None and mine != theirs:
                 raise ConfigError(key, f"is {mine!r}, but partner '{partner.name}' ({source}) uses {theirs!r}; "
                                   "every organization of the collaboration must use the same")
+
+
+def members_export(settings: Settings) -> list[dict]:
+    """The collaboration's members as its owner declares them (exported by the owner's stack).
+
+    The collaboration's members are what the owner's stack sends (CreateCollaboration
+    ``members``, or a change request); every other stack checks itself and its
+    partner list against this (check_invitation).
+    """
+    return [_member_entry(m, getattr(m, "added_by", "invitation")) for m in settings.members]
+
+
+def _member_entry(member: Member, added_by: str) -> dict:
+    return {"name": member.name, "account_id": member.account_id, "roles": sorted(member.roles),
+            "dataset": member.dataset if PRODUCER in member.roles else None,
+            "runs_jobs": member.runs_jobs, "added_by": added_by}
+
+
+def check_invitation(settings: Settings, peers: dict[str, PeerOutputs], log: Log = _silent) -> None:
+    """A stack that joins a collaboration is one its owner invites, and knows the members the owner does.
+
+    Clean Rooms lets an account create a membership only in a collaboration that
+    lists it (CreateMembership: "Creates a membership for a specific collaboration
+    identifier"; an account not invited gets an error at `pulumi up`, after the
+    preview looked fine). So before any membership is declared, this stack's own
+    entry, each partner entry and each template's tables are checked against the
+    member list the owner's stack exports. An owner that has not deployed exports
+    none: said through ``log``, not refused.
+    """
+    if OWNER in settings.roles:
+        return
+    owner = owner_peer(settings, peers)
+    index = next(i for i, p in enumerate(settings.partners) if OWNER in p.roles)
+    source = f"{owner.partner.name}'s stack {owner.partner.stack or f'(partners[{index}].outputs)'}"
+    listed = owner.get("members")
+    if listed is None:
+        log(f"no member list from {source} yet: whether it invites '{settings.org.name}' and the partners "
+            "listed here is checked once it is deployed")
+        return
+    members = {m["name"]: m for m in listed}
+    org = settings.org
+    me = members.get(org.name)
+    if me is None:
+        same_account = next((m["name"] for m in listed if m["account_id"] == org.account_id), None)
+        if same_account is not None:
+            raise ConfigError("organization", f"is {org.name!r}, but {source} invites account {org.account_id} "
+                              f"as {same_account!r}; use that name here")
+        raise ConfigError("organization", f"'{org.name}' (account {org.account_id}) is not invited by {source}, "
+                          f"whose members are {sorted(members)}; add it to that stack's partners (addedBy: "
+                          "changeRequest once the collaboration exists) before this stack joins")
+    _agree(_member_entry(org, me["added_by"]), me, {"account_id": "accountId", "roles": "roles", "dataset":
+                                                     "dataset", "runs_jobs": "runsJobs"}, "", org.name, source)
+    if ANALYST in settings.roles:
+        # A template over the table of a member the owner does not invite cannot run.
+        producers = {p.dataset: p for p in settings.partners if PRODUCER in p.roles and p.dataset}
+        for query in settings.analyst.queries:
+            for table in query.tables:
+                partner = producers.get(table)
+                if partner is not None and partner.name not in members:
+                    raise ConfigError("analyst.queries", f"template {query.name!r} ({shown_path(query.path)}) "
+                                      f"reads '{table}' of '{partner.name}', which {source} does not invite; "
+                                      f"drop the template, or have '{owner.partner.name}' invite '{partner.name}'")
+    for i, partner in enumerate(settings.partners):
+        entry = members.get(partner.name)
+        if entry is None:
+            raise ConfigError(f"partners[{i}]", f"'{partner.name}' is not a member of the collaboration: {source} "
+                              f"does not invite it (its members are {sorted(members)}); remove it here, or have "
+                              f"'{owner.partner.name}' invite it")
+        _agree(_member_entry(partner, partner.added_by), entry, {
+            "account_id": "accountId", "roles": "roles", "dataset": "dataset", "runs_jobs": "runsJobs",
+            "added_by": "addedBy"}, f"partners[{i}].", partner.name, source)
+    missing = sorted(set(members) - {org.name} - {p.name for p in settings.partners})
+    if missing:
+        raise ConfigError("partners", f"lacks {missing}: {source} invites them; list every other member of "
+                          "the collaboration here, as the owner's stack does")
+
+
+def _agree(mine: dict, theirs: dict, keys: dict[str, str], prefix: str, name: str, source: str) -> None:
+    for field_name, key in keys.items():
+        if mine[field_name] != theirs.get(field_name):
+            raise ConfigError(f"{prefix}{key}", f"is {mine[field_name]!r}, but {source} invites '{name}' with "
+                              f"{theirs.get(field_name)!r}; make the two stack files agree")
 
 
 def owner_peer(settings: Settings, peers: dict[str, PeerOutputs]) -> PeerOutputs | None:

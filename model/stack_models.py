@@ -169,6 +169,9 @@ class CollaborationBlock(Block):
     auto_approved_change_types: list[CHANGE_TYPE] = []
     # How long `pulumi up` waits for members to approve a change request adding a member.
     change_request_timeout_seconds: whole(10, 3600) = 600
+    # The owner account's "Members invited per collaboration" quota (5 unless raised in Service
+    # Quotas); more partners than this are refused before CreateCollaboration would fail.
+    invited_members_quota: whole(1, 1000) = 5
 
 
 class PrivacyBudgetBlock(Block):

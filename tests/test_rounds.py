@@ -118,5 +118,5 @@ def test_generate_stacks_refuses_more_members_than_clean_rooms_allows(tmp_path):
     result = subprocess.run([sys.executable, "scripts/generate_stacks.py", "--members", "11", "--out",
                              str(tmp_path / "x")], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
-    assert "--members 11: a collaboration has 2 to 10 members" in result.stderr
+    assert "--members 11: this generator makes 2 to 10 members" in result.stderr
     assert not (tmp_path / "x").exists()
