@@ -86,7 +86,8 @@ if PRODUCER in settings.roles:
                                     else plan.analyst_membership_id(settings, peers)) if membership else None,
         iam_propagation_seconds=settings.iam_propagation_seconds, access_budget=settings.access_budget,
         member_account_ids=[m.account_id for m in settings.members],
-        result_receivers=plan.result_receivers(settings), protect=settings.protect), opts=opts())
+        result_receivers=plan.result_receivers(settings), protect=settings.protect,
+        data_region=settings.data_region), opts=providers.data_opts())
 
 # The collaboration's privacy budget, from the one stack that declares it.
 budget = None
@@ -139,6 +140,8 @@ pulumi.export("collaboration_id", collaboration_id)
 pulumi.export("membership_id", membership.membership_identifier if membership else None)
 pulumi.export("membership_arn", membership.arn if membership else None)
 pulumi.export("privacy_budget", collaboration.budget_export(settings.budget))
+# Residency: where the collaboration lets results be written (the runner refuses other regions).
+pulumi.export("allowed_result_regions", plan.allowed_result_regions(settings, peers))
 pulumi.export("privacy_budget_template_id", budget.template.privacy_budget_template_identifier if budget else None)
 if OWNER in settings.roles:
     # Whom the collaboration has: each joining stack checks itself and its partners against it.
@@ -146,6 +149,7 @@ if OWNER in settings.roles:
 pulumi.export("partners_joined", sorted(p.partner.name for p in peers.values() if p.membership_arn))
 if producer:
     pulumi.export("dataset", settings.dataset.name)
+    pulumi.export("data_region", settings.data_region)
     pulumi.export("data_bucket", producer.storage.bucket.bucket)
     pulumi.export("configured_table_id", producer.configured_table.configured_table_identifier)
     pulumi.export("configured_table_association_name", producer.association.name if producer.association else None)
@@ -155,6 +159,7 @@ if producer:
     pulumi.export("access_budget", settings.access_budget.export() if settings.access_budget else None)
 if results:
     pulumi.export("results_bucket", results.storage.bucket.bucket)
+    pulumi.export("results_region", settings.region)
     pulumi.export("results_prefix", settings.results.results_prefix)
     pulumi.export("results_kms_key_arn", results.storage.key.arn)
     pulumi.export("result_format", settings.results.result_format)

@@ -92,6 +92,11 @@ class CollaborationOwner(pulumi.ComponentResource):
             if any(m.runs_jobs for m in (args.creator, *args.invited)) else None,
             auto_approved_change_types=[cleanrooms.CollaborationAutoApprovedChangeType(t)
                                         for t in spec.auto_approved_change_types] or None,
+            # Residency: "When specified, results can only be written to these Regions"
+            # (CreateCollaboration allowedResultRegions). Create-only: a change replaces the
+            # collaboration, which protect stops (docs/governance.md).
+            allowed_result_regions=[cleanrooms.CollaborationSupportedS3Region(r) for r in spec.allowed_result_regions]
+            or None,
             # Cloud Control reads payment configuration back differently from how it was
             # given (hashicorp/terraform-provider-awscc#1903, "Drift is identified for the
             # inputs creator_payment_configuration ... and payment_configuration inside a

@@ -62,6 +62,7 @@ class DataProducerArgs:
     """Short organization name; prefixes Glue and IAM names."""
     account_id: str
     region: str
+    """The collaboration's region (its memberships, in the read role's trust)."""
     dataset: Dataset
     """Declared schema and CSV (already validated)."""
     rule: AnalysisRuleSpec
@@ -84,6 +85,8 @@ class DataProducerArgs:
     protect: bool = True
     access_budget: AccessBudgetSpec | None = None
     """How many times the table may be used; None: unlimited (the service's default)."""
+    data_region: str | None = None
+    """Region of the bucket, key and Glue table when not ``region`` (the opts' aws provider is in it)."""
 
 
 def analysis_rule(rule: AnalysisRuleSpec, allowed_analyses: Sequence[pulumi.Input[str]],
@@ -240,7 +243,11 @@ class DataProducer(pulumi.ComponentResource):
             description=dataset.description[:255] or None,
             table_reference=cleanrooms.ConfiguredTableTableReference0PropertiesArgs(
                 glue=cleanrooms.ConfiguredTableGlueTableReferenceArgs(
-                    database_name=self.database.name, table_name=self.table.name)),
+                    database_name=self.database.name, table_name=self.table.name,
+                    # "required to uniquely identify and access tables across different Regions"
+                    # (GlueTableReference region, service model); left out for the same region.
+                    region=cleanrooms.ConfiguredTableCommercialRegion(args.data_region)
+                    if args.data_region and args.data_region != args.region else None)),
             allowed_columns=dataset.column_names,
             # DIRECT_JOB "allows PySpark jobs to be run directly on this table", MULTIPLE both;
             # with MULTIPLE "you must specify at least two analysis methods".
@@ -264,7 +271,8 @@ class DataProducer(pulumi.ComponentResource):
                     region=args.region, account_ids=args.member_account_ids,
                     membership_arns=args.trusted_membership_arns,
                     query_runner_membership_id=args.query_runner_membership_id),
-                policy=iam.data_read_policy(account_id=args.account_id, region=args.region, bucket_arn=bucket.arn,
+                policy=iam.data_read_policy(account_id=args.account_id, region=args.data_region or args.region,
+                                            bucket_arn=bucket.arn,
                                             prefix=prefix, kms_key_arn=key.arn, database=self.database.name,
                                             table=self.table.name),
                 iam_propagation_seconds=args.iam_propagation_seconds, parent=self)

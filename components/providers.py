@@ -24,26 +24,36 @@ class Providers:
     aws_native: aws_native.Provider
     time: time.Provider
     """pulumiverse-time, for the IAM propagation wait (components/iam_wait.py); no cloud account."""
+    data_aws: aws.Provider | None = None
+    """The same account in a producer's dataRegion, for its bucket, key and Glue table (None: the same region)."""
 
     def opts(self, **kwargs) -> pulumi.ResourceOptions:
         """Options for a top-level component: every provider, inherited by children."""
         return pulumi.ResourceOptions(providers={"aws": self.aws, "aws-native": self.aws_native, "time": self.time},
                                       **kwargs)
 
+    def data_opts(self, **kwargs) -> pulumi.ResourceOptions:
+        """Options for the data producer: its classic AWS resources (S3, KMS, Glue; IAM is global) in the
+        data region, its Clean Rooms resources in the collaboration's."""
+        return pulumi.ResourceOptions(providers={"aws": self.data_aws or self.aws, "aws-native": self.aws_native,
+                                                 "time": self.time}, **kwargs)
+
 
 def make_providers(settings: Settings) -> Providers:
     org = settings.org
     tags = {"project": settings.project, "organization": org.name, "stack": settings.stack}
     session = f"pulumi-{settings.project}-{org.name}"[:64]
-    classic = aws.Provider(
-        f"{org.name}-aws",
-        region=settings.region,
-        profile=settings.profile,
-        allowed_account_ids=[org.account_id],
-        assume_roles=[aws.ProviderAssumeRoleArgs(role_arn=settings.assume_role_arn, session_name=session)]
-        if settings.assume_role_arn else None,
-        default_tags=aws.ProviderDefaultTagsArgs(tags=tags),
-    )
+    def classic(name: str, region: str) -> aws.Provider:
+        return aws.Provider(
+            name,
+            region=region,
+            profile=settings.profile,
+            allowed_account_ids=[org.account_id],
+            assume_roles=[aws.ProviderAssumeRoleArgs(role_arn=settings.assume_role_arn, session_name=session)]
+            if settings.assume_role_arn else None,
+            default_tags=aws.ProviderDefaultTagsArgs(tags=tags),
+        )
+
     native = aws_native.Provider(
         f"{org.name}-aws-native",
         region=settings.region,
@@ -53,4 +63,8 @@ def make_providers(settings: Settings) -> Providers:
         if settings.assume_role_arn else None,
         default_tags=aws_native.ProviderDefaultTagsArgs(tags=tags),
     )
-    return Providers(aws=classic, aws_native=native, time=time.Provider(f"{org.name}-time"))
+    data_region = settings.data_region
+    return Providers(aws=classic(f"{org.name}-aws", settings.region), aws_native=native,
+                     time=time.Provider(f"{org.name}-time"),
+                     data_aws=classic(f"{org.name}-aws-{data_region}", data_region)
+                     if data_region and data_region != settings.region else None)

@@ -21,6 +21,7 @@ from model import stack_models as sm
 from model.datasets import (DIMENSION, IDENTIFIER_ROLES, JOIN_KEY, METRIC, Dataset,
                                  load_dataset, validate_data)
 from model.errors import ConfigError
+from model.regions import CLEAN_ROOMS_ENDPOINTS, CLEAN_ROOMS_REGIONS
 from model.stackfiles import ROOT as PROJECT_DIR
 from model.jobs import JobTemplate, load_jobs
 from model.templates import Compute, QueryTemplate, load_queries
@@ -94,6 +95,8 @@ class CollaborationSpec:
     c3r: C3rSpec | None
     auto_approved_change_types: tuple[str, ...] = ()
     change_request_timeout_seconds: int = 600
+    allowed_result_regions: tuple[str, ...] = ()
+    """CreateCollaboration allowedResultRegions: results can only be written to these (create-only)."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,8 @@ class Settings:
     collaboration: CollaborationSpec | None = None
     budget: PrivacyBudgetSpec | None = None
     dataset: Dataset | None = None
+    data_region: str | None = None
+    """Region of a producer's data bucket and Glue table (the collaboration's unless dataRegion says)."""
     analysis_rule: AnalysisRuleSpec | None = None
     access_budget: AccessBudgetSpec | None = None
     analyst: AnalystSpec | None = None
@@ -241,6 +246,9 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
     if config.assume_role_arn and config.assume_role_arn.split(":")[4] != org.account_id:
         raise ConfigError("assumeRoleArn", f"role is in account {config.assume_role_arn.split(':')[4]}, "
                           f"but accountId is {org.account_id}")
+    if config.region not in CLEAN_ROOMS_REGIONS:
+        raise ConfigError("region", f"{config.region!r} has no AWS Clean Rooms endpoint "
+                          f"({CLEAN_ROOMS_ENDPOINTS}); allowed values: {list(CLEAN_ROOMS_REGIONS)}")
     partners = tuple(_partner(p) for p in config.partners)
     _check_members(org, partners)
     _check_role_keys(config, roles)
@@ -264,10 +272,11 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
 
     if OWNER in roles:
         engines.check_new_collaboration(engine)
-        settings["collaboration"] = _collaboration(config.collaboration, partners)
+        settings["collaboration"] = _collaboration(config.collaboration, partners, config.region)
     if PRODUCER in roles:
         dataset, rule = _producer(config, org, partners, engine, data_dir, check_data)
         settings["dataset"], settings["analysis_rule"] = dataset, rule
+        settings["data_region"] = config.data_region or config.region
         if config.access_budget is not None:
             period = config.access_budget.per_period
             settings["access_budget"] = AccessBudgetSpec(
@@ -311,7 +320,7 @@ def _own_results_store(config: sm.StackConfig, roles: frozenset[str]) -> bool:
 
 # Keys that only a role uses: set without the role, they would silently do nothing.
 _ROLE_KEYS = {"collaboration": OWNER, "analysisRule": PRODUCER, "accessBudget": PRODUCER,
-              "dataset": PRODUCER, "analyst": ANALYST, "results": RECEIVER}
+              "dataset": PRODUCER, "dataRegion": PRODUCER, "analyst": ANALYST, "results": RECEIVER}
 
 
 def _check_role_keys(config: sm.StackConfig, roles: frozenset[str]) -> None:
@@ -360,7 +369,8 @@ def _check_members(org: Member, partners: tuple[Partner, ...]) -> None:
                               "dataset (a folder under dataDir) so the join key and its templates can be checked")
 
 
-def _collaboration(block: sm.CollaborationBlock | None, partners: tuple[Partner, ...]) -> CollaborationSpec:
+def _collaboration(block: sm.CollaborationBlock | None, partners: tuple[Partner, ...],
+                   region: str) -> CollaborationSpec:
     if block is None:
         raise ConfigError("collaboration", "the collaboration owner needs a collaboration block with "
                           "'name' and 'description'")
@@ -373,8 +383,15 @@ def _collaboration(block: sm.CollaborationBlock | None, partners: tuple[Partner,
                           "https://docs.aws.amazon.com/clean-rooms/latest/userguide/clean-rooms-quotas.html); have "
                           "it raised in Service Quotas for this account and region, then set "
                           "collaboration.invitedMembersQuota to the new value")
+    # Every results bucket is in the collaboration's region (all stacks share it: plan.check_partners).
+    result_regions = tuple(block.allowed_result_regions or (region,))
+    if region not in result_regions:
+        raise ConfigError("collaboration.allowedResultRegions", f"is {list(result_regions)}, without {region!r}: "
+                          "every member's results bucket is in the collaboration's region, so no result could be "
+                          f"written; add {region!r}")
     c3r = C3rSpec(**block.c3r.model_dump()) if block.c3r is not None else None
     return CollaborationSpec(name=block.name, description=block.description, c3r=c3r,
+                             allowed_result_regions=result_regions,
                              auto_approved_change_types=tuple(block.auto_approved_change_types),
                              change_request_timeout_seconds=block.change_request_timeout_seconds)
 

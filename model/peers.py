@@ -17,7 +17,8 @@ PEER_KEYS = ("organization", "account_id", "region", "roles", "dataset", "join_k
              "collaboration_id", "membership_id", "membership_arn", "analytics_engine",
              "configured_table_association_name", "configured_table_association_arn", "access_budget",
              "differential_privacy", "analysis_rule", "privacy_budget",
-             "analysis_templates", "job_templates", "runs_jobs", "members")
+             "analysis_templates", "job_templates", "runs_jobs", "members",
+             "allowed_result_regions")
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,14 @@ def collaboration_id(settings: Settings, peers: dict[str, PeerOutputs], log: Log
     return owner.collaboration_id
 
 
+def allowed_result_regions(settings: Settings, peers: dict[str, PeerOutputs]) -> list[str] | None:
+    """The collaboration's allowed result regions: the owner's config, or what the owner's stack exports."""
+    if settings.collaboration is not None:
+        return list(settings.collaboration.allowed_result_regions)
+    owner = owner_peer(settings, peers)
+    return owner.get("allowed_result_regions") if owner is not None else None
+
+
 def result_receivers(settings: Settings) -> list[str]:
     return [m.account_id for m in settings.members if "CAN_RECEIVE_RESULTS" in m.abilities]
 

@@ -26,6 +26,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from model.errors import ConfigError
+from model.regions import RESULT_REGIONS, TABLE_REGIONS
 
 ROLE = Literal["collaboration_owner", "data_producer", "analyst", "result_receiver"]
 ENGINE = Literal["SPARK", "CLEAN_ROOMS_SQL"]
@@ -172,6 +173,9 @@ class CollaborationBlock(Block):
     # The owner account's "Members invited per collaboration" quota (5 unless raised in Service
     # Quotas); more partners than this are refused before CreateCollaboration would fail.
     invited_members_quota: whole(1, 1000) = 5
+    # Where results may be written (CreateCollaboration allowedResultRegions; create-only). None:
+    # the collaboration's own region only, the safer reading of a residency requirement.
+    allowed_result_regions: Annotated[list[Literal[RESULT_REGIONS]], Field(min_length=1)] | None = None
 
 
 class PrivacyBudgetBlock(Block):
@@ -361,6 +365,8 @@ class StackConfig(Block):
     assume_role_arn: Annotated[str, BeforeValidator(_role_arn)] = ""
     roles: Annotated[list[ROLE], Field(min_length=1)]
     dataset: Text = ""
+    # Where the producer's data bucket and Glue table are (GlueTableReference region); "" = region.
+    data_region: Literal[("", *TABLE_REGIONS)] = ""
     data_dir: Text = "data"
     join_key: Column = "customer_key"
     analytics_engine: ENGINE = "SPARK"

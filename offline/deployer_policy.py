@@ -59,7 +59,7 @@ import importlib.util
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -316,9 +316,15 @@ class Stack:
     tags: dict[str, str] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)  # mock role id (name) -> role ARN (pattern)
     trusted_by: dict[str, list[str]] = field(default_factory=dict)  # service principal -> role ARNs
+    provider_regions: dict[str, str] = field(default_factory=dict)  # aws provider URN -> its region
 
     def arn(self, service: str, rest: str) -> str:
         return f"arn:aws:{service}:{self.region}:{self.account}:{rest}"
+
+    def at(self, resource: Registered) -> "Stack":
+        """This stack as seen by one resource: in its provider's region (a producer's dataRegion)."""
+        region = self.provider_regions.get(resource.provider.rsplit("::", 1)[0], self.region)
+        return self if region == self.region else replace(self, region=region)
 
 
 def stack_runs(rounds: Rounds | None = None, stacks_dir: Path = ROOT) -> dict[str, list[Run]]:
@@ -377,6 +383,8 @@ def collect(stack: str, runs: Iterable[Run], stacks_dir: Path = ROOT) -> Stack:
     if tag_sets:
         found.tags = {k: v for k, v in tag_sets[0].items() if all(t.get(k) == v for t in tag_sets)}
     for resource in resources:
+        if resource.typ == "pulumi:providers:aws" and resource.inputs.get("region"):
+            found.provider_regions[resource.urn] = str(resource.inputs["region"])
         if resource.typ == "aws:iam/role:Role":
             arn = _role_arn(resource, account)
             found.roles[str(resource.inputs.get("name") or resource.name)] = arn
@@ -662,8 +670,12 @@ class _Builder:
             return
         if access.on not in _SELECTORS:
             raise DeployerPolicyError(f"offline/deployer_policy.py: unknown resource selector {access.on!r}")
-        resources = _SELECTORS[access.on](resource, self.stack) if resource is not None else ["*"]
-        self.grant(access.sid, actions, resources, _conditions(access.when, self.stack))
+        # A resource in another region (a producer's dataRegion) gets its own statements, scoped to it.
+        view = self.stack.at(resource) if resource is not None else self.stack
+        sid = access.sid if view.region == self.stack.region else \
+            access.sid + "In" + "".join(part.title() for part in view.region.split("-"))
+        resources = _SELECTORS[access.on](resource, view) if resource is not None else ["*"]
+        self.grant(sid, actions, resources, _conditions(access.when, view))
 
     def pass_role(self, service: str) -> None:
         roles = self.stack.trusted_by.get(service)
@@ -760,7 +772,11 @@ def _native_scope(resource: Registered, stack: Stack) -> list[str]:
     if resource.typ == "aws-native:cleanrooms:ConfiguredTable":
         glue = (resource.inputs.get("tableReference") or {}).get("glue") or {}
         database, table = glue.get("databaseName") or "*", glue.get("tableName") or "*"
-        arns += _glue_database(stack, database) + [stack.arn("glue", f"table/{database}/{table}"),
+        # A table in another region (GlueTableReference region, config dataRegion) is read there; which
+        # region the handler asks Athena in is not documented, so the catalog is granted in both.
+        where = replace(stack, region=glue["region"]) if glue.get("region") else stack
+        arns += _glue_database(where, database) + [where.arn("glue", f"table/{database}/{table}"),
+                                                   where.arn("athena", "datacatalog/AwsDataCatalog"),
                                                    stack.arn("athena", "datacatalog/AwsDataCatalog")]
     if resource.typ.startswith("aws-native:quicksight:"):
         arns += _quicksight_self(resource, stack) + _referenced(resource, "quicksight", ("dataset", "datasource"))

@@ -51,6 +51,8 @@ class Registered:
     custom: bool
     dependencies: list[str]
     ignore_changes: list[str] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
+    """Input paths whose change replaces the resource (the SDK sends a type's create-only properties)."""
     id: str = ""
     state: dict = field(default_factory=dict)
 
@@ -177,7 +179,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 typ=request.type, name=request.name, inputs=_plain(inputs), urn=response.urn,
                 parent=request.parent, provider=request.provider, protect=bool(request.protect),
                 custom=bool(request.custom), dependencies=list(request.dependencies),
-                ignore_changes=list(request.ignoreChanges),
+                ignore_changes=list(request.ignoreChanges), replace_on_changes=list(request.replaceOnChanges),
                 id=registration.id if registration else "", state=registration.state if registration else {}))
         return response
 

@@ -325,6 +325,7 @@ def resource_plan(resource: Registered) -> dict:
         "provider": _provider_name(resource.provider),
         "summary": summary(resource.typ, inputs),
         "inputs": inputs,
+        "replaceOnChanges": sorted(resource.replace_on_changes),
     }
     if resource.typ == "pulumi:pulumi:StackReference":
         entry["summary"] = {"stack": resource.id}
@@ -542,7 +543,9 @@ def diff_plans(old: dict, new: dict) -> dict:
             paths = changed_paths(_comparable(old_by_urn[urn]), _comparable(new_by_urn[urn]))
             if paths:
                 r = new_by_urn[urn]
-                changed.append({"urn": urn, "type": r["type"], "name": r["name"], "changes": paths})
+                replaces = sorted({c["path"] for c in paths if _replaces(c["path"], r.get("replaceOnChanges") or [])})
+                changed.append({"urn": urn, "type": r["type"], "name": r["name"], "changes": paths,
+                                "replaces": replaces, "protect": bool(r.get("protect"))})
         result["stacks"][stack] = {
             "added": _idents(new_by_urn[u] for u in new_by_urn.keys() - old_by_urn.keys()),
             "removed": _idents(old_by_urn[u] for u in old_by_urn.keys() - new_by_urn.keys()),
@@ -550,6 +553,19 @@ def diff_plans(old: dict, new: dict) -> dict:
             "exports": changed_paths(before.get("exports", {}), entry.get("exports", {})),
         }
     return result
+
+
+def _replaces(path: str, patterns: Iterable[str]) -> bool:
+    """Whether changing input ``path`` (dotted, list indexes as numbers) replaces the resource: it is at or
+    under a replaceOnChanges pattern ("allowedResultRegions[*]", "members[*]", "tableReference.glue")."""
+    parts = path.split(".")
+    for pattern in patterns:
+        wanted = pattern.replace("[*]", ".*").split(".")
+        while wanted and wanted[-1] == "*":  # "members[*]": the list itself, or any of its items
+            wanted.pop()
+        if len(parts) >= len(wanted) and all(w in ("*", p) for w, p in zip(wanted, parts)):
+            return True
+    return False
 
 
 def _idents(resources: Iterable[dict]) -> list[dict]:
@@ -616,7 +632,13 @@ def render_diff(diff: dict, against: str, max_paths: int = 12) -> str:
         for r in entry["removed"]:
             lines.append(f"  - {r['type']}  {r['name']}")
         for r in entry["changed"]:
-            lines.append(f"  ~ {r['type']}  {r['name']}")
+            if r.get("replaces"):
+                # What `pulumi preview` shows as a replacement; protect makes `pulumi up` refuse it.
+                stop = "; protected: `pulumi up` refuses to replace it" if r.get("protect") else ""
+                lines.append(f"  +- {r['type']}  {r['name']}  (replaced: {', '.join(r['replaces'])} cannot change "
+                             f"in place{stop})")
+            else:
+                lines.append(f"  ~ {r['type']}  {r['name']}")
             lines.extend(_change_lines(r["changes"], max_paths))
         if entry["exports"]:
             lines.append("  ~ exports")

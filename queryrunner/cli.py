@@ -38,7 +38,7 @@ examples:
 JOB_TIMEOUT, JOB_RETRIES = 1800.0, 2
 RUN_TIMEOUT, RUN_RETRIES, RUN_MAX_CONCURRENCY = 1800.0, 2, 5
 _STACK_OUTPUT_FLAGS = (dict.fromkeys(("outputs", "membership_id", "collaboration_id", "region", "results_bucket",
-                                      "results_prefix", "result_format", "profile")),
+                                      "results_region", "results_prefix", "result_format", "profile")),
                        "; with --local the stack file is read instead (--stack)")
 AWS_ONLY: dict[str, tuple[tuple[dict[str, Any], str], ...]] = {
     "run": (({"timeout": RUN_TIMEOUT, "retries": RUN_RETRIES, "max_concurrency": RUN_MAX_CONCURRENCY,
@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--collaboration-id", help="override output collaboration_id")
     g.add_argument("--region", help="override output region")
     g.add_argument("--results-bucket", help="override output results_bucket")
+    g.add_argument("--results-region", help="override output results_region (the results bucket's region)")
     g.add_argument("--results-prefix", help="override output results_prefix")
     g.add_argument("--result-format", choices=["CSV", "PARQUET"], help="override output result_format")
     g.add_argument("--profile", help="AWS profile for credentials, one configured in ~/.aws/config or "

@@ -185,8 +185,8 @@ class App:
         self.network = network_settings()
         self.client_factory = client_factory or default_client_factory(getattr(args, "profile", None), self.network)
         overrides = {key: getattr(args, key, None) for key in
-                     ("membership_id", "collaboration_id", "region", "results_bucket", "results_prefix",
-                      "result_format")}
+                     ("membership_id", "collaboration_id", "region", "results_bucket", "results_region",
+                      "results_prefix", "result_format")}
         self.settings = Settings(load_outputs(getattr(args, "outputs", None), stdin), overrides)
         self.settings.check_flags()
         # Single-valued outputs are checked when present, whether this command uses them or not:
@@ -303,6 +303,7 @@ class App:
         if any(t.differential_privacy for t, _ in jobs):
             _ = s.collaboration_id  # needed by the budget check
         s.check_own_membership("start_protected_query")
+        s.check_result_region()
         for t, _ in jobs:
             checks.fail(f"results prefix for template {t.name!r} ({s.label('results_prefix')})",
                         checks.check_prefix(prefix, room=1 + len(t.name)))

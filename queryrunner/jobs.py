@@ -358,6 +358,7 @@ class JobCommand:
         app, args, s = self.app, self.args, self.settings
         s.require_all(["membership_id", "region"])
         s.check_own_membership("start_protected_job")
+        s.check_result_region()
         job = s.job(args.name)
         params = qparams.resolve(job.name, job.parameters, qparams.parse_assignments(args.param))
         s.check_region_of(f"job_templates.{job.name}.arn", job.arn)

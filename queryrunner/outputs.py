@@ -25,6 +25,7 @@ FLAG_FOR_KEY = {
     "collaboration_id": "--collaboration-id",
     "region": "--region",
     "results_bucket": "--results-bucket",
+    "results_region": "--results-region",
     "results_prefix": "--results-prefix",
     "result_format": "--result-format",
     "analysis_templates": None,
@@ -52,6 +53,7 @@ VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "collaboration_id": checks.check_collaboration_id,
     "region": checks.check_region,
     "results_bucket": checks.check_bucket,
+    "results_region": checks.check_region,
     "results_prefix": checks.check_prefix,
     "result_format": _result_format,
     # PySpark jobs: whether this membership runs them, and the bucket their scripts are stored in.
@@ -189,6 +191,29 @@ class Settings:
         if self.get("membership_id") == self.get("collaboration_id"):
             raise OutputsError(f"membership_id equals collaboration_id: {operation} needs this organization's "
                                "membership id; check the stack outputs")
+
+    def check_result_region(self) -> None:
+        """Results go only where the collaboration allows (stack output ``allowed_result_regions``).
+
+        The results bucket is in ``results_region`` (the stack's region, where the stack creates it);
+        a collaboration created with allowedResultRegions refuses any other ("When specified, results
+        can only be written to these Regions", CreateCollaboration): refused here before any request.
+        Older stacks export neither: nothing to check, the service still enforces its setting.
+        """
+        allowed = self.get("allowed_result_regions")
+        if allowed is None:
+            return
+        if not isinstance(allowed, list) or not allowed or any(checks.check_region(r) for r in allowed):
+            raise OutputsError("stack output 'allowed_result_regions' must be a non-empty list of AWS region codes, "
+                               f"got {checks.json_type(allowed)}; check the stack outputs")
+        key = "results_region" if not self._missing("results_region") else "region"
+        where = self.get(key)
+        if where not in allowed:
+            bucket = self.get("results_bucket")
+            shown = f"s3://{bucket}" if bucket else "the membership's default result location"
+            raise OutputsError(f"results would be written to {shown} in {where} ({self.label(key)}), "
+                               f"outside the collaboration's allowed result regions {allowed} (stack output "
+                               "'allowed_result_regions'); use a results bucket in one of them")
 
     def check_region_of(self, key: str, arn: str) -> None:
         """A template's ARN (stack output ``key``) is in the region the runner calls."""

@@ -169,6 +169,19 @@ BAD_INPUTS: list[tuple[list[str], str | None, str]] = [
     (RUN, outputs(results_bucket=["analyst-results"]), "stack output 'results_bucket'"),
     (RUN, outputs(results_bucket="b" * 64), "stack output 'results_bucket'"),
     ([*RUN, "--results-prefix", "a//b"], G, "--results-prefix"),
+    # Residency: results only where the collaboration allows them (allowedResultRegions).
+    (RUN, outputs(allowed_result_regions=["eu-central-1"]),
+     "results would be written to s3://analyst-results-111122223333 in us-east-1 (stack output 'region'), outside "
+     "the collaboration's allowed result regions ['eu-central-1']"),
+    ([*RUN, "--results-region", "eu-west-1"], outputs(allowed_result_regions=["us-east-1"]),
+     "in eu-west-1 (--results-region), outside"),
+    (RUN, outputs(allowed_result_regions=["us-east-1"], results_region="us-west-2"), "in us-west-2 (stack output "
+     "'results_region'), outside"),
+    (RUN, outputs(allowed_result_regions="us-east-1"), "stack output 'allowed_result_regions' must be a non-empty "
+     "list of AWS region codes, got a string"),
+    ([*RUN, "--results-region", "Europe"], G, "--results-region"),
+    (JOB_RUN, json.dumps({**JOBS_GOOD, "allowed_result_regions": ["eu-west-1"]}), "outside the collaboration's "
+     "allowed result regions ['eu-west-1']"),
     ([*RUN, "--results-prefix", "team results"], G, "--results-prefix"),
     ([*RUN, "--results-prefix", "/"], G, "--results-prefix"),
     ([*RUN, "--results-prefix", "x/../y"], G, "--results-prefix"),
@@ -392,6 +405,8 @@ def test_good_inputs_get_as_far_as_aws(argv):
     {"quicksight": QUICKSIGHT}, {"result_format": "parquet"}, {"collaboration_id": None},
     {"compute": {"workerType": "CR.1X", "workers": 16}}, {"compute": None}, {"compute": {"workers": 16.0}},
     {"result_receivers": ["222233334444", "555566667777"]}, {"result_receivers": []}, {"result_receivers": None},
+    {"allowed_result_regions": ["us-east-1", "eu-west-1"]}, {"allowed_result_regions": None},
+    {"allowed_result_regions": ["eu-west-1"], "results_region": "eu-west-1"},
     {"access_budgets": {"media_engagement": "arn:aws:cleanrooms:us-east-1:222233334444:membership/"
                                             f"{MEMBERSHIP_ID}/configuredtableassociation/{SEG_ID}"}},
 ])

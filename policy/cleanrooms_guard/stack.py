@@ -106,19 +106,37 @@ REGION_SCHEMA = config_schema({
 def _region(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if _package(args.resource_type) is None or args.provider is None:
         return
-    region = plain(args.provider.props).get("region")
-    if is_unknown(region):
-        return
     allowed = settings(args, REGION_SCHEMA)["allowedRegions"]
-    if region not in allowed:
+    region = plain(args.provider.props).get("region")
+    if not is_unknown(region) and region not in allowed:
         shown = "no region (it would come from the environment)" if not region else f"region {region!r}"
         report(f"{where(args.resource_type, args.name)}: its {_provider_label(args.provider)} sets {shown}; "
                f"set the provider's region (config region) to one of {allowed} (policy config allowedRegions).")
+    props = plain(args.props)
+    if args.resource_type == COLLABORATION:
+        # Where results may be written: "When specified, results can only be written to these Regions"
+        # (CreateCollaboration allowedResultRegions). Unset, any region the service supports.
+        result_regions = props.get("allowedResultRegions")
+        if is_unknown(result_regions):
+            return
+        outside = [r for r in as_list(result_regions) if r not in allowed]
+        if not result_regions or outside:
+            shown = f"allows results in {outside}" if result_regions else "sets no allowedResultRegions, so results " \
+                    "may be written in any region"
+            report(f"{where(args.resource_type, args.name)} {shown}; set collaboration.allowedResultRegions to "
+                   f"regions among {allowed} (policy config allowedRegions; create-only: decide before it exists).")
+    elif args.resource_type == CONFIGURED_TABLE:
+        # The source table's region (GlueTableReference region; the provider's region when unset).
+        source = ((props.get("tableReference") or {}).get("glue") or {}).get("region")
+        if source and not is_unknown(source) and source not in allowed:
+            report(f"{where(args.resource_type, args.name)} reads a Glue table in {source!r}; keep the data in one "
+                   f"of {allowed} (config dataRegion; policy config allowedRegions).")
 
 
 region_allowed = ResourceValidationPolicy(
     name="aws-region-allowed",
-    description="AWS resources are deployed only in the configured regions (data residency).",
+    description="AWS resources, the collaboration's results and the source tables stay in the configured "
+                "regions (data residency).",
     enforcement_level=EnforcementLevel.MANDATORY,
     config_schema=REGION_SCHEMA,
     validate=_region,
