@@ -182,8 +182,8 @@ def artifact_read_policy(*, account_id: str, region: str, bucket_arn: pulumi.Inp
     )
 
 
-def tls_only_bucket_policy(bucket_arn: pulumi.Input[str]) -> pulumi.Output[str]:
-    """Deny any request that does not use TLS (AWS S3 security best practice)."""
+def tls_only_bucket_policy(bucket_arn: pulumi.Input[str], *statements: dict) -> pulumi.Output[str]:
+    """Deny any request that does not use TLS (AWS S3 security best practice), with ``statements`` after it."""
     return _doc({
         "Sid": "DenyInsecureTransport",
         "Effect": "Deny",
@@ -191,7 +191,48 @@ def tls_only_bucket_policy(bucket_arn: pulumi.Input[str]) -> pulumi.Output[str]:
         "Action": "s3:*",
         "Resource": [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    })
+    }, *statements)
+
+
+def cloudtrail_bucket_statements(bucket_arn: pulumi.Input[str], *, trail_arn: str, account_id: str,
+                                 prefix: str) -> list[dict]:
+    """What CloudTrail needs to deliver one trail's logs (CloudTrail User Guide, "Amazon S3 bucket policy for
+    CloudTrail"): read the bucket's ACL and write under <prefix>/AWSLogs/<account>/, each only for this trail
+    (aws:SourceArn, the documented confused-deputy guard)."""
+    trail = {"aws:SourceArn": trail_arn}
+    return [
+        {"Sid": "CloudTrailAclCheck", "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+         "Action": "s3:GetBucketAcl", "Resource": bucket_arn, "Condition": {"StringEquals": trail}},
+        {"Sid": "CloudTrailWrite", "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+         "Action": "s3:PutObject", "Resource": pulumi.Output.concat(bucket_arn, f"/{prefix}/AWSLogs/{account_id}/*"),
+         "Condition": {"StringEquals": {**trail, "s3:x-amz-acl": "bucket-owner-full-control"}}},
+    ]
+
+
+def cloudtrail_key_policy(*, account_id: str, trail_arn: str) -> pulumi.Output[str]:
+    """A key for one trail's logs (CloudTrail User Guide, "Configure AWS KMS key policies for CloudTrail"): the
+    account administers it; CloudTrail encrypts with it for this trail only (aws:SourceArn, and the encryption
+    context naming this account's trails) and may describe it; principals of this account may decrypt the logs."""
+    return _doc(
+        {"Sid": "AccountAdministersTheKey", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+         "Action": "kms:*", "Resource": "*"},
+        {"Sid": "CloudTrailEncryptsThisTrailsLogs", "Effect": "Allow",
+         "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": "kms:GenerateDataKey*", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:SourceArn": trail_arn},
+                       "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn":
+                                      f"arn:aws:cloudtrail:*:{account_id}:trail/*"}}},
+        # "If you use an existing S3 bucket with an S3 Bucket Key, kms:Decrypt permission is required to create or
+        # update a trail with SSE-KMS encryption enabled" (same page); the bucket uses a Bucket Key.
+        {"Sid": "CloudTrailUsesTheBucketKey", "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+         "Action": "kms:Decrypt", "Resource": "*", "Condition": {"StringEquals": {"aws:SourceArn": trail_arn}}},
+        {"Sid": "CloudTrailDescribesTheKey", "Effect": "Allow", "Principal": {"Service": "cloudtrail.amazonaws.com"},
+         "Action": "kms:DescribeKey", "Resource": "*", "Condition": {"StringEquals": {"aws:SourceArn": trail_arn}}},
+        {"Sid": "AccountReadsTheLogs", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+         "Action": ["kms:Decrypt", "kms:ReEncryptFrom"], "Resource": "*",
+         "Condition": {"StringEquals": {"kms:CallerAccount": account_id},
+                       "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn":
+                                      f"arn:aws:cloudtrail:*:{account_id}:trail/*"}}},
+    )
 
 
 def quicksight_trust(account_id: str) -> pulumi.Output[str]:

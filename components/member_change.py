@@ -107,20 +107,25 @@ def add_member(client, collaboration_id: str, account_id: str, display_name: str
     return state
 
 
-def _client(props: dict):
+def account_client(props: dict, service: str, account_id: str, session_name: str):
+    """A boto3 client with the stack's credentials (props: region, profile, assume_role_arn), refusing any other
+    account: the same guard as the stack's providers (allowed_account_ids)."""
     import boto3
 
     session = boto3.Session(profile_name=props.get("profile") or None, region_name=props["region"])
     if props.get("assume_role_arn"):
         creds = session.client("sts").assume_role(RoleArn=props["assume_role_arn"],
-                                                  RoleSessionName="pulumi-cleanrooms-member-change")["Credentials"]
+                                                  RoleSessionName=session_name)["Credentials"]
         session = boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
                                 aws_session_token=creds["SessionToken"], region_name=props["region"])
-    # The same guard as the stack's providers (allowed_account_ids): never act in another account.
     account = session.client("sts").get_caller_identity()["Account"]
-    if account != props["owner_account_id"]:
-        raise ChangeRequestError(f"credentials are for account {account}, not the owner's {props['owner_account_id']}")
-    return session.client("cleanrooms")
+    if account != account_id:
+        raise ChangeRequestError(f"credentials are for account {account}, not this stack's {account_id}")
+    return session.client(service)
+
+
+def _client(props: dict):
+    return account_client(props, "cleanrooms", props["owner_account_id"], "pulumi-cleanrooms-member-change")
 
 
 class MemberChangeProvider(dynamic.ResourceProvider):

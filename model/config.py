@@ -175,6 +175,15 @@ class QuickSightSpec:
 
 
 @dataclass(frozen=True)
+class AuditSpec:
+    trail: bool = False
+    retention_days: int = 365
+    lock_mode: str = "GOVERNANCE"
+    log_retention_days: int = 365
+    log_group_wait_seconds: int = 120
+
+
+@dataclass(frozen=True)
 class Settings:
     project: str
     stack: str
@@ -202,6 +211,8 @@ class Settings:
     quicksight: QuickSightSpec = QuickSightSpec(enabled=False)
     jobs: tuple[JobTemplate, ...] = ()
     """This member's PySpark analysis templates (data/jobs/<name>/)."""
+    audit: AuditSpec = AuditSpec()
+    """The audit trail and log retention (docs/governance.md); the defaults: no trail, logs kept a year."""
 
     @property
     def results(self) -> ResultsSpec | None:
@@ -292,6 +303,8 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
         settings["receiver"] = ResultsSpec(block.result_format, _prefix(block.results_prefix, "results.resultsPrefix"))
     settings["quicksight"] = _quicksight(config.quicksight, org, settings.get("analyst"))
     settings["jobs"] = load_jobs(data_dir / "jobs", list(config.jobs))
+    if config.audit is not None:
+        settings["audit"] = AuditSpec(**config.audit.model_dump())
     return Settings(**settings)
 
 

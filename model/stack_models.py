@@ -178,6 +178,24 @@ class CollaborationBlock(Block):
     allowed_result_regions: Annotated[list[Literal[RESULT_REGIONS]], Field(min_length=1)] | None = None
 
 
+# CloudWatch Logs retention values (botocore logs model, shape Days: "Possible values are: ...").
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)
+
+
+class AuditBlock(Block):
+    # A CloudTrail trail of this account's management events (Clean Rooms' API calls among them) into an
+    # encrypted, versioned, object-locked bucket (components/audit_trail.py).
+    trail: Bool = False
+    # How long each log object is locked (S3 Object Lock), and in which mode.
+    retention_days: whole(1, 36500) = 365
+    lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
+    # The retention of the Clean Rooms query and job log groups (components/log_retention.py).
+    log_retention_days: Literal[LOG_RETENTION_DAYS] = 365
+    # How long `pulumi up` waits for the service to create its log groups after the membership.
+    log_group_wait_seconds: whole(0, 900) = 120
+
+
 class PrivacyBudgetBlock(Block):
     # Ranges from AWS::CleanRooms::PrivacyBudgetTemplate Parameters in the CloudFormation schema.
     epsilon: whole(1, 20) = 10
@@ -383,6 +401,7 @@ class StackConfig(Block):
     analyst: AnalystBlock | None = None
     results: ResultsBlock | None = None
     quicksight: QuickSightBlock | None = None
+    audit: AuditBlock | None = None
     # PySpark analysis templates this member creates, runs and receives results of (data/jobs/<name>/).
     jobs: list[Text] = []
 
@@ -397,7 +416,7 @@ class StackConfig(Block):
 
 
 STRUCTURED_KEYS = ("partners", "collaboration", "differentialPrivacy", "analysisRule", "accessBudget", "analyst",
-                   "results", "quicksight", "jobs")
+                   "results", "quicksight", "jobs", "audit")
 
 
 def parse(values: dict[str, Any]) -> StackConfig:

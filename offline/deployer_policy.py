@@ -155,6 +155,13 @@ CLASSIC: dict[str, tuple[Access, ...]] = {
     "aws:s3/bucketVersioning:BucketVersioning": (
         Access(S3_BUCKETS, ("s3:GetBucketVersioning",), ("s3:PutBucketVersioning",), "bucket"),
     ),
+    # s3 bucket_object_lock_configuration.go: Get/PutObjectLockConfiguration; a bucket created with Object Lock
+    # (CreateBucket x-amz-bucket-object-lock-enabled) needs s3:PutBucketObjectLockConfiguration and
+    # s3:PutBucketVersioning on it too (S3 User Guide, object-lock-configure), granted on the same bucket here.
+    "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration": (
+        Access(S3_BUCKETS, ("s3:GetBucketObjectLockConfiguration",),
+               ("s3:PutBucketObjectLockConfiguration", "s3:PutBucketVersioning"), "bucket"),
+    ),
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": (
         Access(S3_BUCKETS, ("s3:GetEncryptionConfiguration",), ("s3:PutEncryptionConfiguration",), "bucket"),
     ),
@@ -256,6 +263,17 @@ CLASSIC: dict[str, tuple[Access, ...]] = {
         Access(QUICKSIGHT, (), ("quicksight:CreateDataSet", "quicksight:UpdateDataSet", "quicksight:PassDataSource"),
                "quicksight_refs"),
     ),
+    # cloudtrail trail.go: CreateTrail then StartLogging and tags; read GetTrail, GetTrailStatus,
+    # GetEventSelectors, GetInsightSelectors, ListTags; update UpdateTrail, PutEventSelectors, Start/StopLogging;
+    # DeleteTrail. Every one on this stack's trail ARN (components/audit_trail.py names it).
+    "aws:cloudtrail/trail:Trail": (
+        Access("CloudTrailTrailOfThisStack",
+               ("cloudtrail:GetTrail", "cloudtrail:GetTrailStatus", "cloudtrail:GetEventSelectors",
+                "cloudtrail:GetInsightSelectors", "cloudtrail:ListTags"),
+               ("cloudtrail:CreateTrail", "cloudtrail:UpdateTrail", "cloudtrail:DeleteTrail",
+                "cloudtrail:StartLogging", "cloudtrail:StopLogging", "cloudtrail:PutEventSelectors",
+                "cloudtrail:AddTags", "cloudtrail:RemoveTags"), "trail"),
+    ),
     # quicksight refresh_schedule.go: Create/Describe/Update/DeleteRefreshSchedule
     # (components/dashboard.py declares one when refresh_time_of_day is set).
     "aws:quicksight/refreshSchedule:RefreshSchedule": (
@@ -267,6 +285,35 @@ CLASSIC: dict[str, tuple[Access, ...]] = {
 
 # Types that make no AWS call: the IAM propagation wait (pulumiverse-time runs a timer).
 NO_AWS_CALLS = frozenset({"time:index/sleep:Sleep"})
+
+# This project's Pulumi dynamic resources, which call AWS through boto3 with the deployer's credentials (each
+# first checks the account with sts:GetCallerIdentity, granted to every stack with providers), told apart by
+# their inputs.
+DYNAMIC = "pulumi-python:dynamic:Resource"
+DYNAMIC_ACCESS: dict[str, tuple[Access, ...]] = {
+    # components/log_retention.py: DescribeLogGroups under /aws/cleanrooms, PutRetentionPolicy on each.
+    "log_retention": (
+        # DescribeLogGroups has no resource-level permissions ("*" in the authorization reference).
+        Access("LogsFindLogGroupsInThisRegion", ("logs:DescribeLogGroups",), (), "any", "region"),
+        Access("LogsCleanRoomsLogGroupsRetention", (), ("logs:PutRetentionPolicy",), "cleanrooms_log_groups"),
+    ),
+    # components/member_change.py: create, poll, commit or cancel a change request adding a member.
+    "member_change": (
+        Access("CleanRoomsInThisRegion", ("cleanrooms:GetCollaborationChangeRequest",),
+               ("cleanrooms:CreateCollaborationChangeRequest", "cleanrooms:UpdateCollaborationChangeRequest"),
+               "any", "region"),
+    ),
+}
+
+
+def _dynamic_kind(resource: Registered) -> str:
+    keys = set(resource.inputs)
+    if {"days", "wait_seconds"} <= keys:
+        return "log_retention"
+    if {"collaboration_id", "abilities"} <= keys:
+        return "member_change"
+    raise DeployerPolicyError(f"dynamic resource {resource.name}: no permissions known for it; add it to "
+                              "DYNAMIC_ACCESS in offline/deployer_policy.py")
 
 # pulumi-aws types that hand a role to a service: the service whose trust the role must carry.
 PASSES_ROLE = {"aws:quicksight/dataSource:DataSource": "quicksight.amazonaws.com"}
@@ -509,6 +556,8 @@ _SELECTORS = {
     "bucket_objects": lambda r, s: [_bucket_arn(r) + "/*"],
     "object": lambda r, s: [f"{_bucket_arn(r)}/{_object_key_pattern(r.inputs.get('key'))}"],
     "kms_keys": lambda r, s: [s.arn("kms", "key/*")],
+    "trail": lambda r, s: [s.arn("cloudtrail", f"trail/{r.inputs.get('name') or '*'}")],
+    "cleanrooms_log_groups": lambda r, s: [s.arn("logs", "log-group:/aws/cleanrooms*")],
     "kms_alias_and_keys": lambda r, s: [s.arn("kms", r.inputs["name"]) if r.inputs.get("name")
                                         else s.arn("kms", f"{r.inputs.get('namePrefix') or 'alias/'}*"),
                                         s.arn("kms", "key/*")],
@@ -795,7 +844,8 @@ def _minimal(resources: set[str]) -> list[str]:
 def build(stack: Stack) -> dict[str, dict]:
     """{"deployer": document, "preview": document} for one stack."""
     calls = [r for r in stack.resources if r.custom and not r.typ.startswith("pulumi:") and r.typ not in NO_AWS_CALLS]
-    unknown = sorted({r.typ for r in calls if not r.typ.startswith("aws-native:") and r.typ not in CLASSIC})
+    unknown = sorted({r.typ for r in calls if not r.typ.startswith("aws-native:") and r.typ not in CLASSIC
+                      and r.typ != DYNAMIC})
     if unknown:
         raise DeployerPolicyError(
             f"{stack.name} declares {', '.join(unknown)}: no permissions known for "
@@ -808,6 +858,10 @@ def build(stack: Stack) -> dict[str, dict]:
         if has_providers:
             builder.access(PROVIDER_ACCESS, None)
         for resource in calls:
+            if resource.typ == DYNAMIC:
+                for access in DYNAMIC_ACCESS[_dynamic_kind(resource)]:
+                    builder.access(access, resource)
+                continue
             if resource.typ.startswith("aws-native:"):
                 builder.access(CLOUD_CONTROL_ACCESS, None)
                 builder.native(resource)

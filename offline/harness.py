@@ -156,6 +156,9 @@ class CloudMocks(pulumi.runtime.Mocks):
         elif typ in ("aws:glue/catalogDatabase:CatalogDatabase", "aws:glue/catalogTable:CatalogTable"):
             rid = inputs.get("name") or name
             state.update(name=rid, arn=f"arn:aws:glue:{self.region}:{self.account}:{rid}")
+        elif typ == "aws:cloudtrail/trail:Trail":
+            rid = inputs.get("name") or name
+            state["arn"] = f"arn:aws:cloudtrail:{self.region}:{self.account}:trail/{rid}"
         elif typ in QUICKSIGHT_IDS:
             kind, key = QUICKSIGHT_IDS[typ]
             state["arn"] = f"arn:aws:quicksight:{self.region}:{self.account}:{kind}/{inputs.get(key)}"

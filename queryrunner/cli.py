@@ -47,6 +47,7 @@ AWS_ONLY: dict[str, tuple[tuple[dict[str, Any], str], ...]] = {
              "each template once, here"),
             _STACK_OUTPUT_FLAGS),
     "budget": (_STACK_OUTPUT_FLAGS,),
+    "audit": (_STACK_OUTPUT_FLAGS,),
     "job": (({"timeout": JOB_TIMEOUT, "retries": JOB_RETRIES},
              " (a protected job's deadline and re-runs); job --local runs the script once, here"),
             _STACK_OUTPUT_FLAGS,
@@ -152,6 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("budget", parents=[stack, local],
                    help="remaining differential-privacy budget per aggregation, and access budget per table")
 
+    audit = sub.add_parser("audit", parents=[stack, local],
+                           help="the compliance report: every protected query and job of the membership in a "
+                                "period, who ran it, its privacy cost and where its results went (CSV, --html)")
+    audit.add_argument("--since", default="30d", metavar="DURATION",
+                       help="how far back: a whole number of hours, days or weeks (12h, 30d, 2w; default 30d)")
+    audit.add_argument("--html", action="store_true", help="also write audit.html, one self-contained page")
+    audit.add_argument("--out", default="results", metavar="DIR",
+                       help="the report goes to DIR/audit/ (default results)")
+
     status = sub.add_parser("status", parents=[stack], help="one protected query's state, result and error")
     status.add_argument("query_id")
 
@@ -239,8 +249,12 @@ def main(argv: list[str] | None = None, *, stdin=None, stdout=None, stderr=None,
         # Checks that need no AWS and no stack: numeric ranges (each flag named on its own) and --out.
         # Both the cloud and the --local path get them; the cloud path checks the rest in cloud.App.
         checks.check_flag_ranges(args)
-        if args.command in ("run", "job"):
+        if args.command in ("run", "job", "audit"):
             checks.fail("--out", checks.check_out_dir(args.out))
+        if args.command == "audit":
+            from queryrunner.audit import parse_since
+
+            parse_since(args.since)
     except UsageError as exc:
         print(f"error: {checks.one_line(str(exc))}", file=stderr)
         return EXIT_USAGE

@@ -584,6 +584,34 @@ class App:
         print(results.format_table(header, rows, max_rows=len(rows)), file=self.stdout)
         return EXIT_OK
 
+    def audit(self) -> int:
+        """The compliance report of this membership (queryrunner/audit.py), CSV and --html."""
+        from queryrunner import audit
+
+        s = self.settings
+        s.require_all(["membership_id", "region"])
+        now = self.wall()
+        since = audit.since_from(self.args.since, now)
+        names, tables = {}, {}
+        # Either output may be absent (a member without queries or jobs); one that is there is checked whole.
+        present = [read() for key, read in (("analysis_templates", s.templates), ("job_templates", s.job_templates))
+                   if s.get(key) is not None]
+        for spec in [spec for found in present for spec in found.values()]:
+            names[spec.arn], tables[spec.name] = spec.name, tuple(spec.tables or ())
+        entries = audit.cloud_entries(
+            self.client("cleanrooms"), self.client("cloudtrail"), membership_id=s.membership_id, since=since,
+            region=s.region, template_names=names, template_tables=tables, access_tables=set(s.access_budgets or {}),
+            results_bucket=s.get("results_bucket"), results_region=s.get("results_region"), err=self.err)
+        paths = audit.write(entries, Path(self.args.out), title=f"Clean Rooms audit: membership {s.membership_id}",
+                            since=since, now=now, with_html=self.args.html,
+                            budget_label="differential-privacy aggregations charged")
+        header = ["template", "runs", "succeeded", "failed", "DP aggregations", "budget", "access uses"]
+        rows = audit.summary_rows(entries)
+        print(results.format_table(header, rows, max_rows=len(rows)) if rows else
+              f"no protected queries or jobs since {since.isoformat(timespec='seconds')}", file=self.stdout)
+        self.err(f"audit written: {', '.join(str(p) for p in paths)}")
+        return EXIT_OK
+
     def print_fields(self, rows: list[list[str]]) -> None:
         """`status` / `job-status`: a field | value table, without the row count."""
         print(results.format_table(["field", "value"], rows, max_rows=len(rows)).rsplit("\n", 1)[0],

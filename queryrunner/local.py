@@ -179,6 +179,35 @@ class LocalApp:
         print(format_table(header, rows, max_rows=len(rows)), file=self.stdout)
         return EXIT_OK
 
+    def audit(self) -> int:
+        """The compliance report of the local runs (queryrunner/audit.py): run records and the ledger."""
+        import datetime as dt
+
+        from localroom.ledger import LedgerError
+        from queryrunner import audit
+
+        now = dt.datetime.now(dt.timezone.utc)
+        since = audit.since_from(self.args.since, now)
+        ledger = self.ledger()
+        try:
+            charges = ledger.charges() if ledger is not None else []
+        except LedgerError as exc:
+            raise LocalError(str(exc)) from None
+        tables = {q.name: tuple(q.tables) for q in self.settings.analyst.queries}
+        tables.update({j.name: tuple(j.tables) for j in self.settings.jobs})
+        access = {alias for alias, table in self.collab.tables.items() if table.access_budget is not None}
+        out = Path(self.args.out)
+        entries = audit.local_entries(out, charges, who=self.settings.org.name, since=since, template_tables=tables,
+                                      access_tables=access)
+        paths = audit.write(entries, out, title=f"Local clean room audit: {self.analyst_stack}", since=since, now=now,
+                            with_html=self.args.html, budget_label="share of the privacy budget spent (%)")
+        rows = audit.summary_rows(entries)
+        header = ["template", "runs", "succeeded", "failed", "DP aggregations", "budget", "access uses"]
+        print(format_table(header, rows, max_rows=len(rows)) if rows else
+              f"no local runs since {since.isoformat(timespec='seconds')}", file=self.stdout)
+        self.err(f"audit written: {', '.join(str(p) for p in paths)}")
+        return EXIT_OK
+
     # -- run ----------------------------------------------------------------
     def jobs(self) -> list:
         args = self.args

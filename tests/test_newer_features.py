@@ -145,6 +145,8 @@ import datetime as dt  # noqa: E402
 import boto3  # noqa: E402
 from botocore.stub import Stubber  # noqa: E402
 
+from tests.support.clock import Clock  # noqa: E402
+
 from components.member_change import ChangeRequestError, Poll, add_member  # noqa: E402
 
 COLLAB_ID = "3687eb1f-3fea-5a6e-b83f-4bd616fb0ed4"
@@ -190,17 +192,6 @@ def _request(status: str, auto: bool = False) -> dict:
         "isAutoApproved": auto, "changes": [{"specificationType": "MEMBER", "specification": {"member": {
             "accountId": C, "memberAbilities": ["CAN_RECEIVE_RESULTS"], "displayName": "Org C"}},
             "types": ["ADD_MEMBER"]}]}}
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -68,3 +68,15 @@ def test_chart_renders_in_chromium(report, tmp_path):
         rgb = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
         counts[colour] = sum(n for n, pixel in image.getcolors(maxcolors=1 << 20) if pixel == rgb)
     assert all(n > 500 for n in counts.values()), counts  # each region's bars cover real area on screen
+
+
+def test_the_audit_pages_budget_chart_renders_in_chromium(tmp_path):
+    common = ["--local", "--out", str(tmp_path / "results"), "--state-dir", str(tmp_path / "state")]
+    for template in ("channel_reach", "customer_segments"):
+        assert cli.main(["run", template, "--seed", "2", *common], stdout=io.StringIO(), stderr=io.StringIO()) == 0
+    assert cli.main(["audit", "--html", *common], stdout=io.StringIO(), stderr=io.StringIO()) == 0
+    page = tmp_path / "results" / "audit" / "audit.html"
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.read_text()), "the page must not load anything"
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    assert int(re.search(r'data-points-rendered="(\d+)"', dom).group(1)) == 2  # one point per charged run
+    assert int(re.search(r'data-line-length="(\d+)"', dom).group(1)) > 100  # the cumulative line is drawn
