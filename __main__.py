@@ -9,6 +9,7 @@ import pulumi
 
 from components.analyst import Analyst, AnalystArgs
 from components.audit_trail import AuditTrail, AuditTrailArgs
+from components.budget_alarm import BudgetAlarm, BudgetAlarmArgs
 from components.collaboration_owner import CollaborationOwner, CollaborationOwnerArgs
 from components.dashboard import Dashboard, DashboardArgs
 from components.data_producer import DataProducer, DataProducerArgs
@@ -86,6 +87,16 @@ if membership is not None and settings.query_logging:
     LogRetention(f"{org.name}-log-retention", days=settings.audit.log_retention_days, account_id=org.account_id,
                  credentials=credentials, wait_seconds=settings.audit.log_group_wait_seconds,
                  opts=pulumi.ResourceOptions(depends_on=[membership]))
+
+# An alarm when the collaboration's privacy budget runs low (any member; the data owner first).
+if settings.budget_alarm is not None and membership is not None:
+    alarm = settings.budget_alarm
+    BudgetAlarm(f"{org.name}-budget-alarm", BudgetAlarmArgs(
+        organization=org.name, account_id=org.account_id, region=settings.region, collaboration_id=collaboration_id,
+        owner_account_id=next(m.account_id for m in settings.members if OWNER in m.roles),
+        below_percent=alarm.below_percent, schedule_minutes=alarm.schedule_minutes, emails=list(alarm.emails),
+        log_retention_days=settings.audit.log_retention_days, iam_propagation_seconds=settings.iam_propagation_seconds,
+        protect=settings.protect), opts=opts())
 
 # Data producer: this organization's table, associated once it is a member.
 producer = None

@@ -278,3 +278,42 @@ def quicksight_read_policy(*, region: str, bucket_arn: pulumi.Input[str], prefix
             "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
         },
     )
+
+
+def lambda_trust(account_id: str) -> pulumi.Output[str]:
+    """Lambda, for functions of this account only (aws:SourceAccount, as AWS's own samples write the
+    execution role's trust)."""
+    return _doc({
+        "Sid": "LambdaInThisAccountOnly",
+        "Effect": "Allow",
+        "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+    })
+
+
+def budget_metric_policy(*, region: str, owner_account_id: str, collaboration_id: pulumi.Input[str],
+                         log_group_arn: pulumi.Input[str], namespace: str) -> pulumi.Output[str]:
+    """lambdas/budget_metric.py: read the collaboration's budgets, publish its metrics, write its own logs."""
+    return _doc(
+        {"Sid": "ReadTheCollaborationsBudgets", "Effect": "Allow",
+         "Action": "cleanrooms:ListCollaborationPrivacyBudgets",
+         "Resource": pulumi.Output.concat(f"arn:aws:cleanrooms:{region}:{owner_account_id}:collaboration/",
+                                          collaboration_id)},
+        # PutMetricData has no resource-level permissions; the namespace condition bounds it.
+        {"Sid": "PublishBudgetMetricsOnly", "Effect": "Allow", "Action": "cloudwatch:PutMetricData",
+         "Resource": "*", "Condition": {"StringEquals": {"cloudwatch:namespace": namespace}}},
+        {"Sid": "WriteItsOwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": [log_group_arn, pulumi.Output.concat(log_group_arn, ":log-stream:*")]},
+    )
+
+
+def alarm_topic_key_policy(account_id: str) -> pulumi.Output[str]:
+    """The alarm topic's key: the account administers it; CloudWatch encrypts alarm notifications with it
+    (the key policy the SNS Developer Guide gives for CloudWatch alarms to an encrypted topic)."""
+    return _doc(
+        {"Sid": "AccountAdministersTheKey", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+         "Action": "kms:*", "Resource": "*"},
+        {"Sid": "CloudWatchAlarmsPublish", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*"},
+    )

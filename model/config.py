@@ -184,6 +184,13 @@ class AuditSpec:
 
 
 @dataclass(frozen=True)
+class BudgetAlarmSpec:
+    below_percent: int = 20
+    schedule_minutes: int = 60
+    emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     project: str
     stack: str
@@ -213,6 +220,8 @@ class Settings:
     """This member's PySpark analysis templates (data/jobs/<name>/)."""
     audit: AuditSpec = AuditSpec()
     """The audit trail and log retention (docs/governance.md); the defaults: no trail, logs kept a year."""
+    budget_alarm: BudgetAlarmSpec | None = None
+    """An alarm when the collaboration's privacy budget runs low (components/budget_alarm.py)."""
 
     @property
     def results(self) -> ResultsSpec | None:
@@ -305,6 +314,9 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
     settings["jobs"] = load_jobs(data_dir / "jobs", list(config.jobs))
     if config.audit is not None:
         settings["audit"] = AuditSpec(**config.audit.model_dump())
+    if config.budget_alarm is not None:
+        block = config.budget_alarm
+        settings["budget_alarm"] = BudgetAlarmSpec(block.below_percent, block.schedule_minutes, tuple(block.emails))
     return Settings(**settings)
 
 

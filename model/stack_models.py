@@ -196,6 +196,18 @@ class AuditBlock(Block):
     log_group_wait_seconds: whole(0, 900) = 120
 
 
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class BudgetAlarmBlock(Block):
+    # Alarm when any aggregation type has less than this share of the privacy budget left (components/budget_alarm.py).
+    below_percent: whole(1, 99) = 20
+    # The budget is also checked on a schedule: Clean Rooms' events are best effort.
+    schedule_minutes: whole(5, 1440) = 60
+    # Who the alarm topic e-mails (each confirms its subscription); none: subscribe to the topic yourself.
+    emails: list[_matching(_EMAIL, "an e-mail address like analyst@example.com")] = []
+
+
 class PrivacyBudgetBlock(Block):
     # Ranges from AWS::CleanRooms::PrivacyBudgetTemplate Parameters in the CloudFormation schema.
     epsilon: whole(1, 20) = 10
@@ -402,6 +414,7 @@ class StackConfig(Block):
     results: ResultsBlock | None = None
     quicksight: QuickSightBlock | None = None
     audit: AuditBlock | None = None
+    budget_alarm: BudgetAlarmBlock | None = None
     # PySpark analysis templates this member creates, runs and receives results of (data/jobs/<name>/).
     jobs: list[Text] = []
 
@@ -416,7 +429,7 @@ class StackConfig(Block):
 
 
 STRUCTURED_KEYS = ("partners", "collaboration", "differentialPrivacy", "analysisRule", "accessBudget", "analyst",
-                   "results", "quicksight", "jobs", "audit")
+                   "results", "quicksight", "jobs", "audit", "budgetAlarm")
 
 
 def parse(values: dict[str, Any]) -> StackConfig:

@@ -274,6 +274,58 @@ CLASSIC: dict[str, tuple[Access, ...]] = {
                 "cloudtrail:StartLogging", "cloudtrail:StopLogging", "cloudtrail:PutEventSelectors",
                 "cloudtrail:AddTags", "cloudtrail:RemoveTags"), "trail"),
     ),
+    # The budget alarm (components/budget_alarm.py). logs log_group.go: CreateLogGroup, PutRetentionPolicy,
+    # tags; read DescribeLogGroups (no resource-level permissions) and ListTagsForResource; DeleteLogGroup.
+    "aws:cloudwatch/logGroup:LogGroup": (
+        Access("LogsFindLogGroupsInThisRegion", ("logs:DescribeLogGroups",), (), "any", "region"),
+        Access("LogsLogGroupsOfThisStack", ("logs:ListTagsForResource",),
+               ("logs:CreateLogGroup", "logs:PutRetentionPolicy", "logs:DeleteRetentionPolicy", "logs:TagResource",
+                "logs:UntagResource", "logs:DeleteLogGroup"), "log_group"),
+    ),
+    # lambda function.go: CreateFunction (passing its role, PASSES_ROLE), waits on GetFunction; read GetFunction,
+    # GetFunctionCodeSigningConfig, ListVersionsByFunction, ListTags; update UpdateFunctionCode and
+    # UpdateFunctionConfiguration; DeleteFunction. permission.go: AddPermission, GetPolicy, RemovePermission.
+    "aws:lambda/function:Function": (
+        Access("LambdaFunctionsOfThisStack",
+               ("lambda:GetFunction", "lambda:GetFunctionConfiguration", "lambda:GetFunctionCodeSigningConfig",
+                "lambda:ListVersionsByFunction", "lambda:ListTags"),
+               ("lambda:CreateFunction", "lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration",
+                "lambda:TagResource", "lambda:UntagResource", "lambda:DeleteFunction"), "lambda_function"),
+    ),
+    "aws:lambda/permission:Permission": (
+        Access("LambdaFunctionsOfThisStack", ("lambda:GetPolicy",), ("lambda:AddPermission", "lambda:RemovePermission"),
+               "lambda_function"),
+    ),
+    # events rule.go: PutRule, DescribeRule, tags (ListTagsForResource, Tag/UntagResource), DeleteRule;
+    # target.go: PutTargets, ListTargetsByRule, RemoveTargets, all on the rule.
+    "aws:cloudwatch/eventRule:EventRule": (
+        Access("EventsRulesOfThisStack", ("events:DescribeRule", "events:ListTagsForResource"),
+               ("events:PutRule", "events:TagResource", "events:UntagResource", "events:DeleteRule"), "event_rule"),
+    ),
+    "aws:cloudwatch/eventTarget:EventTarget": (
+        Access("EventsRulesOfThisStack", ("events:ListTargetsByRule",), ("events:PutTargets", "events:RemoveTargets"),
+               "event_rule"),
+    ),
+    # cloudwatch metric_alarm.go: PutMetricAlarm, DescribeAlarms, tags, DeleteAlarms.
+    "aws:cloudwatch/metricAlarm:MetricAlarm": (
+        Access("CloudWatchAlarmsOfThisStack", ("cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource"),
+               ("cloudwatch:PutMetricAlarm", "cloudwatch:TagResource", "cloudwatch:UntagResource",
+                "cloudwatch:DeleteAlarms"), "alarm"),
+    ),
+    # sns topic.go: CreateTopic (attributes, tags), GetTopicAttributes, SetTopicAttributes, ListTagsForResource,
+    # DeleteTopic; topic_subscription.go: Subscribe, GetSubscriptionAttributes, SetSubscriptionAttributes,
+    # Unsubscribe.
+    "aws:sns/topic:Topic": (
+        Access("SnsTopicsOfThisStack", ("sns:GetTopicAttributes", "sns:ListTagsForResource"),
+               ("sns:CreateTopic", "sns:SetTopicAttributes", "sns:TagResource", "sns:UntagResource",
+                "sns:DeleteTopic"), "topic"),
+    ),
+    "aws:sns/topicSubscription:TopicSubscription": (
+        Access("SnsTopicsOfThisStack", (), ("sns:Subscribe",), "subscribed_topic"),
+        # Subscription actions have no resource-level permissions (a subscription ARN is not known before).
+        Access("SnsSubscriptionsInThisRegion", ("sns:GetSubscriptionAttributes",),
+               ("sns:SetSubscriptionAttributes", "sns:Unsubscribe"), "any", "region"),
+    ),
     # quicksight refresh_schedule.go: Create/Describe/Update/DeleteRefreshSchedule
     # (components/dashboard.py declares one when refresh_time_of_day is set).
     "aws:quicksight/refreshSchedule:RefreshSchedule": (
@@ -316,7 +368,8 @@ def _dynamic_kind(resource: Registered) -> str:
                               "DYNAMIC_ACCESS in offline/deployer_policy.py")
 
 # pulumi-aws types that hand a role to a service: the service whose trust the role must carry.
-PASSES_ROLE = {"aws:quicksight/dataSource:DataSource": "quicksight.amazonaws.com"}
+PASSES_ROLE = {"aws:quicksight/dataSource:DataSource": "quicksight.amazonaws.com",
+               "aws:lambda/function:Function": "lambda.amazonaws.com"}
 
 # aws-native types: the service principal their handlers pass roles to (iam:PassRole).
 NATIVE_PASS_TO = {"cleanrooms": "cleanrooms.amazonaws.com", "quicksight": "quicksight.amazonaws.com"}
@@ -343,7 +396,8 @@ STAR_BY_DESIGN = frozenset(REGION_ONLY.values())
 
 # How a service's name reads in a Sid; services without a region in their ARNs
 # (no aws:RequestedRegion condition on their "*" statements).
-SERVICE_TITLES = {"cleanrooms": "CleanRooms", "quicksight": "QuickSight", "logs": "Logs",
+SERVICE_TITLES = {"cleanrooms": "CleanRooms", "quicksight": "QuickSight", "logs": "Logs", "sns": "Sns",
+                  "cloudwatch": "CloudWatch", "events": "Events", "lambda": "Lambda", "cloudtrail": "CloudTrail",
                   "glue": "Glue", "athena": "Athena", "iam": "Iam", "s3": "S3", "kms": "Kms"}
 GLOBAL_SERVICES = frozenset({"iam", "sts", "s3"})
 
@@ -557,6 +611,13 @@ _SELECTORS = {
     "object": lambda r, s: [f"{_bucket_arn(r)}/{_object_key_pattern(r.inputs.get('key'))}"],
     "kms_keys": lambda r, s: [s.arn("kms", "key/*")],
     "trail": lambda r, s: [s.arn("cloudtrail", f"trail/{r.inputs.get('name') or '*'}")],
+    "log_group": lambda r, s: [s.arn("logs", f"log-group:{r.inputs.get('name') or '*'}"),
+                               s.arn("logs", f"log-group:{r.inputs.get('name') or '*'}:*")],
+    "lambda_function": lambda r, s: [s.arn("lambda", f"function:{r.inputs.get('name') or r.inputs.get('function') or '*'}")],
+    "event_rule": lambda r, s: [s.arn("events", f"rule/{r.inputs.get('name') or r.inputs.get('rule') or '*'}")],
+    "alarm": lambda r, s: [s.arn("cloudwatch", f"alarm:{r.inputs.get('name') or '*'}")],
+    "topic": lambda r, s: [s.arn("sns", r.inputs.get("name") or "*")],
+    "subscribed_topic": lambda r, s: [r.inputs.get("topic") or s.arn("sns", "*")],
     "cleanrooms_log_groups": lambda r, s: [s.arn("logs", "log-group:/aws/cleanrooms*")],
     "kms_alias_and_keys": lambda r, s: [s.arn("kms", r.inputs["name"]) if r.inputs.get("name")
                                         else s.arn("kms", f"{r.inputs.get('namePrefix') or 'alias/'}*"),

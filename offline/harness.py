@@ -94,6 +94,15 @@ class Run:
         return {r.typ for r in self.resources}
 
 
+ARN_FORMS = {
+    "aws:cloudtrail/trail:Trail": "cloudtrail:{region}:{account}:trail/{name}",
+    "aws:cloudwatch/logGroup:LogGroup": "logs:{region}:{account}:log-group:{name}",
+    "aws:lambda/function:Function": "lambda:{region}:{account}:function:{name}",
+    "aws:cloudwatch/eventRule:EventRule": "events:{region}:{account}:rule/{name}",
+    "aws:sns/topic:Topic": "sns:{region}:{account}:{name}",
+    "aws:cloudwatch/metricAlarm:MetricAlarm": "cloudwatch:{region}:{account}:alarm:{name}",
+}
+
 # QuickSight ARNs name the resource by the id the caller chose.
 QUICKSIGHT_IDS = {
     "aws:quicksight/dataSource:DataSource": ("datasource", "dataSourceId"),
@@ -156,9 +165,10 @@ class CloudMocks(pulumi.runtime.Mocks):
         elif typ in ("aws:glue/catalogDatabase:CatalogDatabase", "aws:glue/catalogTable:CatalogTable"):
             rid = inputs.get("name") or name
             state.update(name=rid, arn=f"arn:aws:glue:{self.region}:{self.account}:{rid}")
-        elif typ == "aws:cloudtrail/trail:Trail":
+        elif typ in ARN_FORMS:
+            # ARNs as each service writes them, from the name the program gives.
             rid = inputs.get("name") or name
-            state["arn"] = f"arn:aws:cloudtrail:{self.region}:{self.account}:trail/{rid}"
+            state["arn"] = f"arn:aws:{ARN_FORMS[typ].format(region=self.region, account=self.account, name=rid)}"
         elif typ in QUICKSIGHT_IDS:
             kind, key = QUICKSIGHT_IDS[typ]
             state["arn"] = f"arn:aws:quicksight:{self.region}:{self.account}:{kind}/{inputs.get(key)}"

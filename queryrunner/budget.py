@@ -53,16 +53,24 @@ class AccessBudget:
         return "; ".join(parts) or f"{self.aggregate_remaining} left"
 
 
-def _summaries(client, membership_id: str, kind: str) -> Iterator[dict[str, Any]]:
-    """Every PrivacyBudgetSummary of one type (DP or ACCESS) of the membership's collaboration."""
+def _summaries(client, membership_id: str, kind: str, collaboration_id: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every privacy budget summary of one type (DP or ACCESS): the membership's view (ListPrivacyBudgets), or,
+    with ``collaboration_id``, the collaboration-wide one (ListCollaborationPrivacyBudgets), which a member
+    whose table is protected reads to watch its budget burn. Both summaries carry the same PrivacyBudget."""
+    if collaboration_id is not None:
+        pages = client.get_paginator("list_collaboration_privacy_budgets").paginate(
+            collaborationIdentifier=collaboration_id, privacyBudgetType=kind)
+        for page in pages:
+            yield from page["collaborationPrivacyBudgetSummaries"]
+        return
     paginator = client.get_paginator("list_privacy_budgets")
     for page in paginator.paginate(membershipIdentifier=membership_id, privacyBudgetType=kind):
         yield from page["privacyBudgetSummaries"]
 
 
-def list_access_budgets(client, membership_id: str) -> list[AccessBudget]:
+def list_access_budgets(client, membership_id: str, collaboration_id: str | None = None) -> list[AccessBudget]:
     budgets = []
-    for summary in _summaries(client, membership_id, ACCESS):
+    for summary in _summaries(client, membership_id, ACCESS, collaboration_id):
         access = (summary.get("budget") or {}).get("accessBudget")
         if access:
             budgets.append(AccessBudget(access["resourceArn"], access["aggregateRemainingBudget"],
@@ -96,9 +104,9 @@ class BudgetError(Exception):
     """The budget cannot be checked or the query would exhaust it (exit 1)."""
 
 
-def list_budgets(client, membership_id: str) -> list[Budget]:
+def list_budgets(client, membership_id: str, collaboration_id: str | None = None) -> list[Budget]:
     budgets = []
-    for summary in _summaries(client, membership_id, DP):
+    for summary in _summaries(client, membership_id, DP, collaboration_id):
         dp = (summary.get("budget") or {}).get("differentialPrivacy")
         if dp:
             aggs = {a["type"]: (a["maxCount"], a["remainingCount"]) for a in dp["aggregations"]}

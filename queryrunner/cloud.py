@@ -567,14 +567,20 @@ class App:
     def budget(self) -> int:
         self.settings.require_all(["membership_id", "region"])
         names = {arn: name for name, arn in (self.settings.access_budgets or {}).items()}
+        # A member that does not query (a producer whose table is protected) reads the collaboration-wide view.
+        roles = self.settings.get("roles")
+        wide = self.settings.collaboration_id if isinstance(roles, list) and "analyst" not in roles else None
+        if wide:
+            self.err(f"the collaboration's budgets (ListCollaborationPrivacyBudgets, collaboration {wide}): "
+                     "this stack does not query")
         cleanrooms = self.client("cleanrooms")
-        budgets = dp_budget.list_budgets(cleanrooms, self.settings.membership_id)
+        budgets = dp_budget.list_budgets(cleanrooms, self.settings.membership_id, wide)
         if not budgets:
             print("no differential-privacy budgets in this collaboration", file=self.stdout)
         else:
             header, rows = dp_budget.budget_rows(budgets)
             print(results.format_table(header, rows, max_rows=len(rows)), file=self.stdout)
-        access = dp_budget.list_access_budgets(cleanrooms, self.settings.membership_id)
+        access = dp_budget.list_access_budgets(cleanrooms, self.settings.membership_id, wide)
         print("", file=self.stdout)
         if not access:
             print("no access budgets in this collaboration (every table may be used without limit)", file=self.stdout)

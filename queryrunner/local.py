@@ -122,7 +122,8 @@ class LocalApp:
         if job and not self.settings.jobs:
             raise UsageError(f"stack '{stack}' declares no PySpark jobs (`jobs` in Pulumi.{stack}.yaml); stacks that "
                              f"do: {_job_stacks(stacks, root) or 'none'} (--stack)")
-        if not job and self.settings.analyst is None:
+        # `budget` reads the collaboration's budget from any member's stack (a producer watches its burn).
+        if not job and self.args.command != "budget" and self.settings.analyst is None:
             raise UsageError(f"stack '{stack}' does not have the analyst role; the analyst's stack is "
                              f"'{_analyst_stack(stacks, root)}' (--stack)")
         self.stack = stack
@@ -142,8 +143,10 @@ class LocalApp:
         spec = self.collab.budget
         if spec is None:
             return None
-        path = self.state / self.stack / "privacy-budget.json"
-        return Ledger(path, self.stack, calibrate(spec.epsilon, spec.users_noise_per_query), spec.auto_refresh)
+        # One ledger per collaboration, kept beside the analyst's state: the member that spends the budget.
+        path = self.state / self.analyst_stack / "privacy-budget.json"
+        return Ledger(path, self.analyst_stack, calibrate(spec.epsilon, spec.users_noise_per_query),
+                      spec.auto_refresh)
 
     def access(self):
         """The tables' access budgets (localroom/access.py), beside the analyst's privacy budget ledger."""

@@ -259,3 +259,12 @@ def test_resume_refuses_a_missing_damaged_or_other_journal(local):
     code, _, err = local("run", "--all", "--resume")
     assert code == 2 and "is of another run" in err
     assert local.results("customer_segments") == [] and local.ledger()["charges"] == []
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path):
+    """`python -m queryrunner budget --local | head -1`: the pipe closes before the table is written."""
+    process = subprocess.Popen([sys.executable, "-m", "queryrunner", "budget", "--local", "--state-dir",
+                                str(tmp_path / "state")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before the runner has started: its first write finds no reader
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and b"Traceback" not in err, err.decode()

@@ -129,6 +129,30 @@ def test_budget_lists_every_page(cli):
     assert "no access budgets in this collaboration" in out
 
 
+def collaboration_budget(i: int, remaining: int) -> dict:
+    """A CollaborationPrivacyBudgetSummary: the same budget, named by the collaboration, not a membership."""
+    member = budget(i, remaining)
+    return {k: member[k] for k in ("id", "privacyBudgetTemplateId", "privacyBudgetTemplateArn", "collaborationId",
+                                   "collaborationArn", "type", "createTime", "updateTime", "budget")} | {
+        "creatorAccountId": ACCOUNT}
+
+
+def test_a_producers_stack_reads_the_collaboration_wide_budgets(cli):
+    cli.OUTPUTS = {**OUTPUTS, "roles": ["data_producer"]}
+    params = {"collaborationIdentifier": COLLABORATION_ID, "privacyBudgetType": "DIFFERENTIAL_PRIVACY"}
+    cli.stub.add_response("list_collaboration_privacy_budgets", {
+        "collaborationPrivacyBudgetSummaries": [collaboration_budget(1, 100)]}, params)
+    cli.stub.add_response("list_collaboration_privacy_budgets", {"collaborationPrivacyBudgetSummaries": []},
+                          {**params, "privacyBudgetType": "ACCESS_BUDGET"})
+
+    code, out, err = cli("budget")
+
+    assert code == 0, err
+    rows = [[c.strip() for c in line.split(" | ")] for line in out.split("\n\n")[0].splitlines()[2:-1]]
+    assert [qid(101), "5", "COUNT", "100", "400", "25.0"] in rows
+    assert "ListCollaborationPrivacyBudgets" in err and "this stack does not query" in err
+
+
 def test_budget_none(cli):
     cli.stub.add_response("list_privacy_budgets", {"privacyBudgetSummaries": []},
                           {"membershipIdentifier": MEMBERSHIP_ID, "privacyBudgetType": "DIFFERENTIAL_PRIVACY"})

@@ -1,0 +1,1 @@
+"""Code that runs in AWS (Lambda), deployed from this repository by the stacks that use it."""
