@@ -8,12 +8,10 @@ exports what partners and the query runner need. See README.md.
 import pulumi
 
 from components.analyst import Analyst, AnalystArgs
-from components.audit_trail import AuditTrail, AuditTrailArgs
-from components.budget_alarm import BudgetAlarm, BudgetAlarmArgs
 from components.collaboration_owner import CollaborationOwner, CollaborationOwnerArgs
 from components.dashboard import Dashboard, DashboardArgs
 from components.data_producer import DataProducer, DataProducerArgs
-from components.log_retention import LogRetention
+from components.governance import declare_governance
 from components.member_change import Credentials
 from components.membership import Member, MemberArgs
 from components.peers import read_peers
@@ -76,28 +74,6 @@ elif joined_collaboration_id is not None:
         query_logging=settings.query_logging, results=results.destination if results else None,
         runs_jobs=org.runs_jobs, protect=settings.protect), opts=opts()).membership
 
-# Governance (docs/governance.md): this member's CloudTrail trail, if it opts in, and how long the
-# Clean Rooms log groups the service creates with the membership keep their query logs.
-credentials = Credentials(settings.region, settings.profile, settings.assume_role_arn)
-audit_trail = AuditTrail(f"{org.name}-audit", AuditTrailArgs(
-    organization=org.name, account_id=org.account_id, region=settings.region,
-    retention_days=settings.audit.retention_days, lock_mode=settings.audit.lock_mode, protect=settings.protect),
-    opts=opts()) if settings.audit.trail else None
-if membership is not None and settings.query_logging:
-    LogRetention(f"{org.name}-log-retention", days=settings.audit.log_retention_days, account_id=org.account_id,
-                 credentials=credentials, wait_seconds=settings.audit.log_group_wait_seconds,
-                 opts=pulumi.ResourceOptions(depends_on=[membership]))
-
-# An alarm when the collaboration's privacy budget runs low (any member; the data owner first).
-if settings.budget_alarm is not None and membership is not None:
-    alarm = settings.budget_alarm
-    BudgetAlarm(f"{org.name}-budget-alarm", BudgetAlarmArgs(
-        organization=org.name, account_id=org.account_id, region=settings.region, collaboration_id=collaboration_id,
-        owner_account_id=next(m.account_id for m in settings.members if OWNER in m.roles),
-        below_percent=alarm.below_percent, schedule_minutes=alarm.schedule_minutes, emails=list(alarm.emails),
-        log_retention_days=settings.audit.log_retention_days, iam_propagation_seconds=settings.iam_propagation_seconds,
-        protect=settings.protect), opts=opts())
-
 # Data producer: this organization's table, associated once it is a member.
 producer = None
 if PRODUCER in settings.roles:
@@ -153,6 +129,10 @@ if results and settings.quicksight.enabled:
         owner_principals=list(qs.owners), viewer_principals=list(qs.viewers),
         result_format=settings.analyst.result_format, name_prefix=org.name), opts=opts())
 
+# Governance (docs/governance.md): audit trail, log retention, budget alarm, federated access.
+governance = declare_governance(settings, providers, membership=membership, collaboration_id=collaboration_id,
+                                results=results, producer=producer)
+
 pulumi.export("organization", org.name)
 pulumi.export("account_id", org.account_id)
 pulumi.export("region", settings.region)
@@ -171,7 +151,8 @@ pulumi.export("privacy_budget_template_id", budget.template.privacy_budget_templ
 if OWNER in settings.roles:
     # Whom the collaboration has: each joining stack checks itself and its partners against it.
     pulumi.export("members", plan.members_export(settings))
-pulumi.export("audit_trail_arn", audit_trail.trail.arn if audit_trail else None)
+for key, value in governance.exports().items():
+    pulumi.export(key, value)
 pulumi.export("partners_joined", sorted(p.partner.name for p in peers.values() if p.membership_arn))
 if producer:
     pulumi.export("dataset", settings.dataset.name)

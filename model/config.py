@@ -191,6 +191,29 @@ class BudgetAlarmSpec:
 
 
 @dataclass(frozen=True)
+class PermissionSetSpec:
+    role: str                 # analyst | producer | auditor
+    group: str
+    session_duration: str
+    assign: bool
+
+
+@dataclass(frozen=True)
+class AccessSpec:
+    """Federated access through IAM Identity Center (components/federated_access.py)."""
+
+    identity_account_id: str
+    instance_arn: str
+    region: str
+    profile: str | None
+    assume_role_arn: str | None
+    scope_tag: str
+    manage_attributes: bool
+    attribute_source: str
+    permission_sets: tuple[PermissionSetSpec, ...]
+
+
+@dataclass(frozen=True)
 class Settings:
     project: str
     stack: str
@@ -222,6 +245,8 @@ class Settings:
     """The audit trail and log retention (docs/governance.md); the defaults: no trail, logs kept a year."""
     budget_alarm: BudgetAlarmSpec | None = None
     """An alarm when the collaboration's privacy budget runs low (components/budget_alarm.py)."""
+    access: AccessSpec | None = None
+    """Permission sets in the organization's IAM Identity Center for this account's people."""
 
     @property
     def results(self) -> ResultsSpec | None:
@@ -314,6 +339,8 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
     settings["jobs"] = load_jobs(data_dir / "jobs", list(config.jobs))
     if config.audit is not None:
         settings["audit"] = AuditSpec(**config.audit.model_dump())
+    if config.access is not None:
+        settings["access"] = _access(config.access, roles, config.region)
     if config.budget_alarm is not None:
         block = config.budget_alarm
         settings["budget_alarm"] = BudgetAlarmSpec(block.below_percent, block.schedule_minutes, tuple(block.emails))
@@ -392,6 +419,33 @@ def _check_members(org: Member, partners: tuple[Partner, ...]) -> None:
         if PRODUCER in partner.roles and not partner.dataset:
             raise ConfigError(f"partners[{i}].dataset", f"partner '{partner.name}' produces data; name its "
                               "dataset (a folder under dataDir) so the join key and its templates can be checked")
+
+
+# Which stack role a permission set is for; the auditor is for every member.
+_PERMISSION_SET_ROLES = {"analyst": ANALYST, "producer": PRODUCER, "auditor": None}
+
+
+def _access(block: sm.AccessBlock, roles: frozenset[str], region: str) -> AccessSpec:
+    if block.identity_assume_role_arn and block.identity_assume_role_arn.split(":")[4] != block.identity_account_id:
+        raise ConfigError("access.identityAssumeRoleArn", f"role is in account "
+                          f"{block.identity_assume_role_arn.split(':')[4]}, but access.identityAccountId is "
+                          f"{block.identity_account_id}")
+    sets = []
+    for name, role in _PERMISSION_SET_ROLES.items():
+        spec = getattr(block.permission_sets, name)
+        if spec is None:
+            continue
+        if role is not None and role not in roles:
+            raise ConfigError(f"access.permissionSets.{name}", f"is for an organization with role '{role}', and this "
+                              f"stack's roles are {sorted(roles)}; remove it or add the role")
+        sets.append(PermissionSetSpec(name, spec.group, spec.session_duration, spec.assign))
+    if not sets:
+        raise ConfigError("access.permissionSets", "declares none; give at least one of analyst, producer, auditor "
+                          "(each {group, sessionDuration, assign})")
+    return AccessSpec(block.identity_account_id, block.instance_arn, block.identity_region or region,
+                      block.identity_profile or None,
+                      block.identity_assume_role_arn or None, block.scope_tag, block.manage_attributes,
+                      block.attribute_source, tuple(sets))
 
 
 def _collaboration(block: sm.CollaborationBlock | None, partners: tuple[Partner, ...],

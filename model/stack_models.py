@@ -208,6 +208,55 @@ class BudgetAlarmBlock(Block):
     emails: list[_matching(_EMAIL, "an e-mail address like analyst@example.com")] = []
 
 
+# Patterns from botocore's sso-admin model (tests/test_federated_access.py keeps them equal).
+INSTANCE_ARN = r"^arn:aws(-[a-z]{1,5}){0,3}:sso:::instance/(sso)?ins-[a-zA-Z0-9-.]{16}$"
+PRINCIPAL_ID = r"^([0-9a-f]{10}-|)[A-Fa-f0-9]{8}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{12}$"
+# A permission set's session: PT1H to PT12H (IAM Identity Center; shorter is safer, so hours or minutes).
+_SESSION = re.compile(r"^PT(?:([1-9]|1[0-2])H|([1-9][0-9]{1,2})M)$")
+# The tags every resource of a stack carries (components/providers.py default tags): what access may be scoped by.
+SCOPE_TAGS = ("organization", "project", "stack")
+
+
+def _session(value: Any) -> Any:
+    found = _SESSION.match(value) if isinstance(value, str) else None
+    minutes = (int(found.group(1)) * 60 if found.group(1) else int(found.group(2))) if found else 0
+    if not 60 <= minutes <= 720:
+        raise _fail(f"must be an ISO 8601 duration from PT1H to PT12H (PT1H, PT90M, PT8H), got {value!r}")
+    return value
+
+
+class PermissionSetBlock(Block):
+    # The Identity Center group (its id in the identity store) that gets this permission set on this account.
+    group: _matching(re.compile(PRINCIPAL_ID), "an identity store group id (a UUID, optionally after a "
+                                               "10-hex-digit prefix and '-')")
+    session_duration: Annotated[str, BeforeValidator(_session)] = "PT1H"
+    # false: only the permission set is declared; a just-in-time tool assigns it (docs/governance.md).
+    assign: Bool = True
+
+
+class PermissionSetsBlock(Block):
+    analyst: PermissionSetBlock | None = None
+    producer: PermissionSetBlock | None = None
+    auditor: PermissionSetBlock | None = None
+
+
+class AccessBlock(Block):
+    # The account with IAM Identity Center (the organization's management or delegated administrator account).
+    identity_account_id: AccountId
+    instance_arn: _matching(re.compile(INSTANCE_ARN), "an IAM Identity Center instance ARN "
+                                                      "(arn:aws:sso:::instance/ssoins-<16 characters>)")
+    # The region of the Identity Center instance (its API is regional); None: the stack's region.
+    identity_region: Region | None = None
+    identity_profile: Text = ""
+    identity_assume_role_arn: Annotated[str, BeforeValidator(_role_arn)] = ""
+    # The tag key every resource carries and every principal must match (attribute-based access control).
+    scope_tag: Literal[SCOPE_TAGS] = "organization"
+    # Declare the instance's ABAC attribute (one configuration per instance: only if nothing else manages it).
+    manage_attributes: Bool = False
+    attribute_source: Text = "${path:enterprise.organization}"
+    permission_sets: PermissionSetsBlock
+
+
 class PrivacyBudgetBlock(Block):
     # Ranges from AWS::CleanRooms::PrivacyBudgetTemplate Parameters in the CloudFormation schema.
     epsilon: whole(1, 20) = 10
@@ -415,6 +464,7 @@ class StackConfig(Block):
     quicksight: QuickSightBlock | None = None
     audit: AuditBlock | None = None
     budget_alarm: BudgetAlarmBlock | None = None
+    access: AccessBlock | None = None
     # PySpark analysis templates this member creates, runs and receives results of (data/jobs/<name>/).
     jobs: list[Text] = []
 
@@ -429,7 +479,7 @@ class StackConfig(Block):
 
 
 STRUCTURED_KEYS = ("partners", "collaboration", "differentialPrivacy", "analysisRule", "accessBudget", "analyst",
-                   "results", "quicksight", "jobs", "audit", "budgetAlarm")
+                   "results", "quicksight", "jobs", "audit", "budgetAlarm", "access")
 
 
 def parse(values: dict[str, Any]) -> StackConfig:

@@ -326,6 +326,36 @@ CLASSIC: dict[str, tuple[Access, ...]] = {
         Access("SnsSubscriptionsInThisRegion", ("sns:GetSubscriptionAttributes",),
                ("sns:SetSubscriptionAttributes", "sns:Unsubscribe"), "any", "region"),
     ),
+    # Federated access (components/federated_access.py), in the Identity Center account: ssoadmin
+    # permission_set.go: CreatePermissionSet, DescribePermissionSet, UpdatePermissionSet, tags, then
+    # ProvisionPermissionSet (DescribePermissionSetProvisioningStatus); DeletePermissionSet.
+    "aws:ssoadmin/permissionSet:PermissionSet": (
+        Access("IdentityCenterPermissionSets", ("sso:DescribePermissionSet", "sso:ListTagsForResource"),
+               ("sso:CreatePermissionSet", "sso:UpdatePermissionSet", "sso:DeletePermissionSet", "sso:TagResource",
+                "sso:UntagResource", "sso:ProvisionPermissionSet", "sso:DescribePermissionSetProvisioningStatus"),
+               "sso_permission_sets"),
+    ),
+    # permission_set_inline_policy.go: Put/Get/DeleteInlinePolicy, then provisioning to the assigned accounts.
+    "aws:ssoadmin/permissionSetInlinePolicy:PermissionSetInlinePolicy": (
+        Access("IdentityCenterPermissionSets", ("sso:GetInlinePolicyForPermissionSet",),
+               ("sso:PutInlinePolicyToPermissionSet", "sso:DeleteInlinePolicyFromPermissionSet",
+                "sso:ProvisionPermissionSet", "sso:DescribePermissionSetProvisioningStatus",
+                "sso:ListAccountsForProvisionedPermissionSet"), "sso_permission_sets"),
+    ),
+    # account_assignment.go: CreateAccountAssignment (DescribeAccountAssignmentCreationStatus), read
+    # ListAccountAssignments, DeleteAccountAssignment (DescribeAccountAssignmentDeletionStatus).
+    "aws:ssoadmin/accountAssignment:AccountAssignment": (
+        Access("IdentityCenterAssignments", ("sso:ListAccountAssignments",),
+               ("sso:CreateAccountAssignment", "sso:DescribeAccountAssignmentCreationStatus",
+                "sso:DeleteAccountAssignment", "sso:DescribeAccountAssignmentDeletionStatus"), "sso_assignment"),
+    ),
+    # instance_access_control_attributes.go: Create/Describe/Update/DeleteInstanceAccessControlAttributeConfiguration.
+    "aws:ssoadmin/instanceAccessControlAttributes:InstanceAccessControlAttributes": (
+        Access("IdentityCenterAttributes", ("sso:DescribeInstanceAccessControlAttributeConfiguration",),
+               ("sso:CreateInstanceAccessControlAttributeConfiguration",
+                "sso:UpdateInstanceAccessControlAttributeConfiguration",
+                "sso:DeleteInstanceAccessControlAttributeConfiguration"), "sso_instance"),
+    ),
     # quicksight refresh_schedule.go: Create/Describe/Update/DeleteRefreshSchedule
     # (components/dashboard.py declares one when refresh_time_of_day is set).
     "aws:quicksight/refreshSchedule:RefreshSchedule": (
@@ -418,6 +448,9 @@ class Stack:
     roles: dict[str, str] = field(default_factory=dict)  # mock role id (name) -> role ARN (pattern)
     trusted_by: dict[str, list[str]] = field(default_factory=dict)  # service principal -> role ARNs
     provider_regions: dict[str, str] = field(default_factory=dict)  # aws provider URN -> its region
+    provider_accounts: dict[str, str] = field(default_factory=dict)  # aws provider URN -> its one allowed account
+    home_account: str = ""
+    """The stack's own account, also in a view of another account (the Identity Center assignments' target)."""
 
     def arn(self, service: str, rest: str) -> str:
         return f"arn:aws:{service}:{self.region}:{self.account}:{rest}"
@@ -478,7 +511,7 @@ def collect(stack: str, runs: Iterable[Run], stacks_dir: Path = ROOT) -> Stack:
         for resource in run.resources:
             by_urn[resource.urn] = resource
     resources = sorted(by_urn.values(), key=lambda r: r.urn)
-    found = Stack(stack, account, region, resources)
+    found = Stack(stack, account, region, resources, home_account=account)
     tag_sets = [_json(r.inputs.get("defaultTags")).get("tags") or {}
                 for r in resources if r.typ == "pulumi:providers:aws"]
     if tag_sets:
@@ -486,12 +519,34 @@ def collect(stack: str, runs: Iterable[Run], stacks_dir: Path = ROOT) -> Stack:
     for resource in resources:
         if resource.typ == "pulumi:providers:aws" and resource.inputs.get("region"):
             found.provider_regions[resource.urn] = str(resource.inputs["region"])
+            accounts = _json_list(resource.inputs.get("allowedAccountIds"))
+            if len(accounts) == 1:
+                found.provider_accounts[resource.urn] = str(accounts[0])
         if resource.typ == "aws:iam/role:Role":
             arn = _role_arn(resource, account)
             found.roles[str(resource.inputs.get("name") or resource.name)] = arn
             for service in _trusted_services(resource.inputs.get("assumeRolePolicy")):
                 found.trusted_by.setdefault(service, []).append(arn)
     return found
+
+
+def _sso_permission_sets(resource: Registered) -> list[str]:
+    """The Identity Center instance and its permission sets (arn:aws:sso:::permissionSet/<instance id>/*)."""
+    instance = str(resource.inputs.get("instanceArn") or "")
+    return [instance, f"arn:aws:sso:::permissionSet/{instance.rsplit('/', 1)[-1]}/*"] if instance else ["*"]
+
+
+def _json_list(value: Any) -> list:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return []
+    return value if isinstance(value, list) else []
+
+
+def _account_of(resource: Registered, stack: "Stack") -> str:
+    return stack.provider_accounts.get(resource.provider.rsplit("::", 1)[0], stack.account)
 
 
 def _role_arn(role: Registered, account: str) -> str:
@@ -611,6 +666,10 @@ _SELECTORS = {
     "object": lambda r, s: [f"{_bucket_arn(r)}/{_object_key_pattern(r.inputs.get('key'))}"],
     "kms_keys": lambda r, s: [s.arn("kms", "key/*")],
     "trail": lambda r, s: [s.arn("cloudtrail", f"trail/{r.inputs.get('name') or '*'}")],
+    "sso_instance": lambda r, s: [r.inputs.get("instanceArn") or "*"],
+    # Provisioning a permission set acts on the accounts it is assigned on: this stack's.
+    "sso_permission_sets": lambda r, s: [*_sso_permission_sets(r), f"arn:aws:sso:::account/{s.home_account}"],
+    "sso_assignment": lambda r, s: [*_sso_permission_sets(r), f"arn:aws:sso:::account/{r.inputs.get('targetId')}"],
     "log_group": lambda r, s: [s.arn("logs", f"log-group:{r.inputs.get('name') or '*'}"),
                                s.arn("logs", f"log-group:{r.inputs.get('name') or '*'}:*")],
     "lambda_function": lambda r, s: [s.arn("lambda", f"function:{r.inputs.get('name') or r.inputs.get('function') or '*'}")],
@@ -913,7 +972,21 @@ def build(stack: Stack) -> dict[str, dict]:
             f"{'it' if len(unknown) == 1 else 'them'}; add to CLASSIC (or NO_AWS_CALLS) in "
             "offline/deployer_policy.py")
     has_providers = any(r.typ in ("pulumi:providers:aws", "pulumi:providers:aws-native") for r in stack.resources)
+    # Resources in another account (the Identity Center account of the `access` block) are deployed with that
+    # account's credentials: their permissions go to documents of their own, <kind> prefixed with "identity-".
+    elsewhere = {r.urn for r in calls if _account_of(r, stack) != stack.account}
     documents = {}
+    if elsewhere:
+        accounts = {_account_of(r, stack) for r in calls if r.urn in elsewhere}
+        other = replace(stack, account=sorted(accounts)[0], resources=[r for r in calls if r.urn in elsewhere])
+        for phase in KINDS:
+            builder = _Builder(other, phase)
+            builder.access(PROVIDER_ACCESS, None)
+            for resource in other.resources:
+                for access in CLASSIC[resource.typ]:
+                    builder.access(access, resource)
+            documents[f"identity-{phase}"] = builder.document()
+        calls = [r for r in calls if r.urn not in elsewhere]
     for phase in KINDS:
         builder = _Builder(stack, phase)
         if has_providers:
@@ -932,7 +1005,7 @@ def build(stack: Stack) -> dict[str, dict]:
             if resource.typ in PASSES_ROLE:
                 builder.pass_role(PASSES_ROLE[resource.typ])
         documents[phase] = builder.document()
-    return documents
+    return dict(sorted(documents.items(), key=lambda item: (item[0].startswith("identity-"), item[0])))
 
 
 def generate(rounds: Rounds | None = None, stacks_dir: Path = ROOT) -> dict[str, str]:
@@ -945,7 +1018,7 @@ def files_for(runs: Mapping[str, Iterable[Run]], stacks_dir: Path = ROOT) -> dic
     files: dict[str, str] = {}
     for stack, stack_run_list in runs.items():
         documents = build(collect(stack, stack_run_list, stacks_dir))
-        for kind in KINDS:
+        for kind in documents:
             files[f"policy/iam/{stack}-{kind}.json"] = to_json(documents[kind])
             parts = split(documents[kind])
             if len(parts) > 1:

@@ -165,6 +165,9 @@ class CloudMocks(pulumi.runtime.Mocks):
         elif typ in ("aws:glue/catalogDatabase:CatalogDatabase", "aws:glue/catalogTable:CatalogTable"):
             rid = inputs.get("name") or name
             state.update(name=rid, arn=f"arn:aws:glue:{self.region}:{self.account}:{rid}")
+        elif typ == "aws:ssoadmin/permissionSet:PermissionSet":
+            instance = str(inputs.get("instanceArn", "")).rsplit("/", 1)[-1]
+            state["arn"] = f"arn:aws:sso:::permissionSet/{instance}/ps-{rid.replace('-', '')[:16]}"
         elif typ in ARN_FORMS:
             # ARNs as each service writes them, from the name the program gives.
             rid = inputs.get("name") or name

@@ -223,5 +223,44 @@ no_admin_policies = ResourceValidationPolicy(
 )
 
 
+# -- permission sets scoped ---------------------------------------------------------------------
+
+PERMISSION_SET_POLICY = "aws:ssoadmin/permissionSetInlinePolicy:PermissionSetInlinePolicy"
+_SCOPING_KEYS = ("aws:resourcetag/", "aws:principaltag/")
+
+
+def _scoped(statement: dict) -> bool:
+    """Bound to tags (aws:ResourceTag / aws:PrincipalTag in its conditions), or to named resources only."""
+    keys = [key.lower() for operator in (statement.get("Condition") or {}).values() if isinstance(operator, dict)
+            for key in operator]
+    if any(key.startswith(_SCOPING_KEYS) for key in keys):
+        return True
+    resources = [r for r in as_list(statement.get("Resource")) if r is not UNKNOWN]
+    return bool(resources) and all(isinstance(r, str) and "*" not in r for r in resources)
+
+
+def _permission_sets(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != PERMISSION_SET_POLICY:
+        return
+    document = policy_document(plain(args.props).get("inlinePolicy"))
+    if document is UNKNOWN:
+        return
+    for i, statement in _allow_statements(document):
+        if not _scoped(statement):
+            report(f"{where(args.resource_type, args.name)} {_label(i, statement)} is not scoped: a person with this "
+                   "permission set could act on any organization's resources in the account. Condition it on "
+                   "aws:ResourceTag/<scopeTag> = ${aws:PrincipalTag/<scopeTag>} (attribute-based access control), "
+                   "or name the resources exactly.")
+
+
+permission_sets_scoped = ResourceValidationPolicy(
+    name="cleanrooms-permission-sets-scoped",
+    description="Every Allow statement of an IAM Identity Center permission set is bound by aws:ResourceTag or "
+                "aws:PrincipalTag, or names its resources exactly (no wildcard).",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_permission_sets,
+)
+
+
 POLICIES = [no_wildcard_data_permissions, no_partial_wildcard_actions, cleanrooms_trust_confused_deputy,
-            no_admin_policies]
+            no_admin_policies, permission_sets_scoped]
