@@ -6,9 +6,10 @@ cannot create them itself (a LogGroup resource would fail as "already exists",
 or race the service), and their names are not documented; AWS's managed policy
 for Clean Rooms scopes its log permissions to ``log-group:/aws/cleanrooms*``.
 This dynamic resource, after the membership exists, waits (backoff, deadline)
-for the service's log groups under that prefix and puts the retention on each;
-a group the service creates later gets it at the next `pulumi up` (the resource
-lists the groups every time, its ``diff`` always asks for an update).
+for the service's log groups under that prefix and puts the retention on each.
+If none had appeared within the wait, the next `pulumi up` tries again (``diff``
+asks for an update while no group was found); after that only a change of
+its settings does, so an up with nothing to do stays a no-op.
 CloudWatch Logs keeps log events forever unless a retention is set.
 """
 
@@ -59,8 +60,11 @@ class _Provider(dynamic.ResourceProvider):
         return dynamic.CreateResult(id_=f"{props['account_id']}-{PREFIX}", outs=self._apply(props))
 
     def diff(self, _id: str, olds: dict, news: dict) -> dynamic.DiffResult:
-        # Always an update: new log groups appear as members join and queries run.
-        return dynamic.DiffResult(changes=True)
+        # An update when the settings change, or while no log group has been found yet (the service had not
+        # created it within the wait): otherwise nothing, so a `pulumi up` after the rounds changes nothing.
+        keys = ("days", "account_id", "region", "profile", "assume_role_arn", "wait_seconds")
+        changed = any(olds.get(k) != news.get(k) for k in keys) or not olds.get("log_groups")
+        return dynamic.DiffResult(changes=changed)
 
     def update(self, _id: str, olds: dict, news: dict) -> dynamic.UpdateResult:
         return dynamic.UpdateResult(outs=self._apply(news))

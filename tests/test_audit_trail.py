@@ -121,3 +121,15 @@ def test_the_deployer_policy_covers_the_trail_and_the_log_retention(audited):
                                           "CloudTrailTrailOfThisStack", "LogsCleanRoomsLogGroupsRetention",
                                           "LogsFindLogGroupsInThisRegion")])
     assert lint_policy(known) == []
+
+
+def test_the_retention_is_updated_only_when_its_settings_change_or_no_group_was_found_yet():
+    from components.log_retention import _Provider
+
+    provider = _Provider(client=lambda props: None)
+    settled = {"days": 365, "account_id": B, "region": "us-east-1", "profile": None, "assume_role_arn": None,
+               "wait_seconds": 120, "log_groups": [f"{PREFIX}/x"]}
+    same = {k: v for k, v in settled.items() if k != "log_groups"}
+    assert provider.diff("id", settled, same).changes is False  # another `pulumi up` changes nothing
+    assert provider.diff("id", settled, {**same, "days": 731}).changes is True
+    assert provider.diff("id", {**settled, "log_groups": []}, same).changes is True  # try again: none found yet
