@@ -59,6 +59,13 @@ def _c3r(c3r: C3rSpec | None) -> cleanrooms.CollaborationDataEncryptionMetadataA
         preserve_nulls=c3r.preserve_nulls)
 
 
+def _ml(abilities) -> cleanrooms.CollaborationMlMemberAbilitiesArgs | None:
+    if not abilities:
+        return None
+    return cleanrooms.CollaborationMlMemberAbilitiesArgs(
+        custom_ml_member_abilities=[cleanrooms.CollaborationCustomMlMemberAbility(a) for a in abilities])
+
+
 class CollaborationOwner(pulumi.ComponentResource):
     collaboration: cleanrooms.Collaboration
     membership: cleanrooms.Membership
@@ -77,12 +84,15 @@ class CollaborationOwner(pulumi.ComponentResource):
             # Omitted abilities would leave the creator unable to do anything.
             creator_member_abilities=[cleanrooms.CollaborationMemberAbility(a) for a in args.creator.abilities],
             creator_payment_configuration=_payment(args.payer == args.creator.name, args.creator.runs_jobs),
+            # Clean Rooms ML: what each member may receive (create-only); none unless its stack says so.
+            creator_ml_member_abilities=_ml(args.creator.ml_abilities),
             members=[cleanrooms.CollaborationMemberSpecificationArgs(
                 account_id=m.account_id,
                 display_name=m.display_name,
                 # The service requires memberAbilities on every member; [] is a data contributor.
                 member_abilities=[cleanrooms.CollaborationMemberAbility(a) for a in m.abilities],
                 payment_configuration=_payment(args.payer == m.name, m.runs_jobs),
+                ml_member_abilities=_ml(m.ml_abilities),
             ) for m in args.invited if not _by_change_request(m)],
             query_log_status=cleanrooms.CollaborationQueryLogStatus(log_status),
             analytics_engine=cleanrooms.CollaborationAnalyticsEngine(args.analytics_engine),

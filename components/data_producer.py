@@ -110,6 +110,8 @@ def analysis_rule(rule: AnalysisRuleSpec, allowed_analyses: Sequence[pulumi.Inpu
                     # metric cannot be used to single people out.
                     allowed_aggregate_expression_type=cleanrooms.ConfiguredTableAllowedAggregateExpressionType.COLUMNS_ONLY,
                 )] if rule.threshold_column else None,
+                # Clean Rooms ML on the query's output: sent explicitly, NOT_ALLOWED unless configured.
+                additional_analyses=cleanrooms.ConfiguredTableAdditionalAnalyses(rule.additional_analyses),
             ))
     elif rule.type == "AGGREGATION":
         policy = cleanrooms.ConfiguredTableAnalysisRulePolicyV11PropertiesArgs(
@@ -134,8 +136,10 @@ def analysis_rule(rule: AnalysisRuleSpec, allowed_analyses: Sequence[pulumi.Inpu
         policy=cleanrooms.ConfiguredTableAnalysisRulePolicyArgs(v1=policy))
 
 
-def association_rule(rule_type: str, receivers: Sequence[str]) -> cleanrooms.ConfiguredTableAssociationAnalysisRuleArgs:
-    """Who may receive results of queries over this table (same type as the table's rule)."""
+def association_rule(rule_type: str, receivers: Sequence[str], additional: Sequence[str] = ()
+                     ) -> cleanrooms.ConfiguredTableAssociationAnalysisRuleArgs:
+    """Who may receive results of queries over this table (same type as the table's rule), and which Clean Rooms
+    ML resources may analyse their output (``additional``, allowedAdditionalAnalyses)."""
     key = {"CUSTOM": "custom", "AGGREGATION": "aggregation", "LIST": "list"}[rule_type]
     body_cls = {"custom": cleanrooms.ConfiguredTableAssociationAnalysisRuleCustomArgs,
                 "aggregation": cleanrooms.ConfiguredTableAssociationAnalysisRuleAggregationArgs,
@@ -146,7 +150,8 @@ def association_rule(rule_type: str, receivers: Sequence[str]) -> cleanrooms.Con
     return cleanrooms.ConfiguredTableAssociationAnalysisRuleArgs(
         type=cleanrooms.ConfiguredTableAssociationAnalysisRuleType(rule_type),
         policy=cleanrooms.ConfiguredTableAssociationAnalysisRulePolicyArgs(
-            v1=v1_cls(**{key: body_cls(allowed_result_receivers=sorted(set(receivers)))})))
+            v1=v1_cls(**{key: body_cls(allowed_result_receivers=sorted(set(receivers)),
+                                      allowed_additional_analyses=list(additional) or None)})))
 
 
 def access_budget(name: str, membership_id: pulumi.Input[str], association: cleanrooms.ConfiguredTableAssociation,
@@ -284,7 +289,8 @@ class DataProducer(pulumi.ComponentResource):
                 configured_table_identifier=self.configured_table.configured_table_identifier,
                 membership_identifier=args.membership_id,
                 role_arn=self.role.arn,
-                configured_table_association_analysis_rules=[association_rule(args.rule.type, args.result_receivers)],
+                configured_table_association_analysis_rules=[association_rule(
+                    args.rule.type, args.result_receivers, args.rule.allowed_additional_analyses)],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[*ready, self.data_object]),
             )
             self.access_budget = access_budget(f"{name}-access-budget", args.membership_id, self.association,

@@ -50,6 +50,8 @@ class Member:
     dataset: str | None = None
     runs_jobs: bool = False
     """Creates and runs PySpark analysis templates, and receives their results (CAN_RUN_JOB)."""
+    ml_abilities: tuple[str, ...] = ()
+    """What it may receive from Clean Rooms ML (CustomMLMemberAbility; create-only, none by default)."""
 
     @property
     def abilities(self) -> list[str]:
@@ -119,6 +121,8 @@ class AnalysisRuleSpec:
     threshold_minimum: int | None = None
     disallowed_output_columns: tuple[str, ...] = ()
     allow_jobs: bool = False
+    additional_analyses: str = "NOT_ALLOWED"
+    allowed_additional_analyses: tuple[str, ...] = ()
     # AGGREGATION
     aggregate_columns: tuple[tuple[str, tuple[str, ...]], ...] = ()
     dimension_columns: tuple[str, ...] = ()
@@ -287,7 +291,7 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
     roles = frozenset(config.roles)
     org = Member(name=config.organization, display_name=config.display_name or config.organization,
                  account_id=config.account_id, roles=roles, dataset=config.dataset or None,
-                 runs_jobs=bool(config.jobs))
+                 runs_jobs=bool(config.jobs), ml_abilities=tuple(sorted(set(config.ml_abilities))))
     if config.assume_role_arn and config.assume_role_arn.split(":")[4] != org.account_id:
         raise ConfigError("assumeRoleArn", f"role is in account {config.assume_role_arn.split(':')[4]}, "
                           f"but accountId is {org.account_id}")
@@ -358,7 +362,8 @@ def _data_dir(value: str) -> Path:
 def _partner(block: sm.PartnerBlock) -> Partner:
     return Partner(name=block.name, display_name=block.display_name or block.name, account_id=block.account_id,
                    roles=frozenset(block.roles), dataset=block.dataset or None, stack=block.stack,
-                   outputs=block.outputs or {}, added_by=block.added_by, runs_jobs=block.runs_jobs)
+                   outputs=block.outputs or {}, added_by=block.added_by, runs_jobs=block.runs_jobs,
+                   ml_abilities=tuple(sorted(set(block.ml_abilities))))
 
 
 def _own_results_store(config: sm.StackConfig, roles: frozenset[str]) -> bool:
@@ -586,11 +591,17 @@ def _analysis_rule(block, dataset: Dataset, join_key: str, members: list[str]) -
             # DP for jobs, so a DP table is not opened to them here.
             raise ConfigError("analysisRule.allowJobs", "jobs cannot be allowed on a table under differential "
                               "privacy (it protects SQL queries only); remove one of the two")
+        if block.allowed_additional_analyses and block.additional_analyses == "NOT_ALLOWED":
+            raise ConfigError("analysisRule.allowedAdditionalAnalyses", "lists ML resources, but additionalAnalyses is "
+                              "NOT_ALLOWED (the default: no Clean Rooms ML on this table); set additionalAnalyses: "
+                              "ALLOWED (or REQUIRED) or remove the list")
         return AnalysisRuleSpec(type="CUSTOM", allowed_analyses=block.allowed_analyses,
                                 allowed_analysis_providers=providers, differential_privacy_column=dp_column,
                                 user_contribution_limit=limit,
                                 threshold_column=t_column, threshold_minimum=t_min,
-                                disallowed_output_columns=disallowed, allow_jobs=block.allow_jobs)
+                                disallowed_output_columns=disallowed, allow_jobs=block.allow_jobs,
+                                additional_analyses=block.additional_analyses,
+                                allowed_additional_analyses=tuple(block.allowed_additional_analyses))
     join_columns = _columns(block.join_columns if block.join_columns is not None else [join_key], dataset,
                             "analysisRule.joinColumns", (JOIN_KEY,))
     if block.type == "LIST":

@@ -39,8 +39,9 @@ def check_partners(settings: Settings, peers: dict[str, PeerOutputs]) -> None:
             ("accountId", partner.account_id, peer.get("account_id")),
             ("roles", sorted(partner.roles), sorted(peer.get("roles")) if peer.get("roles") is not None else None),
             ("dataset", partner.dataset, peer.get("dataset") if PRODUCER in partner.roles else partner.dataset),
-            # Fixed in the collaboration when it is created (CAN_RUN_JOB), so both must say it.
+            # Fixed in the collaboration when it is created (CAN_RUN_JOB, ML abilities), so both must say it.
             ("runsJobs", partner.runs_jobs, peer.get("runs_jobs")),
+            ("mlAbilities", list(partner.ml_abilities), peer.get("ml_abilities")),
         )
         for key, mine, theirs in checks:
             if theirs is not None and mine != theirs:
@@ -67,7 +68,7 @@ def members_export(settings: Settings) -> list[dict]:
 def _member_entry(member: Member, added_by: str) -> dict:
     return {"name": member.name, "account_id": member.account_id, "roles": sorted(member.roles),
             "dataset": member.dataset if PRODUCER in member.roles else None,
-            "runs_jobs": member.runs_jobs, "added_by": added_by}
+            "runs_jobs": member.runs_jobs, "added_by": added_by, "ml_abilities": list(member.ml_abilities)}
 
 
 def check_invitation(settings: Settings, peers: dict[str, PeerOutputs], log: Log = _silent) -> None:
@@ -103,7 +104,8 @@ def check_invitation(settings: Settings, peers: dict[str, PeerOutputs], log: Log
                           f"whose members are {sorted(members)}; add it to that stack's partners (addedBy: "
                           "changeRequest once the collaboration exists) before this stack joins")
     _agree(_member_entry(org, me["added_by"]), me, {"account_id": "accountId", "roles": "roles", "dataset":
-                                                     "dataset", "runs_jobs": "runsJobs"}, "", org.name, source)
+                                                     "dataset", "runs_jobs": "runsJobs",
+                                                     "ml_abilities": "mlAbilities"}, "", org.name, source)
     if ANALYST in settings.roles:
         # A template over the table of a member the owner does not invite cannot run.
         producers = {p.dataset: p for p in settings.partners if PRODUCER in p.roles and p.dataset}
@@ -122,7 +124,7 @@ def check_invitation(settings: Settings, peers: dict[str, PeerOutputs], log: Log
                               f"'{owner.partner.name}' invite it")
         _agree(_member_entry(partner, partner.added_by), entry, {
             "account_id": "accountId", "roles": "roles", "dataset": "dataset", "runs_jobs": "runsJobs",
-            "added_by": "addedBy"}, f"partners[{i}].", partner.name, source)
+            "added_by": "addedBy", "ml_abilities": "mlAbilities"}, f"partners[{i}].", partner.name, source)
     missing = sorted(set(members) - {org.name} - {p.name for p in settings.partners})
     if missing:
         raise ConfigError("partners", f"lacks {missing}: {source} invites them; list every other member of "
@@ -131,7 +133,7 @@ def check_invitation(settings: Settings, peers: dict[str, PeerOutputs], log: Log
 
 def _agree(mine: dict, theirs: dict, keys: dict[str, str], prefix: str, name: str, source: str) -> None:
     for field_name, key in keys.items():
-        if mine[field_name] != theirs.get(field_name):
+        if field_name in theirs and mine[field_name] != theirs[field_name]:  # an older owner may not say
             raise ConfigError(f"{prefix}{key}", f"is {mine[field_name]!r}, but {source} invites '{name}' with "
                               f"{theirs.get(field_name)!r}; make the two stack files agree")
 

@@ -29,6 +29,13 @@ from model.errors import ConfigError
 from model.regions import RESULT_REGIONS, TABLE_REGIONS
 
 ROLE = Literal["collaboration_owner", "data_producer", "analyst", "result_receiver"]
+# What a member may receive from Clean Rooms ML (CloudFormation CustomMLMemberAbility; create-only).
+ML_ABILITY = Literal["CAN_RECEIVE_MODEL_OUTPUT", "CAN_RECEIVE_INFERENCE_OUTPUT"]
+# The association rule's allowedAdditionalAnalyses items (botocore AdditionalAnalysesResourceArn).
+ADDITIONAL_ANALYSIS_ARN = (r"^(arn:aws:cleanrooms:[\w]{2}-[\w]{4,9}-[\d]:([\d]{12}|\*):membership\/[\*\d\w-]+\/"
+                           r"configuredaudiencemodelassociation\/[\*\d\w-]+|arn:aws[-a-z]*:cleanrooms-ml:[-a-z0-9]+:"
+                           r"([0-9]{12}|\*):membership\/[\*\d\w-]+\/configured-model-algorithm-association\/"
+                           r"([-a-zA-Z0-9_\/.]+|\*))$")
 ENGINE = Literal["SPARK", "CLEAN_ROOMS_SQL"]
 # AWS::CleanRooms::ConfiguredTable enums in the CloudFormation schema.
 AGGREGATE_FUNCTION = Literal["COUNT", "COUNT_DISTINCT", "SUM", "SUM_DISTINCT", "AVG"]
@@ -289,6 +296,14 @@ class CustomRuleBlock(Block):
     # Also allow PySpark jobs on the table (analysis method MULTIPLE; ANY_JOB beside
     # ANY_QUERY, or the analyst's job templates when approving templates).
     allow_jobs: Bool = False
+    # "Whether additional analyses (such as Clean Rooms ML) can be applied to the output of the direct
+    # query" (AnalysisRuleCustom additionalAnalyses). NOT_ALLOWED unless said: no ML by default.
+    additional_analyses: Literal["ALLOWED", "REQUIRED", "NOT_ALLOWED"] = "NOT_ALLOWED"
+    # Which ML resources may use it (the association rule's allowedAdditionalAnalyses, at most 25).
+    allowed_additional_analyses: Annotated[list[_matching(re.compile(ADDITIONAL_ANALYSIS_ARN),
+                                                          "a configured audience model association or configured "
+                                                          "model algorithm association ARN (or its * wildcard form)")],
+                                           Field(max_length=25)] = []
 
 
 class AggregateColumnBlock(Block):
@@ -420,6 +435,8 @@ class PartnerBlock(Block):
     # The partner runs PySpark jobs (its stack has `jobs`): CAN_RUN_JOB, fixed when the
     # collaboration is created, and CAN_RECEIVE_RESULTS for a partner that is not the analyst.
     runs_jobs: Bool = False
+    # Its Clean Rooms ML abilities (the same list as that partner's own mlAbilities).
+    ml_abilities: list[ML_ABILITY] = []
 
     @model_validator(mode="after")
     def _one_source(self) -> "PartnerBlock":
@@ -443,6 +460,8 @@ class StackConfig(Block):
     profile: Text = ""
     assume_role_arn: Annotated[str, BeforeValidator(_role_arn)] = ""
     roles: Annotated[list[ROLE], Field(min_length=1)]
+    # What this organization may receive from Clean Rooms ML; none unless said (create-only).
+    ml_abilities: list[ML_ABILITY] = []
     dataset: Text = ""
     # Where the producer's data bucket and Glue table are (GlueTableReference region); "" = region.
     data_region: Literal[("", *TABLE_REGIONS)] = ""

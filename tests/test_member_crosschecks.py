@@ -26,9 +26,9 @@ def rounds():
     return plan.simulate(root=EXAMPLE)
 
 
-def member(name, account, roles, dataset=None, added_by="invitation"):
+def member(name, account, roles, dataset=None, added_by="invitation", ml_abilities=()):
     return {"name": name, "account_id": account, "roles": sorted(roles), "dataset": dataset,
-            "runs_jobs": False, "added_by": added_by}
+            "runs_jobs": False, "added_by": added_by, "ml_abilities": list(ml_abilities)}
 
 
 def owner_outputs(*members) -> dict:

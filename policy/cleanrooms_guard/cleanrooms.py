@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pulumi_policy import EnforcementLevel, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
 
-from ._util import UNKNOWN, as_list, at, config_schema, fmt, is_unknown, number, plain, settings, where
+from ._util import UNKNOWN, as_list, at, config_schema, fmt, is_unknown, json_value, number, plain, settings, where
 
 COLLABORATION = "aws-native:cleanrooms:Collaboration"
 MEMBERSHIP = "aws-native:cleanrooms:Membership"
@@ -353,9 +353,48 @@ c3r_only_when_declared = ResourceValidationPolicy(
 )
 
 
+# -- Clean Rooms ML ------------------------------------------------------------------------------
+
+ML_SCHEMA = config_schema({
+    "mlOutputAccounts": {
+        "type": "array", "items": {"type": "string"}, "default": [],
+        "description": "Accounts that may receive Clean Rooms ML output (a trained model's output, inference "
+                       "output). None by default: an ML ability is a decision the pack's owner makes explicitly.",
+    },
+})
+
+
+def _ml_abilities(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != COLLABORATION:
+        return
+    allowed = set(settings(args, ML_SCHEMA)["mlOutputAccounts"])
+    props = plain(args.props)
+    granted = [("the creator (this stack's account)", None, props.get("creatorMlMemberAbilities"))]
+    granted += [(f"members[{i}] {m.get('accountId')}", m.get("accountId"), m.get("mlMemberAbilities"))
+                for i, m in enumerate(as_list(props.get("members"))) if isinstance(m, dict)]
+    creator = as_list(json_value(plain(args.provider.props).get("allowedAccountIds"))) if args.provider else []
+    for label, account, abilities in granted:
+        kinds = as_list((abilities or {}).get("customMlMemberAbilities")) if isinstance(abilities, dict) else []
+        accounts = [account] if account else [str(a) for a in creator]
+        if kinds and not (accounts and all(str(a) in allowed for a in accounts)):
+            report(f"{where(args.resource_type, args.name)} grants {label} Clean Rooms ML abilities {kinds}, and policy "
+                   f"config mlOutputAccounts {sorted(allowed)} does not list it; list the account there to allow it "
+                   "(ML abilities are create-only: decide before the collaboration exists).")
+
+
+ml_abilities_declared = ResourceValidationPolicy(
+    name="cleanrooms-ml-abilities-declared",
+    description="No Clean Rooms ML ability (receiving model or inference output) unless the pack's config lists the "
+                "member's account.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    config_schema=ML_SCHEMA,
+    validate=_ml_abilities,
+)
+
+
 POLICIES = [query_logging_enabled, table_has_analysis_rule, minimum_aggregation_threshold, any_query_restricted,
             jobs_restricted,
-            identifier_columns_never_output, privacy_budget_bounds, c3r_only_when_declared]
+            identifier_columns_never_output, privacy_budget_bounds, c3r_only_when_declared, ml_abilities_declared]
 
 __all__ = ["POLICIES", "COLLABORATION", "MEMBERSHIP", "CONFIGURED_TABLE", "ASSOCIATION", "PRIVACY_BUDGET_TEMPLATE",
            "UNKNOWN"]
