@@ -20,10 +20,12 @@ from components.pyspark_jobs import PySparkJobs, PySparkJobsArgs
 from components.providers import make_providers
 from components.results_store import ResultsStore, ResultsStoreArgs
 from components.stack_config import project_values, refusals_as_run_errors
+from components.training_data import TrainingData, TrainingDataArgs
 from model import collaboration, plan, validator
 from model.config import ANALYST, OWNER, PRODUCER, load_settings
 from model.jobs import check_jobs
 from model.templates import published_prefix
+from model.training import size_warning
 
 # Everything that can refuse the config is decided before the first resource;
 # a refusal is one readable error in the preview, not a traceback.
@@ -41,6 +43,8 @@ with refusals_as_run_errors():
         collab = collaboration.from_settings(settings, peers, settings.analyst.queries)
         for warning in validator.check_templates(settings.analyst.queries, collab):
             pulumi.log.warn(warning)
+    if settings.training is not None and (warning := size_warning(settings.training)):
+        pulumi.log.warn(warning)
     if settings.jobs:
         # This member's PySpark templates: their tables exist and let its jobs run.
         for warning in check_jobs(settings.jobs, collaboration.from_settings(settings, peers), settings.org):
@@ -129,6 +133,14 @@ if results and settings.quicksight.enabled:
         owner_principals=list(qs.owners), viewer_principals=list(qs.viewers),
         result_format=settings.analyst.result_format, name_prefix=org.name), opts=opts())
 
+# Clean Rooms ML: this member's training data for lookalike models (an account resource, no membership needed).
+training = None
+if settings.training is not None:
+    training = TrainingData(f"{org.name}-training", TrainingDataArgs(
+        organization=org.name, account_id=org.account_id, region=settings.region, spec=settings.training,
+        bucket_name=f"{org.name}-cleanrooms-training-{org.account_id}", protect=settings.protect,
+        iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts())
+
 # Governance (docs/governance.md): audit trail, log retention, budget alarm, federated access.
 governance = declare_governance(settings, providers, membership=membership, collaboration_id=collaboration_id,
                                 results=results, producer=producer)
@@ -152,6 +164,7 @@ pulumi.export("privacy_budget_template_id", budget.template.privacy_budget_templ
 if OWNER in settings.roles:
     # Whom the collaboration has: each joining stack checks itself and its partners against it.
     pulumi.export("members", plan.members_export(settings))
+pulumi.export("training_dataset_arn", training.training_dataset.training_dataset_arn if training else None)
 for key, value in governance.exports().items():
     pulumi.export(key, value)
 pulumi.export("partners_joined", sorted(p.partner.name for p in peers.values() if p.membership_arn))

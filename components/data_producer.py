@@ -189,6 +189,50 @@ def access_budget(name: str, membership_id: pulumi.Input[str], association: clea
     )
 
 
+def catalogued(name: str, *, organization: str, dataset: Dataset, storage: SecureBucket, prefix: str,
+               parent: pulumi.Resource) -> tuple[aws.s3.BucketObjectv2, aws.glue.CatalogDatabase, aws.glue.CatalogTable]:
+    """A dataset's file in ``storage`` under ``prefix``/, and the Glue database and table that describe it
+    (children of ``parent``): what a configured table and a Clean Rooms ML training dataset read."""
+    child = pulumi.ResourceOptions(parent=parent)
+    # FileAsset streams the file; its hash is the diff, so a changed data
+    # file shows as an update in the preview.
+    glue = STORAGE[dataset.format]
+    data_object = aws.s3.BucketObjectv2(
+        f"{name}-data-file",
+        bucket=storage.bucket.id,
+        key=f"{prefix}/{dataset.file}",
+        source=pulumi.FileAsset(str(dataset.data_path)),
+        content_type=glue.content_type,
+        server_side_encryption="aws:kms",
+        kms_key_id=storage.key.arn,
+        bucket_key_enabled=True,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[storage.encryption]),
+    )
+    # Declared schema: no crawler to wait for or to guess types.
+    glue_name = f"{organization}_{dataset.name}".replace("-", "_")
+    database = aws.glue.CatalogDatabase(f"{name}-database", name=glue_name,
+                                        description=f"{organization}'s clean rooms data", opts=child)
+    table = aws.glue.CatalogTable(
+        f"{name}-table",
+        name=dataset.name,
+        database_name=database.name,
+        description=dataset.description,
+        table_type="EXTERNAL_TABLE",
+        parameters=glue.table_parameters,
+        storage_descriptor=aws.glue.CatalogTableStorageDescriptorArgs(
+            location=pulumi.Output.concat("s3://", storage.bucket.bucket, f"/{prefix}/"),
+            input_format=glue.input_format,
+            output_format=glue.output_format,
+            ser_de_info=aws.glue.CatalogTableStorageDescriptorSerDeInfoArgs(
+                serialization_library=glue.serde, parameters=glue.serde_parameters),
+            columns=[aws.glue.CatalogTableStorageDescriptorColumnArgs(
+                name=c.name, type=c.glue_type, comment=c.role) for c in dataset.columns],
+        ),
+        opts=child,
+    )
+    return data_object, database, table
+
+
 class DataProducer(pulumi.ComponentResource):
     configured_table: cleanrooms.ConfiguredTable
     association: cleanrooms.ConfiguredTableAssociation | None
@@ -204,43 +248,8 @@ class DataProducer(pulumi.ComponentResource):
             protect=args.protect), opts=child)
         bucket, key = self.storage.bucket, self.storage.key
 
-        # FileAsset streams the file; its hash is the diff, so a changed data
-        # file shows as an update in the preview.
-        storage = STORAGE[dataset.format]
-        self.data_object = aws.s3.BucketObjectv2(
-            f"{name}-data-file",
-            bucket=bucket.id,
-            key=f"{prefix}/{dataset.file}",
-            source=pulumi.FileAsset(str(dataset.data_path)),
-            content_type=storage.content_type,
-            server_side_encryption="aws:kms",
-            kms_key_id=key.arn,
-            bucket_key_enabled=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.storage.encryption]),
-        )
-
-        # Declared schema: no crawler to wait for or to guess types.
-        glue_name = f"{args.organization}_{dataset.name}".replace("-", "_")
-        self.database = aws.glue.CatalogDatabase(f"{name}-database", name=glue_name,
-                                                 description=f"{args.organization}'s clean rooms data", opts=child)
-        self.table = aws.glue.CatalogTable(
-            f"{name}-table",
-            name=dataset.name,
-            database_name=self.database.name,
-            description=dataset.description,
-            table_type="EXTERNAL_TABLE",
-            parameters=storage.table_parameters,
-            storage_descriptor=aws.glue.CatalogTableStorageDescriptorArgs(
-                location=pulumi.Output.concat("s3://", bucket.bucket, f"/{prefix}/"),
-                input_format=storage.input_format,
-                output_format=storage.output_format,
-                ser_de_info=aws.glue.CatalogTableStorageDescriptorSerDeInfoArgs(
-                    serialization_library=storage.serde, parameters=storage.serde_parameters),
-                columns=[aws.glue.CatalogTableStorageDescriptorColumnArgs(
-                    name=c.name, type=c.glue_type, comment=c.role) for c in dataset.columns],
-            ),
-            opts=child,
-        )
+        self.data_object, self.database, self.table = catalogued(
+            name, organization=args.organization, dataset=dataset, storage=self.storage, prefix=prefix, parent=self)
 
         self.configured_table = cleanrooms.ConfiguredTable(
             f"{name}-configured-table",

@@ -317,3 +317,18 @@ def alarm_topic_key_policy(account_id: str) -> pulumi.Output[str]:
         {"Sid": "CloudWatchAlarmsPublish", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
          "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*"},
     )
+
+
+def ml_training_trust(*, region: str, account_id: str) -> pulumi.Output[str]:
+    """Clean Rooms ML, reading training data for this account's training datasets: the User Guide's trust
+    (ml-roles, "Create a service role to read training data"), aws:SourceAccount and an aws:SourceArn of
+    this account's training datasets ("The SourceArn can be limited to a specific training dataset, but only
+    after that dataset is created")."""
+    return _doc({
+        "Sid": "CleanRoomsMLForThisAccountsTrainingDatasets",
+        "Effect": "Allow",
+        "Principal": {"Service": "cleanrooms-ml.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+        "Condition": {"StringEqualsIfExists": {"aws:SourceAccount": [account_id]},
+                      "ArnLikeIfExists": {"aws:SourceArn": f"arn:aws:cleanrooms-ml:{region}:{account_id}:training-dataset/*"}},
+    })

@@ -25,6 +25,7 @@ from model.regions import CLEAN_ROOMS_ENDPOINTS, CLEAN_ROOMS_REGIONS
 from model.stackfiles import ROOT as PROJECT_DIR
 from model.jobs import JobTemplate, load_jobs
 from model.templates import Compute, QueryTemplate, load_queries
+from model.training import TrainingSpec, check_training_dataset
 
 OWNER = "collaboration_owner"
 PRODUCER = "data_producer"
@@ -251,6 +252,8 @@ class Settings:
     """An alarm when the collaboration's privacy budget runs low (components/budget_alarm.py)."""
     access: AccessSpec | None = None
     """Permission sets in the organization's IAM Identity Center for this account's people."""
+    training: TrainingSpec | None = None
+    """Clean Rooms ML training data this member offers for lookalike models (model/training.py)."""
 
     @property
     def results(self) -> ResultsSpec | None:
@@ -343,6 +346,12 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
     settings["jobs"] = load_jobs(data_dir / "jobs", list(config.jobs))
     if config.audit is not None:
         settings["audit"] = AuditSpec(**config.audit.model_dump())
+    if config.training_data is not None:
+        training = load_dataset(config.training_data.dataset, data_dir)
+        if check_data:
+            validate_data(training)
+        check_training_dataset(training)
+        settings["training"] = TrainingSpec(training, config.training_data.description or training.description)
     if config.access is not None:
         settings["access"] = _access(config.access, roles, config.region)
     if config.budget_alarm is not None:

@@ -31,6 +31,9 @@ DIMENSION = "dimension"  # may be grouped by and shown
 METRIC = "metric"  # may only be aggregated
 ROLES = (JOIN_KEY, USER_IDENTIFIER, DIMENSION, METRIC)
 IDENTIFIER_ROLES = (JOIN_KEY, USER_IDENTIFIER)
+# What a column is to Clean Rooms ML when the dataset is training data (CloudFormation
+# AWS::CleanRoomsML::TrainingDataset ColumnType); only columns that say are in the training schema.
+ML_TYPES = ("USER_ID", "ITEM_ID", "TIMESTAMP", "CATEGORICAL_FEATURE", "NUMERICAL_FEATURE")
 
 # Column types: the Spark SQL types the Clean Rooms User Guide lists for the
 # Spark engine ("Data formats for AWS Clean Rooms": ARRAY, BIGINT, BOOLEAN, BYTE,
@@ -122,6 +125,8 @@ class Column:
     """Declared [low, high] of a numeric column (schema.yaml ``bounds``); see ``clamp_bounds``."""
     values: tuple | None = None
     """Declared domain of a dimension (schema.yaml ``values``): every value the column can hold."""
+    ml_type: str | None = None
+    """Its Clean Rooms ML column type when the dataset is training data (schema.yaml ``mlType``)."""
 
     @property
     def clamp_bounds(self) -> tuple[float, float] | None:
@@ -191,7 +196,7 @@ def load_dataset(name: str, data_dir: Path = DATA_DIR) -> Dataset:
     except ValidationError as exc:
         raise ConfigError("dataset", f"{schema_path}: {file_problems(exc, SchemaFile)}") from None
     columns = [Column(c.name, c.type, c.role, tuple(c.bounds) if c.bounds is not None else None,
-                      tuple(c.values) if c.values is not None else None) for c in schema.columns]
+                      tuple(c.values) if c.values is not None else None, c.ml_type) for c in schema.columns]
     names = [c.name for c in columns]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -242,6 +247,8 @@ class SchemaColumn(Block):
     # Every value a dimension can hold (null for an empty field): the group keys differential
     # privacy may release without selecting them from the data.
     values: Annotated[list[Any], Field(min_length=1, max_length=MAX_DOMAIN)] | None = None
+    # Its Clean Rooms ML column type, for a dataset used as training data (docs/clean-rooms-ml.md).
+    ml_type: Literal[ML_TYPES] | None = None
 
     @model_validator(mode="after")
     def _declarations(self):

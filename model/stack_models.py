@@ -264,6 +264,12 @@ class AccessBlock(Block):
     permission_sets: PermissionSetsBlock
 
 
+class TrainingDataBlock(Block):
+    # A dataset folder under dataDir whose schema.yaml gives columns an mlType (model/training.py).
+    dataset: Text
+    description: Text = ""
+
+
 class PrivacyBudgetBlock(Block):
     # Ranges from AWS::CleanRooms::PrivacyBudgetTemplate Parameters in the CloudFormation schema.
     epsilon: whole(1, 20) = 10
@@ -484,6 +490,8 @@ class StackConfig(Block):
     audit: AuditBlock | None = None
     budget_alarm: BudgetAlarmBlock | None = None
     access: AccessBlock | None = None
+    # Clean Rooms ML: this member's training data for lookalike models (components/training_data.py).
+    training_data: TrainingDataBlock | None = None
     # PySpark analysis templates this member creates, runs and receives results of (data/jobs/<name>/).
     jobs: list[Text] = []
 
@@ -498,7 +506,7 @@ class StackConfig(Block):
 
 
 STRUCTURED_KEYS = ("partners", "collaboration", "differentialPrivacy", "analysisRule", "accessBudget", "analyst",
-                   "results", "quicksight", "jobs", "audit", "budgetAlarm", "access")
+                   "results", "quicksight", "jobs", "audit", "budgetAlarm", "access", "trainingData")
 
 
 def parse(values: dict[str, Any]) -> StackConfig:

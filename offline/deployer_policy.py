@@ -426,7 +426,8 @@ STAR_BY_DESIGN = frozenset(REGION_ONLY.values())
 
 # How a service's name reads in a Sid; services without a region in their ARNs
 # (no aws:RequestedRegion condition on their "*" statements).
-SERVICE_TITLES = {"cleanrooms": "CleanRooms", "quicksight": "QuickSight", "logs": "Logs", "sns": "Sns",
+SERVICE_TITLES = {"cleanrooms": "CleanRooms", "cleanrooms-ml": "CleanRoomsMl", "quicksight": "QuickSight",
+                  "logs": "Logs", "sns": "Sns",
                   "cloudwatch": "CloudWatch", "events": "Events", "lambda": "Lambda", "cloudtrail": "CloudTrail",
                   "glue": "Glue", "athena": "Athena", "iam": "Iam", "s3": "S3", "kms": "Kms"}
 GLOBAL_SERVICES = frozenset({"iam", "sts", "s3"})

@@ -165,6 +165,8 @@ class CloudMocks(pulumi.runtime.Mocks):
         elif typ in ("aws:glue/catalogDatabase:CatalogDatabase", "aws:glue/catalogTable:CatalogTable"):
             rid = inputs.get("name") or name
             state.update(name=rid, arn=f"arn:aws:glue:{self.region}:{self.account}:{rid}")
+        elif typ == "aws-native:cleanroomsml:TrainingDataset":
+            state["trainingDatasetArn"] = f"arn:aws:cleanrooms-ml:{self.region}:{self.account}:training-dataset/{rid}"
         elif typ == "aws:ssoadmin/permissionSet:PermissionSet":
             instance = str(inputs.get("instanceArn", "")).rsplit("/", 1)[-1]
             state["arn"] = f"arn:aws:sso:::permissionSet/{instance}/ps-{rid.replace('-', '')[:16]}"

@@ -16,10 +16,12 @@ or ``<name>.parquet`` with typed columns under ``--format parquet``) and the
 truth for the committed ``data/<name>/schema.yaml``); ``<out>/generated.json``
 records the sizes. Files are replaced only once all of them are complete.
 
-    python scripts/generate_data.py                      # default size, data/
+    python scripts/generate_data.py                      # default size, data/ (with org B's 400-user training data)
     python scripts/generate_data.py --a-rows 1000000 --b-rows 800000 --overlap 500000 --out /tmp/big
     python scripts/generate_data.py --format parquet --out /tmp/pq
-    python scripts/generate_data.py --c-rows 1200 --c-overlap 900 --out examples/three-orgs/data   # + org C
+    python scripts/generate_data.py --c-rows 1200 --c-overlap 900 --interactions-users 0 \
+        --out examples/three-orgs/data                   # + org C, no training data
+    python scripts/generate_data.py --b-rows 150000 --interactions-users 100000 --out /tmp/ml   # ML minimums
 
 Exit codes: 0 written; 2 bad input (one line on stderr naming the flag,
 nothing written); 1 the files could not be written; 130 interrupted.
@@ -57,7 +59,7 @@ PRODUCT_CATEGORIES = ["electronics", "apparel", "home", "grocery", "sports"]
 CHANNELS = ["web", "mobile_app", "email", "social"]
 PANEL_SEGMENTS = ["loyal", "occasional", "lapsed"]
 
-DEFAULTS = {"a_rows": 3000, "b_rows": 2500, "overlap": 1800, "seed": 20261125}
+DEFAULTS = {"a_rows": 3000, "b_rows": 2500, "overlap": 1800, "seed": 20261125, "interactions_users": 400}
 FORMATS = ("csv", "parquet")
 
 # Rows per unit of work; above PARALLEL_MIN_ROWS rows in all, the units run in
@@ -69,6 +71,11 @@ ROW_GROUP_ROWS = 256 * 1024
 
 # --- The schemas: the generator's output and the project's declaration --------
 
+def _bound(value: float) -> str:
+    """A bound as YAML reads it back exactly: whole numbers in full (an epoch time is ten digits)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -78,14 +85,17 @@ class Column:
     # a metric's clamping bounds, a dimension's every value (its group keys).
     bounds: tuple[float, float] | None = None
     values: tuple[str, ...] | None = None
+    ml_type: str | None = None  # its Clean Rooms ML column type in training data (model/datasets.py ML_TYPES)
 
     def yaml(self) -> str:
         # decimal(p,s) is quoted: a bare comma would end the YAML flow mapping's value.
         parts = [f"name: {self.name}", f"type: {_yaml_type(self.type)}", f"role: {self.role}"]
         if self.bounds is not None:
-            parts.append(f"bounds: [{self.bounds[0]:g}, {self.bounds[1]:g}]")
+            parts.append(f"bounds: [{_bound(self.bounds[0])}, {_bound(self.bounds[1])}]")
         if self.values is not None:
             parts.append("values: [" + ", ".join(json.dumps(v) for v in self.values) + "]")
+        if self.ml_type is not None:
+            parts.append(f"mlType: {self.ml_type}")
         return "{" + ", ".join(parts) + "}"
 
 
@@ -177,6 +187,28 @@ SURVEY = Schema(
     ),
 )
 
+GENRES = ["news", "sports", "drama", "comedy", "documentary", "kids"]
+# Event times: seconds since the Unix epoch ("Values must be in the Unix epoch time in seconds
+# format", ml-training-data-requirements), within the 90 days before this instant.
+INTERACTIONS_END = 1_764_547_200  # 2025-12-01T00:00:00Z
+INTERACTIONS = Schema(
+    name="media_interactions",
+    comment="""\
+# Org B's training data for Clean Rooms ML lookalike models: one row per interaction of a
+# media customer with a content item. mlType marks the training schema (model/training.py):
+# USER_ID is the join key, so a seed of org A's customers means the same people.
+""",
+    description="Media customers' interactions with content items (training data for lookalike models).",
+    columns=(
+        Column("customer_key", "varchar(64)", "join_key", ml_type="USER_ID"),
+        Column("item_id", "varchar(16)", "dimension", ml_type="ITEM_ID"),
+        Column("event_time", "bigint", "metric", bounds=(INTERACTIONS_END - 90 * 86400, INTERACTIONS_END),
+               ml_type="TIMESTAMP"),
+        Column("genre", "varchar(16)", "dimension", values=tuple(GENRES), ml_type="CATEGORICAL_FEATURE"),
+        Column("watch_minutes", "integer", "metric", bounds=(0, 600), ml_type="NUMERICAL_FEATURE"),
+    ),
+)
+
 SCHEMAS = (RETAIL, MEDIA)
 # The third organization's dataset, written only with --c-rows (examples/three-orgs).
 THIRD = SURVEY
@@ -232,6 +264,21 @@ def survey_rows(a_rows: int, c_rows: int, c_overlap: int, seed: int):
     for i in range(first, first + c_rows):
         rng = random.Random(f"{seed}-survey-{i}")
         yield (customer_key(i), rng.choice(PANEL_SEGMENTS), rng.choice(("yes", "no")), rng.randint(0, 10))
+
+
+def interaction_rows(a_rows: int, overlap: int, users: int, seed: int):
+    """Org B's interactions: its first ``users`` customers (from a_rows - overlap on, so many are org A's
+    too), each with 2 to 20 interactions (mean 11: 100,000 users make about 1.1 million records, above
+    Clean Rooms ML's minimums). Each customer leans to one genre, so a lookalike model has something to
+    learn."""
+    first = a_rows - overlap
+    for i in range(first, first + users):
+        rng = random.Random(f"{seed}-interactions-{i}")
+        key, favourite = customer_key(i), rng.choice(GENRES)
+        for _ in range(rng.randint(2, 20)):
+            genre = favourite if rng.random() < 0.7 else rng.choice(GENRES)
+            item = f"{genre[:3]}-{rng.randint(0, 199):04d}"
+            yield (key, item, INTERACTIONS_END - rng.randint(0, 90 * 86400), genre, rng.randint(1, 120))
 
 
 # --- The fast path ------------------------------------------------------------
@@ -300,7 +347,7 @@ def _chunk(lo: int, hi: int, a_rows: int, first: int, seed: int, data_format: st
 def _encode(rows: list[tuple], schema: Schema, data_format: str):
     """CSV text, or an Arrow record batch with the schema's types."""
     if data_format == "csv":
-        line = ",".join("%d" if c.type == "integer" else "%s" for c in schema.columns) + "\n"
+        line = ",".join("%d" if c.type in ("integer", "bigint") else "%s" for c in schema.columns) + "\n"
         return "".join([line % row for row in rows])
     import pyarrow as pa
 
@@ -318,6 +365,8 @@ def _arrow_schema(schema: Schema):
     def arrow_type(name: str):
         if name == "integer":
             return pa.int32()
+        if name == "bigint":
+            return pa.int64()
         if name.startswith("decimal("):
             precision, scale = (int(n) for n in name[len("decimal("):-1].split(","))
             return pa.decimal128(precision, scale)
@@ -421,7 +470,8 @@ def _check_whole(flag: str, value, minimum: int, why: str = "") -> None:
         raise UsageError(f"{flag} must be a whole number >= {minimum}{why}, got {value!r}")
 
 
-def check_inputs(a_rows, b_rows, overlap, seed, out, data_format="csv", c_rows=0, c_overlap=0) -> None:
+def check_inputs(a_rows, b_rows, overlap, seed, out, data_format="csv", c_rows=0, c_overlap=0,
+                 interactions_users=0) -> None:
     """Raise UsageError naming the first bad input; write nothing."""
     _check_whole("--a-rows", a_rows, 1, " (at least one row per organization)")
     _check_whole("--b-rows", b_rows, 1, " (at least one row per organization)")
@@ -434,6 +484,9 @@ def check_inputs(a_rows, b_rows, overlap, seed, out, data_format="csv", c_rows=0
     if type(c_overlap) is not int or not 0 <= c_overlap <= min(a_rows, c_rows):
         raise UsageError(f"--c-overlap must be a whole number between 0 and min(--a-rows, --c-rows) = "
                          f"{min(a_rows, c_rows)}, got {c_overlap!r}")
+    if type(interactions_users) is not int or not 0 <= interactions_users <= b_rows:
+        raise UsageError(f"--interactions-users must be a whole number between 0 and --b-rows = {b_rows} (org B's "
+                         f"customers who interact; 0: no training data), got {interactions_users!r}")
     if data_format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {data_format!r}")
     _check_out(out, data_format)
@@ -484,7 +537,7 @@ def _auto_workers(rows: int) -> int:
 
 def generate(a_rows: int, b_rows: int, overlap: int, seed: int, out: Path = DATA_DIR,
              data_format: str = "csv", *, workers: int | None = None, chunk_rows: int = CHUNK_ROWS,
-             c_rows: int = 0, c_overlap: int = 0) -> dict:
+             c_rows: int = 0, c_overlap: int = 0, interactions_users: int = 0) -> dict:
     """Write both datasets, their schema.yaml and generated.json under ``out``; return the summary.
 
     Raises UsageError (before writing anything) for bad input. Above
@@ -493,11 +546,11 @@ def generate(a_rows: int, b_rows: int, overlap: int, seed: int, out: Path = DATA
     ``if __name__ == "__main__":`` guard. The output does not depend on
     ``workers`` or ``chunk_rows``.
     """
-    check_inputs(a_rows, b_rows, overlap, seed, out, data_format, c_rows, c_overlap)
+    check_inputs(a_rows, b_rows, overlap, seed, out, data_format, c_rows, c_overlap, interactions_users)
     out = Path(out)
     if workers is None:
         workers = _auto_workers(a_rows + b_rows)
-    schemas = (*SCHEMAS, THIRD) if c_rows else SCHEMAS
+    schemas = (*SCHEMAS, *((THIRD,) if c_rows else ()), *((INTERACTIONS,) if interactions_users else ()))
     folders = [out / schema.name for schema in schemas]
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
@@ -513,6 +566,10 @@ def generate(a_rows: int, b_rows: int, overlap: int, seed: int, out: Path = DATA
                 a_count, b_count = a_count + n_retail, b_count + n_media
         if c_rows:
             sinks[2].write(_encode(list(survey_rows(a_rows, c_rows, c_overlap, seed)), THIRD, data_format))
+        if interactions_users:
+            rows = list(interaction_rows(a_rows, overlap, interactions_users, seed))
+            sinks[-1].write(_encode(rows, INTERACTIONS, data_format))
+            interaction_count = len(rows)
         for sink in sinks:
             sink.close()
         for sink in sinks:
@@ -527,6 +584,8 @@ def generate(a_rows: int, b_rows: int, overlap: int, seed: int, out: Path = DATA
                "media_engagement_rows": b_count, "overlapping_customers": overlap}
     if c_rows:
         summary.update(survey_panel_rows=c_rows, survey_overlap_with_retail=c_overlap)
+    if interactions_users:
+        summary.update(media_interactions_users=interactions_users, media_interactions_rows=interaction_count)
     _write_text(out / "generated.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -556,6 +615,10 @@ def _parser() -> argparse.ArgumentParser:
                              "0 for none (default)")
     parser.add_argument("--c-overlap", default="0",
                         help="of those, customers org A has too, 0 to min(--a-rows, --c-rows) (default 0)")
+    parser.add_argument("--interactions-users", default=None,
+                        help="org B customers in media_interactions, its Clean Rooms ML training data (2-20 "
+                             "interactions each; 100000 meets the service's minimums), 0 for none "
+                             f"(default {DEFAULTS['interactions_users']}, or --b-rows if fewer)")
     parser.add_argument("--format", default="csv", metavar="{csv,parquet}",
                         help="data file format; parquet has typed columns (default csv)")
     parser.add_argument("--out", default=str(DATA_DIR),
@@ -567,7 +630,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         numbers = [_number(text) for text in (args.a_rows, args.b_rows, args.overlap, args.seed)]
-        third = {"c_rows": _number(args.c_rows), "c_overlap": _number(args.c_overlap)}
+        users = (_number(args.interactions_users) if args.interactions_users is not None else
+                 min(DEFAULTS["interactions_users"], numbers[1]) if isinstance(numbers[1], int) else 0)
+        third = {"c_rows": _number(args.c_rows), "c_overlap": _number(args.c_overlap), "interactions_users": users}
         check_inputs(*numbers, args.out, args.format, **third)
         stale = [path for schema in SCHEMAS for other in FORMATS if other != args.format
                  for path in [Path(args.out) / schema.name / schema.file(other)] if path.exists()]

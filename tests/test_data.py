@@ -19,8 +19,8 @@ def keys(path) -> set[str]:
 
 
 def test_committed_data_is_what_the_generator_makes(tmp_path):
-    summary = generate_data.generate(3000, 2500, 1800, 20261125, tmp_path)
-    for name in ("retail_purchases", "media_engagement"):
+    summary = generate_data.generate(3000, 2500, 1800, 20261125, tmp_path, interactions_users=400)
+    for name in ("retail_purchases", "media_engagement", "media_interactions"):
         for file in (f"{name}.csv", "schema.yaml"):
             assert (tmp_path / name / file).read_bytes() == (ROOT / "data" / name / file).read_bytes(), file
     assert summary == json.loads((ROOT / "data" / "generated.json").read_text())
@@ -31,6 +31,8 @@ def test_generator_defaults_are_the_committed_data():
     defaults = generate_data._parser().parse_args([])
     assert [int(defaults.a_rows), int(defaults.b_rows), int(defaults.overlap), int(defaults.seed)] == \
         [3000, 2500, 1800, 20261125]
+    # Not given: 400 users of org B's (or all of them when --b-rows is smaller).
+    assert defaults.interactions_users is None and generate_data.DEFAULTS["interactions_users"] == 400
     assert defaults.format == "csv"
 
 

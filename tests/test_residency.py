@@ -178,7 +178,8 @@ def test_the_deployer_policy_of_a_producer_with_remote_data_is_scoped_to_each_re
         assert requested in (None, "eu-west-1")
     # Nothing of the data's lands in the collaboration's region, and Clean Rooms stays there.
     home = [s for s in document["Statement"] if not s["Sid"].endswith("InEuWest1")]
-    assert not any(arn.startswith("arn:aws:glue:us-east-1") for s in home for arn in s["Resource"])
+    assert not any(arn.startswith("arn:aws:glue:us-east-1") and "media_engagement" in arn
+                   for s in home for arn in s["Resource"])
     # Clean Rooms' own handler reads the Glue table where it is.
     handler = next(s for s in home if s["Sid"] == "ConfiguredTableHandlersGlue")
     assert "arn:aws:glue:eu-west-1:222222222222:table/org_b_media_engagement/media_engagement" in handler["Resource"]

@@ -216,13 +216,15 @@ def test_a_parquet_producer_gets_a_parquet_glue_table(bootstrap, tmp_path):
     sys.path.insert(0, str(harness.ROOT / "scripts"))
     import generate_data
 
-    generate_data.generate(300, 250, 100, 3, tmp_path, "parquet")
+    generate_data.generate(300, 250, 100, 3, tmp_path, "parquet", interactions_users=100)
     shutil.copytree(harness.ROOT / "data" / "queries", tmp_path / "queries")
     run = run_stack("org-b", overrides={"dataDir": str(tmp_path)},
                     peer_outputs={stack_ref("org-a"): bootstrap.a3.outputs})
-    obj = run.one("aws:s3/bucketObjectv2:BucketObjectv2")
+    obj = run.named("org-b-producer-data-file")
     assert obj.inputs["key"] == "datasets/media_engagement/media_engagement.parquet"
-    table = run.one("aws:glue/catalogTable:CatalogTable")
+    # The training data is Parquet too (scripts/generate_data.py writes every dataset in one format).
+    assert run.named("org-b-training-data-file").inputs["key"] == "training/media_interactions/media_interactions.parquet"
+    table = run.named("org-b-producer-table")
     assert table.inputs["parameters"] == {"classification": "parquet"}
     assert table.input("storageDescriptor.serDeInfo.serializationLibrary") == \
         "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
