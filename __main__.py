@@ -21,6 +21,7 @@ from components.providers import make_providers
 from components.results_store import ResultsStore, ResultsStoreArgs
 from components.stack_config import project_values, refusals_as_run_errors
 from components.training_data import TrainingData, TrainingDataArgs
+from components.lookalike import Lookalike, LookalikeArgs
 from model import collaboration, plan, validator
 from model.config import ANALYST, OWNER, PRODUCER, load_settings
 from model.jobs import check_jobs
@@ -140,6 +141,15 @@ if settings.training is not None:
         organization=org.name, account_id=org.account_id, region=settings.region, spec=settings.training,
         bucket_name=f"{org.name}-cleanrooms-training-{org.account_id}", protect=settings.protect,
         iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts())
+lookalike = None
+if training is not None and settings.training.lookalike is not None:
+    # Trained on it and shared in the collaboration once this member is in it (components/lookalike.py).
+    lookalike = Lookalike(f"{org.name}-lookalike", LookalikeArgs(
+        organization=org.name, account_id=org.account_id, region=settings.region, spec=settings.training.lookalike,
+        training_dataset_arn=training.training_dataset.training_dataset_arn,
+        membership_id=membership.membership_identifier if membership else None,
+        credentials=Credentials(settings.region, settings.profile, settings.assume_role_arn), protect=settings.protect,
+        iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts())
 
 # Governance (docs/governance.md): audit trail, log retention, budget alarm, federated access.
 governance = declare_governance(settings, providers, membership=membership, collaboration_id=collaboration_id,
@@ -165,6 +175,7 @@ if OWNER in settings.roles:
     # Whom the collaboration has: each joining stack checks itself and its partners against it.
     pulumi.export("members", plan.members_export(settings))
 pulumi.export("training_dataset_arn", training.training_dataset.training_dataset_arn if training else None)
+pulumi.export("configured_audience_model_arn", lookalike.configured_model.arn if lookalike else None)
 for key, value in governance.exports().items():
     pulumi.export(key, value)
 pulumi.export("partners_joined", sorted(p.partner.name for p in peers.values() if p.membership_arn))

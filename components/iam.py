@@ -319,16 +319,31 @@ def alarm_topic_key_policy(account_id: str) -> pulumi.Output[str]:
     )
 
 
-def ml_training_trust(*, region: str, account_id: str) -> pulumi.Output[str]:
-    """Clean Rooms ML, reading training data for this account's training datasets: the User Guide's trust
-    (ml-roles, "Create a service role to read training data"), aws:SourceAccount and an aws:SourceArn of
-    this account's training datasets ("The SourceArn can be limited to a specific training dataset, but only
-    after that dataset is created")."""
+def ml_trust(*, region: str, account_id: str, resource: str) -> pulumi.Output[str]:
+    """Clean Rooms ML, acting for this account's ``resource`` (training-dataset, configured-audience-model):
+    the User Guide's trust (ml-roles, "Create a service role to read training data" and "... to write a
+    lookalike segment"), aws:SourceAccount and an aws:SourceArn of this account's resources of that kind
+    ("The SourceArn can be limited to a specific training dataset, but only after that dataset is created")."""
     return _doc({
-        "Sid": "CleanRoomsMLForThisAccountsTrainingDatasets",
+        "Sid": "CleanRoomsMLForThisAccount",
         "Effect": "Allow",
         "Principal": {"Service": "cleanrooms-ml.amazonaws.com"},
         "Action": "sts:AssumeRole",
         "Condition": {"StringEqualsIfExists": {"aws:SourceAccount": [account_id]},
-                      "ArnLikeIfExists": {"aws:SourceArn": f"arn:aws:cleanrooms-ml:{region}:{account_id}:training-dataset/*"}},
+                      "ArnLikeIfExists": {"aws:SourceArn": f"arn:aws:cleanrooms-ml:{region}:{account_id}:{resource}/*"}},
     })
+
+
+def ml_training_trust(*, region: str, account_id: str) -> pulumi.Output[str]:
+    return ml_trust(region=region, account_id=account_id, resource="training-dataset")
+
+
+def segments_write_policy(*, account_id: str, region: str, bucket_arn: pulumi.Input[str], prefix: str,
+                          kms_key_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """Clean Rooms ML writes lookalike segments under one prefix (User Guide, ml-roles: s3:PutObject,
+    s3:GetBucketLocation, s3:ListBucket on the output location), encrypting with the bucket's key."""
+    return _doc(
+        _bucket("LocateSegmentsBucket", bucket_arn, account_id),
+        _objects("WriteSegments", ["s3:PutObject"], bucket_arn, prefix, account_id),
+        _key_via_s3("EncryptSegments", ["kms:GenerateDataKey", "kms:Decrypt"], kms_key_arn, region),
+    )

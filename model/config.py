@@ -25,6 +25,7 @@ from model.regions import CLEAN_ROOMS_ENDPOINTS, CLEAN_ROOMS_REGIONS
 from model.stackfiles import ROOT as PROJECT_DIR
 from model.jobs import JobTemplate, load_jobs
 from model.templates import Compute, QueryTemplate, load_queries
+from model.lookalike import LookalikeSpec
 from model.training import TrainingSpec, check_training_dataset
 
 OWNER = "collaboration_owner"
@@ -351,7 +352,8 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
         if check_data:
             validate_data(training)
         check_training_dataset(training)
-        settings["training"] = TrainingSpec(training, config.training_data.description or training.description)
+        settings["training"] = TrainingSpec(training, config.training_data.description or training.description,
+                                            _lookalike(config.training_data.lookalike))
     if config.access is not None:
         settings["access"] = _access(config.access, roles, config.region)
     if config.budget_alarm is not None:
@@ -433,6 +435,19 @@ def _check_members(org: Member, partners: tuple[Partner, ...]) -> None:
         if PRODUCER in partner.roles and not partner.dataset:
             raise ConfigError(f"partners[{i}].dataset", f"partner '{partner.name}' produces data; name its "
                               "dataset (a folder under dataDir) so the join key and its templates can be checked")
+
+
+def _lookalike(block: sm.LookalikeBlock | None) -> LookalikeSpec | None:
+    if block is None:
+        return None
+    sizes = block.audience_sizes
+    if sizes.type == "PERCENTAGE" and any(b > 100 for b in sizes.bins):
+        raise ConfigError("trainingData.lookalike.audienceSizes.bins", f"are percentages of the training data's "
+                          f"users with type PERCENTAGE: 1 to 100, got {sizes.bins}")
+    if len(set(sizes.bins)) != len(sizes.bins):
+        raise ConfigError("trainingData.lookalike.audienceSizes.bins", f"lists a size twice: {sizes.bins}")
+    return LookalikeSpec(block.name, block.min_matching_seed_size, sizes.type, tuple(sorted(sizes.bins)),
+                         block.share_metrics, block.wait_minutes)
 
 
 # Which stack role a permission set is for; the auditor is for every member.

@@ -264,10 +264,29 @@ class AccessBlock(Block):
     permission_sets: PermissionSetsBlock
 
 
+class AudienceSizesBlock(Block):
+    # How the seed provider may size a segment (CreateConfiguredAudienceModel audienceSizeConfig).
+    type: Literal["ABSOLUTE", "PERCENTAGE"] = "ABSOLUTE"
+    bins: Annotated[list[whole(1, 20_000_000)], Field(min_length=1, max_length=25)] = [1000, 5000, 10000]
+
+
+class LookalikeBlock(Block):
+    name: OrgName = "lookalike"
+    # Seeds smaller than this are refused by the service (25-500,000; model/lookalike.py).
+    min_matching_seed_size: whole(25, 500_000) = 500
+    audience_sizes: AudienceSizesBlock = AudienceSizesBlock()
+    # Share the model's relevance metrics with the seed provider (sharedAudienceMetrics ALL or NONE).
+    share_metrics: Bool = True
+    # How long `pulumi up` waits for training before configuring the model (it can take up to 24 hours).
+    wait_minutes: whole(0, 1440) = 30
+
+
 class TrainingDataBlock(Block):
     # A dataset folder under dataDir whose schema.yaml gives columns an mlType (model/training.py).
     dataset: Text
     description: Text = ""
+    # Train a lookalike model on it and share it with the collaboration (components/lookalike.py).
+    lookalike: LookalikeBlock | None = None
 
 
 class PrivacyBudgetBlock(Block):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from model.datasets import JOIN_KEY, Dataset
 from model.errors import ConfigError
+from model.lookalike import LookalikeSpec
 
 REQUIREMENTS = "https://docs.aws.amazon.com/clean-rooms/latest/userguide/ml-training-data-requirements.html"
 MIN_USERS, MIN_INTERACTIONS_PER_USER, MIN_RECORDS = 100_000, 2, 1_000_000
@@ -36,6 +37,7 @@ ALLOWED_TYPES = {"USER_ID": _IDS, "ITEM_ID": _IDS, "TIMESTAMP": ("integer", "big
 class TrainingSpec:
     dataset: Dataset
     description: str
+    lookalike: LookalikeSpec | None = None
 
     @property
     def schema(self) -> list[tuple[str, str]]:

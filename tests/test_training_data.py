@@ -50,7 +50,7 @@ def test_clean_rooms_ml_reads_it_through_a_role_of_its_own(bootstrap):
     trust = json.loads(role.inputs["assumeRolePolicy"])
     [statement] = trust["Statement"]
     assert statement["Principal"] == {"Service": "cleanrooms-ml.amazonaws.com"}
-    assert statement["Condition"] == {
+    assert statement["Sid"] == "CleanRoomsMLForThisAccount" and statement["Condition"] == {
         "StringEqualsIfExists": {"aws:SourceAccount": [B]},
         "ArnLikeIfExists": {"aws:SourceArn": f"arn:aws:cleanrooms-ml:us-east-1:{B}:training-dataset/*"}}
     assert lint_policy(trust, kind="trust") == []
