@@ -22,6 +22,7 @@ from components.results_store import ResultsStore, ResultsStoreArgs
 from components.stack_config import project_values, refusals_as_run_errors
 from components.training_data import TrainingData, TrainingDataArgs
 from components.lookalike import Lookalike, LookalikeArgs
+from components.seed_store import PREFIX as SEED_PREFIX, SeedStore, SeedStoreArgs
 from model import collaboration, plan, validator
 from model.config import ANALYST, OWNER, PRODUCER, load_settings
 from model.jobs import check_jobs
@@ -151,6 +152,13 @@ if training is not None and settings.training.lookalike is not None:
         credentials=Credentials(settings.region, settings.profile, settings.assume_role_arn), protect=settings.protect,
         iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts())
 
+# Clean Rooms ML: this member's seeds for partners' lookalike models (python -m queryrunner audience).
+seeds = SeedStore(f"{org.name}-seeds", SeedStoreArgs(
+    organization=org.name, account_id=org.account_id, region=settings.region,
+    membership_id=membership.membership_identifier if membership else None,
+    collaboration_arn=membership.collaboration_arn if membership else None, protect=settings.protect,
+    iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts()) if settings.lookalike_seeds else None
+
 # Governance (docs/governance.md): audit trail, log retention, budget alarm, federated access.
 governance = declare_governance(settings, providers, membership=membership, collaboration_id=collaboration_id,
                                 results=results, producer=producer)
@@ -175,7 +183,18 @@ if OWNER in settings.roles:
     # Whom the collaboration has: each joining stack checks itself and its partners against it.
     pulumi.export("members", plan.members_export(settings))
 pulumi.export("training_dataset_arn", training.training_dataset.training_dataset_arn if training else None)
-pulumi.export("configured_audience_model_arn", lookalike.configured_model.arn if lookalike else None)
+pulumi.export("lookalike", {"name": settings.training.lookalike.name,
+                             "configured_audience_model_arn": lookalike.configured_model.arn,
+                             "min_matching_seed_size": settings.training.lookalike.min_matching_seed_size,
+                             "size_type": settings.training.lookalike.size_type,
+                             "size_bins": list(settings.training.lookalike.size_bins)} if lookalike else None)
+if seeds:
+    # What `queryrunner audience` needs: where seeds go, the role that reads them, the partners' models.
+    pulumi.export("seed_bucket", seeds.storage.bucket.bucket)
+    pulumi.export("seed_prefix", SEED_PREFIX)
+    pulumi.export("seed_kms_key_arn", seeds.storage.key.arn)
+    pulumi.export("seed_role_arn", seeds.role.arn)
+    pulumi.export("audience_models", {p.partner.name: p.get("lookalike") for p in peers.values() if p.get("lookalike")})
 for key, value in governance.exports().items():
     pulumi.export(key, value)
 pulumi.export("partners_joined", sorted(p.partner.name for p in peers.values() if p.membership_arn))

@@ -347,3 +347,30 @@ def segments_write_policy(*, account_id: str, region: str, bucket_arn: pulumi.In
         _objects("WriteSegments", ["s3:PutObject"], bucket_arn, prefix, account_id),
         _key_via_s3("EncryptSegments", ["kms:GenerateDataKey", "kms:Decrypt"], kms_key_arn, region),
     )
+
+
+def seed_read_policy(*, account_id: str, region: str, bucket_arn: pulumi.Input[str], prefix: str,
+                     kms_key_arn: pulumi.Input[str], membership_id: pulumi.Input[str] | None,
+                     collaboration_arn: pulumi.Input[str] | None = None) -> pulumi.Output[str]:
+    """Clean Rooms ML reads a seed: the seed files under ``prefix`` (and their key, through S3), or the result of
+    a seed template run as a protected query in this member's membership (User Guide, ml-roles, "Create a service
+    role to read seed data": both example policies, the query one bound to the membership)."""
+    statements = [
+        _bucket("ListSeedsBucket", bucket_arn, account_id),
+        _objects("ReadSeeds", ["s3:GetObject"], bucket_arn, prefix, account_id),
+        _key_via_s3("DecryptSeeds", ["kms:Decrypt", "kms:DescribeKey"], kms_key_arn, region),
+    ]
+    if membership_id is not None and collaboration_arn is not None:
+        membership = pulumi.Output.concat(f"arn:aws:cleanrooms:{region}:{account_id}:membership/", membership_id)
+        statements += [
+            # StartProtectedQuery and the template and schema reads take the membership and the collaboration's
+            # resources: the User Guide's example grants them on "*"; here on this membership and its templates.
+            {"Sid": "RunSeedQueriesInThisMembership", "Effect": "Allow",
+             "Action": ["cleanrooms:StartProtectedQuery", "cleanrooms:GetProtectedQuery",
+                        "cleanrooms:UpdateProtectedQuery"],
+             "Resource": [membership, pulumi.Output.concat(membership, "/analysistemplate/*")]},
+            {"Sid": "ReadSeedTemplatesAndSchemas", "Effect": "Allow",
+             "Action": ["cleanrooms:GetCollaborationAnalysisTemplate", "cleanrooms:GetSchema"],
+             "Resource": [collaboration_arn, f"arn:aws:cleanrooms:{region}:*:membership/*/analysistemplate/*"]},
+        ]
+    return _doc(*statements)

@@ -255,6 +255,8 @@ class Settings:
     """Permission sets in the organization's IAM Identity Center for this account's people."""
     training: TrainingSpec | None = None
     """Clean Rooms ML training data this member offers for lookalike models (model/training.py)."""
+    lookalike_seeds: bool = False
+    """This member seeds partners' lookalike models (components/seed_store.py, queryrunner audience)."""
 
     @property
     def results(self) -> ResultsSpec | None:
@@ -356,6 +358,7 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
                                             _lookalike(config.training_data.lookalike))
     if config.access is not None:
         settings["access"] = _access(config.access, roles, config.region)
+    settings["lookalike_seeds"] = config.lookalike_seeds
     if config.budget_alarm is not None:
         block = config.budget_alarm
         settings["budget_alarm"] = BudgetAlarmSpec(block.below_percent, block.schedule_minutes, tuple(block.emails))

@@ -511,6 +511,8 @@ class StackConfig(Block):
     access: AccessBlock | None = None
     # Clean Rooms ML: this member's training data for lookalike models (components/training_data.py).
     training_data: TrainingDataBlock | None = None
+    # Clean Rooms ML: this member seeds partners' lookalike models (components/seed_store.py).
+    lookalike_seeds: Bool = False
     # PySpark analysis templates this member creates, runs and receives results of (data/jobs/<name>/).
     jobs: list[Text] = []
 

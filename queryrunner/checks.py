@@ -296,6 +296,8 @@ def check_flag_ranges(args) -> None:
             fail("--worker-type", check_worker_type(args.worker_type))
         if getattr(args, "workers", None) is not None:
             fail("--workers", check_workers(args.workers))
+    elif command == "audience" and getattr(args, "timeout", None) is not None:
+        _seconds_above(args.timeout, 0, "--timeout", "how long the job is followed")
     elif command == "job":
         _seconds_above(args.timeout, 0, "--timeout", "the overall deadline")
         _int_at_least(args.retries, 0, "--retries", "re-runs of a job that failed with error.retry.retryable")

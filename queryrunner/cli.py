@@ -37,6 +37,7 @@ examples:
 # order and each is refused with its own reason.
 JOB_TIMEOUT, JOB_RETRIES = 1800.0, 2
 RUN_TIMEOUT, RUN_RETRIES, RUN_MAX_CONCURRENCY = 1800.0, 2, 5
+AUDIENCE_TIMEOUT = 7200.0
 _STACK_OUTPUT_FLAGS = (dict.fromkeys(("outputs", "membership_id", "collaboration_id", "region", "results_bucket",
                                       "results_region", "results_prefix", "result_format", "profile")),
                        "; with --local the stack file is read instead (--stack)")
@@ -161,6 +162,33 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--html", action="store_true", help="also write audit.html, one self-contained page")
     audit.add_argument("--out", default="results", metavar="DIR",
                        help="the report goes to DIR/audit/ (default results)")
+
+    # Clean Rooms ML lookalike segments, the seed provider's side (queryrunner/audience.py).
+    audience = sub.add_parser("audience", help="Clean Rooms ML lookalike segments: generate from a seed, status, "
+                                               "export (docs/clean-rooms-ml.md)")
+    actions = audience.add_subparsers(dest="audience_action", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    generate = actions.add_parser("generate", parents=[stack], help="a segment of a partner's users like the seed")
+    generate.add_argument("name", help="the audience generation job's name (1-63 letters, digits, _ . -)")
+    generate.add_argument("--seed-file", metavar="FILE", help="JSON lines of {\"user_id\": ...}, 25-500,000 users")
+    generate.add_argument("--seed-template", metavar="TEMPLATE",
+                          help="an analysis template (a key of output analysis_templates) whose result is the seed")
+    generate.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                          help="a seed template's parameter (repeatable)")
+    generate.add_argument("--model", metavar="PARTNER", help="whose lookalike model (output audience_models; "
+                                                             "needed when several partners offer one)")
+    generate.add_argument("--size", metavar="N|N%", help="also export a segment of this size (one of the model's)")
+    generate.add_argument("--include-seed", action="store_true", help="include the seed users in the segment")
+    generate.add_argument("--timeout", type=float, default=AUDIENCE_TIMEOUT,
+                          help="seconds to follow the job before giving up on it (default 7200)")
+    status = actions.add_parser("status", parents=[stack], help="one segment's state, metrics and exports")
+    status.add_argument("job_arn", metavar="JOB_ARN")
+    export = actions.add_parser("export", parents=[stack], help="export a generated segment of a size")
+    export.add_argument("job_arn", metavar="JOB_ARN")
+    export.add_argument("--size", required=True, metavar="N|N%", help="one of the model's audience sizes")
+    export.add_argument("--name", help="the export job's name (default export-<size>)")
+    export.add_argument("--model", metavar="PARTNER", help="whose lookalike model (output audience_models)")
+    export.add_argument("--timeout", type=float, default=AUDIENCE_TIMEOUT, help="seconds to follow the export")
 
     status = sub.add_parser("status", parents=[stack], help="one protected query's state, result and error")
     status.add_argument("query_id")

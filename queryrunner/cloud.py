@@ -635,6 +635,12 @@ class App:
             return EXIT_QUERY_FAILED
         return EXIT_OK
 
+    # -- Clean Rooms ML lookalike segments (queryrunner/audience.py) -------------
+    def audience(self) -> int:
+        from queryrunner import audience
+
+        return audience.run(self, self.args.audience_action)
+
     # -- PySpark jobs (queryrunner/jobs.py) ---------------------------------------
     def job(self) -> int:
         from queryrunner.jobs import JobCommand

@@ -164,3 +164,25 @@ def test_bad_lookalike_config_is_one_line_naming_the_key(block, key, fragment):
         run_stack("org-b", overrides={"trainingData": {"dataset": "media_interactions", "lookalike": block}})
     message = str(info.value).splitlines()[0]
     assert message.startswith(f"config '{PROJECT}:{key}'") and fragment in message, message
+
+
+def test_the_seed_provider_gets_a_seed_store_and_the_partners_models(bootstrap, provider_run):
+    from tests.policy_support import evaluate
+
+    run = run_stack("org-a", overrides={"lookalikeSeeds": True},
+                    peer_outputs={stack_ref("org-b"): provider_run.outputs})
+    A = "111111111111"
+    assert run.outputs["seed_bucket"] == f"org-a-cleanrooms-seeds-{A}" and run.outputs["seed_prefix"] == "seeds"
+    [model] = run.outputs["audience_models"].values()
+    assert model["min_matching_seed_size"] == 200 and model["size_bins"] == [1000, 5000]
+    trust = json.loads(run.named("org-a-seeds-read").inputs["assumeRolePolicy"])
+    assert trust["Statement"][0]["Condition"]["ArnLikeIfExists"] == {
+        "aws:SourceArn": f"arn:aws:cleanrooms-ml:{REGION}:{A}:audience-generation-job/*"}
+    policy = json.loads(run.named("org-a-seeds-read-policy").inputs["policy"])
+    assert [s["Sid"] for s in policy["Statement"]] == ["ListSeedsBucket", "ReadSeeds", "DecryptSeeds",
+                                                       "RunSeedQueriesInThisMembership", "ReadSeedTemplatesAndSchemas"]
+    assert lint_policy(trust, kind="trust") == [] and lint_policy(policy) == []
+    assert evaluate(run).violations == []
+    # The provider exports what the seed provider needs of its model, nothing else.
+    assert set(provider_run.outputs["lookalike"]) == {"name", "configured_audience_model_arn", "min_matching_seed_size",
+                                                      "size_type", "size_bins"}
