@@ -48,6 +48,11 @@ def latest_jobs(out: Path) -> list[dict]:
     return _latest(runs, "job")
 
 
+def latest_audiences(out: Path) -> list[dict]:
+    """The latest local lookalike rehearsal of each segment name: OUT/<name>/<run id>.json (queryrunner/local.py)."""
+    return _latest([data for _, data in _records(out, "audience")], "audience")
+
+
 def _records(out: Path, key: str):
     """(path, content) of every readable OUT/*/*.json run record that names a ``key``."""
     for record in sorted(out.glob("*/*.json")):
@@ -70,7 +75,8 @@ def _latest(runs: list[dict], key: str) -> list[dict]:
 
 def write_report(out: Path) -> Path:
     out = Path(out)
-    sections = [_section(run) for run in latest_runs(out)] + [_job_section(run) for run in latest_jobs(out)]
+    sections = ([_section(run) for run in latest_runs(out)] + [_job_section(run) for run in latest_jobs(out)]
+                + [_audience_section(run) for run in latest_audiences(out)])
     page = _PAGE.format(body="\n".join(sections) or "<p>No local runs yet.</p>")
     target = out / "report.html"
     fd, tmp = tempfile.mkstemp(dir=out, prefix=".report", suffix=".html.tmp")
@@ -116,6 +122,27 @@ parameters {_parameters(run)}</p>
 <p class=note>A job's results are what its script returns: no aggregation threshold, noise or disallowed output
 column applies to them (the tables' rules only decide whether a job may read them).</p>
 {"".join(parts) or "<p class=note>No results.</p>"}
+</section>"""
+
+
+def _audience_section(run: dict) -> str:
+    import pyarrow as pa
+
+    esc = html.escape
+    sizes = run["sizes"]
+    table = pa.table({"segment_size": [s["size"] for s in sizes], "relevance": [float(s["relevance"]) for s in sizes]})
+    rows = "".join(f"<tr><td>{esc(s['size'])}</td><td class=num>{s['users']:,}</td>"
+                   f"<td class=num>{float(s['relevance']):.3f}</td></tr>" for s in sizes)
+    return f"""<section id="audience-{esc(run['audience'])}" data-audience="{esc(run['audience'])}">
+<h2>{esc(run['audience'])} <small>(lookalike segment, rehearsed)</small></h2>
+<p class=meta>run {esc(run['run_id'])} &middot; {esc(run['finished'])} &middot; {esc(run['provider'])}'s training data
+{esc(run['training_data'])} ({run['training_users']:,} users) &middot; seed {run['seed_users']:,} users, of whom
+{run['seed_users_in_training_data']:,} are in the training data</p>
+<p class=note>Recall {float(run['recall']):.2f} (a random model scores about {float(run['random_recall']):.2f}).
+Relevance per segment size, from -1 to 1: how like the seed the segment is, measured from the mean user. This is the
+local baseline (scikit-learn), not AWS's model; no seed user is in any segment.</p>
+{_chart(table, table.column_names)}
+<table><tr><th>segment size</th><th class=num>users</th><th class=num>relevance</th></tr>{rows}</table>
 </section>"""
 
 

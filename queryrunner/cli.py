@@ -49,6 +49,12 @@ AWS_ONLY: dict[str, tuple[tuple[dict[str, Any], str], ...]] = {
             _STACK_OUTPUT_FLAGS),
     "budget": (_STACK_OUTPUT_FLAGS,),
     "audit": (_STACK_OUTPUT_FLAGS,),
+    "audience": (({"timeout": AUDIENCE_TIMEOUT, "include_seed": False, "model": None},
+                  " (following the job, seeds in the output, choosing among the models); audience generate --local "
+                  "rehearses the one training dataset of the stack files here, never with the seed in the segment"),
+                 ({"seed_template": None, "param": []},
+                  " (a seed query's result is user ids, which the shipped tables never output); give --seed-file"),
+                 _STACK_OUTPUT_FLAGS),
     "job": (({"timeout": JOB_TIMEOUT, "retries": JOB_RETRIES},
              " (a protected job's deadline and re-runs); job --local runs the script once, here"),
             _STACK_OUTPUT_FLAGS,
@@ -168,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "export (docs/clean-rooms-ml.md)")
     actions = audience.add_subparsers(dest="audience_action", metavar="ACTION", parser_class=_Parser)
     actions.required = True
-    generate = actions.add_parser("generate", parents=[stack], help="a segment of a partner's users like the seed")
+    generate = actions.add_parser("generate", parents=[stack, local],
+                                  help="a segment of a partner's users like the seed (--local: rehearse it here)")
     generate.add_argument("name", help="the audience generation job's name (1-63 letters, digits, _ . -)")
     generate.add_argument("--seed-file", metavar="FILE", help="JSON lines of {\"user_id\": ...}, 25-500,000 users")
     generate.add_argument("--seed-template", metavar="TEMPLATE",
@@ -181,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--include-seed", action="store_true", help="include the seed users in the segment")
     generate.add_argument("--timeout", type=float, default=AUDIENCE_TIMEOUT,
                           help="seconds to follow the job before giving up on it (default 7200)")
+    generate.add_argument("--seed", type=int, metavar="N",
+                          help="with --local: the model's random seed (default 0), for the same segment again")
+    generate.add_argument("--out", default="results", metavar="DIR",
+                          help="with --local: where the segments, metrics and report.html go (default results)")
     status = actions.add_parser("status", parents=[stack], help="one segment's state, metrics and exports")
     status.add_argument("job_arn", metavar="JOB_ARN")
     export = actions.add_parser("export", parents=[stack], help="export a generated segment of a size")

@@ -123,7 +123,7 @@ class LocalApp:
             raise UsageError(f"stack '{stack}' declares no PySpark jobs (`jobs` in Pulumi.{stack}.yaml); stacks that "
                              f"do: {_job_stacks(stacks, root) or 'none'} (--stack)")
         # `budget` reads the collaboration's budget from any member's stack (a producer watches its burn).
-        if not job and self.args.command != "budget" and self.settings.analyst is None:
+        if not job and self.args.command not in ("budget", "audience") and self.settings.analyst is None:
             raise UsageError(f"stack '{stack}' does not have the analyst role; the analyst's stack is "
                              f"'{_analyst_stack(stacks, root)}' (--stack)")
         self.stack = stack
@@ -209,6 +209,75 @@ class LocalApp:
         print(format_table(header, rows, max_rows=len(rows)) if rows else
               f"no local runs since {since.isoformat(timespec='seconds')}", file=self.stdout)
         self.err(f"audit written: {', '.join(str(p) for p in paths)}")
+        return EXIT_OK
+
+    def audience(self) -> int:
+        """`audience generate --local`: the seed against a partner's training data, here (localroom/lookalike.py)."""
+        import datetime as dt
+
+        from localroom import lookalike
+        from localroom.ledger import write_atomically
+        from localroom.report import write_report
+        from model.collaboration import from_stack_files
+        from model.stackfiles import stack_names
+        from queryrunner import audience as cloud_audience
+
+        args = self.args
+        if not cloud_audience._NAME.match(args.name or ""):
+            raise UsageError(f"audience generate NAME: {args.name!r} must be 1-63 letters, digits, '_', '.' or '-', "
+                             "starting with a letter or digit")
+        if not args.seed_file:
+            raise UsageError("audience generate --local needs --seed-file FILE (JSON lines of {\"user_id\": ...})")
+        providers = [(stack, settings) for stack in stack_names(self.stacks_dir)
+                     for settings, _ in [from_stack_files(stack, root=self.stacks_dir)] if settings.training]
+        if not providers:
+            raise UsageError("no stack file declares trainingData: there is no lookalike model to rehearse "
+                             "(docs/clean-rooms-ml.md)")
+        if len(providers) > 1:
+            raise UsageError(f"several stacks declare trainingData ({', '.join(s for s, _ in providers)}); the local "
+                             "rehearsal takes one")
+        stack, provider = providers[0]
+        spec = provider.training
+        configured = spec.lookalike
+        model = cloud_audience.Model(provider.org.name, "local", configured.min_matching_seed_size if configured else 25,
+                                     configured.size_type if configured else "ABSOLUTE",
+                                     configured.size_bins if configured else (50, 100, 200))
+        chosen = cloud_audience.check_size(cloud_audience.parse_size(args.size), model) if args.size else None
+        body = cloud_audience.read_seed(Path(args.seed_file), model)
+        seed_ids = {json.loads(line)["user_id"] for line in body.decode("utf-8").splitlines() if line.strip()}
+        columns = {kind: name for name, kind in spec.schema}
+        categorical = [name for name, kind in spec.schema if kind == "CATEGORICAL_FEATURE"]
+        users, documents = lookalike.interactions(spec.dataset.data_path, columns["USER_ID"], columns["ITEM_ID"],
+                                                  categorical)
+        matched = len(seed_ids & set(users))
+        if matched < 4:
+            raise LocalError(f"only {matched} of the seed's {len(seed_ids):,} users are in {provider.org.name}'s "
+                             f"training data {spec.dataset.name}: too few to learn from")
+        bins = [chosen["value"]] if chosen else list(model.size_bins)
+        sizes = lookalike.segment_sizes(model.size_type, bins, len(users))
+        seed = args.seed or 0
+        result = lookalike.rehearse(users, lookalike.embed(documents, seed), seed_ids, sizes, seed)
+        out, run_id = Path(args.out), str(uuid.uuid4())
+        folder = out / args.name / run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        for label, members in result.segments.items():
+            (folder / f"segment-{label.replace('%', 'pct')}.csv").write_text(
+                "user_id\n" + "".join(f"{u}\n" for u in members), encoding="utf-8")
+        record = {"audience": args.name, "run_id": run_id, "provider": provider.org.name,
+                  "training_data": spec.dataset.name, "finished": dt.datetime.now(dt.timezone.utc).isoformat(),
+                  "seed_users": result.seed_given, "seed_users_in_training_data": result.seed_matched,
+                  "training_users": result.users, "recall": result.recall, "random_recall": lookalike.RECALL_TOP,
+                  "sizes": [{"size": label, "users": n, "relevance": r}
+                            for (label, n), r in zip(result.sizes, result.relevance)],
+                  "segments": str(folder), "random_seed": seed}
+        write_atomically(out / args.name / f"{run_id}.json", record)
+        report = write_report(out)
+        rows = [[label, str(n), f"{r:.3f}"] for (label, n), r in zip(result.sizes, result.relevance)]
+        print(format_table(["segment size", "users", "relevance"], rows, max_rows=len(rows)), file=self.stdout)
+        print(f"recall {result.recall:.2f} (a random model scores about {lookalike.RECALL_TOP:.2f}); "
+              f"{result.seed_matched:,} of {result.seed_given:,} seed users are in {provider.org.name}'s training "
+              "data; no seed user is in any segment", file=self.stdout)
+        self.err(f"segments in {folder}; report {report}")
         return EXIT_OK
 
     # -- run ----------------------------------------------------------------
