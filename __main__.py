@@ -23,6 +23,7 @@ from components.stack_config import project_values, refusals_as_run_errors
 from components.training_data import TrainingData, TrainingDataArgs
 from components.lookalike import Lookalike, LookalikeArgs
 from components.seed_store import PREFIX as SEED_PREFIX, SeedStore, SeedStoreArgs
+from components.custom_model import CustomModel, CustomModelArgs
 from model import collaboration, plan, validator
 from model.config import ANALYST, OWNER, PRODUCER, load_settings
 from model.jobs import check_jobs
@@ -159,6 +160,12 @@ seeds = SeedStore(f"{org.name}-seeds", SeedStoreArgs(
     collaboration_arn=membership.collaboration_arn if membership else None, protect=settings.protect,
     iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts()) if settings.lookalike_seeds else None
 
+# Clean Rooms ML: a custom model this member provides (its images first, then the algorithm and association).
+custom_model = CustomModel(f"{org.name}-model", CustomModelArgs(
+    organization=org.name, account_id=org.account_id, region=settings.region, spec=settings.custom_model,
+    membership_id=membership.membership_identifier if membership else None, protect=settings.protect,
+    iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts()) if settings.custom_model else None
+
 # Governance (docs/governance.md): audit trail, log retention, budget alarm, federated access.
 governance = declare_governance(settings, providers, membership=membership, collaboration_id=collaboration_id,
                                 results=results, producer=producer)
@@ -188,6 +195,7 @@ pulumi.export("lookalike", {"name": settings.training.lookalike.name,
                              "min_matching_seed_size": settings.training.lookalike.min_matching_seed_size,
                              "size_type": settings.training.lookalike.size_type,
                              "size_bins": list(settings.training.lookalike.size_bins)} if lookalike else None)
+pulumi.export("custom_model_repository", custom_model.repository.repository_url if custom_model else None)
 if seeds:
     # What `queryrunner audience` needs: where seeds go, the role that reads them, the partners' models.
     pulumi.export("seed_bucket", seeds.storage.bucket.bucket)

@@ -374,3 +374,37 @@ def seed_read_policy(*, account_id: str, region: str, bucket_arn: pulumi.Input[s
              "Resource": [collaboration_arn, f"arn:aws:cleanrooms:{region}:*:membership/*/analysistemplate/*"]},
         ]
     return _doc(*statements)
+
+
+def model_pull_policy(repository_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """Clean Rooms ML pulls a custom model's images (User Guide, ml-roles, "Create a service role to provide a
+    custom ML model": ecr:BatchGetImage, BatchCheckLayerAvailability, GetDownloadUrlForLayer on the repository)."""
+    return _doc({"Sid": "PullThisModelsImages", "Effect": "Allow",
+                 "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                 "Resource": repository_arn})
+
+
+def ml_model_key_policy(*, account_id: str, region: str) -> pulumi.Output[str]:
+    """A custom model's key: the account administers it; principals of this account use it through Clean Rooms ML
+    and ECR; the Clean Rooms ML service may create the grants it works through (the User Guide's key policy for
+    Clean Rooms ML: grant operations and describe key for the service principal)."""
+    return _doc(
+        {"Sid": "AccountAdministersTheKey", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+         "Action": "kms:*", "Resource": "*"},
+        # The User Guide's statement has CreateGrant, Decrypt and GenerateDataKey under one kms:GrantOperations
+        # condition, a key only CreateGrant has (the IAM linter says so): two statements here.
+        {"Sid": "CleanRoomsMLUsesTheKey", "Effect": "Allow", "Principal": {"Service": "cleanrooms-ml.amazonaws.com"},
+         "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": "*",
+         "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
+        {"Sid": "CleanRoomsMLGrants", "Effect": "Allow", "Principal": {"Service": "cleanrooms-ml.amazonaws.com"},
+         "Action": "kms:CreateGrant", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:SourceAccount": account_id},
+                       "ForAllValues:StringEquals": {"kms:GrantOperations": [
+                           "Decrypt", "Encrypt", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo",
+                           "CreateGrant", "DescribeKey", "RetireGrant", "GenerateDataKey"]}}},
+        {"Sid": "CleanRoomsMLDescribesTheKey", "Effect": "Allow", "Principal": {"Service": "cleanrooms-ml.amazonaws.com"},
+         "Action": "kms:DescribeKey", "Resource": "*", "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
+        {"Sid": "EcrEncryptsTheImages", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+         "Action": ["kms:CreateGrant", "kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": "*",
+         "Condition": {"StringEquals": {"kms:ViaService": f"ecr.{region}.amazonaws.com", "kms:CallerAccount": account_id}}},
+    )

@@ -25,6 +25,7 @@ from model.regions import CLEAN_ROOMS_ENDPOINTS, CLEAN_ROOMS_REGIONS
 from model.stackfiles import ROOT as PROJECT_DIR
 from model.jobs import JobTemplate, load_jobs
 from model.templates import Compute, QueryTemplate, load_queries
+from model.custom_model import CustomModelSpec, check_model_folder
 from model.lookalike import LookalikeSpec
 from model.training import TrainingSpec, check_training_dataset
 
@@ -257,6 +258,8 @@ class Settings:
     """Clean Rooms ML training data this member offers for lookalike models (model/training.py)."""
     lookalike_seeds: bool = False
     """This member seeds partners' lookalike models (components/seed_store.py, queryrunner audience)."""
+    custom_model: CustomModelSpec | None = None
+    """A custom model this member provides to the collaboration (components/custom_model.py)."""
 
     @property
     def results(self) -> ResultsSpec | None:
@@ -359,6 +362,8 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
     if config.access is not None:
         settings["access"] = _access(config.access, roles, config.region)
     settings["lookalike_seeds"] = config.lookalike_seeds
+    if config.custom_model is not None:
+        settings["custom_model"] = _custom_model(config.custom_model, org, partners)
     if config.budget_alarm is not None:
         block = config.budget_alarm
         settings["budget_alarm"] = BudgetAlarmSpec(block.below_percent, block.schedule_minutes, tuple(block.emails))
@@ -438,6 +443,27 @@ def _check_members(org: Member, partners: tuple[Partner, ...]) -> None:
         if PRODUCER in partner.roles and not partner.dataset:
             raise ConfigError(f"partners[{i}].dataset", f"partner '{partner.name}' produces data; name its "
                               "dataset (a folder under dataDir) so the join key and its templates can be checked")
+
+
+def _custom_model(block: sm.CustomModelBlock, org: Member, partners: tuple[Partner, ...]) -> CustomModelSpec:
+    check_model_folder(block.name, bool(block.inference_tag))
+    members = {m.account_id: m for m in (org, *partners)}
+    for i, account in enumerate(block.logs_to):
+        if account not in members:
+            raise ConfigError(f"customModel.logsTo[{i}]", f"{account} is not a member of the collaboration; the "
+                              f"containers' logs go only to members: {sorted(members)}")
+    # ML outputs only to the members allowed to receive them (the collaboration's ML abilities, create-only).
+    for wanted, ability in ((block.exports, "CAN_RECEIVE_MODEL_OUTPUT"),
+                            (block.inference_tag, "CAN_RECEIVE_INFERENCE_OUTPUT")):
+        if wanted and not any(ability in m.ml_abilities for m in members.values()):
+            key = "customModel.exports" if ability == "CAN_RECEIVE_MODEL_OUTPUT" else "customModel.inferenceTag"
+            raise ConfigError(key, f"needs a member with the ML ability {ability} (mlAbilities), and none has it; "
+                              "add it to that member's mlAbilities (and every stack's entry for it) before the "
+                              f"collaboration is created, or remove {key.split('.')[1]}")
+    return CustomModelSpec(block.name, block.description or f"Custom model {block.name}", block.train_tag,
+                           block.inference_tag or None, block.images_pushed, tuple(block.metrics), block.metrics_noise,
+                           tuple(block.logs_to) or (org.account_id,), block.max_artifact_gb, tuple(block.exports),
+                           block.max_export_gb, block.max_inference_output_gb)
 
 
 def _lookalike(block: sm.LookalikeBlock | None) -> LookalikeSpec | None:

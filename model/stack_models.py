@@ -289,6 +289,34 @@ class TrainingDataBlock(Block):
     lookalike: LookalikeBlock | None = None
 
 
+def _gigabytes(low: float, high: float):
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise _fail(f"must be a number of GB from {low:g} to {high:g}, got {value!r}")
+        return float(value)
+    return Annotated[float, BeforeValidator(check)]
+
+
+class CustomModelBlock(Block):
+    # A folder under models/ with train.py, serve.py and their Dockerfiles (components/custom_model.py).
+    name: _matching(re.compile(r"^[a-z][a-z0-9_]{0,30}$"), "lowercase letters, digits and '_' (a folder of models/)")
+    description: Text = ""
+    train_tag: _matching(re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"), "an image tag") = "train-1"
+    # "" for a model without an inference container.
+    inference_tag: Literal[""] | _matching(re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"), "an image tag") = "infer-1"
+    # The algorithm and its association are declared once the images are in the repository.
+    images_pushed: Bool = False
+    metrics: list[_matching(re.compile(r"^[a-z_]{1,32}$"), "a metric the training script prints")] = ["accuracy", "auc"]
+    metrics_noise: Literal["HIGH", "MEDIUM", "LOW", "NONE"] = "HIGH"
+    # Accounts (members) that receive the containers' error summaries; [] = this member only.
+    logs_to: Annotated[list[AccountId], Field(max_length=5)] = []
+    max_artifact_gb: _gigabytes(0.01, 10) = 1.0
+    # What may be exported from a trained model (to the member with CAN_RECEIVE_MODEL_OUTPUT); none by default.
+    exports: list[Literal["MODEL", "OUTPUT"]] = []
+    max_export_gb: _gigabytes(0.01, 10) = 1.0
+    max_inference_output_gb: _gigabytes(0.01, 50) = 1.0
+
+
 class PrivacyBudgetBlock(Block):
     # Ranges from AWS::CleanRooms::PrivacyBudgetTemplate Parameters in the CloudFormation schema.
     epsilon: whole(1, 20) = 10
@@ -513,6 +541,8 @@ class StackConfig(Block):
     training_data: TrainingDataBlock | None = None
     # Clean Rooms ML: this member seeds partners' lookalike models (components/seed_store.py).
     lookalike_seeds: Bool = False
+    # Clean Rooms ML: a custom model this member provides (components/custom_model.py).
+    custom_model: CustomModelBlock | None = None
     # PySpark analysis templates this member creates, runs and receives results of (data/jobs/<name>/).
     jobs: list[Text] = []
 
@@ -527,7 +557,8 @@ class StackConfig(Block):
 
 
 STRUCTURED_KEYS = ("partners", "collaboration", "differentialPrivacy", "analysisRule", "accessBudget", "analyst",
-                   "results", "quicksight", "jobs", "audit", "budgetAlarm", "access", "trainingData")
+                   "results", "quicksight", "jobs", "audit", "budgetAlarm", "access", "trainingData",
+                   "customModel")
 
 
 def parse(values: dict[str, Any]) -> StackConfig:

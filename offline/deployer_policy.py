@@ -326,6 +326,16 @@ CLASSIC: dict[str, tuple[Access, ...]] = {
         Access("SnsSubscriptionsInThisRegion", ("sns:GetSubscriptionAttributes",),
                ("sns:SetSubscriptionAttributes", "sns:Unsubscribe"), "any", "region"),
     ),
+    # ecr repository.go: CreateRepository (tags, scanning, mutability, encryption), read DescribeRepositories and
+    # ListTagsForResource, update PutImageTagMutability and PutImageScanningConfiguration, DeleteRepository. With a
+    # customer managed key, ECR creates a grant on it with the caller's permissions (kms:CreateGrant,
+    # kms:DescribeKey, through ECR only).
+    "aws:ecr/repository:Repository": (
+        Access("EcrRepositoriesOfThisStack", ("ecr:DescribeRepositories", "ecr:ListTagsForResource"),
+               ("ecr:CreateRepository", "ecr:TagResource", "ecr:UntagResource", "ecr:PutImageTagMutability",
+                "ecr:PutImageScanningConfiguration", "ecr:DeleteRepository"), "ecr_repository"),
+        Access("KmsKeysForEcr", (), ("kms:CreateGrant", "kms:DescribeKey", "kms:RetireGrant"), "kms_keys", "via_ecr"),
+    ),
     # Federated access (components/federated_access.py), in the Identity Center account: ssoadmin
     # permission_set.go: CreatePermissionSet, DescribePermissionSet, UpdatePermissionSet, tags, then
     # ProvisionPermissionSet (DescribePermissionSetProvisioningStatus); DeletePermissionSet.
@@ -454,7 +464,7 @@ STAR_BY_DESIGN = frozenset(REGION_ONLY.values())
 
 # How a service's name reads in a Sid; services without a region in their ARNs
 # (no aws:RequestedRegion condition on their "*" statements).
-SERVICE_TITLES = {"cleanrooms": "CleanRooms", "cleanrooms-ml": "CleanRoomsMl", "quicksight": "QuickSight",
+SERVICE_TITLES = {"cleanrooms": "CleanRooms", "cleanrooms-ml": "CleanRoomsMl", "quicksight": "QuickSight", "ecr": "Ecr",
                   "logs": "Logs", "sns": "Sns",
                   "cloudwatch": "CloudWatch", "events": "Events", "lambda": "Lambda", "cloudtrail": "CloudTrail",
                   "glue": "Glue", "athena": "Athena", "iam": "Iam", "s3": "S3", "kms": "Kms"}
@@ -695,6 +705,7 @@ _SELECTORS = {
     "object": lambda r, s: [f"{_bucket_arn(r)}/{_object_key_pattern(r.inputs.get('key'))}"],
     "kms_keys": lambda r, s: [s.arn("kms", "key/*")],
     "trail": lambda r, s: [s.arn("cloudtrail", f"trail/{r.inputs.get('name') or '*'}")],
+    "ecr_repository": lambda r, s: [s.arn("ecr", f"repository/{r.inputs.get('name') or '*'}")],
     "sso_instance": lambda r, s: [r.inputs.get("instanceArn") or "*"],
     "ml_lookalike": lambda r, s: [s.arn("cleanrooms-ml", f"{kind}/*") for kind in (
         "training-dataset", "audience-model", "configured-audience-model")],
@@ -734,6 +745,7 @@ def _conditions(name: str, stack: Stack) -> dict | None:
         "request_tags": {"StringEquals": dict(request_tags, **region)},
         "stack_tags_via_s3": {"StringEquals": dict(resource_tags,
                                                    **{"kms:ViaService": f"s3.{stack.region}.amazonaws.com"})},
+        "via_ecr": {"StringEquals": {"kms:ViaService": f"ecr.{stack.region}.amazonaws.com"}},
     }
     if name not in table:
         raise DeployerPolicyError(f"offline/deployer_policy.py: unknown condition {name!r}")

@@ -165,6 +165,13 @@ class CloudMocks(pulumi.runtime.Mocks):
         elif typ in ("aws:glue/catalogDatabase:CatalogDatabase", "aws:glue/catalogTable:CatalogTable"):
             rid = inputs.get("name") or name
             state.update(name=rid, arn=f"arn:aws:glue:{self.region}:{self.account}:{rid}")
+        elif typ == "aws:ecr/repository:Repository":
+            rid = inputs.get("name") or name
+            state.update(arn=f"arn:aws:ecr:{self.region}:{self.account}:repository/{rid}",
+                         repositoryUrl=f"{self.account}.dkr.ecr.{self.region}.amazonaws.com/{rid}")
+        elif typ == "aws-native:cleanroomsml:ConfiguredModelAlgorithm":
+            state["configuredModelAlgorithmArn"] = (f"arn:aws:cleanrooms-ml:{self.region}:{self.account}:"
+                                                    f"configured-model-algorithm/{rid}")
         elif typ == "aws-native:cleanroomsml:TrainingDataset":
             state["trainingDatasetArn"] = f"arn:aws:cleanrooms-ml:{self.region}:{self.account}:training-dataset/{rid}"
         elif typ == "aws:ssoadmin/permissionSet:PermissionSet":

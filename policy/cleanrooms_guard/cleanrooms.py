@@ -392,9 +392,40 @@ ml_abilities_declared = ResourceValidationPolicy(
 )
 
 
+MODEL_ALGORITHM = "aws-native:cleanroomsml:ConfiguredModelAlgorithm"
+ECR_REPOSITORY = "aws:ecr/repository:Repository"
+
+
+def _ml_encrypted(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    props, subject = plain(args.props), where(args.resource_type, args.name)
+    if args.resource_type == MODEL_ALGORITHM and not props.get("kmsKeyArn"):
+        report(f"{subject} has no kmsKeyArn: its model artifacts and outputs would be encrypted with a key this "
+               "member does not control; give it the model's customer managed key.")
+    elif args.resource_type == ECR_REPOSITORY:
+        encryption = [e for e in as_list(props.get("encryptionConfigurations")) if isinstance(e, dict)]
+        if not any(e.get("encryptionType") == "KMS" and e.get("kmsKey") for e in encryption):
+            report(f"{subject} is not encrypted with a customer managed KMS key (encryptionConfigurations "
+                   "encryptionType KMS, kmsKey): a model's image is its code.")
+        if props.get("imageTagMutability") != "IMMUTABLE":
+            report(f"{subject} allows overwriting tags (imageTagMutability {props.get('imageTagMutability')!r}): a "
+                   "pushed model could change under a configured algorithm; set IMMUTABLE.")
+        if not (props.get("imageScanningConfiguration") or {}).get("scanOnPush"):
+            report(f"{subject} does not scan images on push; set imageScanningConfiguration.scanOnPush.")
+
+
+ml_encrypted = ResourceValidationPolicy(
+    name="cleanrooms-ml-models-encrypted",
+    description="Custom model algorithms carry a customer managed KMS key; their ECR repositories are KMS-encrypted, "
+                "immutable and scanned on push.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_ml_encrypted,
+)
+
+
 POLICIES = [query_logging_enabled, table_has_analysis_rule, minimum_aggregation_threshold, any_query_restricted,
             jobs_restricted,
-            identifier_columns_never_output, privacy_budget_bounds, c3r_only_when_declared, ml_abilities_declared]
+            identifier_columns_never_output, privacy_budget_bounds, c3r_only_when_declared, ml_abilities_declared,
+            ml_encrypted]
 
 __all__ = ["POLICIES", "COLLABORATION", "MEMBERSHIP", "CONFIGURED_TABLE", "ASSOCIATION", "PRIVACY_BUDGET_TEMPLATE",
            "UNKNOWN"]

@@ -10,6 +10,7 @@ from ._util import as_list, config_schema, is_unknown, json_value, plain, settin
 from .cleanrooms import ASSOCIATION, COLLABORATION, CONFIGURED_TABLE, MEMBERSHIP, rule_bodies
 
 AWS_PACKAGES = ("aws", "aws-native")
+MODEL_ASSOCIATION = "aws-native:cleanroomsml:ConfiguredModelAlgorithmAssociation"
 DEFAULT_REGIONS = ["us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2"]
 
 
@@ -211,7 +212,7 @@ def _receivers(args: StackValidationArgs, report: ReportViolation) -> None:
     cfg = settings(args, MEMBERS_SCHEMA)
     members, source = _member_accounts(args, cfg)
     if members is None:
-        if not any(r.resource_type in (ASSOCIATION, CONFIGURED_TABLE) for r in args.resources):
+        if not any(r.resource_type in (ASSOCIATION, CONFIGURED_TABLE, MODEL_ASSOCIATION) for r in args.resources):
             return
         args.not_applicable("no Collaboration in this stack and no policy config memberAccountIds: "
                             "cannot tell who the members are")
@@ -226,6 +227,13 @@ def _receivers(args: StackValidationArgs, report: ReportViolation) -> None:
             for _type, key, body in rule_bodies(props):
                 if key == "custom" and not is_unknown(body.get("allowedAnalysisProviders")):
                     found.append(("custom allowedAnalysisProviders", as_list(body.get("allowedAnalysisProviders"))))
+        elif r.resource_type == MODEL_ASSOCIATION:
+            # A custom model's container logs: Clean Rooms ML output, to members only.
+            policies = ((props.get("privacyConfiguration") or {}).get("policies") or {})
+            for job in ("trainedModels", "trainedModelInferenceJobs"):
+                for i, logs in enumerate(as_list((policies.get(job) or {}).get("containerLogs"))):
+                    if isinstance(logs, dict) and not is_unknown(logs.get("allowedAccountIds")):
+                        found.append((f"{job} containerLogs[{i}] allowedAccountIds", as_list(logs["allowedAccountIds"])))
         for label, accounts in found:
             stray = sorted({str(a) for a in accounts if not is_unknown(a)} - members)
             if stray:
