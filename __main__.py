@@ -163,7 +163,8 @@ seeds = SeedStore(f"{org.name}-seeds", SeedStoreArgs(
 # Clean Rooms ML: a custom model this member provides (its images first, then the algorithm and association).
 custom_model = CustomModel(f"{org.name}-model", CustomModelArgs(
     organization=org.name, account_id=org.account_id, region=settings.region, spec=settings.custom_model,
-    membership_id=membership.membership_identifier if membership else None, protect=settings.protect,
+    membership_id=membership.membership_identifier if membership else None,
+    collaboration_arn=membership.collaboration_arn if membership else None, protect=settings.protect,
     iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts()) if settings.custom_model else None
 
 # Governance (docs/governance.md): audit trail, log retention, budget alarm, federated access.
@@ -196,6 +197,11 @@ pulumi.export("lookalike", {"name": settings.training.lookalike.name,
                              "size_type": settings.training.lookalike.size_type,
                              "size_bins": list(settings.training.lookalike.size_bins)} if lookalike else None)
 pulumi.export("custom_model_repository", custom_model.repository.repository_url if custom_model else None)
+pulumi.export("custom_model", {
+    "name": settings.custom_model.name,
+    "association_arn": custom_model.association.configured_model_algorithm_association_arn,
+    "channel_role_arn": custom_model.channel_role.arn if custom_model.channel_role else None,
+    "kms_key_arn": custom_model.key.arn} if custom_model and custom_model.association else None)
 if seeds:
     # What `queryrunner audience` needs: where seeds go, the role that reads them, the partners' models.
     pulumi.export("seed_bucket", seeds.storage.bucket.bucket)

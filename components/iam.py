@@ -361,18 +361,8 @@ def seed_read_policy(*, account_id: str, region: str, bucket_arn: pulumi.Input[s
         _key_via_s3("DecryptSeeds", ["kms:Decrypt", "kms:DescribeKey"], kms_key_arn, region),
     ]
     if membership_id is not None and collaboration_arn is not None:
-        membership = pulumi.Output.concat(f"arn:aws:cleanrooms:{region}:{account_id}:membership/", membership_id)
-        statements += [
-            # StartProtectedQuery and the template and schema reads take the membership and the collaboration's
-            # resources: the User Guide's example grants them on "*"; here on this membership and its templates.
-            {"Sid": "RunSeedQueriesInThisMembership", "Effect": "Allow",
-             "Action": ["cleanrooms:StartProtectedQuery", "cleanrooms:GetProtectedQuery",
-                        "cleanrooms:UpdateProtectedQuery"],
-             "Resource": [membership, pulumi.Output.concat(membership, "/analysistemplate/*")]},
-            {"Sid": "ReadSeedTemplatesAndSchemas", "Effect": "Allow",
-             "Action": ["cleanrooms:GetCollaborationAnalysisTemplate", "cleanrooms:GetSchema"],
-             "Resource": [collaboration_arn, f"arn:aws:cleanrooms:{region}:*:membership/*/analysistemplate/*"]},
-        ]
+        statements += protected_query_statements(region=region, account_id=account_id, membership_id=membership_id,
+                                                 collaboration_arn=collaboration_arn)
     return _doc(*statements)
 
 
@@ -408,3 +398,27 @@ def ml_model_key_policy(*, account_id: str, region: str) -> pulumi.Output[str]:
          "Action": ["kms:CreateGrant", "kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": "*",
          "Condition": {"StringEquals": {"kms:ViaService": f"ecr.{region}.amazonaws.com", "kms:CallerAccount": account_id}}},
     )
+
+
+def protected_query_statements(*, region: str, account_id: str, membership_id: pulumi.Input[str],
+                               collaboration_arn: pulumi.Input[str]) -> list[dict]:
+    """Clean Rooms ML runs a template as a protected query in this member's membership, for a seed or an ML input
+    channel (User Guide, ml-roles: StartProtectedQuery, GetSchema, GetCollaborationAnalysisTemplate, and
+    Get/UpdateProtectedQuery on the membership). The guide grants the first three on "*"; here on this membership,
+    its templates and the collaboration."""
+    membership = pulumi.Output.concat(f"arn:aws:cleanrooms:{region}:{account_id}:membership/", membership_id)
+    return [
+        {"Sid": "RunQueriesInThisMembership", "Effect": "Allow",
+         "Action": ["cleanrooms:StartProtectedQuery", "cleanrooms:GetProtectedQuery", "cleanrooms:UpdateProtectedQuery"],
+         "Resource": [membership, pulumi.Output.concat(membership, "/analysistemplate/*")]},
+        {"Sid": "ReadTemplatesAndSchemas", "Effect": "Allow",
+         "Action": ["cleanrooms:GetCollaborationAnalysisTemplate", "cleanrooms:GetSchema"],
+         "Resource": [collaboration_arn, f"arn:aws:cleanrooms:{region}:*:membership/*/analysistemplate/*"]},
+    ]
+
+
+def ml_channel_policy(*, region: str, account_id: str, membership_id: pulumi.Input[str],
+                      collaboration_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The role an ML input channel's query runs with ("Create a service role to query a dataset", ml-roles)."""
+    return _doc(*protected_query_statements(region=region, account_id=account_id, membership_id=membership_id,
+                                            collaboration_arn=collaboration_arn))

@@ -172,6 +172,10 @@ class CloudMocks(pulumi.runtime.Mocks):
         elif typ == "aws-native:cleanroomsml:ConfiguredModelAlgorithm":
             state["configuredModelAlgorithmArn"] = (f"arn:aws:cleanrooms-ml:{self.region}:{self.account}:"
                                                     f"configured-model-algorithm/{rid}")
+        elif typ == "aws-native:cleanroomsml:ConfiguredModelAlgorithmAssociation":
+            state["configuredModelAlgorithmAssociationArn"] = (
+                f"arn:aws:cleanrooms-ml:{self.region}:{self.account}:membership/{inputs.get('membershipIdentifier')}/"
+                f"configured-model-algorithm-association/{rid}")
         elif typ == "aws-native:cleanroomsml:TrainingDataset":
             state["trainingDatasetArn"] = f"arn:aws:cleanrooms-ml:{self.region}:{self.account}:training-dataset/{rid}"
         elif typ == "aws:ssoadmin/permissionSet:PermissionSet":

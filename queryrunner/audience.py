@@ -32,7 +32,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _SIZE = re.compile(r"^([1-9][0-9]{0,7})(%?)$")
 _GENERATION_ARN = re.compile(r"^arn:aws[-a-z]*:cleanrooms-ml:[-a-z0-9]+:[0-9]{12}:audience-generation-job/[-a-zA-Z0-9_/.]+$")
 STARTS = ("StartAudienceGenerationJob", "StartAudienceExportJob")
-DONE, FAILED = "ACTIVE", ("CREATE_FAILED", "DELETE_FAILED")
+DONE, FAILED = "ACTIVE", ("CREATE_FAILED", "DELETE_FAILED", "CANCEL_FAILED", "INACTIVE")
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,35 @@ def read_seed(path: Path, model: Model) -> bytes:
     return data
 
 
+def follow(app, what: str, fetch, timeout: float) -> dict:
+    """Poll ``fetch`` until ACTIVE or failed, backing off 5 s doubling to 60 s, under ``timeout`` seconds; a state
+    that is still going at the deadline comes back with ``timed_out``. Each change of status is said once."""
+    deadline, delay, last = app.clock() + timeout, 5.0, None
+    while True:
+        state = fetch()
+        if state["status"] != last:
+            app.err(f"{what}: {state['status']}")
+            last = state["status"]
+        if state["status"] == DONE or state["status"] in FAILED:
+            return state
+        left = deadline - app.clock()
+        if left <= 0:
+            return {**state, "timed_out": True}
+        app.sleep(min(left, delay))
+        delay = min(60.0, delay * 2)
+
+
+def guard(client, operations) -> None:
+    """botocore never sends these again after a lost answer (a second start would be a second job)."""
+    meta = getattr(client, "meta", None)
+    if meta is None or getattr(meta, "events", None) is None:
+        return
+    service = meta.service_model.service_id.hyphenize()
+    for operation in operations:
+        meta.events.register(f"needs-retry.{service}.{operation}", reconcile._never_retry,
+                             unique_id=f"queryrunner-no-start-retry-{operation}")
+
+
 class AudienceCommand:
     def __init__(self, app):
         self.app, self.args, self.settings = app, app.args, app.settings
@@ -127,30 +156,11 @@ class AudienceCommand:
 
     def client(self):
         client = self.app.client("cleanroomsml")
-        meta = getattr(client, "meta", None)
-        if meta is not None and getattr(meta, "events", None) is not None:
-            for operation in STARTS:  # a start whose answer was lost is never sent again
-                meta.events.register(f"needs-retry.cleanroomsml.{operation}", reconcile._never_retry,
-                                     unique_id=f"queryrunner-no-start-retry-{operation}")
+        guard(client, STARTS)
         return client
 
-    # -- polling ------------------------------------------------------------------------------------------
     def follow(self, what: str, fetch) -> dict:
-        """Poll ``fetch`` until ACTIVE or failed, backing off 5 s doubling to 60 s, under --timeout."""
-        app, deadline, delay = self.app, self.app.clock() + self.args.timeout, 5.0
-        last = None
-        while True:
-            state = fetch()
-            if state["status"] != last:
-                app.err(f"{what}: {state['status']}")
-                last = state["status"]
-            if state["status"] == DONE or state["status"] in FAILED:
-                return state
-            left = deadline - app.clock()
-            if left <= 0:
-                return {**state, "timed_out": True}
-            app.sleep(min(left, delay))
-            delay = min(60.0, delay * 2)
+        return follow(self.app, what, fetch, self.args.timeout)
 
     # -- commands -----------------------------------------------------------------------------------------
     def generate(self) -> int:

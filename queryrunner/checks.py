@@ -296,7 +296,7 @@ def check_flag_ranges(args) -> None:
             fail("--worker-type", check_worker_type(args.worker_type))
         if getattr(args, "workers", None) is not None:
             fail("--workers", check_workers(args.workers))
-    elif command == "audience" and getattr(args, "timeout", None) is not None:
+    elif command in ("audience", "ml") and getattr(args, "timeout", None) is not None:
         _seconds_above(args.timeout, 0, "--timeout", "how long the job is followed")
     elif command == "job":
         _seconds_above(args.timeout, 0, "--timeout", "the overall deadline")

@@ -201,6 +201,40 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", metavar="PARTNER", help="whose lookalike model (output audience_models)")
     export.add_argument("--timeout", type=float, default=AUDIENCE_TIMEOUT, help="seconds to follow the export")
 
+    # Clean Rooms ML custom models (queryrunner/ml.py).
+    ml = sub.add_parser("ml", help="Clean Rooms ML custom models: ML input channel, training, inference, export, "
+                                   "status (docs/clean-rooms-ml.md)")
+    ml_actions = ml.add_subparsers(dest="ml_action", metavar="ACTION", parser_class=_Parser)
+    ml_actions.required = True
+    channel = ml_actions.add_parser("channel", parents=[stack], help="an ML input channel from an analysis template")
+    channel.add_argument("name")
+    channel.add_argument("--template", required=True, help="the analysis template whose rows feed the model")
+    channel.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    channel.add_argument("--retention-days", type=int, default=7, help="1-30 days the channel's data is kept (default 7)")
+    train = ml_actions.add_parser("train", parents=[stack], help="train the custom model on an ML input channel")
+    train.add_argument("name")
+    train.add_argument("--channel", required=True, metavar="ARN", help="the ML input channel (its train channel)")
+    train.add_argument("--instance-type", default="ml.m5.xlarge", help="a training instance type (default ml.m5.xlarge)")
+    train.add_argument("--instances", type=int, default=1)
+    train.add_argument("--volume-gb", type=int, default=10)
+    train.add_argument("--max-hours", type=int, default=2, help="stop training after this many hours (default 2)")
+    infer = ml_actions.add_parser("infer", parents=[stack], help="run a trained model on an ML input channel")
+    infer.add_argument("name")
+    infer.add_argument("--model", required=True, metavar="ARN", help="the trained model")
+    infer.add_argument("--channel", required=True, metavar="ARN")
+    infer.add_argument("--instance-type", default="ml.m5.xlarge")
+    infer.add_argument("--instances", type=int, default=1)
+    infer.add_argument("--to", action="append", metavar="ACCOUNT", help="a member account that receives the output")
+    ml_export = ml_actions.add_parser("export", parents=[stack], help="export a trained model's artifacts to a member")
+    ml_export.add_argument("name")
+    ml_export.add_argument("--model", required=True, metavar="ARN")
+    ml_export.add_argument("--to", action="append", metavar="ACCOUNT")
+    ml_status = ml_actions.add_parser("status", parents=[stack], help="an ML input channel, trained model or inference job")
+    ml_status.add_argument("arn")
+    for action in (channel, train, infer):
+        action.add_argument("--timeout", type=float, default=AUDIENCE_TIMEOUT,
+                            help="seconds to follow the job (default 7200)")
+
     status = sub.add_parser("status", parents=[stack], help="one protected query's state, result and error")
     status.add_argument("query_id")
 

@@ -641,6 +641,11 @@ class App:
 
         return audience.run(self, self.args.audience_action)
 
+    def ml(self) -> int:
+        from queryrunner import ml
+
+        return ml.run(self, self.args.ml_action)
+
     # -- PySpark jobs (queryrunner/jobs.py) ---------------------------------------
     def job(self) -> int:
         from queryrunner.jobs import JobCommand

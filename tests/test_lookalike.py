@@ -180,7 +180,7 @@ def test_the_seed_provider_gets_a_seed_store_and_the_partners_models(bootstrap, 
         "aws:SourceArn": f"arn:aws:cleanrooms-ml:{REGION}:{A}:audience-generation-job/*"}
     policy = json.loads(run.named("org-a-seeds-read-policy").inputs["policy"])
     assert [s["Sid"] for s in policy["Statement"]] == ["ListSeedsBucket", "ReadSeeds", "DecryptSeeds",
-                                                       "RunSeedQueriesInThisMembership", "ReadSeedTemplatesAndSchemas"]
+                                                       "RunQueriesInThisMembership", "ReadTemplatesAndSchemas"]
     assert lint_policy(trust, kind="trust") == [] and lint_policy(policy) == []
     assert evaluate(run).violations == []
     # The provider exports what the seed provider needs of its model, nothing else.
