@@ -2,37 +2,51 @@
 
 A run loads each table with model.datasets.load_into (DuckDB reads the file,
 every value checked as strictly as Spark's reader). With a cache folder (the
-run's state folder's cache/, .localroom/cache/ by default), the table is loaded
-straight into a DuckDB database file of its own there (uncompressed, which costs
-about what loading into memory costs), the data file hashed meanwhile, and the
-file renamed into an entry; this run and any later one over the same file with
-the same schema attach it read-only (a view named by the alias) instead of
-reading and checking the data again.
+run's state folder's cache/, .localroom/cache/ by default), what a later run
+over the same file with the same schema needs is kept, in two steps:
 
-    <cache>/<key>.duckdb   one entry: table ``t``, the dataset's table as load_into made it. ``key`` is the
-                           SHA-256 of the data file's content, the schema (columns, types, roles, values,
-                           bounds), the data file's format, the loader (model/datasets.py's source and
-                           LOADER_VERSION) and DuckDB's version: a change to any of them is a miss.
+- the first run that reads a file loads it in memory, as without a cache (as
+  fast as DuckDB's own reader), hashes it meanwhile and writes a marker: this
+  content passed the strict check and has N rows. The results that depend on
+  the data alone (cache.Derived) are keyed by the marker's key;
+- a later run trusts the marker instead of checking the file again. With
+  ``deferred`` (the DuckDB backend's), the table is not read at all unless a
+  statement names it: a run whose derived results are all stored never reads
+  the file. A run that does read a file it has a marker for loads it straight
+  into a DuckDB database file of its own (uncompressed, which costs about what
+  loading into memory costs, plus writing it), renamed into an entry that any
+  later run attaches read-only (a view named by the alias) in milliseconds.
+
+Writing an entry only on a file's second reading keeps the first run as fast as
+a run without a cache; what is read once is never written twice to disk.
+
+    <cache>/<key>.ok       a marker: {"rows": N}. ``key`` is the SHA-256 of the data file's content, the
+                           schema (columns, types, roles, values, bounds), the data file's format, the loader
+                           (model/datasets.py's source and LOADER_VERSION) and DuckDB's version: a change to any
+                           of them is a miss.
+    <cache>/<key>.duckdb   an entry: table ``t``, the dataset's table as load_into made it.
     <cache>/files.json     the content hash each data file had at a stat (size, mtime_ns, ctime_ns, inode,
                            device), so that an unchanged file is not read just to be hashed again.
-    <cache>/.tmp-*         an entry being written: renamed to <key>.duckdb only once complete, so a failed,
+    <cache>/.tmp-*         a marker or entry being written: renamed into place only once complete, so a failed,
                            interrupted or killed run leaves nothing a later run uses; removed on failure,
                            and when older than an hour (a killed run's).
 
 A changed file is never served from the cache: any write to a file moves its
 ctime (which no user can set back: restoring the size and the mtime does not
 help), and a file renamed into place has another inode, so its stat no longer
-matches and its content is hashed again. Stats are only trusted, and entries only
-written, for files whose mtime and ctime are RACY_SECONDS older than the moment
-they were read (as git does for its index): a file changed again within the
-clock's resolution could otherwise keep its stat. The entry is hashed after the
-table is read and the stat compared again after the hash, so a file that changed
-meanwhile is used by this run but not cached.
+matches and its content is hashed again. Stats are only trusted, and markers and
+entries only written, for files whose mtime and ctime are RACY_SECONDS older than
+the moment they were read (as git does for its index): a file changed again within
+the clock's resolution could otherwise keep its stat. The content is hashed after
+the table is read and the stat compared again after the hash, so a file that changed
+meanwhile is used by this run but not cached. A deferred table whose file changed
+before the run got to it is not read: the run stops (DataChanged), since what it
+used so far came from the file as it was.
 
 Entries are written uncompressed (about 100 MiB per million rows of the shipped
 schemas): DuckDB's compression at checkpoint costs about as much CPU as the load.
-The folder is bounded by MAX_BYTES: the least recently used entries are removed
-first (a hit touches its entry), never one this run uses.
+The folder is bounded by MAX_BYTES: the least recently used files are removed
+first (a hit touches its file), never one this run uses.
 """
 from __future__ import annotations
 
@@ -60,16 +74,17 @@ MAX_FILES = 256  # stats remembered
 _LOADER_SOURCE: str | None = None
 
 
-def load_tables(con, tables: dict[str, Dataset], cache_dir: Path | None,
-                max_bytes: int = MAX_BYTES, keys: dict | None = None) -> dict[str, int]:
+def load_tables(con, tables: dict[str, Dataset], cache_dir: Path | None, max_bytes: int = MAX_BYTES,
+                keys: dict | None = None, deferred: dict | None = None) -> dict[str, int]:
     """Each dataset as a table (or a view of its entry) named by its alias on ``con``; the rows per alias.
 
-    Without ``cache_dir`` every file is read by load_into. With it, an unchanged file is
-    attached from its entry, read-only; any other is read by load_into into a new entry
-    (``_load_entry``), then attached. A bad file raises ConfigError as load_into does and
-    leaves no entry. A cache that cannot be written (a read-only or full disk) only costs
-    the time: the tables are loaded anyway. ``keys`` receives each alias's entry key, or
-    None for a table that is not cached (a file changed moments ago).
+    Without ``cache_dir`` every file is read by load_into. With it, a file with an entry is attached
+    read-only; one with a marker is read into a new entry (``_load_entry``), or, when ``deferred`` is
+    given, left unread and recorded there for ``load_deferred``; any other is read in memory and
+    marked (``_load_marked``). A bad file raises ConfigError as load_into does and leaves nothing in
+    the cache. A cache that cannot be written (a read-only or full disk) only costs the time: the
+    tables are loaded anyway. ``keys`` receives each alias's key, or None for a table that is not
+    cached (a file changed moments ago).
     """
     if cache_dir is None:
         return {alias: load_into(con, dataset, alias) for alias, dataset in tables.items()}
@@ -83,7 +98,14 @@ def load_tables(con, tables: dict[str, Dataset], cache_dir: Path | None,
     for alias, dataset in tables.items():
         found, key, pending = _lookup(con, alias, dataset, cache_dir, files)
         if found is None and pending is not None:
-            found, key = _load_entry(con, pending, cache_dir, files)  # ConfigError: nothing is kept
+            marked = _marker(cache_dir, entry_key(dataset, pending.content)) if pending.content else None
+            if marked is None:
+                found, key = _load_marked(con, pending, cache_dir, files)  # ConfigError: nothing is kept
+            elif deferred is not None:
+                pending.key = key = entry_key(dataset, pending.content)
+                deferred[alias], found = pending, marked
+            else:
+                found, key = _load_entry(con, pending, cache_dir, files)
         if found is None:
             found = load_into(con, dataset, alias)  # not cacheable (changed moments ago): in memory only
         rows[alias] = found
@@ -96,28 +118,108 @@ def load_tables(con, tables: dict[str, Dataset], cache_dir: Path | None,
     return rows
 
 
+class DataChanged(Exception):
+    """A deferred table's file changed after the run began using what the cache knew of it."""
+
+
+def load_deferred(con, pending: "_Pending", cache_dir: Path) -> None:
+    """Read a table ``load_tables`` deferred: into a new entry (its second reading), or in memory.
+
+    The file must still be the one the marker describes (its stat, then its hash, unchanged): the
+    run has used results keyed by that content. Otherwise DataChanged, and nothing is kept.
+    """
+    path = pending.dataset.data_path
+    try:
+        if _stat(path) != pending.before:
+            raise DataChanged(path)
+        files = _Files(Path(cache_dir))
+        rows, key = _load_entry(con, pending, Path(cache_dir), files)
+        if rows is None:  # a cache that cannot take the entry: in memory, checked again
+            load_into(con, pending.dataset, pending.alias)
+            if _stat(path) != pending.before:
+                raise DataChanged(path)
+        elif key is None:  # the file changed while it was read
+            raise DataChanged(path)
+        files.save()
+    except DataChanged:
+        _drop(con, pending.alias)
+        raise
+    except datasets.ConfigError:  # the marker's content passed this check: the file is another now
+        raise DataChanged(path) from None
+
+
+def _load_marked(con, pending: "_Pending", cache_dir: Path, files: "_Files") -> tuple[int, str | None]:
+    """Read the file in memory while another thread hashes it, then mark its content: (rows, key).
+
+    The marker is written only when the hash was taken and the file's stat is unchanged; otherwise
+    the table serves this run and nothing is cached (key None).
+    """
+    digest: dict[str, object] = {}
+    hasher = threading.Thread(target=_hash_into, args=(pending, digest), name="localroom-cache-hash")
+    hasher.start()
+    try:
+        rows = load_into(con, pending.dataset, pending.alias)
+    finally:
+        hasher.join()
+    content = digest.get("content")
+    if not isinstance(content, str) or _stat(pending.dataset.data_path) != pending.before:
+        return rows, None
+    key = entry_key(pending.dataset, content)
+    if not _write_marker(cache_dir, key, rows):
+        return rows, None
+    files.put(pending.dataset.data_path, pending.before, content)
+    pending.key = key
+    return rows, key
+
+
+def _hash_into(pending: "_Pending", digest: dict) -> None:
+    try:
+        digest["content"] = pending.content or _sha256(pending.dataset.data_path)
+    except OSError as exc:
+        digest["error"] = exc
+
+
+def _marker(cache_dir: Path, key: str) -> int | None:
+    """The rows the marker <key>.ok records, or None (absent or damaged); touched: recently used."""
+    path = cache_dir / f"{key}.ok"
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8")).get("rows")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)
+    return rows
+
+
+def _write_marker(cache_dir: Path, key: str, rows: int) -> bool:
+    tmp = cache_dir / f".tmp-{uuid.uuid4().hex}.ok"
+    try:
+        tmp.write_text(json.dumps({"rows": rows}), encoding="utf-8")
+        os.replace(tmp, cache_dir / f"{key}.ok")
+        return True
+    except OSError:
+        _remove(tmp)
+        return False
+
+
 def _load_entry(con, pending: "_Pending", cache_dir: Path, files: "_Files") -> tuple[int | None, str | None]:
     """Load the file straight into a new entry, then attach it as the alias: (rows, key).
 
     The table is written by load_into into a temporary database file (uncompressed: DuckDB's
     compression costs about as much CPU as the load), while another thread hashes the data file
-    (hashlib releases the GIL); once both are done and the file's stat is unchanged, the file is
-    renamed to <key>.duckdb. A file that changed meanwhile, or a hash that cannot be taken, leaves
-    the table in memory for this run and no entry. Anything that stops the load removes the
-    temporary file: a later run never sees half an entry.
+    (hashlib releases the GIL) unless its hash is known; once both are done and the file's stat is
+    unchanged, the file is renamed to <key>.duckdb. A file that changed meanwhile, or a hash that
+    cannot be taken, leaves the table in memory for this run and no entry (key None). Anything
+    that stops the load removes the temporary file: a later run never sees half an entry. A cache
+    that cannot be written returns (None, None), nothing loaded.
     """
     tmp = cache_dir / f".tmp-{uuid.uuid4().hex}.duckdb"
     name = f"__cache_load_{uuid.uuid4().hex[:12]}"
     path = pending.dataset.data_path
     digest: dict[str, object] = {}
-
-    def hash_file() -> None:
-        try:
-            digest["content"] = pending.content or _sha256(path)
-        except OSError as exc:
-            digest["error"] = exc
-
-    hasher = threading.Thread(target=hash_file, name="localroom-cache-hash")
+    hasher = threading.Thread(target=_hash_into, args=(pending, digest), name="localroom-cache-hash")
     previous = con.execute("SELECT current_setting('force_compression')").fetchall()[0][0]
     attached = False
     try:
@@ -134,6 +236,9 @@ def _load_entry(con, pending: "_Pending", cache_dir: Path, files: "_Files") -> t
             _into_memory(con, pending.alias, tmp)
             return rows, None
         key = entry_key(pending.dataset, content)
+        if pending.key is not None and key != pending.key:  # the marker was for other content
+            _into_memory(con, pending.alias, tmp)
+            return rows, None
         entry = cache_dir / f"{key}.duckdb"
         os.replace(tmp, entry)
         files.put(path, pending.before, content)
@@ -278,7 +383,7 @@ def _evict(cache_dir: Path, keep: set[str], max_bytes: int) -> None:
         if path.name.startswith(".tmp-"):
             if now - info.st_mtime > STALE_TMP_SECONDS:
                 _remove(path)
-        elif path.suffix in (".duckdb", ".arrow"):
+        elif path.suffix in (".duckdb", ".arrow", ".ok"):
             entries.append((info.st_mtime, info.st_size, path))
     total = sum(size for _, size, _ in entries)
     for _, size, path in sorted(entries):

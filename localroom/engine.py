@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,10 @@ from model.validator.analysis import Analysis, BaseColumn, aggregates_in, build
 
 class LocalLimitation(Exception):
     """A valid template whose protection the local clean room cannot reproduce (exit 1, nothing kept)."""
+
+
+class DataChanged(LocalLimitation):
+    """A data file changed after the run began using what the cache knew of it (exit 1, nothing kept)."""
 
 
 class RunFailed(Exception):
@@ -116,19 +121,36 @@ class DuckDB:
     def __init__(self, cache_dir=None):
         self.con = duckdb.connect()
         self.cache_dir = cache_dir  # localroom/cache.py: typed tables kept between runs; None reads every time
-        self.entries: dict[str, object] = {}  # alias -> its cache entry's key (or pending write)
+        self.entries: dict[str, object] = {}  # alias -> its cache key
+        self.deferred: dict[str, object] = {}  # alias -> a table the cache knows valid, read when a statement names it
         self.derived = None
+        if cache_dir is not None:
+            from localroom.cache import Derived
+
+            self.derived = Derived(cache_dir)
 
     def load(self, tables: dict[str, Dataset]) -> dict[str, int]:
         """Each dataset as a table (or a view of a cached one) named by its alias; the row counts.
 
         A file that does not match its schema raises ConfigError naming file and line (model.datasets.load_into).
+        A file the cache has checked already is only read when a statement names its table (``_needs``).
         """
-        from localroom.cache import Derived, load_tables
+        from localroom.cache import load_tables
 
-        if self.cache_dir is not None and self.derived is None:
-            self.derived = Derived(self.cache_dir)
-        return load_tables(self.con, tables, self.cache_dir, keys=self.entries)
+        return load_tables(self.con, tables, self.cache_dir, keys=self.entries, deferred=self.deferred)
+
+    def _needs(self, sql: str) -> None:
+        """Read the deferred tables ``sql`` may read: every one whose name it holds as a word (a statement
+        cannot read a table it does not name; a name in a string or a column only reads it early)."""
+        from localroom import cache
+
+        for alias in [a for a in self.deferred if re.search(rf"(?<![\w$]){re.escape(a)}(?![\w$])", sql, re.I)]:
+            try:
+                cache.load_deferred(self.con, self.deferred[alias], self.cache_dir)
+            except cache.DataChanged as exc:
+                raise DataChanged(f"{exc} changed while this run was using what the cache knew of it; nothing "
+                                  "from it was released: run again") from None
+            del self.deferred[alias]
 
     def cached(self, kind: str, sql: str, params: dict[str, Any], aliases, compute) -> pa.Table:
         """``compute()``'s table, or the one stored for the same SQL, parameters and table contents
@@ -164,6 +186,7 @@ class DuckDB:
         return self._relation(sql, params).fetchall()[0][0]
 
     def exec(self, sql: str, params: dict[str, Any] | None = None) -> list:
+        self._needs(sql)
         return self.con.execute(sql, used_params(sql, self.dialect, params) or None).fetchall()
 
     def materialize(self, name: str, sql: str, params: dict[str, Any]) -> None:
@@ -186,6 +209,7 @@ class DuckDB:
         return isinstance(exc, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException))
 
     def _relation(self, sql: str, params: dict[str, Any]):
+        self._needs(sql)
         return self.con.sql(sql, params=used_params(sql, self.dialect, params) or None)
 
 

@@ -21,12 +21,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import Counter
 from pathlib import Path
 
 from queryrunner import EXIT_INTERRUPTED, EXIT_OK, EXIT_QUERY_FAILED, EXIT_USAGE, UsageError
 from queryrunner import params as qparams
-from localroom.report import cell
 from queryrunner.display import format_table
 
 
@@ -507,6 +505,8 @@ class LocalApp:
             print(noisy_table(table, self.args.max_rows), file=self.stdout, flush=True)
             return
         header = table.column_names
+        from localroom.report import cell
+
         rows = [[cell(v) for v in row.values()] for row in table.slice(0, self.args.max_rows).to_pylist()]
         text = format_table(header, rows, self.args.max_rows)
         if table.num_rows > self.args.max_rows:  # format_table only saw the rows it prints
@@ -757,6 +757,8 @@ def noisy_table(table, max_rows: int) -> str:
     from rich import box
     from rich.console import Console
     from rich.table import Table
+
+    from localroom.report import cell
 
     names = table.column_names
     noisy = [n for n in names if f"{n}_ci95_low" in names]

@@ -44,16 +44,22 @@ class Loads:
         monkeypatch.setattr(cache, "load_into", counting)
 
 
-def load(data: Path, cache_dir: Path | None, *names: str) -> tuple[dict[str, int], duckdb.DuckDBPyConnection]:
+def load(data: Path, cache_dir: Path | None, *names: str,
+         deferred: dict | None = None) -> tuple[dict[str, int], duckdb.DuckDBPyConnection]:
     con = duckdb.connect()
     tables = {name: load_dataset(name, data) for name in names or ("retail_purchases", "media_engagement")}
-    rows = cache.load_tables(con, tables, cache_dir)
-    cache.wait()  # the entries are written in the background
+    rows = cache.load_tables(con, tables, cache_dir, deferred=deferred)
     return rows, con
 
 
 def entries(cache_dir: Path) -> list[str]:
+    """The tables kept whole (<key>.duckdb)."""
     return sorted(p.name for p in cache_dir.iterdir() if p.suffix == ".duckdb" and not p.name.startswith("."))
+
+
+def keys(cache_dir: Path) -> list[str]:
+    """Every content the cache knows checked: a marker (<key>.ok), an entry, or both."""
+    return sorted({p.stem for p in cache_dir.iterdir() if p.suffix in (".ok", ".duckdb") and not p.name.startswith(".")})
 
 
 def leftovers(cache_dir: Path) -> list[str]:
@@ -73,14 +79,18 @@ def edit_in_place(path: Path, old: str, new: str) -> None:
     assert (after.st_size, after.st_mtime_ns, after.st_ino) == (info.st_size, info.st_mtime_ns, info.st_ino)
 
 
-def test_an_unchanged_file_is_served_from_the_cache(data, tmp_path, monkeypatch):
+def test_an_unchanged_file_is_marked_then_kept_then_served_from_the_cache(data, tmp_path, monkeypatch):
     loads = Loads(monkeypatch)
+    both = ["retail_purchases", "media_engagement"]
     first, con = load(data, tmp_path / "cache")
     assert first == {"retail_purchases": 3000, "media_engagement": 2500}
-    assert loads.files == ["retail_purchases", "media_engagement"] and len(entries(tmp_path / "cache")) == 2
+    # The first reading is in memory, as without a cache: only a marker of the checked content is written.
+    assert loads.files == both and len(keys(tmp_path / "cache")) == 2 and entries(tmp_path / "cache") == []
     expected = con.execute("SELECT * FROM retail_purchases ORDER BY customer_key").fetchall()
-    second, con = load(data, tmp_path / "cache")
-    assert second == first and loads.files == ["retail_purchases", "media_engagement"]  # nothing read again
+    second, con = load(data, tmp_path / "cache")  # read a second time: now into entries
+    assert second == first and loads.files == both * 2 and len(entries(tmp_path / "cache")) == 2
+    third, con = load(data, tmp_path / "cache")
+    assert third == first and loads.files == both * 2  # nothing read again
     assert con.execute("SELECT * FROM retail_purchases ORDER BY customer_key").fetchall() == expected
     types = con.execute("SELECT column_type FROM (DESCRIBE retail_purchases)").fetchall()
     assert [t for (t,) in types] == ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "INTEGER", "DECIMAL(10,2)"]
@@ -94,11 +104,13 @@ def test_a_changed_file_is_read_again_even_with_its_size_and_mtime_restored(data
     key, rest = line.split(",", 1)
     edit_in_place(path, line, "f" * len(key) + "," + rest)  # another customer key, same length
     time.sleep(2 * SETTLE)
-    _, con = load(data, tmp_path / "cache")
+    deferred: dict = {}
+    _, con = load(data, tmp_path / "cache", deferred=deferred)
     assert loads.files == ["retail_purchases", "media_engagement", "media_engagement"]
+    assert list(deferred) == ["retail_purchases"]  # unchanged: vouched for by its marker, not read
     assert con.execute("SELECT count(*) FROM media_engagement WHERE customer_key = ?", ["f" * len(key)]).fetchall() \
         == [(1,)]
-    assert len(entries(tmp_path / "cache")) == 3  # the old content's entry stays, for the file as it was
+    assert len(keys(tmp_path / "cache")) == 3  # the old content's marker stays, for the file as it was
 
 
 def test_a_file_replaced_by_another_of_the_same_size_and_times_is_read_again(data, tmp_path, monkeypatch):
@@ -122,8 +134,10 @@ def test_content_that_comes_back_is_served_again(data, tmp_path, monkeypatch):
     original = path.read_bytes()
     path.write_bytes(original.replace(b"northeast", b"midwest__", 1).replace(b"midwest__", b"northeast", 1))
     time.sleep(2 * SETTLE)  # the same bytes, rewritten: a new stat, the same content hash
-    load(data, tmp_path / "cache", "retail_purchases")
-    assert loads.files == ["retail_purchases"]
+    deferred: dict = {}
+    rows, _ = load(data, tmp_path / "cache", "retail_purchases", deferred=deferred)
+    assert rows == {"retail_purchases": 3000} and list(deferred) == ["retail_purchases"]
+    assert loads.files == ["retail_purchases"]  # hashed, not read: the marker knows this content
 
 
 def test_a_schema_change_is_a_miss(data, tmp_path, monkeypatch):
@@ -136,7 +150,7 @@ def test_a_schema_change_is_a_miss(data, tmp_path, monkeypatch):
     load(data, tmp_path / "cache", "retail_purchases")
     schema.write_text(schema.read_text().replace("type: integer", "type: bigint"))
     _, con = load(data, tmp_path / "cache", "retail_purchases")
-    assert loads.files == ["retail_purchases"] * 4 and len(entries(tmp_path / "cache")) == 4
+    assert loads.files == ["retail_purchases"] * 4 and len(keys(tmp_path / "cache")) == 4
     assert con.execute("SELECT typeof(order_count) FROM retail_purchases LIMIT 1").fetchall() == [("BIGINT",)]
 
 
@@ -157,7 +171,7 @@ def test_a_file_changed_moments_ago_is_loaded_but_not_cached(tmp_path, monkeypat
     assert rows == {"media_engagement": 2500}
     load(data, tmp_path / "cache", "media_engagement")
     assert loads.files == ["media_engagement"] * 2
-    assert entries(tmp_path / "cache") == [] and leftovers(tmp_path / "cache") == []
+    assert keys(tmp_path / "cache") == [] and leftovers(tmp_path / "cache") == []
     assert not (tmp_path / "cache" / cache.FILES).exists()
 
 
@@ -168,7 +182,7 @@ def test_a_bad_file_leaves_no_entry(data, tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match="line 6: column 'order_count' value '1.5' is not a valid integer"):
         load(data, tmp_path / "cache")
-    assert entries(tmp_path / "cache") == [] and leftovers(tmp_path / "cache") == []
+    assert keys(tmp_path / "cache") == [] and leftovers(tmp_path / "cache") == []
 
 
 def test_an_interrupted_load_leaves_no_entry_and_no_partial_file(data, tmp_path, monkeypatch):
@@ -181,6 +195,12 @@ def test_an_interrupted_load_leaves_no_entry_and_no_partial_file(data, tmp_path,
     monkeypatch.setattr(cache, "load_into", interrupted)
     with pytest.raises(KeyboardInterrupt):
         load(data, tmp_path / "cache")
+    assert keys(tmp_path / "cache") == [] and leftovers(tmp_path / "cache") == []
+    monkeypatch.setattr(cache, "load_into", real)
+    load(data, tmp_path / "cache")  # marked
+    monkeypatch.setattr(cache, "load_into", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # the second reading, into an entry, is interrupted
+        load(data, tmp_path / "cache")
     assert entries(tmp_path / "cache") == [] and leftovers(tmp_path / "cache") == []
     monkeypatch.setattr(cache, "load_into", real)
     loads = Loads(monkeypatch)
@@ -192,11 +212,11 @@ def test_a_failure_while_the_entry_is_written_leaves_no_partial_file(data, tmp_p
     def unreadable(path):
         raise OSError("the disk went away")
 
-    monkeypatch.setattr(cache, "_sha256", unreadable)  # after the table is written, before it is renamed
+    monkeypatch.setattr(cache, "_sha256", unreadable)  # while the table is read
     rows, con = load(data, tmp_path / "cache")
     assert rows == {"retail_purchases": 3000, "media_engagement": 2500}  # the run goes on
     assert con.execute("SELECT count(*) FROM media_engagement").fetchall() == [(2500,)]
-    assert entries(tmp_path / "cache") == [] and leftovers(tmp_path / "cache") == []
+    assert keys(tmp_path / "cache") == [] and leftovers(tmp_path / "cache") == []
 
 
 def test_a_file_changed_after_it_was_read_is_not_cached(data, tmp_path, monkeypatch):
@@ -211,7 +231,7 @@ def test_a_file_changed_after_it_was_read_is_not_cached(data, tmp_path, monkeypa
 
     monkeypatch.setattr(cache, "_sha256", changing)
     load(data, tmp_path / "cache", "retail_purchases")
-    assert entries(tmp_path / "cache") == [] and leftovers(tmp_path / "cache") == []
+    assert keys(tmp_path / "cache") == [] and leftovers(tmp_path / "cache") == []
 
 
 def test_a_killed_runs_temporary_file_is_never_used_and_is_cleared(data, tmp_path, monkeypatch):
@@ -226,11 +246,12 @@ def test_a_killed_runs_temporary_file_is_never_used_and_is_cleared(data, tmp_pat
     loads = Loads(monkeypatch)
     load(data, folder)
     assert loads.files == ["retail_purchases", "media_engagement"]
-    assert leftovers(folder) == [recent.name] and len(entries(folder)) == 2
+    assert leftovers(folder) == [recent.name] and len(keys(folder)) == 2
 
 
 def test_a_damaged_entry_is_dropped_and_written_again(data, tmp_path, monkeypatch):
     load(data, tmp_path / "cache", "media_engagement")
+    load(data, tmp_path / "cache", "media_engagement")  # the second reading makes the entry
     (entry,) = entries(tmp_path / "cache")
     (tmp_path / "cache" / entry).write_bytes(b"not a database")
     loads = Loads(monkeypatch)
@@ -242,9 +263,11 @@ def test_a_damaged_entry_is_dropped_and_written_again(data, tmp_path, monkeypatc
 
 def test_the_cache_is_bounded_least_recently_used_first(data, tmp_path, monkeypatch):
     folder = tmp_path / "cache"
-    load(data, folder, "retail_purchases")
+    for _ in range(2):  # a marker, then an entry
+        load(data, folder, "retail_purchases")
     (retail,) = entries(folder)
-    load(data, folder, "media_engagement")
+    for _ in range(2):
+        load(data, folder, "media_engagement")
     media = next(e for e in entries(folder) if e != retail)
     size = (folder / retail).stat().st_size
     old = time.time() - 100
@@ -252,14 +275,12 @@ def test_the_cache_is_bounded_least_recently_used_first(data, tmp_path, monkeypa
     schema = data / "media_engagement" / "schema.yaml"
     schema.write_text(schema.read_text().replace("bounds: [0, 250]", "bounds: [0, 200]"))
     monkeypatch.setattr(cache, "MAX_BYTES", 2 * size + size // 2)
-    con = duckdb.connect()
-    cache.load_tables(con, {"media_engagement": load_dataset("media_engagement", data)}, folder,
-                      max_bytes=2 * size + size // 2)
-    cache.wait()
+    for _ in range(2):  # the new schema's entry: three entries, more than two and a half
+        cache.load_tables(duckdb.connect(), {"media_engagement": load_dataset("media_engagement", data)}, folder,
+                          max_bytes=2 * size + size // 2)
     assert retail not in entries(folder) and media in entries(folder) and len(entries(folder)) == 2
     cache.load_tables(duckdb.connect(), {"media_engagement": load_dataset("media_engagement", data)}, folder,
                       max_bytes=1)  # never the entries this load uses
-    cache.wait()
     assert len(entries(folder)) == 1
 
 
@@ -284,10 +305,11 @@ def test_run_local_keeps_the_tables_under_the_state_dir(data, tmp_path, monkeypa
     for run in ("first", "second"):
         out = tmp_path / run
         assert cli.main([*args, "--out", str(out)], stdout=io.StringIO(), stderr=io.StringIO()) == 0
-        cache.wait()
         outputs.append(sorted(p.read_text() for p in out.glob("*/*.csv")))
-    assert loads.files == ["media_engagement", "retail_purchases"]  # the second run read no data file
-    assert len(entries(tmp_path / "s" / "cache")) == 2
+    # The second run read no data file: the markers vouch for them, and every result it needed from them
+    # alone was stored by the first run (cache.Derived).
+    assert loads.files == ["media_engagement", "retail_purchases"]
+    assert len(keys(tmp_path / "s" / "cache")) == 2 and entries(tmp_path / "s" / "cache") == []
     assert outputs[0] == outputs[1]  # the same seed, the same tables: the same results
 
 
@@ -301,7 +323,43 @@ def test_a_cache_folder_that_cannot_take_an_entry_only_costs_the_time(data, tmp_
     fixed = uuid.UUID(int=7)
     monkeypatch.setattr(cache.uuid, "uuid4", lambda: fixed)
     (folder / f".tmp-{fixed.hex}.duckdb").mkdir()
+    load(data, folder)  # the markers: the next load writes entries
     rows, con = load(data, folder)
     assert rows == {"retail_purchases": 3000, "media_engagement": 2500}
     assert con.execute("SELECT count(*) FROM retail_purchases").fetchall() == [(3000,)]
     assert entries(folder) == []
+
+
+def test_a_deferred_table_is_read_only_when_a_statement_names_it(data, tmp_path, monkeypatch):
+    from localroom.engine import DuckDB
+
+    tables = {name: load_dataset(name, data) for name in ("retail_purchases", "media_engagement")}
+    DuckDB(tmp_path / "cache").load(tables)  # the first run: read, marked
+    loads = Loads(monkeypatch)
+    db = DuckDB(tmp_path / "cache")
+    assert db.load(tables) == {"retail_purchases": 3000, "media_engagement": 2500}
+    assert loads.files == [] and sorted(db.deferred) == ["media_engagement", "retail_purchases"]
+    assert db.scalar("SELECT 41 + 1 AS media_engagement_count", {}) == 42  # names neither table as a word
+    assert loads.files == []
+    assert db.exec("SELECT count(*) FROM Media_Engagement WHERE sessions >= 0") == [(2500,)]
+    assert loads.files == ["media_engagement"] and list(db.deferred) == ["retail_purchases"]
+    assert len(entries(tmp_path / "cache")) == 1  # its second reading: kept whole for the next run
+
+
+def test_a_deferred_table_whose_file_changed_stops_the_run_and_keeps_nothing(data, tmp_path):
+    from localroom.engine import DataChanged, DuckDB, LocalLimitation
+
+    tables = {"media_engagement": load_dataset("media_engagement", data)}
+    DuckDB(tmp_path / "cache").load(tables)
+    db = DuckDB(tmp_path / "cache")
+    db.load(tables)
+    path = data / "media_engagement" / "media_engagement.csv"
+    line = path.read_text().splitlines()[1]
+    edit_in_place(path, line, "f" * len(line.split(",", 1)[0]) + "," + line.split(",", 1)[1])
+    with pytest.raises(DataChanged, match="media_engagement.csv changed while this run was using") as caught:
+        db.sql("SELECT count(*) FROM media_engagement", {})
+    assert isinstance(caught.value, LocalLimitation)  # a failed run, nothing charged (queryrunner/local.py)
+    assert "fffff" not in str(caught.value)  # no data value in the message
+    assert entries(tmp_path / "cache") == [] and leftovers(tmp_path / "cache") == []
+    assert db.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = "
+                          "'media_engagement'").fetchall() == [(0,)]

@@ -268,3 +268,18 @@ def test_a_reader_that_goes_away_gets_no_traceback(tmp_path):
     process.stdout.close()  # before the runner has started: its first write finds no reader
     _, err = process.communicate(timeout=120)
     assert process.returncode == 1 and b"Traceback" not in err, err.decode()
+
+
+def test_the_command_exits_with_its_code_and_everything_written(tmp_path):
+    """queryrunner/__main__.py ends the process without module teardown: the exit code, the buffered output
+    (a pipe is block-buffered) and the results must all be there."""
+    argv = [sys.executable, "-m", "queryrunner", "run", "--all", "--local", "--seed", "3", "--state-dir",
+            str(tmp_path / "state"), "--out", str(tmp_path / "out")]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    summary = done.stdout.decode().split("== summary ==")[-1]  # the last thing printed, flushed before the exit
+    assert "channel_reach" in summary and "customer_segments" in summary and "SUCCESS" in summary
+    assert b"report:" in done.stderr and (tmp_path / "out" / "report.html").is_file()
+    assert len(list((tmp_path / "out").glob("*/*.csv"))) == len(list((tmp_path / "out").glob("*/*.json")))
+    refused = subprocess.run([*argv[:4], "no_such_template", "--local"], cwd=ROOT, capture_output=True, timeout=120)
+    assert refused.returncode == 2 and b"unknown analysis template 'no_such_template'" in refused.stderr
