@@ -13,7 +13,7 @@ from components.dashboard import Dashboard, DashboardArgs
 from components.data_producer import DataProducer, DataProducerArgs
 from components.governance import declare_governance
 from components.member_change import Credentials
-from components.membership import Member, MemberArgs
+from components.membership import Member, MemberArgs, ml_pays
 from components.peers import read_peers
 from components.privacy_budget import PrivacyBudget, PrivacyBudgetArgs
 from components.pyspark_jobs import PySparkJobs, PySparkJobsArgs
@@ -24,6 +24,7 @@ from components.training_data import TrainingData, TrainingDataArgs
 from components.lookalike import Lookalike, LookalikeArgs
 from components.seed_store import PREFIX as SEED_PREFIX, SeedStore, SeedStoreArgs
 from components.custom_model import CustomModel, CustomModelArgs
+from components.ml_trainer import MLTrainer, MLTrainerArgs
 from model import collaboration, plan, validator
 from model.config import ANALYST, OWNER, PRODUCER, load_settings
 from model.jobs import check_jobs
@@ -71,7 +72,8 @@ if OWNER in settings.roles:
     owner = CollaborationOwner(f"{org.name}-owner", CollaborationOwnerArgs(
         spec=settings.collaboration, creator=org, invited=settings.partners,
         analytics_engine=settings.analytics_engine, results=results.destination if results else None,
-        payer=settings.payer, query_logging=settings.query_logging, protect=settings.protect,
+        payer=settings.payer, ml_payers=settings.ml_payers, query_logging=settings.query_logging,
+        protect=settings.protect,
         credentials=Credentials(settings.region, settings.profile, settings.assume_role_arn)), opts=opts())
     membership, collaboration_id = owner.membership, owner.collaboration.collaboration_identifier
 elif joined_collaboration_id is not None:
@@ -79,7 +81,8 @@ elif joined_collaboration_id is not None:
     membership = Member(f"{org.name}-member", MemberArgs(
         collaboration_id=collaboration_id, pays_for_queries=settings.payer == org.name,
         query_logging=settings.query_logging, results=results.destination if results else None,
-        runs_jobs=org.runs_jobs, protect=settings.protect), opts=opts()).membership
+        runs_jobs=org.runs_jobs, ml_pays=ml_pays(settings.ml_payers, org.name), protect=settings.protect),
+        opts=opts()).membership
 
 # Data producer: this organization's table, associated once it is a member.
 producer = None
@@ -163,9 +166,14 @@ seeds = SeedStore(f"{org.name}-seeds", SeedStoreArgs(
 # Clean Rooms ML: a custom model this member provides (its images first, then the algorithm and association).
 custom_model = CustomModel(f"{org.name}-model", CustomModelArgs(
     organization=org.name, account_id=org.account_id, region=settings.region, spec=settings.custom_model,
+    membership_id=membership.membership_identifier if membership else None, protect=settings.protect,
+    iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts()) if settings.custom_model else None
+# Clean Rooms ML: this member (who can query) trains custom models on ML input channels (python -m queryrunner ml).
+trainer = MLTrainer(f"{org.name}-trainer", MLTrainerArgs(
+    organization=org.name, account_id=org.account_id, region=settings.region,
     membership_id=membership.membership_identifier if membership else None,
     collaboration_arn=membership.collaboration_arn if membership else None, protect=settings.protect,
-    iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts()) if settings.custom_model else None
+    iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts()) if settings.ml_training else None
 
 # Governance (docs/governance.md): audit trail, log retention, budget alarm, federated access.
 governance = declare_governance(settings, providers, membership=membership, collaboration_id=collaboration_id,
@@ -176,6 +184,8 @@ pulumi.export("account_id", org.account_id)
 pulumi.export("region", settings.region)
 pulumi.export("join_key", settings.join_key)
 pulumi.export("query_compute_payer", settings.payer)
+pulumi.export("ml_payers", {"model_training": settings.ml_payers.training,
+                            "model_inference": settings.ml_payers.inference} if settings.ml_payers else None)
 pulumi.export("roles", sorted(settings.roles))
 pulumi.export("runs_jobs", org.runs_jobs)
 pulumi.export("ml_abilities", list(org.ml_abilities))
@@ -197,11 +207,17 @@ pulumi.export("lookalike", {"name": settings.training.lookalike.name,
                              "size_type": settings.training.lookalike.size_type,
                              "size_bins": list(settings.training.lookalike.size_bins)} if lookalike else None)
 pulumi.export("custom_model_repository", custom_model.repository.repository_url if custom_model else None)
-pulumi.export("custom_model", {
-    "name": settings.custom_model.name,
-    "association_arn": custom_model.association.configured_model_algorithm_association_arn,
-    "channel_role_arn": custom_model.channel_role.arn if custom_model.channel_role else None,
-    "kms_key_arn": custom_model.key.arn} if custom_model and custom_model.association else None)
+own_model = {"name": settings.custom_model.name,
+             "association_arn": custom_model.association.configured_model_algorithm_association_arn,
+             } if custom_model and custom_model.association else None
+pulumi.export("custom_model", own_model)
+if trainer:
+    # What `queryrunner ml` needs: the channel role and key, and every member's custom model by member name.
+    pulumi.export("ml_channel_role_arn", trainer.role.arn if trainer.role else None)
+    pulumi.export("ml_kms_key_arn", trainer.key.arn)
+    pulumi.export("custom_models", {**({org.name: own_model} if own_model else {}),
+                                    **{p.partner.name: p.get("custom_model") for p in peers.values()
+                                       if p.get("custom_model")}})
 if seeds:
     # What `queryrunner audience` needs: where seeds go, the role that reads them, the partners' models.
     pulumi.export("seed_bucket", seeds.storage.bucket.bucket)

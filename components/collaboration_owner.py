@@ -14,8 +14,8 @@ import pulumi
 import pulumi_aws_native.cleanrooms as cleanrooms
 
 from components.member_change import Credentials, MemberChange
-from components.membership import ResultDestination, new_membership
-from model.config import C3rSpec, CollaborationSpec, Member, Partner
+from components.membership import ResultDestination, ml_pays, new_membership
+from model.config import C3rSpec, CollaborationSpec, Member, MLPayers, Partner
 
 
 @dataclass
@@ -31,6 +31,8 @@ class CollaborationOwnerArgs:
     """The owner's default result configuration, when it is the analyst."""
     payer: str = ""
     """Name of the member that pays for query compute."""
+    ml_payers: MLPayers | None = None
+    """Who pays for Clean Rooms ML model training and inference (None: no ML payment in the collaboration)."""
     query_logging: bool = True
     protect: bool = True
     credentials: Credentials = Credentials(region="")
@@ -41,11 +43,19 @@ def _by_change_request(member: Partner) -> bool:
     return member.added_by == "changeRequest"
 
 
-def _payment(pays: bool, runs_jobs: bool = False) -> cleanrooms.CollaborationPaymentConfigurationArgs:
+def _payment(pays: bool, runs_jobs: bool = False, member: str = "",
+             ml_payers: MLPayers | None = None) -> cleanrooms.CollaborationPaymentConfigurationArgs:
     return cleanrooms.CollaborationPaymentConfigurationArgs(
         query_compute=cleanrooms.CollaborationQueryComputePaymentConfigArgs(is_responsible=pays),
         # The member who runs jobs pays for them (see components/membership.py).
-        job_compute=cleanrooms.CollaborationJobComputePaymentConfigArgs(is_responsible=True) if runs_jobs else None)
+        job_compute=cleanrooms.CollaborationJobComputePaymentConfigArgs(is_responsible=True) if runs_jobs else None,
+        # Clean Rooms ML: "Specify the members who will pay for query compute, model training, and model
+        # inference costs" (User Guide, create-custom-ml-collaboration).
+        machine_learning=cleanrooms.CollaborationMlPaymentConfigArgs(
+            model_training=cleanrooms.CollaborationModelTrainingPaymentConfigArgs(
+                is_responsible=ml_payers.training == member),
+            model_inference=cleanrooms.CollaborationModelInferencePaymentConfigArgs(
+                is_responsible=ml_payers.inference == member)) if ml_payers else None)
 
 
 def _c3r(c3r: C3rSpec | None) -> cleanrooms.CollaborationDataEncryptionMetadataArgs | None:
@@ -83,7 +93,8 @@ class CollaborationOwner(pulumi.ComponentResource):
             creator_display_name=args.creator.display_name,
             # Omitted abilities would leave the creator unable to do anything.
             creator_member_abilities=[cleanrooms.CollaborationMemberAbility(a) for a in args.creator.abilities],
-            creator_payment_configuration=_payment(args.payer == args.creator.name, args.creator.runs_jobs),
+            creator_payment_configuration=_payment(args.payer == args.creator.name, args.creator.runs_jobs,
+                                                   args.creator.name, args.ml_payers),
             # Clean Rooms ML: what each member may receive (create-only); none unless its stack says so.
             creator_ml_member_abilities=_ml(args.creator.ml_abilities),
             members=[cleanrooms.CollaborationMemberSpecificationArgs(
@@ -91,7 +102,7 @@ class CollaborationOwner(pulumi.ComponentResource):
                 display_name=m.display_name,
                 # The service requires memberAbilities on every member; [] is a data contributor.
                 member_abilities=[cleanrooms.CollaborationMemberAbility(a) for a in m.abilities],
-                payment_configuration=_payment(args.payer == m.name, m.runs_jobs),
+                payment_configuration=_payment(args.payer == m.name, m.runs_jobs, m.name, args.ml_payers),
                 ml_member_abilities=_ml(m.ml_abilities),
             ) for m in args.invited if not _by_change_request(m)],
             query_log_status=cleanrooms.CollaborationQueryLogStatus(log_status),
@@ -119,7 +130,8 @@ class CollaborationOwner(pulumi.ComponentResource):
         self.membership = new_membership(
             f"{name}-membership", self.collaboration.collaboration_identifier,
             pays_for_queries=args.payer == args.creator.name, query_logging=args.query_logging,
-            results=args.results, opts=kept, runs_jobs=args.creator.runs_jobs)
+            results=args.results, opts=kept, runs_jobs=args.creator.runs_jobs,
+            ml_pays=ml_pays(args.ml_payers, args.creator.name))
 
         # Members added after creation: a change request each, so the collaboration stays.
         self.member_changes = {m.name: MemberChange(

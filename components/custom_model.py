@@ -29,8 +29,6 @@ class CustomModelArgs:
     region: str
     spec: CustomModelSpec
     membership_id: pulumi.Input[str] | None
-    collaboration_arn: pulumi.Input[str] | None = None
-    """With the membership: the role an ML input channel's query runs with (python -m queryrunner ml channel)."""
     protect: bool = True
     iam_propagation_seconds: int = 30
 
@@ -88,15 +86,7 @@ class CustomModel(pulumi.ComponentResource):
             trust=iam.ml_trust(region=args.region, account_id=args.account_id, resource="configured-model-algorithm"),
             policy=iam.model_pull_policy(self.repository.arn),
             iam_propagation_seconds=args.iam_propagation_seconds, parent=self)
-        self.algorithm = self.association = self.channel_role = None
-        if args.membership_id is not None and args.collaboration_arn is not None:
-            self.channel_role, _, _ = service_role(
-                f"{name}-channel", organization=args.organization, purpose=f"ml-channel-{spec.name}",
-                description=f"Clean Rooms ML runs {spec.name}'s ML input channel queries in this membership",
-                trust=iam.ml_trust(region=args.region, account_id=args.account_id, resource="ml-input-channel"),
-                policy=iam.ml_channel_policy(region=args.region, account_id=args.account_id,
-                                             membership_id=args.membership_id, collaboration_arn=args.collaboration_arn),
-                iam_propagation_seconds=args.iam_propagation_seconds, parent=self)
+        self.algorithm = self.association = None
         if spec.images_pushed:
             image = pulumi.Output.concat(self.repository.repository_url, ":")
             self.algorithm = cleanroomsml.ConfiguredModelAlgorithm(

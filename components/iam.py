@@ -374,11 +374,12 @@ def model_pull_policy(repository_arn: pulumi.Input[str]) -> pulumi.Output[str]:
                  "Resource": repository_arn})
 
 
-def ml_model_key_policy(*, account_id: str, region: str) -> pulumi.Output[str]:
+def ml_model_key_policy(*, account_id: str, region: str, ecr: bool = True) -> pulumi.Output[str]:
     """A custom model's key: the account administers it; principals of this account use it through Clean Rooms ML
-    and ECR; the Clean Rooms ML service may create the grants it works through (the User Guide's key policy for
-    Clean Rooms ML: grant operations and describe key for the service principal)."""
-    return _doc(
+    and (with ``ecr``: the model provider's repository) ECR; the Clean Rooms ML service may create the grants it
+    works through (the User Guide's key policy for Clean Rooms ML: grant operations and describe key for the
+    service principal). Without ``ecr``: the trainer's key for its ML input channels and trained models."""
+    statements = [
         {"Sid": "AccountAdministersTheKey", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
          "Action": "kms:*", "Resource": "*"},
         # The User Guide's statement has CreateGrant, Decrypt and GenerateDataKey under one kms:GrantOperations
@@ -394,10 +395,14 @@ def ml_model_key_policy(*, account_id: str, region: str) -> pulumi.Output[str]:
                            "CreateGrant", "DescribeKey", "RetireGrant", "GenerateDataKey"]}}},
         {"Sid": "CleanRoomsMLDescribesTheKey", "Effect": "Allow", "Principal": {"Service": "cleanrooms-ml.amazonaws.com"},
          "Action": "kms:DescribeKey", "Resource": "*", "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}},
-        {"Sid": "EcrEncryptsTheImages", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
-         "Action": ["kms:CreateGrant", "kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": "*",
-         "Condition": {"StringEquals": {"kms:ViaService": f"ecr.{region}.amazonaws.com", "kms:CallerAccount": account_id}}},
-    )
+    ]
+    if ecr:
+        statements.append(
+            {"Sid": "EcrEncryptsTheImages", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+             "Action": ["kms:CreateGrant", "kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"], "Resource": "*",
+             "Condition": {"StringEquals": {"kms:ViaService": f"ecr.{region}.amazonaws.com",
+                                            "kms:CallerAccount": account_id}}})
+    return _doc(*statements)
 
 
 def protected_query_statements(*, region: str, account_id: str, membership_id: pulumi.Input[str],

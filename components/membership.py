@@ -25,9 +25,15 @@ class ResultDestination:
     role_arn: pulumi.Input[str]
 
 
+def ml_pays(payers, member: str) -> tuple[bool, bool] | None:
+    """(pays for model training, pays for model inference) of ``member`` under model.config.MLPayers, or None."""
+    return (payers.training == member, payers.inference == member) if payers is not None else None
+
+
 def new_membership(name: str, collaboration_id: pulumi.Input[str], *, pays_for_queries: bool,
                    query_logging: bool, results: ResultDestination | None,
-                   opts: pulumi.ResourceOptions, runs_jobs: bool = False) -> cleanrooms.Membership:
+                   opts: pulumi.ResourceOptions, runs_jobs: bool = False,
+                   ml_pays: tuple[bool, bool] | None = None) -> cleanrooms.Membership:
     # A member that runs PySpark jobs pays for their compute ("An error is returned if the
     # collaboration creator sets a FALSE value for the member who can run queries and jobs",
     # botocore PaymentConfiguration.jobCompute), logs them like queries, and receives their
@@ -42,7 +48,13 @@ def new_membership(name: str, collaboration_id: pulumi.Input[str], *, pays_for_q
         # (botocore MembershipQueryComputePaymentConfig.isResponsible).
         payment_configuration=cleanrooms.MembershipPaymentConfigurationArgs(
             query_compute=cleanrooms.MembershipQueryComputePaymentConfigArgs(is_responsible=pays_for_queries),
-            job_compute=cleanrooms.MembershipJobComputePaymentConfigArgs(is_responsible=True) if runs_jobs else None),
+            job_compute=cleanrooms.MembershipJobComputePaymentConfigArgs(is_responsible=True) if runs_jobs else None,
+            # What the collaboration designated for Clean Rooms ML, accepted (a mismatch is refused:
+            # botocore MembershipModelTrainingPaymentConfig, MembershipModelInferencePaymentConfig).
+            machine_learning=cleanrooms.MembershipMlPaymentConfigArgs(
+                model_training=cleanrooms.MembershipModelTrainingPaymentConfigArgs(is_responsible=ml_pays[0]),
+                model_inference=cleanrooms.MembershipModelInferencePaymentConfigArgs(is_responsible=ml_pays[1]),
+            ) if ml_pays is not None else None),
         job_log_status=cleanrooms.MembershipJobLogStatus(log_status) if runs_jobs else None,
         default_job_result_configuration=cleanrooms.MembershipProtectedJobResultConfigurationArgs(
             output_configuration=cleanrooms.MembershipProtectedJobOutputConfigurationArgs(
@@ -71,6 +83,8 @@ class MemberArgs:
     protect: bool = True
     """A member who deletes its membership can never rejoin the collaboration."""
     runs_jobs: bool = False
+    ml_pays: tuple[bool, bool] | None = None
+    """Whether this member pays for model training and for inference (None: no ML payment in the collaboration)."""
 
 
 class Member(pulumi.ComponentResource):
@@ -81,5 +95,6 @@ class Member(pulumi.ComponentResource):
         self.membership = new_membership(
             f"{name}-membership", args.collaboration_id, pays_for_queries=args.pays_for_queries,
             query_logging=args.query_logging, results=args.results,
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect), runs_jobs=args.runs_jobs)
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect), runs_jobs=args.runs_jobs,
+            ml_pays=args.ml_pays)
         self.register_outputs({"membership_id": self.membership.membership_identifier})

@@ -235,6 +235,8 @@ class Settings:
     protect: bool
     query_logging: bool
     payer: str  # name of the member that pays for query compute
+    ml_payers: "MLPayers | None" = None
+    """Who pays for model training and inference; None: no ML in the collaboration, no ML payment sent."""
     iam_propagation_seconds: int = 30
     collaboration: CollaborationSpec | None = None
     budget: PrivacyBudgetSpec | None = None
@@ -260,6 +262,8 @@ class Settings:
     """This member seeds partners' lookalike models (components/seed_store.py, queryrunner audience)."""
     custom_model: CustomModelSpec | None = None
     """A custom model this member provides to the collaboration (components/custom_model.py)."""
+    ml_training: bool = False
+    """This member trains and runs custom models on ML input channels (components/ml_trainer.py, queryrunner ml)."""
 
     @property
     def results(self) -> ResultsSpec | None:
@@ -325,7 +329,7 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
     settings = dict(project=project, stack=stack, data_dir=data_dir, org=org, region=config.region,
                     profile=config.profile or None, assume_role_arn=config.assume_role_arn or None,
                     analytics_engine=engine, partners=partners, join_key=config.join_key, protect=config.protect,
-                    query_logging=config.query_logging, payer=payer,
+                    query_logging=config.query_logging, payer=payer, ml_payers=_ml_payers(config, org, partners),
                     iam_propagation_seconds=config.iam_propagation_seconds)
 
     if OWNER in roles:
@@ -362,6 +366,13 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
     if config.access is not None:
         settings["access"] = _access(config.access, roles, config.region)
     settings["lookalike_seeds"] = config.lookalike_seeds
+    if config.ml_training and ANALYST not in roles:
+        # "Run queries - assigned to the member who will initiate model training" (User Guide,
+        # create-custom-ml-collaboration); ML input channels are created by "members with the ability to
+        # query data" (create-ml-input-channel).
+        raise ConfigError("mlTraining", f"needs the {ANALYST} role (the member who can query creates ML input "
+                          "channels and starts training); this stack's roles: " + ", ".join(sorted(roles)))
+    settings["ml_training"] = config.ml_training
     if config.custom_model is not None:
         settings["custom_model"] = _custom_model(config.custom_model, org, partners)
     if config.budget_alarm is not None:
@@ -443,6 +454,38 @@ def _check_members(org: Member, partners: tuple[Partner, ...]) -> None:
         if PRODUCER in partner.roles and not partner.dataset:
             raise ConfigError(f"partners[{i}].dataset", f"partner '{partner.name}' produces data; name its "
                               "dataset (a folder under dataDir) so the join key and its templates can be checked")
+
+
+@dataclass(frozen=True)
+class MLPayers:
+    """The members that pay for Clean Rooms ML model training and model inference (names)."""
+
+    training: str
+    inference: str
+
+
+def _ml_payers(config: sm.StackConfig, org: Member, partners: tuple[Partner, ...]) -> MLPayers | None:
+    """modelTrainingPayer / modelInferencePayer, default the member who can query ("If the collaboration creator
+    hasn't specified anyone as the member paying for model training costs, then the member who can query is the
+    default payer", botocore ModelTrainingPaymentConfig). Sent only for a collaboration with ML: a member with ML
+    abilities, or a payer named. Every stack decides from what all of them declare, so the owner's collaboration
+    and each membership agree (a membership that disagrees is refused, MembershipModelTrainingPaymentConfig)."""
+    members = (org, *partners)
+    named = {"modelTrainingPayer": config.model_training_payer, "modelInferencePayer": config.model_inference_payer}
+    if not any(named.values()) and not any(m.ml_abilities for m in members):
+        return None
+    analyst = next(m.name for m in members if m.is_analyst)
+    names = [m.name for m in members]
+    chosen = {}
+    for key, value in named.items():
+        payer = value or analyst
+        if payer not in names:
+            raise ConfigError(key, f"got {payer!r}; allowed values: {names}")
+        if any(p.name == payer and p.added_by == "changeRequest" for p in partners):
+            raise ConfigError(key, f"'{payer}' is added by change request, which cannot make it a payer; name a "
+                              "member invited when the collaboration is created")
+        chosen[key] = payer
+    return MLPayers(chosen["modelTrainingPayer"], chosen["modelInferencePayer"])
 
 
 def _custom_model(block: sm.CustomModelBlock, org: Member, partners: tuple[Partner, ...]) -> CustomModelSpec:

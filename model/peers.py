@@ -18,7 +18,7 @@ PEER_KEYS = ("organization", "account_id", "region", "roles", "dataset", "join_k
              "configured_table_association_name", "configured_table_association_arn", "access_budget",
              "differential_privacy", "analysis_rule", "privacy_budget",
              "analysis_templates", "job_templates", "runs_jobs", "members",
-             "allowed_result_regions", "ml_abilities", "lookalike")
+             "allowed_result_regions", "ml_abilities", "lookalike", "custom_model", "ml_payers")
 
 
 @dataclass(frozen=True)

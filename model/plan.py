@@ -49,10 +49,31 @@ def check_partners(settings: Settings, peers: dict[str, PeerOutputs]) -> None:
                                   f"({source}) reports {theirs!r}; make the two stack files agree")
         for key, mine, theirs in (("region", settings.region, peer.get("region")),
                                   ("joinKey", settings.join_key, peer.get("join_key")),
-                                  ("queryComputePayer", settings.payer, peer.get("query_compute_payer"))):
+                                  ("queryComputePayer", settings.payer, peer.get("query_compute_payer")),
+                                  # Who pays for Clean Rooms ML: each membership must accept what the
+                                  # collaboration designated.
+                                  ("modelTrainingPayer", _ml_payer(settings, "training"),
+                                   _peer_ml_payer(peer, "model_training")),
+                                  ("modelInferencePayer", _ml_payer(settings, "inference"),
+                                   _peer_ml_payer(peer, "model_inference"))):
             if theirs is not None and mine != theirs:
                 raise ConfigError(key, f"is {mine!r}, but partner '{partner.name}' ({source}) uses {theirs!r}; "
                                   "every organization of the collaboration must use the same")
+
+
+_NO_ML = "nobody (no Clean Rooms ML in the collaboration)"
+
+
+def _ml_payer(settings: Settings, kind: str) -> str:
+    return getattr(settings.ml_payers, kind) if settings.ml_payers else _NO_ML
+
+
+def _peer_ml_payer(peer, key: str):
+    """The partner's ML payer, when its stack exports ml_payers (an older stack does not: not compared)."""
+    if "ml_payers" not in peer.values:
+        return None
+    payers = peer.get("ml_payers")
+    return payers.get(key) if isinstance(payers, dict) else _NO_ML
 
 
 def members_export(settings: Settings) -> list[dict]:

@@ -523,6 +523,9 @@ class StackConfig(Block):
     analytics_engine: ENGINE = "SPARK"
     query_logging: Bool = True
     query_compute_payer: Text = ""
+    # Clean Rooms ML: who pays for custom model training and inference (default: the member who can query).
+    model_training_payer: Text = ""
+    model_inference_payer: Text = ""
     protect: Bool = True
     # IAM is eventually consistent; public deployers wait 10-30 s (components/iam_wait.py).
     iam_propagation_seconds: whole(0, 600) = 30
@@ -543,6 +546,8 @@ class StackConfig(Block):
     lookalike_seeds: Bool = False
     # Clean Rooms ML: a custom model this member provides (components/custom_model.py).
     custom_model: CustomModelBlock | None = None
+    # Clean Rooms ML: this member (who can query) trains and runs custom models (components/ml_trainer.py).
+    ml_training: Bool = False
     # PySpark analysis templates this member creates, runs and receives results of (data/jobs/<name>/).
     jobs: list[Text] = []
 

@@ -326,6 +326,7 @@ def resource_plan(resource: Registered) -> dict:
         "summary": summary(resource.typ, inputs),
         "inputs": inputs,
         "replaceOnChanges": sorted(resource.replace_on_changes),
+        "ignoreChanges": sorted(resource.ignore_changes),
     }
     if resource.typ == "pulumi:pulumi:StackReference":
         entry["summary"] = {"stack": resource.id}
@@ -540,9 +541,11 @@ def diff_plans(old: dict, new: dict) -> dict:
         new_by_urn = {r["urn"]: r for r in entry["resources"]}
         changed = []
         for urn in sorted(old_by_urn.keys() & new_by_urn.keys(), key=lambda u: (new_by_urn[u]["name"], u)):
-            paths = changed_paths(_comparable(old_by_urn[urn]), _comparable(new_by_urn[urn]))
+            r = new_by_urn[urn]
+            # What `pulumi preview` leaves alone: a change under an ignoreChanges path keeps the old value.
+            paths = [c for c in changed_paths(_comparable(old_by_urn[urn]), _comparable(r))
+                     if not _replaces(c["path"], r.get("ignoreChanges") or [])]
             if paths:
-                r = new_by_urn[urn]
                 replaces = sorted({c["path"] for c in paths if _replaces(c["path"], r.get("replaceOnChanges") or [])})
                 changed.append({"urn": urn, "type": r["type"], "name": r["name"], "changes": paths,
                                 "replaces": replaces, "protect": bool(r.get("protect"))})
@@ -556,8 +559,9 @@ def diff_plans(old: dict, new: dict) -> dict:
 
 
 def _replaces(path: str, patterns: Iterable[str]) -> bool:
-    """Whether changing input ``path`` (dotted, list indexes as numbers) replaces the resource: it is at or
-    under a replaceOnChanges pattern ("allowedResultRegions[*]", "members[*]", "tableReference.glue")."""
+    """Whether input ``path`` (dotted, list indexes as numbers) is at or under one of ``patterns``: a
+    replaceOnChanges pattern ("allowedResultRegions[*]", "members[*]", "tableReference.glue") when a change to
+    it replaces the resource, or an ignoreChanges one ("members[*].paymentConfiguration")."""
     parts = path.split(".")
     for pattern in patterns:
         wanted = pattern.replace("[*]", ".*").split(".")

@@ -234,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     for action in (channel, train, infer):
         action.add_argument("--timeout", type=float, default=AUDIENCE_TIMEOUT,
                             help="seconds to follow the job (default 7200)")
+    for action in (channel, train, infer, ml_export):
+        action.add_argument("--provider", metavar="MEMBER",
+                            help="whose custom model (output custom_models), when members offer several")
 
     status = sub.add_parser("status", parents=[stack], help="one protected query's state, result and error")
     status.add_argument("query_id")

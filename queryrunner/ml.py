@@ -3,9 +3,12 @@
 Custom modeling, as the User Guide lays it out (working-with-custom-models): "Read the data from the data
 provider accounts to generate the ML input channel that is used for training or inference", "Run the ML
 training job", "(Optional) Export the trained model artifacts to the results receiver", "(Optional) Run the
-ML inference job". Each command checks its inputs first (exit 2, nothing sent), starts one job (never
-retried by botocore: a second start would be a second, billed job) and follows it with backoff under
---timeout. The association, the channel role and the key come from the stack output ``custom_model``.
+ML inference job". The member who can query does these ("Run queries - assigned to the member who will
+initiate model training", create-custom-ml-collaboration), from its stack with ``mlTraining: true``: its
+outputs give the channel role, the key and ``custom_models`` (each member's configured model algorithm
+association, the provider's own or read through its stack reference). Each command checks its inputs
+first (exit 2, nothing sent), starts one job (never retried by botocore: a second start would be a
+second, billed job) and follows it with backoff under --timeout.
 """
 from __future__ import annotations
 
@@ -43,11 +46,26 @@ class MLCommand:
         self.app, self.args, self.settings = app, app.args, app.settings
 
     def model(self) -> dict:
-        spec = self.settings.get("custom_model")
-        if not isinstance(spec, dict) or not spec.get("association_arn"):
-            raise OutputsError("stack output 'custom_model' is missing: the stack needs customModel with "
-                               "imagesPushed: true and a membership (docs/clean-rooms-ml.md)")
-        return spec
+        """The chosen member's custom model (--provider, needed when members offer several), with this
+        member's channel role and key."""
+        s = self.settings
+        key = s.get("ml_kms_key_arn")
+        if not key:
+            raise OutputsError("stack output 'ml_kms_key_arn' is missing: run `ml` from the stack of the member "
+                               "who can query, with mlTraining: true (docs/clean-rooms-ml.md)")
+        models = {name: m for name, m in (s.get("custom_models") or {}).items()
+                  if isinstance(m, dict) and m.get("association_arn")}
+        if not models:
+            raise OutputsError("stack output 'custom_models' is empty: no member offers a custom model yet (the "
+                               "provider's customModel needs imagesPushed: true and a membership)")
+        chosen = getattr(self.args, "provider", None)
+        if chosen is None and len(models) > 1:
+            raise UsageError(f"--provider MEMBER: members offer several custom models ({', '.join(sorted(models))})")
+        if chosen is not None and chosen not in models:
+            raise UsageError(f"--provider {chosen!r} offers no custom model; those that do: "
+                             f"{', '.join(sorted(models))}")
+        model = models[chosen or next(iter(models))]
+        return {**model, "kms_key_arn": key, "channel_role_arn": s.get("ml_channel_role_arn")}
 
     def checked_name(self) -> str:
         if not _NAME.match(self.args.name or ""):
@@ -85,7 +103,7 @@ class MLCommand:
         template = s.template(args.template)
         values = qparams.resolve(template.name, template.parameters, qparams.parse_assignments(args.param))
         if not model.get("channel_role_arn"):
-            raise OutputsError("stack output 'custom_model.channel_role_arn' is missing: deploy the stack with its "
+            raise OutputsError("stack output 'ml_channel_role_arn' is missing: deploy the stack with its "
                                "membership first")
         ml, membership = self.client(), s.membership_id
         arn = ml.create_ml_input_channel(

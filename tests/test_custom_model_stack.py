@@ -128,3 +128,35 @@ def test_inference_needs_a_member_that_may_receive_its_output():
         run_stack("org-a", overrides={"customModel": {"name": "purchase_propensity"}})
     assert str(info.value).startswith(f"config '{PROJECT}:customModel.inferenceTag': needs a member with the ML "
                                       "ability CAN_RECEIVE_INFERENCE_OUTPUT")
+
+
+# -- the member who trains: mlTraining (components/ml_trainer.py) ------------------------------------------------
+def test_the_member_who_can_query_trains_with_its_own_role_and_key(bootstrap):
+    provider_model = {"name": "churn", "association_arn": f"arn:aws:cleanrooms-ml:us-east-1:{B}:membership/"
+                      "7c6b5a49-3827-4165-9f4e-3d2c1b0a9f8e/configured-model-algorithm-association/x"}
+    run = run_stack("org-a", overrides={**overrides(), "mlTraining": True}, peer_outputs={stack_ref("org-b"): {
+        **bootstrap.b2.outputs, "ml_abilities": [INFERENCE], "custom_model": provider_model}})
+    trust = json.loads(run.named("org-a-trainer-channel").inputs["assumeRolePolicy"])
+    assert trust["Statement"][0]["Principal"] == {"Service": "cleanrooms-ml.amazonaws.com"}
+    # An ML input channel's ARN has its membership in it (botocore's MLInputChannelArn pattern).
+    assert trust["Statement"][0]["Condition"]["ArnLikeIfExists"] == {
+        "aws:SourceArn": f"arn:aws:cleanrooms-ml:us-east-1:{A}:membership/*/ml-input-channel/*"}
+    policy = json.loads(run.named("org-a-trainer-channel-policy").inputs["policy"])
+    membership = run.outputs["membership_id"]
+    assert {"cleanrooms:StartProtectedQuery"} <= set(policy["Statement"][0]["Action"])
+    assert policy["Statement"][0]["Resource"][0] == f"arn:aws:cleanrooms:us-east-1:{A}:membership/{membership}"
+    key = json.loads(run.named("org-a-trainer-key").inputs["policy"])
+    assert "EcrEncryptsTheImages" not in {s["Sid"] for s in key["Statement"]}  # no repository behind this key
+    assert lint_policy(trust, kind="trust") == [] and lint_policy(policy) == []
+    assert lint_policy(key, kind="resource") == []
+    assert run.outputs["ml_channel_role_arn"] == run.named("org-a-trainer-channel").state["arn"]
+    assert run.outputs["ml_kms_key_arn"] == run.named("org-a-trainer-key").state["arn"]
+    assert set(run.outputs["custom_models"]) == {"org-a", "org-b"}
+    assert run.outputs["custom_models"]["org-b"] == provider_model
+
+
+def test_training_needs_the_member_who_can_query():
+    with pytest.raises(pulumi.RunError) as info:
+        run_stack("org-b", overrides={"mlTraining": True})
+    message = str(info.value).splitlines()[0]
+    assert message.startswith(f"config '{PROJECT}:mlTraining': needs the analyst role"), message

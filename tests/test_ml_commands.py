@@ -31,8 +31,9 @@ TEMPLATE_ARN = f"arn:aws:cleanrooms:{REGION}:{A}:membership/{MEMBERSHIP}/analysi
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
 OUTPUTS = {
     "region": REGION, "membership_id": MEMBERSHIP, "collaboration_id": COLLABORATION,
-    "custom_model": {"name": "purchase-propensity", "association_arn": ASSOCIATION, "channel_role_arn": ROLE,
-                     "kms_key_arn": KEY},
+    # The member who can query (mlTraining: true): its channel role and key, and the members' custom models.
+    "ml_channel_role_arn": ROLE, "ml_kms_key_arn": KEY,
+    "custom_models": {"org-b": {"name": "purchase_propensity", "association_arn": ASSOCIATION}},
     "analysis_templates": {"training_rows": {"arn": TEMPLATE_ARN, "id": TEMPLATE_ID, "differential_privacy": False,
                                              "parameters": [{"name": "since", "type": "DATE",
                                                              "default": "2026-01-01"}]}},
@@ -213,8 +214,30 @@ def test_bad_input_is_refused_before_anything_is_sent(clients, argv, message):
     assert clients.requested == []
 
 
-def test_a_stack_without_the_custom_model_says_which_output_is_missing(clients):
-    outputs = {k: v for k, v in OUTPUTS.items() if k != "custom_model"}
-    code, _, err = clients.run("train", "propensity", "--channel", CHANNEL, outputs=outputs)
-    assert code == 2 and "custom_model" in err and "imagesPushed" in err
+def test_a_stack_without_the_trainer_or_a_model_says_which_output_is_missing(clients):
+    without_trainer = {k: v for k, v in OUTPUTS.items() if k != "ml_kms_key_arn"}
+    code, _, err = clients.run("train", "propensity", "--channel", CHANNEL, outputs=without_trainer)
+    assert code == 2 and "ml_kms_key_arn" in err and "mlTraining: true" in err
+    code, _, err = clients.run("train", "propensity", "--channel", CHANNEL, outputs={**OUTPUTS, "custom_models": {}})
+    assert code == 2 and "custom_models" in err and "imagesPushed" in err
     assert clients.requested == []
+
+
+def test_the_provider_is_named_when_members_offer_several_models(clients):
+    other = ASSOCIATION.replace("2b3c4d5e", "9b3c4d5e")
+    outputs = {**OUTPUTS, "custom_models": {**OUTPUTS["custom_models"],
+                                            "org-c": {"name": "churn", "association_arn": other}}}
+    code, _, err = clients.run("train", "churn", "--channel", CHANNEL, outputs=outputs)
+    assert code == 2 and "--provider MEMBER" in err and "org-b, org-c" in err
+    code, _, err = clients.run("train", "churn", "--channel", CHANNEL, "--provider", "org-d", outputs=outputs)
+    assert code == 2 and "--provider 'org-d' offers no custom model" in err
+    assert clients.requested == []
+    clients.stub.add_response("create_trained_model", {"trainedModelArn": MODEL}, {
+        "membershipIdentifier": MEMBERSHIP, "name": "churn", "configuredModelAlgorithmAssociationArn": other,
+        "resourceConfig": {"instanceType": "ml.m5.xlarge", "instanceCount": 1, "volumeSizeInGB": 10},
+        "dataChannels": [{"mlInputChannelArn": CHANNEL, "channelName": "train"}],
+        "stoppingCondition": {"maxRuntimeInSeconds": 7200}, "kmsKeyArn": KEY})
+    clients.stub.add_response("get_trained_model", trained("ACTIVE"), {
+        "trainedModelArn": MODEL, "membershipIdentifier": MEMBERSHIP})
+    code, out, err = clients.run("train", "churn", "--channel", CHANNEL, "--provider", "org-c", outputs=outputs)
+    assert code == 0, err
