@@ -115,7 +115,8 @@ analyst = None
 if ANALYST in settings.roles and membership is not None:
     analyst = Analyst(f"{org.name}-analyst-templates", AnalystArgs(
         membership_id=membership.membership_identifier, queries=settings.analyst.queries,
-        associated_tables=associated, dp_tables=plan.dp_tables(settings, peers), depends_on=own_association),
+        associated_tables=associated, dp_tables=plan.dp_tables(settings, peers),
+        additional_analyses=plan.additional_analyses(settings, peers), depends_on=own_association),
         opts=opts())
 
 # PySpark analysis templates and the artifacts they run (any member that runs jobs).

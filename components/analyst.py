@@ -55,6 +55,8 @@ class AnalystArgs:
     """Table aliases known to be associated with the collaboration now."""
     dp_tables: set[str] = field(default_factory=set)
     """Aliases of tables under differential privacy."""
+    additional_analyses: dict[str, dict] = field(default_factory=dict)
+    """Each table's additional-analyses rule (model.plan.additional_analyses), exported per template."""
     depends_on: Sequence[pulumi.Resource] = ()
     """This organization's own associations, created in the same run."""
 
@@ -84,5 +86,8 @@ class Analyst(pulumi.ComponentResource):
             )
             self.templates[query.name] = template
             self.template_info[query.name] = template_export(
-                template, query, differential_privacy=bool(set(query.tables) & args.dp_tables))
+                template, query, differential_privacy=bool(set(query.tables) & args.dp_tables),
+                # Whether Clean Rooms ML may use its output, table by table (queryrunner ml channel checks it).
+                additional_analyses={t: args.additional_analyses[t] for t in query.tables
+                                     if t in args.additional_analyses})
         self.register_outputs({"analysis_templates": self.template_info})

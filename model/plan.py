@@ -244,6 +244,19 @@ def dp_tables(settings: Settings, peers: dict[str, PeerOutputs]) -> set[str]:
     return tables
 
 
+def additional_analyses(settings: Settings, peers: dict[str, PeerOutputs]) -> dict[str, dict]:
+    """Each table's say on Clean Rooms ML using its query output: {alias: {"mode": ALLOWED | REQUIRED |
+    NOT_ALLOWED, "allowed": [ARN patterns its association allows]}}, from this stack's rule and the
+    partners' exported ones (an ML input channel's template may only read tables that allow it)."""
+    from model.collaboration import rule_from_export
+
+    rules = {p.table_alias: rule_from_export(p.get("analysis_rule")) for p in peers.values() if p.table_alias}
+    if settings.analysis_rule is not None and settings.dataset is not None:
+        rules[settings.dataset.name] = settings.analysis_rule
+    return {alias: {"mode": rule.additional_analyses, "allowed": list(rule.allowed_additional_analyses)}
+            for alias, rule in rules.items() if rule is not None}
+
+
 def check_budget(settings: Settings, peers: dict[str, PeerOutputs], log: Log = _silent) -> None:
     """One privacy budget per collaboration, once a table uses differential privacy.
 

@@ -12,6 +12,7 @@ second, billed job) and follows it with backoff under --timeout.
 """
 from __future__ import annotations
 
+import fnmatch
 import re
 
 from queryrunner import EXIT_INTERRUPTED, EXIT_OK, EXIT_QUERY_FAILED, UsageError
@@ -102,6 +103,7 @@ class MLCommand:
             raise UsageError(f"--retention-days must be 1 to 30 (CreateMLInputChannel), got {args.retention_days}")
         template = s.template(args.template)
         values = qparams.resolve(template.name, template.parameters, qparams.parse_assignments(args.param))
+        self.check_additional_analyses(template, model["association_arn"])
         if not model.get("channel_role_arn"):
             raise OutputsError("stack output 'ml_channel_role_arn' is missing: deploy the stack with its "
                                "membership first")
@@ -189,6 +191,32 @@ class MLCommand:
         print(f"{kind} {state.get('name')}: {state['status']}"
               + (f" ({details.get('statusCode')}: {details.get('message')})" if details else ""), file=self.app.stdout)
         return EXIT_OK if state["status"] not in ("CREATE_FAILED", "CANCEL_FAILED") else EXIT_QUERY_FAILED
+
+    def check_additional_analyses(self, template, association: str) -> None:
+        """Every table the template reads must let Clean Rooms ML use its query output: its rule's
+        additionalAnalyses not NOT_ALLOWED, and its association's allowedAdditionalAnalyses matching this
+        model's association ("The list of resources or wildcards (ARNs) that are allowed to perform
+        additional analysis on query output", botocore ConfiguredTableAssociationAnalysisRuleCustom)."""
+        rules = template.additional_analyses
+        if rules is None:
+            self.app.err(f"note: the stack does not export template {template.name!r}'s additional-analyses rules "
+                         "(deploy it again to have them checked here); Clean Rooms checks them")
+            return
+        for table, mode, allowed in rules:
+            if mode == "NOT_ALLOWED":
+                raise UsageError(f"template {template.name!r} reads table {table!r}, whose analysis rule does not "
+                                 "let Clean Rooms ML use its output (additionalAnalyses NOT_ALLOWED); its owner "
+                                 "sets analysisRule.additionalAnalyses: ALLOWED and allowedAdditionalAnalyses")
+            if not any(fnmatch.fnmatchcase(association, pattern) for pattern in allowed):
+                listed = ", ".join(allowed) if allowed else "none"
+                raise UsageError(f"template {template.name!r} reads table {table!r}, whose association allows "
+                                 f"additional analyses by {listed}, not this model's association {association}; "
+                                 "its owner adds it to analysisRule.allowedAdditionalAnalyses")
+        known = {table for table, _, _ in rules}
+        unknown = sorted(set(template.tables or ()) - known)
+        if unknown:
+            self.app.err(f"note: the rules of {', '.join(unknown)} are not known to this stack; Clean Rooms checks "
+                         "them")
 
     def receivers(self) -> list[str]:
         accounts = list(dict.fromkeys(self.args.to or []))

@@ -118,6 +118,9 @@ class Template:
     differential_privacy: bool = False
     compute: Compute | None = None           # analysis_templates.<name>.compute
     tables: tuple[str, ...] | None = None    # analysis_templates.<name>.tables (association names); None: unknown
+    # analysis_templates.<name>.additional_analyses: (table, ALLOWED | REQUIRED | NOT_ALLOWED, the ARN patterns
+    # its association allows) for each table whose rule the stack knew; None: not exported
+    additional_analyses: tuple[tuple[str, str, tuple[str, ...]], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -423,7 +426,26 @@ def _template(name: str, spec: Any) -> Template:
         raise OutputsError(f"{where}.differential_privacy' must be true or false, got {checks.json_type(dp)}")
     return Template(name=name, arn=spec["arn"], id=spec["id"], parameters=_parameters(where, spec.get("parameters")),
                     differential_privacy=bool(dp), compute=_compute(f"{where}.compute", spec.get("compute")),
-                    tables=_tables(where, spec.get("tables")))
+                    tables=_tables(where, spec.get("tables")),
+                    additional_analyses=_additional(where, spec.get("additional_analyses")))
+
+
+def _additional(where: str, value: Any) -> tuple[tuple[str, str, tuple[str, ...]], ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise OutputsError(f"{where}.additional_analyses' must be an object {{table: {{\"mode\": ..., "
+                           f"\"allowed\": [...]}}}}, got {checks.json_type(value)}")
+    found = []
+    for table, rule in value.items():
+        mode = rule.get("mode") if isinstance(rule, dict) else None
+        allowed = rule.get("allowed") if isinstance(rule, dict) else None
+        if mode not in ("ALLOWED", "REQUIRED", "NOT_ALLOWED") or not isinstance(allowed, list) or \
+                not all(isinstance(a, str) for a in allowed):
+            raise OutputsError(f"{where}.additional_analyses.{table}' must be {{\"mode\": ALLOWED | REQUIRED | "
+                               f"NOT_ALLOWED, \"allowed\": [ARN patterns]}}, got {checks.json_type(rule)}")
+        found.append((table, mode, tuple(allowed)))
+    return tuple(found)
 
 
 def _parameters(where: str, declared: Any) -> tuple[Parameter, ...]:

@@ -128,3 +128,18 @@ def test_bad_ml_config_is_one_line_naming_the_key(overrides, key, fragment):
         run_stack("org-a", overrides=overrides)
     message = str(info.value).splitlines()[0]
     assert message.startswith(f"config '{PROJECT}:{key}'") and fragment in message, message
+
+
+def test_each_template_says_whether_ml_may_use_its_tables_output(bootstrap):
+    """The analyst's stack exports each template's tables' additional-analyses rules (its own table's and, from
+    the partners' exported analysis_rule, theirs): `queryrunner ml channel` refuses a template they forbid."""
+    templates = bootstrap.a3.outputs["analysis_templates"]
+    for name, template in templates.items():
+        assert set(template["additional_analyses"]) == set(template["tables"]), name
+        assert all(rule == {"mode": "NOT_ALLOWED", "allowed": []}
+                   for rule in template["additional_analyses"].values())  # nothing opened by default
+    opened = run_stack("org-a", overrides={"analysisRule": {
+        **stack_config("org-a")[f"{PROJECT}:analysisRule"], "additionalAnalyses": "ALLOWED",
+        "allowedAdditionalAnalyses": [ASSOCIATION]}}, peer_outputs={stack_ref("org-b"): bootstrap.b2.outputs})
+    template = next(t for t in opened.outputs["analysis_templates"].values() if "retail_purchases" in t["tables"])
+    assert template["additional_analyses"]["retail_purchases"] == {"mode": "ALLOWED", "allowed": [ASSOCIATION]}

@@ -34,9 +34,12 @@ OUTPUTS = {
     # The member who can query (mlTraining: true): its channel role and key, and the members' custom models.
     "ml_channel_role_arn": ROLE, "ml_kms_key_arn": KEY,
     "custom_models": {"org-b": {"name": "purchase_propensity", "association_arn": ASSOCIATION}},
-    "analysis_templates": {"training_rows": {"arn": TEMPLATE_ARN, "id": TEMPLATE_ID, "differential_privacy": False,
-                                             "parameters": [{"name": "since", "type": "DATE",
-                                                             "default": "2026-01-01"}]}},
+    "analysis_templates": {"training_rows": {
+        "arn": TEMPLATE_ARN, "id": TEMPLATE_ID, "differential_privacy": False, "tables": ["media_engagement"],
+        "parameters": [{"name": "since", "type": "DATE", "default": "2026-01-01"}],
+        # The table lets Clean Rooms ML use its output, by this membership's model associations.
+        "additional_analyses": {"media_engagement": {"mode": "ALLOWED", "allowed": [
+            f"{BASE}/configured-model-algorithm-association/*"]}}}},
 }
 SESSION = boto3.Session(region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
 
@@ -240,4 +243,36 @@ def test_the_provider_is_named_when_members_offer_several_models(clients):
     clients.stub.add_response("get_trained_model", trained("ACTIVE"), {
         "trainedModelArn": MODEL, "membershipIdentifier": MEMBERSHIP})
     code, out, err = clients.run("train", "churn", "--channel", CHANNEL, "--provider", "org-c", outputs=outputs)
+    assert code == 0, err
+
+
+def rules(mode: str, allowed: list[str]) -> dict:
+    template = dict(OUTPUTS["analysis_templates"]["training_rows"],
+                    additional_analyses={"media_engagement": {"mode": mode, "allowed": allowed}})
+    return {**OUTPUTS, "analysis_templates": {"training_rows": template}}
+
+
+@pytest.mark.parametrize("mode, allowed, fragment", [
+    ("NOT_ALLOWED", [], "does not let Clean Rooms ML use its output (additionalAnalyses NOT_ALLOWED)"),
+    ("ALLOWED", [], "allows additional analyses by none, not this model's association"),
+    ("REQUIRED", [f"arn:aws:cleanrooms-ml:{REGION}:{B}:membership/*/configured-model-algorithm-association/*"],
+     "not this model's association"),
+])
+def test_a_channel_over_a_table_that_keeps_its_output_from_ml_is_refused(clients, mode, allowed, fragment):
+    code, _, err = clients.run("channel", "spring", "--template", "training_rows", outputs=rules(mode, allowed))
+    assert code == 2 and fragment in err and "'media_engagement'" in err and len(err.strip().splitlines()) == 1
+    assert clients.requested == []
+
+
+def test_a_table_that_requires_ml_and_names_the_association_passes(clients):
+    clients.stub.add_response("create_ml_input_channel", {"mlInputChannelArn": CHANNEL}, {
+        "membershipIdentifier": MEMBERSHIP, "name": "spring", "retentionInDays": 7,
+        "configuredModelAlgorithmAssociations": [ASSOCIATION],
+        "inputChannel": {"dataSource": {"protectedQueryInputParameters": {"sqlParameters": {
+            "analysisTemplateArn": TEMPLATE_ARN, "parameters": {"since": "2026-01-01"}}}}, "roleArn": ROLE},
+        "kmsKeyArn": KEY})
+    clients.stub.add_response("get_ml_input_channel", channel("ACTIVE"), {
+        "mlInputChannelArn": CHANNEL, "membershipIdentifier": MEMBERSHIP})
+    code, _, err = clients.run("channel", "spring", "--template", "training_rows",
+                               outputs=rules("REQUIRED", [ASSOCIATION]))
     assert code == 0, err
