@@ -25,6 +25,7 @@ from components.lookalike import Lookalike, LookalikeArgs
 from components.seed_store import PREFIX as SEED_PREFIX, SeedStore, SeedStoreArgs
 from components.custom_model import CustomModel, CustomModelArgs
 from components.ml_trainer import MLTrainer, MLTrainerArgs
+from components.ml_output import MLOutput, MLOutputArgs
 from model import collaboration, plan, validator
 from model.config import ANALYST, OWNER, PRODUCER, load_settings
 from model.jobs import check_jobs
@@ -175,6 +176,13 @@ trainer = MLTrainer(f"{org.name}-trainer", MLTrainerArgs(
     membership_id=membership.membership_identifier if membership else None,
     collaboration_arn=membership.collaboration_arn if membership else None, protect=settings.protect,
     iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts()) if settings.ml_training else None
+# Clean Rooms ML: where this member's ML output, metrics and logs go (its membership's ML configuration).
+ml_output = MLOutput(f"{org.name}-ml-output", MLOutputArgs(
+    organization=org.name, account_id=org.account_id, region=settings.region,
+    membership_id=membership.membership_identifier, member_accounts=[m.account_id for m in settings.members],
+    credentials=Credentials(settings.region, settings.profile, settings.assume_role_arn), protect=settings.protect,
+    iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts()) \
+    if membership is not None and (org.ml_abilities or settings.custom_model or settings.ml_training) else None
 
 # Governance (docs/governance.md): audit trail, log retention, budget alarm, federated access.
 governance = declare_governance(settings, providers, membership=membership, collaboration_id=collaboration_id,
@@ -212,6 +220,7 @@ own_model = {"name": settings.custom_model.name,
              "association_arn": custom_model.association.configured_model_algorithm_association_arn,
              } if custom_model and custom_model.association else None
 pulumi.export("custom_model", own_model)
+pulumi.export("ml_output_uri", ml_output.uri if ml_output else None)
 if trainer:
     # What `queryrunner ml` needs: the channel role and key, and every member's custom model by member name.
     pulumi.export("ml_channel_role_arn", trainer.role.arn if trainer.role else None)

@@ -349,6 +349,38 @@ def segments_write_policy(*, account_id: str, region: str, bucket_arn: pulumi.In
     )
 
 
+def ml_output_trust(*, member_accounts: list[str]) -> pulumi.Output[str]:
+    """Clean Rooms ML writes a member's ML output and publishes its metrics and logs "to all members'
+    Amazon CloudWatch using IAM role configured in PutMLConfiguration" (botocore cleanroomsml
+    MetricDefinition), for jobs that any member may own (a trained model is the trainer's): the
+    confused-deputy condition admits the collaboration's member accounts only."""
+    return _doc({
+        "Sid": "CleanRoomsMLForTheCollaborationsMembers",
+        "Effect": "Allow",
+        "Principal": {"Service": "cleanrooms-ml.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": sorted(set(member_accounts))}},
+    })
+
+
+def ml_output_policy(*, account_id: str, region: str, bucket_arn: pulumi.Input[str], prefix: str,
+                     kms_key_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """Where Clean Rooms ML puts this member's ML output (model exports, inference output) and the metrics and
+    logs it publishes (custom-model-prerequisites): objects under one prefix, the bucket's key through S3,
+    metric data (PutMetricData takes no resource), and log groups under the prefix AWS's managed policy for
+    Clean Rooms uses (their names are not documented)."""
+    return _doc(
+        _bucket("LocateMlOutputBucket", bucket_arn, account_id),
+        _objects("WriteMlOutput", ["s3:PutObject"], bucket_arn, prefix, account_id),
+        _key_via_s3("EncryptMlOutput", ["kms:GenerateDataKey", "kms:Decrypt"], kms_key_arn, region),
+        {"Sid": "PublishModelMetrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*"},
+        {"Sid": "PublishModelLogs", "Effect": "Allow",
+         "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+         "Resource": [f"arn:aws:logs:{region}:{account_id}:log-group:/aws/cleanrooms*",
+                      f"arn:aws:logs:{region}:{account_id}:log-group:/aws/cleanrooms*:log-stream:*"]},
+    )
+
+
 def seed_read_policy(*, account_id: str, region: str, bucket_arn: pulumi.Input[str], prefix: str,
                      kms_key_arn: pulumi.Input[str], membership_id: pulumi.Input[str] | None,
                      collaboration_arn: pulumi.Input[str] | None = None) -> pulumi.Output[str]:

@@ -409,6 +409,12 @@ DYNAMIC_ACCESS: dict[str, tuple[Access, ...]] = {
         Access("CleanRoomsMlLookalikeModels", ("cleanrooms-ml:GetConfiguredAudienceModelPolicy",),
                ("cleanrooms-ml:PutConfiguredAudienceModelPolicy",), "ml_lookalike"),
     ),
+    # components/ml_configuration_api.py: a membership's ML configuration, put in place and deleted (the
+    # authorization reference lists no resource type for either: "*", in this region).
+    "ml_configuration": (
+        Access("CleanRoomsMlConfigurationInThisRegion", (),
+               ("cleanrooms-ml:PutMLConfiguration", "cleanrooms-ml:DeleteMLConfiguration"), "any", "region"),
+    ),
     # components/member_change.py: create, poll, commit or cancel a change request adding a member.
     "member_change": (
         Access("CleanRoomsInThisRegion", ("cleanrooms:GetCollaborationChangeRequest",),
@@ -424,6 +430,8 @@ def _dynamic_kind(resource: Registered) -> str:
         return "log_retention"
     if {"collaboration_id", "abilities"} <= keys:
         return "member_change"
+    if resource.inputs.get("api") == "PutMLConfiguration":
+        return "ml_configuration"
     # (An input that is an unknown output under the mocks is absent: classify by the ones known at preview.)
     if "output_uri" in keys:
         return "configured_audience_model"
@@ -1039,8 +1047,8 @@ def build(stack: Stack) -> dict[str, dict]:
                 kind = _dynamic_kind(resource)
                 for access in DYNAMIC_ACCESS[kind]:
                     builder.access(access, resource)
-                if kind == "configured_audience_model":
-                    builder.pass_role("cleanrooms-ml.amazonaws.com")  # the segments role
+                if kind in ("configured_audience_model", "ml_configuration"):
+                    builder.pass_role("cleanrooms-ml.amazonaws.com")  # the segments role, the ML output role
                 continue
             if resource.typ.startswith("aws-native:"):
                 builder.access(CLOUD_CONTROL_ACCESS, None)
