@@ -33,6 +33,21 @@ def instance_types(shape: str) -> list[str]:
     return list(botocore.session.get_session().get_service_model("cleanroomsml").shape_for(shape).enum)
 
 
+def bounds(shape: str, member: str) -> tuple[int, int]:
+    """(min, max) of a numeric member as the installed botocore model gives them (ResourceConfig.instanceCount)."""
+    import botocore.session
+
+    found = botocore.session.get_session().get_service_model("cleanroomsml").shape_for(shape).members[member].metadata
+    return int(found["min"]), int(found["max"])
+
+
+def check_range(flag: str, value: int, shape: str, member: str, scale: int = 1) -> None:
+    low, high = bounds(shape, member)
+    low, high = -(-low // scale), high // scale  # whole units of ``scale`` within the model's range
+    if not low <= value <= high:
+        raise UsageError(f"{flag} must be {low} to {high} ({shape}.{member}), got {value}")
+
+
 def arn_kind(value: str, flag: str, wanted: str | None = None) -> str:
     found = _ARN.match(value or "")
     if not found or (wanted and found.group(1) != wanted):
@@ -99,8 +114,7 @@ class MLCommand:
     def channel(self) -> int:
         args, s = self.args, self.settings
         name, model = self.checked_name(), self.model()
-        if not 1 <= args.retention_days <= 30:
-            raise UsageError(f"--retention-days must be 1 to 30 (CreateMLInputChannel), got {args.retention_days}")
+        check_range("--retention-days", args.retention_days, "CreateMLInputChannelRequest", "retentionInDays")
         template = s.template(args.template)
         values = qparams.resolve(template.name, template.parameters, qparams.parse_assignments(args.param))
         self.check_additional_analyses(template, model["association_arn"])
@@ -127,10 +141,9 @@ class MLCommand:
         if args.instance_type not in allowed:
             raise UsageError(f"--instance-type {args.instance_type!r} is not a training instance type; e.g. "
                              f"{', '.join(allowed[:6])} ... ({len(allowed)} in all)")
-        for flag, value, low, high in (("--instances", args.instances, 1, 100), ("--volume-gb", args.volume_gb, 1, 10240),
-                                       ("--max-hours", args.max_hours, 1, 720)):
-            if not low <= value <= high:
-                raise UsageError(f"{flag} must be {low} to {high}, got {value}")
+        check_range("--instances", args.instances, "ResourceConfig", "instanceCount")
+        check_range("--volume-gb", args.volume_gb, "ResourceConfig", "volumeSizeInGB")
+        check_range("--max-hours", args.max_hours, "StoppingCondition", "maxRuntimeInSeconds", scale=3600)
         ml, membership = self.client(), s.membership_id
         made = ml.create_trained_model(
             membershipIdentifier=membership, name=name, configuredModelAlgorithmAssociationArn=model["association_arn"],
@@ -153,6 +166,7 @@ class MLCommand:
         if args.instance_type not in allowed:
             raise UsageError(f"--instance-type {args.instance_type!r} is not an inference instance type; e.g. "
                              f"{', '.join(allowed[:6])} ...")
+        check_range("--instances", args.instances, "InferenceResourceConfig", "instanceCount")
         receivers = self.receivers()
         ml, membership = self.client(), s.membership_id
         arn = ml.start_trained_model_inference_job(

@@ -16,12 +16,13 @@ import threading
 from http.server import HTTPServer
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from tests.harness import ROOT
 
 MODEL = ROOT / "models" / "purchase_propensity"
+sys.path.insert(0, str(MODEL))
+import rehearse  # noqa: E402  (models/purchase_propensity/rehearse.py: the channel's rows, the layout)
 METRIC = re.compile(r"validation:accuracy=([0-9.]+)")  # the training container's metric definition
 COLUMNS = ["sessions", "engagement_score", "age_group", "region", "channel", "frequent_buyer"]
 
@@ -44,14 +45,10 @@ def train(env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def shipped_rows() -> list[dict]:
-    """What the ML input channel's query would give: org A's purchases joined with org B's engagement."""
-    data = ROOT / "data"
-    query = f"""SELECT m.sessions, m.engagement_score, r.age_group, r.region, m.channel,
-                       CAST(CAST(r.order_count AS INTEGER) > 20 AS INTEGER) AS frequent_buyer
-                FROM read_csv('{data}/retail_purchases/retail_purchases.csv', all_varchar = true) r
-                JOIN read_csv('{data}/media_engagement/media_engagement.csv', all_varchar = true) m USING (customer_key)"""
-    with duckdb.connect() as db:
-        return [dict(zip(COLUMNS, row)) for row in db.execute(query).fetchall()]
+    """What the ML input channel's query gives (models/purchase_propensity/channel.sql) on the shipped data."""
+    columns, rows = rehearse.channel_rows(ROOT / "data")
+    assert columns == COLUMNS
+    return [dict(zip(columns, row)) for row in rows]
 
 
 def planted_rows(n: int = 1200) -> list[dict]:
@@ -141,3 +138,24 @@ def test_inference_refuses_rows_without_the_features(served):
     _, port = served
     status, body = _post(port, "/invocations", b"sessions,region\n5,west\n")
     assert status == 400 and b"lacks columns" in body
+
+
+def test_the_rehearsal_runs_the_channel_query_and_trains_in_the_layout(tmp_path):
+    done = subprocess.run([sys.executable, str(MODEL / "rehearse.py"), "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "channel: 1800 rows (sessions, engagement_score, age_group, region, channel, frequent_buyer)" in done.stderr
+    assert METRIC.search(done.stdout)
+    assert (tmp_path / "opt/ml/model/model.joblib").is_file()
+    broken = tmp_path / "data"
+    import shutil
+
+    shutil.copytree(ROOT / "data", broken)
+    path = broken / "retail_purchases" / "retail_purchases.csv"
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3].rsplit(",", 2)[0] + ",1.5,12.30"
+    path.write_text("\n".join(lines) + "\n")
+    refused = subprocess.run([sys.executable, str(MODEL / "rehearse.py"), "--data-dir", str(broken)],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "line 4: column 'order_count' value '1.5'" in refused.stderr
+    assert "Traceback" not in refused.stderr
