@@ -80,3 +80,25 @@ def test_the_audit_pages_budget_chart_renders_in_chromium(tmp_path):
     dom = chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
     assert int(re.search(r'data-points-rendered="(\d+)"', dom).group(1)) == 2  # one point per charged run
     assert int(re.search(r'data-line-length="(\d+)"', dom).group(1)) > 100  # the cumulative line is drawn
+
+
+def test_the_rehearsed_segments_relevance_chart_renders_in_chromium(tmp_path):
+    """`audience generate --local` adds a section to the report: relevance per segment size, drawn."""
+    pytest.importorskip("sklearn")  # requirements-ml.txt, part of the test dependencies
+    import csv
+    import json
+
+    interactions = Path(cli.__file__).resolve().parent.parent / "data" / "media_interactions" / "media_interactions.csv"
+    users = sorted({row["customer_key"] for row in csv.DictReader(interactions.open())})[:40]
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text("".join(json.dumps({"user_id": u}) + "\n" for u in users))
+    code = cli.main(["audience", "generate", "fans", "--local", "--seed-file", str(seed), "--out",
+                     str(tmp_path / "results"), "--state-dir", str(tmp_path / "state")],
+                    stdout=io.StringIO(), stderr=io.StringIO())
+    assert code == 0
+    page = tmp_path / "results" / "report.html"
+    text = page.read_text()
+    assert 'data-audience="fans"' in text
+    assert text.count('class="bar"') == 3  # the only section: relevance at sizes 50, 100 and 200
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    assert int(re.search(r'data-bars-rendered="(\d+)"', dom).group(1)) == 3  # each laid out with a size
