@@ -13,6 +13,7 @@ is added; aggregates in CTEs over protected tables are at the user level
 """
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from dataclasses import dataclass
 
@@ -102,3 +103,49 @@ class Impact:
         used = ", ".join(f"{n} {t}" for t, n in sorted(self.usage.items())) or "no aggregations"
         return (f"this run uses {used} = {100 * self.cost:.2f}% of the privacy budget; "
                 f"{100 * self.remaining:.2f}% remains (budget {self.budget.id}, epsilon {self.budget.epsilon})")
+
+
+# -- the forecast: how many more runs the budget allows, and how fast it burns ----------------------------------
+# "Refresh privacy budget monthly ... allows arbitrary amounts of information to be revealed about rows of the
+# data when repeatedly queried across refreshes" (User Guide, dp-settings): the forecast says when a refresh
+# comes, and docs/local-clean-room.md what repeating the same windows over the same rows reveals.
+
+
+def runs_left(cost: float, remaining: float) -> int:
+    """Whole runs of ``cost`` (a fraction of the budget) that ``remaining`` pays for; the last of them exhausts it
+    when they use it up exactly (a run that exhausts the budget needs --allow-budget-exhaustion)."""
+    if cost <= 0:
+        raise ValueError("a run of a differentially private template always costs something")
+    return int((remaining + 1e-12) // cost)
+
+
+@dataclass(frozen=True)
+class Burn:
+    """What this period has spent, over how long: the rate the forecast extrapolates."""
+
+    spent: float                 # fraction of the budget spent since ``since``
+    remaining: float
+    since: dt.datetime | None  # the period's start (or the first charge); None: unknown
+    now: dt.datetime
+    refresh: dt.datetime | None  # when a new budget starts (CALENDAR_MONTH); None: never
+
+    def describe(self) -> str:
+        refresh = (f"the budget refreshes on {self.refresh:%Y-%m-%d}" if self.refresh is not None
+                   else "the budget never refreshes")
+        if self.since is None:
+            return f"{100 * self.spent:.2f}% spent, {100 * self.remaining:.2f}% left; {refresh} (rate unknown)"
+        days = max((self.now - self.since).total_seconds() / 86400, 1 / 24)  # at least an hour
+        per_day = self.spent / days
+        rate = f"{100 * self.spent:.2f}% spent in {days:.1f} days ({100 * per_day:.2f}% a day)"
+        if per_day <= 0:
+            return f"{rate}; {refresh}"
+        empty = self.now + dt.timedelta(days=self.remaining / per_day)
+        if self.refresh is not None and empty >= self.refresh:
+            return f"{rate}: at this rate it lasts until the refresh on {self.refresh:%Y-%m-%d}"
+        return f"{rate}: at this rate it runs out on {empty:%Y-%m-%d %H:%M} UTC; {refresh}"
+
+
+def forecast_rows(items: list[tuple[str, float]], remaining: float) -> tuple[list[str], list[list[str]]]:
+    """One row per template: (name, cost of one run as a fraction of the budget)."""
+    header = ["template", "one run", "runs left"]
+    return header, [[name, f"{100 * cost:.2f}%", str(runs_left(cost, remaining))] for name, cost in items]

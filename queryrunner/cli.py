@@ -157,8 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, metavar="N",
                      help="with --local: reproducible differential-privacy noise (numpy, not a private release)")
 
-    sub.add_parser("budget", parents=[stack, local],
-                   help="remaining differential-privacy budget per aggregation, and access budget per table")
+    budget = sub.add_parser("budget", parents=[stack, local],
+                            help="remaining differential-privacy budget per aggregation, and access budget per table")
+    budget.add_argument("--forecast", action="store_true",
+                        help="also: how many more runs of each differentially private template the budget allows, "
+                             "and how fast this period spends it")
 
     audit = sub.add_parser("audit", parents=[stack, local],
                            help="the compliance report: every protected query and job of the membership in a "

@@ -580,6 +580,8 @@ class App:
         else:
             header, rows = dp_budget.budget_rows(budgets)
             print(results.format_table(header, rows, max_rows=len(rows)), file=self.stdout)
+            if getattr(self.args, "forecast", False):
+                self.forecast(cleanrooms, budgets, wide)
         access = dp_budget.list_access_budgets(cleanrooms, self.settings.membership_id, wide)
         print("", file=self.stdout)
         if not access:
@@ -589,6 +591,37 @@ class App:
         print("== access budgets (how many more times each table may be used) ==", file=self.stdout)
         print(results.format_table(header, rows, max_rows=len(rows)), file=self.stdout)
         return EXIT_OK
+
+    def forecast(self, cleanrooms, budgets, wide: str | None) -> None:
+        """`budget --forecast`: each DP template's cost per run (PreviewPrivacyImpact) and the runs left, and this
+        period's burn: what the budget has spent since the month began, when it refreshes monthly."""
+        from localroom.ledger import period_bounds
+        from model.budget import Burn, forecast_rows
+
+        s = self.settings
+        print("", file=self.stdout)
+        print("== forecast (runs of each differentially private template the budget still pays for) ==",
+              file=self.stdout)
+        templates = [t for t in s.templates().values() if t.differential_privacy] if not wide else []
+        items = []
+        for template in templates:
+            impacts = dp_budget.assess(cleanrooms, s.membership_id, s.collaboration_id, template)
+            worst = max(impacts, key=lambda i: i.cost / max(i.remaining, 1e-12))
+            items.append((template.name, worst.cost))
+        remaining = min(b.remaining_fraction for b in budgets)
+        if items:
+            header, rows = forecast_rows(items, remaining)
+            print(results.format_table(header, rows, max_rows=len(rows)), file=self.stdout)
+        else:
+            print("no differentially private template in this stack's outputs" if not wide
+                  else "this stack does not query: no templates to forecast", file=self.stdout)
+        params = cleanrooms.get_collaboration_privacy_budget_template(
+            collaborationIdentifier=s.collaboration_id, privacyBudgetTemplateIdentifier=budgets[0].template_id
+        )["collaborationPrivacyBudgetTemplate"]
+        now = self.wall()
+        monthly = params.get("autoRefresh") == "CALENDAR_MONTH"
+        start, refresh = period_bounds("CALENDAR_MONTH", now) if monthly else (None, None)
+        print(Burn(1.0 - remaining, remaining, start, now, refresh).describe(), file=self.stdout)
 
     def audit(self) -> int:
         """The compliance report of this membership (queryrunner/audit.py), CSV and --html."""

@@ -167,6 +167,8 @@ class LocalApp:
             else:
                 header, rows = budget_rows([ledger.budget()])
                 print(format_table(header, rows, max_rows=len(rows)), file=self.stdout)
+                if getattr(self.args, "forecast", False):
+                    self.forecast(ledger)
             access = self.access().statuses()
         except LedgerError as exc:
             raise LocalError(str(exc)) from None
@@ -179,6 +181,37 @@ class LocalApp:
         print("== access budgets (how many more times each table may be used) ==", file=self.stdout)
         print(format_table(header, rows, max_rows=len(rows)), file=self.stdout)
         return EXIT_OK
+
+    def forecast(self, ledger) -> None:
+        """`budget --forecast`: each DP template's cost per run and the runs left; this period's burn rate."""
+        from localroom.ledger import period_bounds
+        from model.budget import Burn, forecast_rows
+        from model.validator import validate
+
+        charges = [c for c in ledger.charges() if not c.abandoned()]
+        remaining = max(0.0, 1.0 - ledger.spent(charges))
+        items = []
+        for template in self.settings.analyst.queries if self.settings.analyst else ():
+            result = validate(template, self.collab)
+            if result.refusals:
+                continue  # `run` says why
+            plan = self.plan(template, result.analysis)
+            if not isinstance(plan, Exception) and plan.private is not None:
+                items.append((template.name, ledger.cost(plan.usage)))
+        print("", file=self.stdout)
+        print("== forecast (runs of each differentially private template the budget still pays for) ==",
+              file=self.stdout)
+        if not items:
+            print("no template of this stack uses differential privacy", file=self.stdout)
+        else:
+            header, rows = forecast_rows(items, remaining)
+            print(format_table(header, rows, max_rows=len(rows)), file=self.stdout)
+        now = ledger.now()
+        start = ledger.period_start()
+        period = [c for c in charges if start is None or c.at >= start]
+        since = start if start is not None else min((c.at for c in period), default=None)
+        refresh = period_bounds("CALENDAR_MONTH", now)[1] if ledger.auto_refresh == "CALENDAR_MONTH" else None
+        print(Burn(ledger.spent(charges), remaining, since, now, refresh).describe(), file=self.stdout)
 
     def audit(self) -> int:
         """The compliance report of the local runs (queryrunner/audit.py): run records and the ledger."""

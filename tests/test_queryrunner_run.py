@@ -7,6 +7,7 @@ import io
 import json
 import os
 import random
+import re
 
 import boto3
 import pytest
@@ -520,3 +521,30 @@ def test_usage_errors_exit_2(env):
     assert "give a TEMPLATE name or --all" in env.err
     assert env.run("run", "customer_segments", "--max-concurrency", "0") == 2
     assert main(["frobnicate"], stdout=io.StringIO(), stderr=io.StringIO()) == 2
+
+
+def test_budget_forecast_gives_each_dp_templates_runs_left_and_the_months_burn(env):
+    """`budget --forecast` in AWS: the cost of one run of each DP template from PreviewPrivacyImpact (as `run`
+    checks it), how many the remaining budget pays for, and the month's spend so far."""
+    dp = {"membershipIdentifier": MEMBERSHIP_ID, "privacyBudgetType": "DIFFERENTIAL_PRIVACY"}
+    env.stub.add_response("list_privacy_budgets", {"privacyBudgetSummaries": [budget_summary(0.5)]}, dp)
+    queue_dp_checks(env, remaining_fraction=0.5)  # the template's cost, against the same budget
+    env.stub.add_response("get_collaboration_privacy_budget_template", {"collaborationPrivacyBudgetTemplate": {
+        "id": PBT_ID, "arn": f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:privacybudgettemplate/{PBT_ID}",
+        "collaborationId": COLLABORATION_ID,
+        "collaborationArn": f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:collaboration/{COLLABORATION_ID}",
+        "creatorAccountId": ACCOUNT, "createTime": CREATED, "updateTime": CREATED,
+        "privacyBudgetType": "DIFFERENTIAL_PRIVACY", "autoRefresh": "CALENDAR_MONTH",
+        "parameters": {"differentialPrivacy": {"epsilon": 3, "usersNoisePerQuery": 30}}}},
+        {"collaborationIdentifier": COLLABORATION_ID, "privacyBudgetTemplateIdentifier": PBT_ID})
+    env.stub.add_response("list_privacy_budgets", {"privacyBudgetSummaries": []},
+                          {**dp, "privacyBudgetType": "ACCESS_BUDGET"})
+
+    assert env.run("budget", "--forecast") == 0, env.err
+
+    forecast = env.out.split("== forecast")[1]
+    [row] = [line for line in forecast.splitlines() if line.startswith("dp_segments")]
+    cost, left = [c.strip() for c in row.split("|")[1:]]
+    assert cost == "0.20%" and left == "250"  # a COUNT_DISTINCT and an AVG of 1,000 each; 50% left: 250 runs
+    assert "customer_segments" not in forecast  # not differentially private
+    assert re.search(r"50\.00% spent in [0-9.]+ days .*(refresh on|runs out on)", forecast), forecast
