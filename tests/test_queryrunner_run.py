@@ -399,6 +399,17 @@ def budget_summary(remaining_fraction: float, budget_id: str = BUDGET_ID) -> dic
     }
 
 
+def queue_budget_template(env) -> None:
+    env.stub.add_response("get_collaboration_privacy_budget_template", {"collaborationPrivacyBudgetTemplate": {
+        "id": PBT_ID, "arn": f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:privacybudgettemplate/{PBT_ID}",
+        "collaborationId": COLLABORATION_ID,
+        "collaborationArn": f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:collaboration/{COLLABORATION_ID}",
+        "creatorAccountId": ACCOUNT, "createTime": CREATED, "updateTime": CREATED,
+        "privacyBudgetType": "DIFFERENTIAL_PRIVACY", "autoRefresh": "CALENDAR_MONTH",
+        "parameters": {"differentialPrivacy": {"epsilon": 3, "usersNoisePerQuery": 30}}}},
+        {"collaborationIdentifier": COLLABORATION_ID, "privacyBudgetTemplateIdentifier": PBT_ID})
+
+
 def queue_dp_checks(env, remaining_fraction: float):
     env.stub.add_response("list_privacy_budgets", {"privacyBudgetSummaries": [budget_summary(remaining_fraction)]},
                           {"membershipIdentifier": MEMBERSHIP_ID, "privacyBudgetType": "DIFFERENTIAL_PRIVACY"})
@@ -409,14 +420,7 @@ def queue_dp_checks(env, remaining_fraction: float):
         "schema": {"referencedTables": ["retail_purchases", "media_engagement"]}, "format": "SQL",
         "source": {"text": DP_SQL}}},
         {"collaborationIdentifier": COLLABORATION_ID, "analysisTemplateArn": DP_ARN})
-    env.stub.add_response("get_collaboration_privacy_budget_template", {"collaborationPrivacyBudgetTemplate": {
-        "id": PBT_ID, "arn": f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:privacybudgettemplate/{PBT_ID}",
-        "collaborationId": COLLABORATION_ID,
-        "collaborationArn": f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:collaboration/{COLLABORATION_ID}",
-        "creatorAccountId": ACCOUNT, "createTime": CREATED, "updateTime": CREATED,
-        "privacyBudgetType": "DIFFERENTIAL_PRIVACY", "autoRefresh": "CALENDAR_MONTH",
-        "parameters": {"differentialPrivacy": {"epsilon": 3, "usersNoisePerQuery": 30}}}},
-        {"collaborationIdentifier": COLLABORATION_ID, "privacyBudgetTemplateIdentifier": PBT_ID})
+    queue_budget_template(env)
     env.stub.add_response("preview_privacy_impact", {"privacyImpact": {"differentialPrivacy": {"aggregations": [
         {"type": "AVG", "maxCount": 1000}, {"type": "COUNT", "maxCount": 2000},
         {"type": "COUNT_DISTINCT", "maxCount": 1000}, {"type": "SUM", "maxCount": 1000},
@@ -529,14 +533,7 @@ def test_budget_forecast_gives_each_dp_templates_runs_left_and_the_months_burn(e
     dp = {"membershipIdentifier": MEMBERSHIP_ID, "privacyBudgetType": "DIFFERENTIAL_PRIVACY"}
     env.stub.add_response("list_privacy_budgets", {"privacyBudgetSummaries": [budget_summary(0.5)]}, dp)
     queue_dp_checks(env, remaining_fraction=0.5)  # the template's cost, against the same budget
-    env.stub.add_response("get_collaboration_privacy_budget_template", {"collaborationPrivacyBudgetTemplate": {
-        "id": PBT_ID, "arn": f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:privacybudgettemplate/{PBT_ID}",
-        "collaborationId": COLLABORATION_ID,
-        "collaborationArn": f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:collaboration/{COLLABORATION_ID}",
-        "creatorAccountId": ACCOUNT, "createTime": CREATED, "updateTime": CREATED,
-        "privacyBudgetType": "DIFFERENTIAL_PRIVACY", "autoRefresh": "CALENDAR_MONTH",
-        "parameters": {"differentialPrivacy": {"epsilon": 3, "usersNoisePerQuery": 30}}}},
-        {"collaborationIdentifier": COLLABORATION_ID, "privacyBudgetTemplateIdentifier": PBT_ID})
+    queue_budget_template(env)
     env.stub.add_response("list_privacy_budgets", {"privacyBudgetSummaries": []},
                           {**dp, "privacyBudgetType": "ACCESS_BUDGET"})
 
