@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "still running, skip templates whose results are saved, look for the query of a start "
                           "whose answer was lost; nothing it started is started again (a plain re-run of an "
                           "unfinished run does this too, and says so)")
+    run.add_argument("--window", metavar="LENGTH",
+                     help="fill the template's window_start and window_end TIMESTAMP parameters with the last whole "
+                          "window of this length (15m, 1h, 7d; aligned on the epoch, UTC)")
     run.add_argument("--seed", type=int, metavar="N",
                      help="with --local: reproducible differential-privacy noise (numpy, not a private release)")
 

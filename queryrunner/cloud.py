@@ -279,16 +279,21 @@ class App:
     def jobs(self) -> list[tuple[Template, dict[str, str]]]:
         args = self.args
         given = qparams.parse_assignments(args.param)
+        window = getattr(args, "window", None)
         if args.all:
             if args.template:
                 raise UsageError("give a TEMPLATE or --all, not both")
             templates = list(self.settings.templates().values())
             if not templates:
                 raise OutputsError("stack output 'analysis_templates' is empty: nothing to run")
+            windowed = [t for t in templates if {"window_start", "window_end"} & {p.name for p in t.parameters}]
+            given = qparams.with_window(given, window, windowed or templates, self.wall())
             return qparams.resolve_jobs(templates, given, spread=True)
         if not args.template:
             raise UsageError("give a TEMPLATE name or --all")
-        return qparams.resolve_jobs([self.settings.template(args.template)], given, spread=False)
+        template = self.settings.template(args.template)
+        return qparams.resolve_jobs([template], qparams.with_window(given, window, [template], self.wall()),
+                                    spread=False)
 
     def run(self) -> int:
         args = self.args

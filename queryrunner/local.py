@@ -324,6 +324,13 @@ class LocalApp:
             raise UsageError(f"unknown analysis template {args.template!r}; the stack declares: "
                              f"{', '.join(sorted(templates))}")
         chosen = list(templates.values()) if args.all else [templates[args.template]]
+        window = getattr(args, "window", None)
+        if window is not None:  # with --all: the templates that declare a window get it
+            import datetime as dt
+
+            windowed = [t for t in chosen if {"window_start", "window_end"} & {p.name for p in t.parameters}]
+            given = qparams.with_window(given, window, windowed if args.all and windowed else chosen,
+                                        dt.datetime.now(dt.timezone.utc))
         return qparams.resolve_jobs(chosen, given, spread=args.all)
 
     def run(self) -> int:
