@@ -11,6 +11,7 @@ from components.analyst import Analyst, AnalystArgs
 from components.collaboration_owner import CollaborationOwner, CollaborationOwnerArgs
 from components.dashboard import Dashboard, DashboardArgs
 from components.data_producer import DataProducer, DataProducerArgs
+from components.access_policies import MLAccess
 from components.governance import declare_governance
 from components.member_change import Credentials
 from components.membership import Member, MemberArgs, ml_pays
@@ -186,7 +187,10 @@ ml_output = MLOutput(f"{org.name}-ml-output", MLOutputArgs(
 
 # Governance (docs/governance.md): audit trail, log retention, budget alarm, federated access.
 governance = declare_governance(settings, providers, membership=membership, collaboration_id=collaboration_id,
-                                results=results, producer=producer)
+                                results=results, producer=producer, ml=MLAccess(
+                                    channel_role_arn=trainer.role.arn if trainer and trainer.role else None,
+                                    seed_role_arn=seeds.role.arn if seeds else None,
+                                    seed_bucket=seeds.storage.bucket.bucket if seeds else None))
 
 pulumi.export("organization", org.name)
 pulumi.export("account_id", org.account_id)

@@ -94,23 +94,76 @@ def _listings(scope: Scope, actions: list[str]) -> dict:
             "Condition": scope.principal()}
 
 
+@dataclass(frozen=True)
+class MLAccess:
+    """What the analyst's Clean Rooms ML commands pass to the service (None: the stack has no such command)."""
+
+    channel_role_arn: pulumi.Input[str] | None = None
+    """mlTraining: the role an ML input channel's query runs with (python -m queryrunner ml)."""
+    seed_role_arn: pulumi.Input[str] | None = None
+    """lookalikeSeeds: the role Clean Rooms ML reads seeds with (python -m queryrunner audience)."""
+    seed_bucket: pulumi.Input[str] | None = None
+
+
+def _pass_to_ml(sid: str, role_arn: pulumi.Input[str]) -> dict:
+    return {"Sid": sid, "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": role_arn,
+            "Condition": {"StringEquals": {"iam:PassedToService": "cleanrooms-ml.amazonaws.com"}}}
+
+
+def _ml_statements(scope: Scope, ml: MLAccess) -> list[dict]:
+    """The cleanrooms-ml actions `ml` and `audience` call, on the resource types the Service Authorization
+    Reference gives them: an association or a configured audience model may be another member's (any account of
+    the region), what this member creates is its own; bound to the principal's tag."""
+    statements = []
+    if ml.channel_role_arn is not None:
+        statements += [
+            {"Sid": "TrainCustomModelsInTheCollaboration", "Effect": "Allow", "Action": sorted([
+                "cleanrooms-ml:CreateMLInputChannel", "cleanrooms-ml:GetMLInputChannel",
+                "cleanrooms-ml:CreateTrainedModel", "cleanrooms-ml:GetTrainedModel",
+                "cleanrooms-ml:StartTrainedModelInferenceJob", "cleanrooms-ml:GetTrainedModelInferenceJob",
+                "cleanrooms-ml:StartTrainedModelExportJob"]),
+             "Resource": [f"arn:aws:cleanrooms-ml:{scope.region}:*:membership/*/configured-model-algorithm-association/*",
+                          *(scope.arn("cleanrooms-ml", f"membership/*/{kind}/*") for kind in (
+                              "ml-input-channel", "trained-model", "trained-model-inference-job"))],
+             "Condition": scope.principal()},
+            _pass_to_ml("PassTheMlInputChannelRole", ml.channel_role_arn)]
+    if ml.seed_role_arn is not None:
+        statements += [
+            {"Sid": "GenerateLookalikeSegments", "Effect": "Allow", "Action": sorted([
+                "cleanrooms-ml:StartAudienceGenerationJob", "cleanrooms-ml:GetAudienceGenerationJob",
+                "cleanrooms-ml:StartAudienceExportJob", "cleanrooms-ml:ListAudienceExportJobs"]),
+             "Resource": [f"arn:aws:cleanrooms-ml:{scope.region}:*:configured-audience-model/*",
+                          scope.arn("cleanrooms-ml", "audience-generation-job/*")],
+             "Condition": scope.principal()},
+            _pass_to_ml("PassTheSeedRole", ml.seed_role_arn)]
+        if ml.seed_bucket is not None:
+            statements.append({"Sid": "UploadSeeds", "Effect": "Allow", "Action": ["s3:PutObject"],
+                               "Resource": pulumi.Output.concat("arn:aws:s3:::", ml.seed_bucket, "/seeds/*"),
+                               "Condition": scope.principal()})
+    return statements
+
+
 def analyst_policy(scope: Scope, *, owner_account_id: str, collaboration_id: pulumi.Input[str] | None,
-                   results_bucket: pulumi.Input[str]) -> pulumi.Output[str]:
-    """Run and read the results of its own membership's queries and jobs (python -m queryrunner), nothing else."""
+                   results_bucket: pulumi.Input[str], ml: MLAccess = MLAccess()) -> pulumi.Output[str]:
+    """Run and read the results of its own membership's queries and jobs (python -m queryrunner), nothing else;
+    with ``ml``, the Clean Rooms ML commands of the stack too. Every call that takes a membership or a
+    collaboration needs cleanrooms:PassMembership / PassCollaboration (User Guide, ml-behaviors-byom)."""
+    trains, seeds = ml.channel_role_arn is not None, ml.seed_role_arn is not None
     return _doc(
         _membership(scope, "QueriesOfThisOrganizationsMembership", [
             "cleanrooms:GetMembership", "cleanrooms:ListAnalysisTemplates", "cleanrooms:GetAnalysisTemplate",
             "cleanrooms:StartProtectedQuery", "cleanrooms:GetProtectedQuery", "cleanrooms:ListProtectedQueries",
             "cleanrooms:UpdateProtectedQuery", "cleanrooms:StartProtectedJob", "cleanrooms:GetProtectedJob",
             "cleanrooms:ListProtectedJobs", "cleanrooms:UpdateProtectedJob", "cleanrooms:ListPrivacyBudgets",
-            "cleanrooms:PreviewPrivacyImpact"]),
+            "cleanrooms:PreviewPrivacyImpact", *(["cleanrooms:PassMembership"] if trains else [])]),
         *_collaboration(scope, owner_account_id, collaboration_id, [
             "cleanrooms:GetCollaboration", "cleanrooms:GetCollaborationAnalysisTemplate",
             "cleanrooms:BatchGetCollaborationAnalysisTemplate", "cleanrooms:GetCollaborationPrivacyBudgetTemplate",
-            "cleanrooms:ListCollaborationPrivacyBudgets"]),
+            "cleanrooms:ListCollaborationPrivacyBudgets", *(["cleanrooms:PassCollaboration"] if seeds else [])]),
         _listings(scope, ["cleanrooms:ListMemberships", "cleanrooms:ListCollaborations", "cloudtrail:LookupEvents"]),
         *_bucket_read("ResultsBucket", results_bucket, scope),
-        _keys(scope, ["kms:Decrypt"]),
+        _keys(scope, ["kms:Decrypt", *(["kms:GenerateDataKey"] if seeds else [])]),
+        *_ml_statements(scope, ml),
     )
 
 
@@ -170,11 +223,11 @@ def auditor_policy(scope: Scope, *, owner_account_id: str, collaboration_id: pul
 def policies(scope: Scope, roles: Iterable[str], *, owner_account_id: str,
              collaboration_id: pulumi.Input[str] | None, results_bucket: pulumi.Input[str] | None,
              data_bucket: pulumi.Input[str] | None, database: pulumi.Input[str] | None,
-             audit_bucket: pulumi.Input[str] | None) -> dict[str, pulumi.Output[str]]:
+             audit_bucket: pulumi.Input[str] | None, ml: MLAccess = MLAccess()) -> dict[str, pulumi.Output[str]]:
     """Permission set role -> its inline policy, for the roles the stack's access block declares."""
     made = {
         "analyst": lambda: analyst_policy(scope, owner_account_id=owner_account_id, collaboration_id=collaboration_id,
-                                          results_bucket=results_bucket),
+                                          results_bucket=results_bucket, ml=ml),
         "producer": lambda: producer_policy(scope, owner_account_id=owner_account_id,
                                             collaboration_id=collaboration_id, data_bucket=data_bucket,
                                             database=database),

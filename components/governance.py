@@ -39,7 +39,7 @@ class Governance:
 
 
 def declare_governance(settings: Settings, providers, *, membership, collaboration_id, results,
-                       producer) -> Governance:
+                       producer, ml: access_policies.MLAccess = access_policies.MLAccess()) -> Governance:
     org, opts = settings.org, providers.opts
     owner_account = next(m.account_id for m in settings.members if OWNER in m.roles)
     trail = AuditTrail(f"{org.name}-audit", AuditTrailArgs(
@@ -75,6 +75,6 @@ def declare_governance(settings: Settings, providers, *, membership, collaborati
                 collaboration_id=collaboration_id, results_bucket=results.storage.bucket.bucket if results else None,
                 data_bucket=producer.storage.bucket.bucket if producer else None,
                 database=producer.database.name if producer else None,
-                audit_bucket=trail.storage.bucket.bucket if trail else None)),
+                audit_bucket=trail.storage.bucket.bucket if trail else None, ml=ml)),
             opts=providers.identity_opts())
     return Governance(trail, alarm, access)

@@ -165,3 +165,25 @@ def test_bad_access_config_is_one_line_naming_the_key(block, key, fragment):
         run_stack("org-b", overrides={"access": block})
     message = str(info.value).splitlines()[0]
     assert message.startswith(f"config '{PROJECT}:{key}'") and fragment in message, message
+
+
+def test_the_analyst_permission_set_may_run_the_stacks_ml_commands(bootstrap):
+    """With mlTraining and lookalikeSeeds, `queryrunner ml` and `audience` work with the permission set: the
+    cleanrooms-ml actions on the resource types the authorization reference gives them, the roles passed to Clean
+    Rooms ML only, PassMembership / PassCollaboration, the seed upload; every statement still scoped."""
+    block = access(identityProfile="org-a-identity", permissionSets={"analyst": {"group": GROUP}})
+    run = run_stack("org-a", overrides={"access": block, "mlTraining": True, "lookalikeSeeds": True},
+                    peer_outputs={stack_ref("org-b"): bootstrap.b2.outputs})
+    [policy] = _policies(run).values()
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert "cleanrooms-ml:CreateMLInputChannel" in by_sid["TrainCustomModelsInTheCollaboration"]["Action"]
+    assert by_sid["TrainCustomModelsInTheCollaboration"]["Resource"][0] == (
+        "arn:aws:cleanrooms-ml:us-east-1:*:membership/*/configured-model-algorithm-association/*")  # another member's
+    assert by_sid["PassTheMlInputChannelRole"]["Resource"] == run.named("org-a-trainer-channel").state["arn"]
+    assert by_sid["PassTheSeedRole"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "cleanrooms-ml.amazonaws.com"}}
+    assert "cleanrooms:PassMembership" in by_sid["QueriesOfThisOrganizationsMembership"]["Action"]
+    assert "cleanrooms:PassCollaboration" in by_sid["ReadThisCollaboration"]["Action"]
+    assert by_sid["UploadSeeds"]["Resource"] == f"arn:aws:s3:::org-a-cleanrooms-seeds-{A}/seeds/*"
+    assert _lint(policy) == []
+    assert evaluate(run.resources, policies=["cleanrooms-permission-sets-scoped"]).violations == []
