@@ -100,7 +100,7 @@ if PRODUCER in settings.roles:
         iam_propagation_seconds=settings.iam_propagation_seconds, access_budget=settings.access_budget,
         member_account_ids=[m.account_id for m in settings.members],
         result_receivers=plan.result_receivers(settings), protect=settings.protect,
-        data_region=settings.data_region), opts=providers.data_opts())
+        data_region=settings.data_region, stream=settings.stream), opts=providers.data_opts())
 
 # The collaboration's privacy budget, from the one stack that declares it.
 budget = None
@@ -246,6 +246,8 @@ if producer:
     pulumi.export("dataset", settings.dataset.name)
     pulumi.export("data_region", settings.data_region)
     pulumi.export("data_bucket", producer.storage.bucket.bucket)
+    # Where scripts/produce_events.py sends events, when the table is streamed (docs/streaming.md).
+    pulumi.export("event_stream", producer.stream.kinesis.name if producer.stream else None)
     pulumi.export("configured_table_id", producer.configured_table.configured_table_identifier)
     pulumi.export("configured_table_association_name", producer.association.name if producer.association else None)
     pulumi.export("differential_privacy", settings.analysis_rule.differential_privacy)

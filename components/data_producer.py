@@ -16,8 +16,9 @@ import pulumi_aws as aws
 import pulumi_aws_native.cleanrooms as cleanrooms
 
 from components import iam
+from components.event_stream import EventStream, EventStreamArgs
 from components.iam_wait import service_role
-from model.config import AccessBudgetSpec, AnalysisRuleSpec
+from model.config import AccessBudgetSpec, AnalysisRuleSpec, StreamSpec
 from model.datasets import Dataset
 from components.secure_bucket import SecureBucket, SecureBucketArgs
 
@@ -87,6 +88,8 @@ class DataProducerArgs:
     """How many times the table may be used; None: unlimited (the service's default)."""
     data_region: str | None = None
     """Region of the bucket, key and Glue table when not ``region`` (the opts' aws provider is in it)."""
+    stream: StreamSpec | None = None
+    """The table is fed by a stream (components/event_stream.py) instead of the dataset's file."""
 
 
 def analysis_rule(rule: AnalysisRuleSpec, allowed_analyses: Sequence[pulumi.Input[str]],
@@ -189,6 +192,32 @@ def access_budget(name: str, membership_id: pulumi.Input[str], association: clea
     )
 
 
+def streamed(name: str, *, organization: str, dataset: Dataset, storage: SecureBucket, prefix: str,
+             parent: pulumi.Resource) -> tuple[aws.glue.CatalogDatabase, aws.glue.CatalogTable]:
+    """A streamed dataset's Glue database and Apache Iceberg table under ``prefix``/ (no file: Firehose writes it).
+
+    Iceberg because "AWS Clean Rooms detects new partitions in Apache Iceberg tables automatically and no manual
+    operation is needed to update partitions in the table definition", in Parquet, the only Iceberg data format
+    it reads (User Guide, iceberg-tables); Glue creates the table's metadata (OpenTableFormatInput CREATE, v2).
+    """
+    child = pulumi.ResourceOptions(parent=parent)
+    glue_name = f"{organization}_{dataset.name}".replace("-", "_")
+    database = aws.glue.CatalogDatabase(f"{name}-database", name=glue_name,
+                                        description=f"{organization}'s clean rooms data", opts=child)
+    table = aws.glue.CatalogTable(
+        f"{name}-table", name=dataset.name, database_name=database.name, description=dataset.description,
+        table_type="EXTERNAL_TABLE",
+        open_table_format_input=aws.glue.CatalogTableOpenTableFormatInputArgs(
+            iceberg_input=aws.glue.CatalogTableOpenTableFormatInputIcebergInputArgs(metadata_operation="CREATE",
+                                                                                     version="2")),
+        storage_descriptor=aws.glue.CatalogTableStorageDescriptorArgs(
+            location=pulumi.Output.concat("s3://", storage.bucket.bucket, f"/{prefix}/"),
+            columns=[aws.glue.CatalogTableStorageDescriptorColumnArgs(
+                name=c.name, type=c.glue_type, comment=c.role) for c in dataset.columns]),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[storage.encryption]))
+    return database, table
+
+
 def catalogued(name: str, *, organization: str, dataset: Dataset, storage: SecureBucket, prefix: str,
                parent: pulumi.Resource) -> tuple[aws.s3.BucketObjectv2, aws.glue.CatalogDatabase, aws.glue.CatalogTable]:
     """A dataset's file in ``storage`` under ``prefix``/, and the Glue database and table that describe it
@@ -248,8 +277,19 @@ class DataProducer(pulumi.ComponentResource):
             protect=args.protect), opts=child)
         bucket, key = self.storage.bucket, self.storage.key
 
-        self.data_object, self.database, self.table = catalogued(
-            name, organization=args.organization, dataset=dataset, storage=self.storage, prefix=prefix, parent=self)
+        self.stream = None
+        if args.stream is None:
+            self.data_object, self.database, self.table = catalogued(
+                name, organization=args.organization, dataset=dataset, storage=self.storage, prefix=prefix,
+                parent=self)
+        else:
+            self.data_object = None
+            self.database, self.table = streamed(name, organization=args.organization, dataset=dataset,
+                                                 storage=self.storage, prefix=prefix, parent=self)
+            self.stream = EventStream(f"{name}-stream", EventStreamArgs(
+                organization=args.organization, account_id=args.account_id, region=args.region, dataset=dataset,
+                spec=args.stream, storage=self.storage, prefix=prefix, database=self.database, table=self.table,
+                iam_propagation_seconds=args.iam_propagation_seconds), opts=child)
 
         self.configured_table = cleanrooms.ConfiguredTable(
             f"{name}-configured-table",
@@ -300,13 +340,15 @@ class DataProducer(pulumi.ComponentResource):
                 role_arn=self.role.arn,
                 configured_table_association_analysis_rules=[association_rule(
                     args.rule.type, args.result_receivers, args.rule.allowed_additional_analyses)],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[*ready, self.data_object]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*ready, *([self.data_object] if self.data_object
+                                                                               else [])]),
             )
             self.access_budget = access_budget(f"{name}-access-budget", args.membership_id, self.association,
                                                args.access_budget, self)
 
         self.register_outputs({
             "data_bucket": bucket.bucket,
+            "event_stream": self.stream.kinesis.name if self.stream else None,
             "configured_table_id": self.configured_table.configured_table_identifier,
             "configured_table_association_name": self.association.name if self.association else None,
         })

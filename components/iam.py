@@ -349,6 +349,39 @@ def segments_write_policy(*, account_id: str, region: str, bucket_arn: pulumi.In
     )
 
 
+def firehose_trust(*, account_id: str) -> pulumi.Output[str]:
+    """Firehose, for this account's delivery streams only (aws:SourceAccount: cross-service confused deputy)."""
+    return _doc({"Sid": "FirehoseForThisAccount", "Effect": "Allow", "Principal": {"Service": "firehose.amazonaws.com"},
+                 "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}})
+
+
+def firehose_iceberg_policy(*, account_id: str, region: str, stream_arn: pulumi.Input[str],
+                            stream_key_arn: pulumi.Input[str], bucket_arn: pulumi.Input[str], table_prefix: str,
+                            error_prefix: str, bucket_key_arn: pulumi.Input[str], database: pulumi.Input[str],
+                            table: pulumi.Input[str]) -> pulumi.Output[str]:
+    """Firehose reads one Kinesis stream (decrypting through Kinesis) and writes one Iceberg table: the Glue
+    table's metadata, the table's files under ``table_prefix`` and failed records under ``error_prefix``
+    (the Firehose Developer Guide's role for Apache Iceberg destinations, scoped to these resources)."""
+    return _doc(
+        {"Sid": "ReadTheStream", "Effect": "Allow",
+         "Action": ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetShardIterator",
+                    "kinesis:GetRecords", "kinesis:ListShards"], "Resource": [stream_arn]},
+        {"Sid": "DecryptTheStream", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [stream_key_arn],
+         "Condition": {"StringEquals": {"kms:ViaService": f"kinesis.{region}.amazonaws.com"}}},
+        {"Sid": "TheIcebergTable", "Effect": "Allow", "Action": ["glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"],
+         "Resource": [f"arn:aws:glue:{region}:{account_id}:catalog",
+                      pulumi.Output.concat(f"arn:aws:glue:{region}:{account_id}:database/", database),
+                      pulumi.Output.concat(f"arn:aws:glue:{region}:{account_id}:table/", database, "/", table)]},
+        {**_bucket("LocateTheBucket", bucket_arn, account_id),
+         "Action": ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"]},
+        _objects("WriteTheTablesFiles", ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+                 bucket_arn, table_prefix, account_id),
+        _objects("WriteFailedRecords", ["s3:AbortMultipartUpload", "s3:PutObject"], bucket_arn, error_prefix,
+                 account_id),
+        _key_via_s3("EncryptTheFiles", ["kms:Decrypt", "kms:GenerateDataKey"], bucket_key_arn, region),
+    )
+
+
 def ml_output_trust(*, member_accounts: list[str]) -> pulumi.Output[str]:
     """Clean Rooms ML writes a member's ML output and publishes its metrics and logs "to all members'
     Amazon CloudWatch using IAM role configured in PutMLConfiguration" (botocore cleanroomsml

@@ -191,6 +191,16 @@ class AuditSpec:
 
 
 @dataclass(frozen=True)
+class StreamSpec:
+    """The producer's table is an Iceberg table fed by Kinesis and Firehose (components/event_stream.py)."""
+
+    time_column: str
+    retention_hours: int = 24
+    buffer_seconds: int = 300
+    buffer_mb: int = 128
+
+
+@dataclass(frozen=True)
 class BudgetAlarmSpec:
     below_percent: int = 20
     schedule_minutes: int = 60
@@ -236,6 +246,8 @@ class Settings:
     query_logging: bool
     payer: str  # name of the member that pays for query compute
     ml_payers: "MLPayers | None" = None
+    stream: StreamSpec | None = None
+    """The producer's table is fed by a stream, not an uploaded file (components/event_stream.py)."""
     """Who pays for model training and inference; None: no ML in the collaboration, no ML payment sent."""
     iam_propagation_seconds: int = 30
     collaboration: CollaborationSpec | None = None
@@ -339,6 +351,8 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
         dataset, rule = _producer(config, org, partners, engine, data_dir, check_data)
         settings["dataset"], settings["analysis_rule"] = dataset, rule
         settings["data_region"] = config.data_region or config.region
+        if config.stream is not None:
+            settings["stream"] = _stream(config.stream, dataset, config)
         if config.access_budget is not None:
             period = config.access_budget.per_period
             settings["access_budget"] = AccessBudgetSpec(
@@ -407,7 +421,8 @@ def _own_results_store(config: sm.StackConfig, roles: frozenset[str]) -> bool:
 
 # Keys that only a role uses: set without the role, they would silently do nothing.
 _ROLE_KEYS = {"collaboration": OWNER, "analysisRule": PRODUCER, "accessBudget": PRODUCER,
-              "dataset": PRODUCER, "dataRegion": PRODUCER, "analyst": ANALYST, "results": RECEIVER}
+              "dataset": PRODUCER, "dataRegion": PRODUCER, "stream": PRODUCER, "analyst": ANALYST,
+              "results": RECEIVER}
 
 
 def _check_role_keys(config: sm.StackConfig, roles: frozenset[str]) -> None:
@@ -454,6 +469,16 @@ def _check_members(org: Member, partners: tuple[Partner, ...]) -> None:
         if PRODUCER in partner.roles and not partner.dataset:
             raise ConfigError(f"partners[{i}].dataset", f"partner '{partner.name}' produces data; name its "
                               "dataset (a folder under dataDir) so the join key and its templates can be checked")
+
+
+def _stream(block: sm.StreamBlock, dataset: Dataset, config: sm.StackConfig) -> StreamSpec:
+    timestamps = [c.name for c in dataset.columns if c.duckdb_type == "TIMESTAMP"]
+    if block.time_column not in timestamps:
+        raise ConfigError("stream.timeColumn", f"got {block.time_column!r}; the dataset {dataset.name}'s timestamp "
+                          f"columns: {timestamps or 'none (a stream needs a timestamp_ntz column)'}")
+    if config.data_region and config.data_region != config.region:
+        raise ConfigError("stream", "a streamed table stays in the collaboration's region; remove dataRegion")
+    return StreamSpec(block.time_column, block.retention_hours, block.buffer_seconds, block.buffer_mb)
 
 
 @dataclass(frozen=True)

@@ -215,6 +215,17 @@ class BudgetAlarmBlock(Block):
     emails: list[_matching(_EMAIL, "an e-mail address like analyst@example.com")] = []
 
 
+class StreamBlock(Block):
+    # The producer's table is fed by a stream (components/event_stream.py): Kinesis -> Firehose -> an Iceberg table.
+    # A column of the dataset of type timestamp_ntz: what windowed templates filter on (run --window).
+    time_column: Text
+    # Kinesis retention: 24 hours (the service's default and minimum) to 8760 (365 days).
+    retention_hours: whole(24, 8760) = 24
+    # Firehose buffering before it writes to the table: seconds 0-900 and MiB 1-128 (IcebergDestination hints).
+    buffer_seconds: whole(0, 900) = 300
+    buffer_mb: whole(1, 128) = 128
+
+
 # Patterns from botocore's sso-admin model (tests/test_federated_access.py keeps them equal).
 INSTANCE_ARN = r"^arn:aws(-[a-z]{1,5}){0,3}:sso:::instance/(sso)?ins-[a-zA-Z0-9-.]{16}$"
 PRINCIPAL_ID = r"^([0-9a-f]{10}-|)[A-Fa-f0-9]{8}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{12}$"
@@ -539,6 +550,8 @@ class StackConfig(Block):
     quicksight: QuickSightBlock | None = None
     audit: AuditBlock | None = None
     budget_alarm: BudgetAlarmBlock | None = None
+    # A data producer's table fed by a stream instead of an uploaded file (components/event_stream.py).
+    stream: StreamBlock | None = None
     access: AccessBlock | None = None
     # Clean Rooms ML: this member's training data for lookalike models (components/training_data.py).
     training_data: TrainingDataBlock | None = None
@@ -563,7 +576,7 @@ class StackConfig(Block):
 
 STRUCTURED_KEYS = ("partners", "collaboration", "differentialPrivacy", "analysisRule", "accessBudget", "analyst",
                    "results", "quicksight", "jobs", "audit", "budgetAlarm", "access", "trainingData",
-                   "customModel")
+                   "customModel", "stream")
 
 
 def parse(values: dict[str, Any]) -> StackConfig:

@@ -330,6 +330,31 @@ CLASSIC: dict[str, tuple[Access, ...]] = {
     # ListTagsForResource, update PutImageTagMutability and PutImageScanningConfiguration, DeleteRepository. With a
     # customer managed key, ECR creates a grant on it with the caller's permissions (kms:CreateGrant,
     # kms:DescribeKey, through ECR only).
+    # A streamed table (components/event_stream.py). kinesis stream.go: CreateStream, then
+    # DescribeStreamSummary until ACTIVE, tags (AddTagsToStream), StartStreamEncryption, the retention
+    # (Increase/DecreaseStreamRetentionPeriod), UpdateStreamMode; read DescribeStreamSummary,
+    # ListTagsForStream; DeleteStream. Encrypting it: the key's DescribeKey and GenerateDataKey through Kinesis.
+    "aws:kinesis/stream:Stream": (
+        Access("KinesisStreamsOfThisStack", ("kinesis:DescribeStreamSummary", "kinesis:DescribeStream",
+                                             "kinesis:ListTagsForStream"),
+               ("kinesis:CreateStream", "kinesis:AddTagsToStream", "kinesis:RemoveTagsFromStream",
+                "kinesis:IncreaseStreamRetentionPeriod", "kinesis:DecreaseStreamRetentionPeriod",
+                "kinesis:DeleteStream"), "kinesis_stream"),
+        # The authorization reference gives these the stream and the key; UpdateStreamMode "*" only.
+        Access("KinesisStreamEncryption", (), ("kinesis:StartStreamEncryption", "kinesis:StopStreamEncryption"),
+               "kinesis_stream_and_keys"),
+        Access("KinesisStreamModeInThisRegion", (), ("kinesis:UpdateStreamMode",), "any", "region"),
+        Access("KmsKeysForKinesis", (), ("kms:DescribeKey", "kms:GenerateDataKey"), "kms_keys", "via_kinesis"),
+    ),
+    # firehose delivery_stream.go: CreateDeliveryStream (tags with it), DescribeDeliveryStream until ACTIVE,
+    # UpdateDestination, Tag/UntagDeliveryStream; read DescribeDeliveryStream, ListTagsForDeliveryStream;
+    # DeleteDeliveryStream. It passes its role to Firehose.
+    "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": (
+        Access("FirehoseDeliveryStreamsOfThisStack", ("firehose:DescribeDeliveryStream",
+                                                      "firehose:ListTagsForDeliveryStream"),
+               ("firehose:CreateDeliveryStream", "firehose:UpdateDestination", "firehose:TagDeliveryStream",
+                "firehose:UntagDeliveryStream", "firehose:DeleteDeliveryStream"), "firehose_stream"),
+    ),
     "aws:ecr/repository:Repository": (
         Access("EcrRepositoriesOfThisStack", ("ecr:DescribeRepositories", "ecr:ListTagsForResource"),
                ("ecr:CreateRepository", "ecr:TagResource", "ecr:UntagResource", "ecr:PutImageTagMutability",
@@ -444,7 +469,8 @@ def _dynamic_kind(resource: Registered) -> str:
 
 # pulumi-aws types that hand a role to a service: the service whose trust the role must carry.
 PASSES_ROLE = {"aws:quicksight/dataSource:DataSource": "quicksight.amazonaws.com",
-               "aws:lambda/function:Function": "lambda.amazonaws.com"}
+               "aws:lambda/function:Function": "lambda.amazonaws.com",
+               "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": "firehose.amazonaws.com"}
 
 # aws-native types: the service principal their handlers pass roles to (iam:PassRole).
 NATIVE_PASS_TO = {"cleanrooms": "cleanrooms.amazonaws.com", "quicksight": "quicksight.amazonaws.com",
@@ -714,6 +740,13 @@ _SELECTORS = {
     "kms_keys": lambda r, s: [s.arn("kms", "key/*")],
     "trail": lambda r, s: [s.arn("cloudtrail", f"trail/{r.inputs.get('name') or '*'}")],
     "ecr_repository": lambda r, s: [s.arn("ecr", f"repository/{r.inputs.get('name') or '*'}")],
+    "kinesis_stream": lambda r, s: [s.arn("kinesis", f"stream/{r.inputs.get('name') or '*'}")],
+    "kinesis_stream_and_keys": lambda r, s: [s.arn("kinesis", f"stream/{r.inputs.get('name') or '*'}"),
+                                             s.arn("kms", "key/*")],
+    "firehose_stream": lambda r, s: [s.arn("firehose", f"deliverystream/{r.inputs.get('name') or '*'}")],
+    # An Iceberg table's first metadata file, which Glue writes under the table's location with the caller's
+    # credentials (CreateTable with OpenTableFormatInput).
+    "table_location": lambda r, s: [_s3_location_arn(r.input("storageDescriptor.location"))],
     "sso_instance": lambda r, s: [r.inputs.get("instanceArn") or "*"],
     "ml_lookalike": lambda r, s: [s.arn("cleanrooms-ml", f"{kind}/*") for kind in (
         "training-dataset", "audience-model", "configured-audience-model")],
@@ -741,6 +774,19 @@ _SELECTORS = {
 }
 
 
+def _s3_location_arn(location) -> str:
+    """s3://bucket/prefix/ -> arn:aws:s3:::bucket/prefix/*; the stack's buckets when unknown at preview."""
+    if isinstance(location, str) and location.startswith("s3://"):
+        return "arn:aws:s3:::" + location[len("s3://"):].rstrip("/") + "/*"
+    return "arn:aws:s3:::*"
+
+
+ICEBERG_TABLE = (
+    Access("GlueWritesIcebergMetadata", (), ("s3:GetObject", "s3:PutObject"), "table_location"),
+    Access("KmsEncryptUploadsViaS3", (), ("kms:GenerateDataKey", "kms:Decrypt"), "kms_keys", "stack_tags_via_s3"),
+)
+
+
 def _conditions(name: str, stack: Stack) -> dict | None:
     region = {"aws:RequestedRegion": stack.region}
     resource_tags = {f"aws:ResourceTag/{k}": v for k, v in sorted(stack.tags.items())}
@@ -754,6 +800,7 @@ def _conditions(name: str, stack: Stack) -> dict | None:
         "stack_tags_via_s3": {"StringEquals": dict(resource_tags,
                                                    **{"kms:ViaService": f"s3.{stack.region}.amazonaws.com"})},
         "via_ecr": {"StringEquals": {"kms:ViaService": f"ecr.{stack.region}.amazonaws.com"}},
+        "via_kinesis": {"StringEquals": {"kms:ViaService": f"kinesis.{stack.region}.amazonaws.com"}},
     }
     if name not in table:
         raise DeployerPolicyError(f"offline/deployer_policy.py: unknown condition {name!r}")
@@ -1056,6 +1103,9 @@ def build(stack: Stack) -> dict[str, dict]:
                 continue
             for access in CLASSIC[resource.typ]:
                 builder.access(access, resource)
+            if resource.typ == "aws:glue/catalogTable:CatalogTable" and resource.inputs.get("openTableFormatInput"):
+                for access in ICEBERG_TABLE:
+                    builder.access(access, resource)
             if resource.typ in PASSES_ROLE:
                 builder.pass_role(PASSES_ROLE[resource.typ])
         documents[phase] = builder.document()

@@ -101,6 +101,8 @@ ARN_FORMS = {
     "aws:cloudwatch/eventRule:EventRule": "events:{region}:{account}:rule/{name}",
     "aws:sns/topic:Topic": "sns:{region}:{account}:{name}",
     "aws:cloudwatch/metricAlarm:MetricAlarm": "cloudwatch:{region}:{account}:alarm:{name}",
+    "aws:kinesis/stream:Stream": "kinesis:{region}:{account}:stream/{name}",
+    "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream": "firehose:{region}:{account}:deliverystream/{name}",
 }
 
 # QuickSight ARNs name the resource by the id the caller chose.

@@ -26,7 +26,7 @@ def test_pack_files_are_a_python_policy_pack():
 
 def test_policy_names_are_unique_and_valid():
     names = [p.name for p in POLICIES]
-    assert len(names) == len(set(names)) == 25
+    assert len(names) == len(set(names)) == 26
     assert all(re.fullmatch(r"[a-z0-9-]+", n) for n in names)
 
 

@@ -386,7 +386,9 @@ def test_sigterm_cancels_the_queries_in_flight_and_the_journal_records_it(make_c
             os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=terminate_when_polled, daemon=True).start()
-    code, _, err = cloud.run("run", "--all")
+    # The runner's clock is virtual: its polls cost no real time, so on a loaded machine it could reach the
+    # default 1800 s deadline (and cancel the queries itself) before this thread gets to send the signal.
+    code, _, err = cloud.run("run", "--all", "--timeout", str(10 ** 9))
 
     assert code == 143, err
     assert "interrupted (SIGTERM): cancelling queries in flight" in err and "cancelled 2 queries" in err, err

@@ -261,4 +261,55 @@ no_public_read = ResourceValidationPolicy(
 )
 
 
-POLICIES = [kms_encryption, versioning, public_access_block, tls_only, no_public_read]
+# -- streams (components/event_stream.py) ------------------------------------------------------------------------
+
+KINESIS_STREAM = "aws:kinesis/stream:Stream"
+FIREHOSE = "aws:kinesis/firehoseDeliveryStream:FirehoseDeliveryStream"
+KINESIS_POLICY = "aws:kinesis/resourcePolicy:ResourcePolicy"
+# Destinations that deliver outside the account's storage: to an HTTP endpoint or a third party's service.
+PUBLIC_DESTINATIONS = ("http_endpoint", "splunk", "snowflake", "opensearchserverless", "elasticsearch", "opensearch")
+
+
+def _streams(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    props, subject = plain(args.props), where(args.resource_type, args.name)
+    if args.resource_type == KINESIS_STREAM:
+        if props.get("encryptionType") != "KMS" or not props.get("kmsKeyId"):
+            report(f"{subject} is not encrypted with a customer managed KMS key (encryptionType KMS, kmsKeyId): "
+                   "its records are a member's rows.")
+    elif args.resource_type == FIREHOSE:
+        destination = props.get("destination")
+        if destination in PUBLIC_DESTINATIONS:
+            report(f"{subject} delivers to {destination!r}, outside this account's storage; deliver to S3 or an "
+                   "Iceberg table in this account.")
+        iceberg = props.get("icebergConfiguration") or {}
+        s3 = iceberg.get("s3Configuration") or props.get("extendedS3Configuration") or {}
+        if destination in ("iceberg", "extended_s3") and not is_unknown(s3.get("kmsKeyArn")) and not s3.get("kmsKeyArn"):
+            report(f"{subject} writes its files without a customer managed KMS key (s3Configuration.kmsKeyArn).")
+        errors = [t.get("s3ErrorOutputPrefix") for t in as_list(iceberg.get("destinationTableConfigurations"))
+                  if isinstance(t, dict)] + [s3.get("errorOutputPrefix")]
+        data = [s3.get("prefix")] if destination == "extended_s3" else []
+        if destination in ("iceberg", "extended_s3") and not any(isinstance(e, str) and e for e in errors):
+            report(f"{subject} has no error output prefix: failed records would land among the table's data; "
+                   "set one (errors/).")
+        for error in [e for e in errors if isinstance(e, str) and e]:
+            for prefix in [d for d in data if isinstance(d, str) and d]:
+                if error.startswith(prefix) or prefix.startswith(error):
+                    report(f"{subject} writes failed records under {error!r}, inside the data prefix {prefix!r}: a "
+                           "query of the table could read them; keep them apart.")
+    elif args.resource_type == KINESIS_POLICY:
+        document = policy_document(props.get("policy"))
+        if document is not UNKNOWN and any(p == "*" for s in statements(document) if s.get("Effect") == "Allow"
+                                           for p in principals(s)):
+            report(f"{subject} lets anyone use the stream (Principal \"*\"); name the accounts.")
+
+
+streams_private = ResourceValidationPolicy(
+    name="streams-encrypted-and-private",
+    description="Kinesis streams are KMS-encrypted and never public; Firehose delivers only to this account's "
+                "storage, encrypted, with failed records outside the data prefix.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_streams,
+)
+
+
+POLICIES = [kms_encryption, versioning, public_access_block, tls_only, no_public_read, streams_private]
