@@ -13,6 +13,7 @@ from components.dashboard import Dashboard, DashboardArgs
 from components.data_producer import DataProducer, DataProducerArgs
 from components.access_policies import MLAccess
 from components.governance import declare_governance
+from components.scheduled_query import ScheduledQuery, ScheduledQueryArgs
 from components.member_change import Credentials
 from components.membership import Member, MemberArgs, ml_pays
 from components.peers import read_peers
@@ -41,6 +42,7 @@ with refusals_as_run_errors():
     plan.check_partners(settings, peers)
     plan.check_invitation(settings, peers, pulumi.log.info)
     plan.check_budget(settings, peers, pulumi.log.warn)
+    plan.check_schedules(settings, peers, pulumi.log.warn)
     joined_collaboration_id = None if OWNER in settings.roles else \
         plan.collaboration_id(settings, peers, pulumi.log.info)
     analyses, analysis_providers = plan.allowed_analyses(settings, peers, pulumi.log.info)
@@ -120,6 +122,15 @@ if ANALYST in settings.roles and membership is not None:
         associated_tables=associated, dp_tables=plan.dp_tables(settings, peers),
         additional_analyses=plan.additional_analyses(settings, peers), depends_on=own_association),
         opts=opts())
+    # Templates run on a schedule over the window each run covers (components/scheduled_query.py).
+    for schedule in settings.analyst.schedules:
+        if schedule.template in analyst.templates:  # else it waits for its tables, and so does its schedule
+            ScheduledQuery(f"{org.name}-every-{schedule.template}", ScheduledQueryArgs(
+                organization=org.name, account_id=org.account_id, region=settings.region,
+                membership_id=membership.membership_identifier, template=schedule.template,
+                template_arn=analyst.templates[schedule.template].arn, every_minutes=schedule.every_minutes,
+                window=schedule.window, log_retention_days=settings.audit.log_retention_days,
+                iam_propagation_seconds=settings.iam_propagation_seconds), opts=opts())
 
 # PySpark analysis templates and the artifacts they run (any member that runs jobs).
 jobs = None

@@ -308,6 +308,21 @@ def budget_metric_policy(*, region: str, owner_account_id: str, collaboration_id
     )
 
 
+def scheduled_query_policy(*, region: str, account_id: str, membership_id: pulumi.Input[str],
+                           template_arn: pulumi.Input[str], log_group_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """lambdas/scheduled_query.py: start one template in this membership, read this membership's queries (to
+    start each window once), write its own logs."""
+    membership = pulumi.Output.concat(f"arn:aws:cleanrooms:{region}:{account_id}:membership/", membership_id)
+    return _doc(
+        {"Sid": "StartThisTemplate", "Effect": "Allow", "Action": ["cleanrooms:StartProtectedQuery"],
+         "Resource": [membership, template_arn]},
+        {"Sid": "ReadThisMembershipsQueries", "Effect": "Allow",
+         "Action": ["cleanrooms:ListProtectedQueries", "cleanrooms:GetProtectedQuery"], "Resource": [membership]},
+        {"Sid": "WriteItsOwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": [log_group_arn, pulumi.Output.concat(log_group_arn, ":log-stream:*")]},
+    )
+
+
 def alarm_topic_key_policy(account_id: str) -> pulumi.Output[str]:
     """The alarm topic's key: the account administers it; CloudWatch encrypts alarm notifications with it
     (the key policy the SNS Developer Guide gives for CloudWatch alarms to an encrypted topic)."""

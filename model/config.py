@@ -143,12 +143,22 @@ class AnalysisRuleSpec:
 
 
 @dataclass(frozen=True)
+class ScheduleSpec:
+    """A template run every ``every_minutes`` over the last whole ``window`` (components/scheduled_query.py)."""
+
+    template: str
+    every_minutes: int
+    window: str
+
+
+@dataclass(frozen=True)
 class AnalystSpec:
     queries: tuple[QueryTemplate, ...]
     result_format: str
     results_prefix: str
     compute: Compute | None = None
     """The stack's default Spark compute per query (a template's own setting wins)."""
+    schedules: tuple[ScheduleSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -759,7 +769,34 @@ def _analyst(block: sm.AnalystBlock, data_dir: Path) -> AnalystSpec:
     queries = load_queries(data_dir / "queries", list(block.queries))
     prefix = _prefix(block.results_prefix, "analyst.resultsPrefix")
     compute = Compute(**block.compute.model_dump()) if block.compute else None
-    return AnalystSpec(queries=queries, result_format=block.result_format, results_prefix=prefix, compute=compute)
+    return AnalystSpec(queries=queries, result_format=block.result_format, results_prefix=prefix, compute=compute,
+                       schedules=_schedules(block.schedules, queries))
+
+
+def _schedules(blocks, queries) -> tuple[ScheduleSpec, ...]:
+    from model import windows
+
+    by_name = {q.name: q for q in queries}
+    found = []
+    for i, block in enumerate(blocks):
+        key = f"analyst.schedules[{i}]"
+        query = by_name.get(block.template)
+        if query is None:
+            raise ConfigError(f"{key}.template", f"{block.template!r} is not one of the analyst's queries "
+                              f"{sorted(by_name)}")
+        declared = {p.name: p.type.upper() for p in query.parameters}
+        missing = [n for n in windows.WINDOW if declared.get(n) not in ("TIMESTAMP", "TIMESTAMP_NTZ")]
+        if missing:
+            raise ConfigError(f"{key}.template", f"{block.template!r} does not declare {' and '.join(missing)} as "
+                              "TIMESTAMP parameters: a scheduled run gives it the window it covers")
+        window = block.window or f"{block.every_minutes}m"
+        length = windows.parse_length(window)
+        if length is None:
+            raise ConfigError(f"{key}.window", f"got {block.window!r}; a length such as 15m, 1h or 7d, at most 366d")
+        if any(s.template == block.template for s in found):
+            raise ConfigError(f"{key}.template", f"{block.template!r} is scheduled twice: each tick would start it twice")
+        found.append(ScheduleSpec(block.template, block.every_minutes, window))
+    return tuple(found)
 
 
 def _quicksight(block: sm.QuickSightBlock | None, org: Member, analyst: AnalystSpec | None) -> QuickSightSpec:

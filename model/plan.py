@@ -7,6 +7,7 @@ leave something out say why through ``log`` (the program passes pulumi.log.info)
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from model.config import ANALYST, OWNER, PRODUCER, Member, Settings
@@ -255,6 +256,49 @@ def additional_analyses(settings: Settings, peers: dict[str, PeerOutputs]) -> di
         rules[settings.dataset.name] = settings.analysis_rule
     return {alias: {"mode": rule.additional_analyses, "allowed": list(rule.allowed_additional_analyses)}
             for alias, rule in rules.items() if rule is not None}
+
+
+def check_schedules(settings: Settings, peers: dict[str, PeerOutputs], log: Log = _silent) -> None:
+    """A schedule of a differentially private template must fit the collaboration's budget: with a monthly
+    refresh, every run of a month at most spends it; without one, the stack says how long it lasts.
+
+    Each run's cost is the local clean room's calibration of the budget's epsilon and noise (AWS's is not
+    published; `budget --forecast` reads the service's own once the collaboration exists).
+    """
+    analyst = settings.analyst
+    if analyst is None or not analyst.schedules:
+        return
+    budget = settings.budget
+    exported = next((p.get("privacy_budget") for p in peers.values() if p.get("privacy_budget")), None)
+    epsilon = budget.epsilon if budget else (exported or {}).get("epsilon")
+    noise = budget.users_noise_per_query if budget else (exported or {}).get("usersNoisePerQuery")
+    refresh = budget.auto_refresh if budget else (exported or {}).get("autoRefresh")
+    private = dp_tables(settings, peers)
+    queries = {q.name: q for q in analyst.queries}
+    for i, schedule in enumerate(analyst.schedules):
+        query = queries[schedule.template]
+        if not set(query.tables) & private:
+            continue
+        if epsilon is None:
+            log(f"analyst.schedules[{i}]: {schedule.template} reads a table under differential privacy, and the "
+                "collaboration's budget is not known yet: its cost per month is checked once it is")
+            continue
+        from localroom.privacy import calibrate
+        from model.budget import count_aggregations
+
+        calibration = calibrate(int(epsilon), int(noise))
+        cost = sum(n / calibration.max_count(kind) for kind, n in count_aggregations(query.sql).items())
+        runs = 31 * 24 * 60 // schedule.every_minutes  # the longest month
+        if refresh == "CALENDAR_MONTH" and runs * cost > 1 + 1e-12:
+            fits = math.ceil(31 * 24 * 60 * cost)
+            raise ConfigError(f"analyst.schedules[{i}].everyMinutes",
+                              f"every {schedule.every_minutes} minutes runs {schedule.template} up to {runs} times a "
+                              f"month, {100 * runs * cost:.0f}% of the privacy budget ({100 * cost:.2f}% a run, by the "
+                              f"local clean room's calibration); every {fits} minutes or more fits in a month")
+        if refresh != "CALENDAR_MONTH" and cost > 0:
+            days = (1 / cost) * schedule.every_minutes / (24 * 60)
+            log(f"analyst.schedules[{i}]: {schedule.template} every {schedule.every_minutes} minutes spends the "
+                f"budget, which never refreshes, in about {days:.1f} days ({100 * cost:.2f}% a run)")
 
 
 def check_budget(settings: Settings, peers: dict[str, PeerOutputs], log: Log = _silent) -> None:

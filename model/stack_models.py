@@ -443,11 +443,21 @@ class ComputeBlock(Block):
     workers: whole(*SQL_WORKERS)
 
 
+class ScheduleBlock(Block):
+    # Run one of the analyst's templates every N minutes over the window the tick covers
+    # (components/scheduled_query.py); the template declares window_start / window_end.
+    template: Text
+    every_minutes: whole(5, 10080) = 60
+    # The window each run covers (15m, 1h, 7d); default: the interval between runs.
+    window: Text = ""
+
+
 class AnalystBlock(Block):
     queries: list[Text] = []
     result_format: Literal["CSV", "PARQUET"] = "CSV"
     results_prefix: Text = "results"
     compute: ComputeBlock | None = None
+    schedules: list[ScheduleBlock] = []
 
 
 class PeriodBudgetBlock(Block):

@@ -8,8 +8,9 @@ model/parameters.py.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterable, Mapping
+
+from model import windows
 
 from model.parameters import check_value
 from queryrunner.outputs import Parameter
@@ -96,27 +97,20 @@ def resolve_jobs(templates: Iterable, given: Mapping[str, str], spread: bool) ->
     return jobs
 
 
-# -- --window: the time window a template covers -------------------------------------------------------------
+# -- --window: the time window a template covers (model/windows.py) ----------------------------------------------
 # A template over data that keeps arriving declares two TIMESTAMP parameters bound to its time column
 # (``WHERE e.event_time >= :window_start AND e.event_time < :window_end``); `run NAME --window 1h` fills them.
-WINDOW = ("window_start", "window_end")
-_DURATION = re.compile(r"^([1-9][0-9]{0,4})([mhd])$")
-_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
-MAX_WINDOW = dt.timedelta(days=366)
+WINDOW = windows.WINDOW
 
 
 def window_bounds(text: str, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
     """The last whole window of this length before ``now`` (UTC), windows aligned on the Unix epoch: a run
     every hour with --window 1h covers each hour once, and two runs in one hour cover the same rows."""
-    found = _DURATION.match(text or "")
-    length = dt.timedelta(seconds=int(found.group(1)) * _UNIT_SECONDS[found.group(2)]) if found else None
-    if length is None or length > MAX_WINDOW:
+    length = windows.parse_length(text)
+    if length is None:
         raise ParamError([f"--window {text!r} must be a length such as 15m, 1h or 7d (minutes, hours or days, "
                           "at most 366d)"])
-    seconds = int(length.total_seconds())
-    epoch = int(now.astimezone(dt.timezone.utc).timestamp())
-    end = dt.datetime.fromtimestamp(epoch - epoch % seconds, dt.timezone.utc).replace(tzinfo=None)
-    return end - length, end
+    return windows.bounds(length, now)
 
 
 def with_window(given: Mapping[str, str], window: str | None, templates: Iterable, now: dt.datetime) -> dict:
@@ -126,11 +120,16 @@ def with_window(given: Mapping[str, str], window: str | None, templates: Iterabl
     start, end = window_bounds(window, now)
     problems = [f"--window and --param {name}: give one of them" for name in WINDOW if name in given]
     for template in templates:
-        declared = {p.name: p.type.upper() for p in template.parameters}
-        missing = [name for name in WINDOW if declared.get(name) not in ("TIMESTAMP", "TIMESTAMP_NTZ")]
+        missing = windows_missing(template.parameters)
         if missing:
             problems.append(f"--window: template {template.name!r} does not declare {' and '.join(missing)} as "
                             "TIMESTAMP parameters (bound to its time column)")
     if problems:
         raise ParamError(problems)
     return {**given, "window_start": f"{start:%Y-%m-%d %H:%M:%S}", "window_end": f"{end:%Y-%m-%d %H:%M:%S}"}
+
+
+def windows_missing(parameters) -> list[str]:
+    """The window parameters a template does not declare as TIMESTAMP."""
+    declared = {p.name: p.type.upper() for p in parameters}
+    return [name for name in WINDOW if declared.get(name) not in ("TIMESTAMP", "TIMESTAMP_NTZ")]

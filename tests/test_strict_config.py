@@ -170,7 +170,7 @@ def test_preview_shows_a_refusal_as_one_run_error_without_a_traceback():
     with pytest.raises(pulumi.RunError) as info:
         run_stack("org-a", overrides={"analyst": {"resultFromat": "PARQUET"}})
     assert str(info.value) == (f"config '{PROJECT}:analyst.resultFromat': unknown key 'resultFromat'; did you mean "
-                               "'resultFormat'? allowed keys: queries, resultFormat, resultsPrefix, compute")
+                               "'resultFormat'? allowed keys: queries, resultFormat, resultsPrefix, compute, schedules")
     assert harness.LAST_MONITOR.registered == []
 
 
