@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 
 import pytest
 
@@ -83,3 +84,66 @@ def test_the_local_room_refuses_a_window_for_templates_that_declare_none(tmp_pat
                  "--out", str(tmp_path / "out")], stdout=io.StringIO(), stderr=err)
     assert code == 2 and "template 'customer_segments' does not declare window_start and window_end" in err.getvalue()
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.csv"))
+
+
+HOURLY = """-- description: Events and minutes watched per channel in the window.
+-- param: window_start TIMESTAMP
+-- param: window_end TIMESTAMP
+SELECT e.channel, COUNT(*) AS events, SUM(e.watch_minutes) AS minutes
+FROM media_events e
+WHERE e.event_time >= :window_start AND e.event_time < :window_end
+GROUP BY e.channel
+"""
+
+
+@pytest.fixture
+def streamed_stacks(tmp_path):
+    """The two stack files with org B's table the streamed media_events sample, org A's one windowed template."""
+    import shutil
+
+    import yaml
+
+    from tests.harness import ROOT
+
+    for name in ("Pulumi.yaml", "Pulumi.org-a.yaml", "Pulumi.org-b.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "data", tmp_path / "data")
+    (tmp_path / "data" / "queries" / "hourly_viewers.sql").write_text(HOURLY)
+    for stack in ("org-a", "org-b"):
+        path = tmp_path / f"Pulumi.{stack}.yaml"
+        document = yaml.safe_load(path.read_text())
+        config = document["config"]
+        if stack == "org-b":
+            config["cleanrooms-collab:dataset"] = "media_events"
+        else:
+            config["cleanrooms-collab:partners"][0]["dataset"] = "media_events"
+            config["cleanrooms-collab:analyst"]["queries"] = ["hourly_viewers"]
+            config.pop("cleanrooms-collab:jobs", None)
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return tmp_path
+
+
+def test_the_local_room_runs_each_window_and_charges_each(streamed_stacks, monkeypatch):
+    """Over the streamed dataset's sample (2026-12-01): the 7-day window that holds it sees its events, an hour
+    of 2026-12-04 sees none; each run is charged to the ledger."""
+    common = ["--local", "--stacks-dir", str(streamed_stacks), "--data-dir", str(streamed_stacks / "data"),
+              "--state-dir", str(streamed_stacks / "state"), "--out", str(streamed_stacks / "out"), "--seed", "1"]
+    monkeypatch.setattr(params.windows, "bounds", _pinned(dt.datetime(2026, 12, 4, 10, 30)))
+    out = io.StringIO()
+    assert main(["run", "hourly_viewers", "--window", "7d", *common], stdout=out, stderr=io.StringIO()) == 0
+    assert main(["run", "hourly_viewers", "--window", "1h", *common], stdout=out, stderr=io.StringIO()) == 0
+    runs = sorted((streamed_stacks / "out" / "hourly_viewers").glob("*.json"))
+    windows = sorted((json.loads(p.read_text())["parameters"]["window_start"],
+                      json.loads(p.read_text())["parameters"]["window_end"]) for p in runs)
+    assert windows == [("2026-11-26 00:00:00", "2026-12-03 00:00:00"), ("2026-12-04 09:00:00", "2026-12-04 10:00:00")]
+    ledger = json.loads((streamed_stacks / "state" / "org-a" / "privacy-budget.json").read_text())
+    assert [c["template"] for c in ledger["charges"]] == ["hourly_viewers", "hourly_viewers"]
+
+
+def _pinned(now: dt.datetime):
+    real = params.windows.bounds
+
+    def bounds(length, _now):
+        return real(length, now)
+
+    return bounds
