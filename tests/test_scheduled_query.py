@@ -25,14 +25,7 @@ REGION, A = "us-east-1", "111111111111"
 MEMBERSHIP = "5f0e2c1a-8b7d-4c3e-9a10-2b3c4d5e6f70"
 TEMPLATE = f"arn:aws:cleanrooms:{REGION}:{A}:membership/{MEMBERSHIP}/analysistemplate/0c1d2e3f-4a5b-4c6d-8e7f-901234567890"
 SESSION = boto3.Session(region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
-HOURLY = """-- description: Viewers per channel in the window.
--- param: window_start TIMESTAMP
--- param: window_end TIMESTAMP
-SELECT e.channel, COUNT(*) AS events, SUM(e.watch_minutes) AS minutes
-FROM media_events e
-WHERE e.event_time >= :window_start AND e.event_time < :window_end
-GROUP BY e.channel
-"""
+HOURLY = (ROOT / "examples" / "streaming" / "hourly_viewers.sql").read_text()  # the shipped example
 TICK = dt.datetime(2026, 12, 4, 10, 0, 7, tzinfo=dt.timezone.utc)
 WINDOW = {"window_start": "2026-12-04 09:00:00", "window_end": "2026-12-04 10:00:00"}
 

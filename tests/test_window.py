@@ -12,6 +12,7 @@ import pytest
 from queryrunner import params
 from queryrunner.cli import main
 from queryrunner.outputs import Parameter, Template
+from tests.harness import ROOT
 from tests.test_queryrunner_run import (CSV_PART_1, OUTPUTS, Q1, SEG_ARN, SEG_ID, BUCKET, env, get_params,  # noqa: F401
                                         query, start_params, success)
 
@@ -86,14 +87,7 @@ def test_the_local_room_refuses_a_window_for_templates_that_declare_none(tmp_pat
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.csv"))
 
 
-HOURLY = """-- description: Events and minutes watched per channel in the window.
--- param: window_start TIMESTAMP
--- param: window_end TIMESTAMP
-SELECT e.channel, COUNT(*) AS events, SUM(e.watch_minutes) AS minutes
-FROM media_events e
-WHERE e.event_time >= :window_start AND e.event_time < :window_end
-GROUP BY e.channel
-"""
+HOURLY = (ROOT / "examples" / "streaming" / "hourly_viewers.sql").read_text()  # the shipped example
 
 
 @pytest.fixture
@@ -103,7 +97,6 @@ def streamed_stacks(tmp_path):
 
     import yaml
 
-    from tests.harness import ROOT
 
     for name in ("Pulumi.yaml", "Pulumi.org-a.yaml", "Pulumi.org-b.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
