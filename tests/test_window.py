@@ -97,7 +97,6 @@ def streamed_stacks(tmp_path):
 
     import yaml
 
-
     for name in ("Pulumi.yaml", "Pulumi.org-a.yaml", "Pulumi.org-b.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "data", tmp_path / "data")
