@@ -17,8 +17,9 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass
 
-import sqlglot
 from sqlglot import exp
+
+from model.sql_columns import parse_template
 
 AGG_TYPES = ("COUNT", "COUNT_DISTINCT", "SUM", "AVG", "STDDEV")
 _DP_TYPES = {exp.Count: "COUNT", exp.Sum: "SUM", exp.Avg: "AVG", exp.Stddev: "STDDEV", exp.StddevSamp: "STDDEV",
@@ -48,7 +49,7 @@ def final_aggregates(select: exp.Select) -> list[exp.AggFunc]:
 
 def count_aggregations(sql: str) -> Counter:
     """DP aggregations one run of ``sql`` is charged for (literals and comments never count)."""
-    tree = sqlglot.parse_one(sql, read="spark")
+    tree = parse_template(sql)
     selects = [tree] if isinstance(tree, exp.Select) else list(tree.find_all(exp.Select))[:1]
     counts: Counter = Counter()
     for select in selects:

@@ -24,7 +24,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-__all__ = ["SqlColumnsError", "select_columns", "strip_comment_lines"]
+__all__ = ["SqlColumnsError", "parse_template", "select_columns", "strip_comment_lines"]
 
 
 class SqlColumnsError(ValueError):
@@ -52,6 +52,66 @@ def _parse(sql: str, dialect: Optional[str]) -> list[Optional[exp.Expression]]:
     except ParseError:
         # Retry with parameters replaced by a neutral literal.
         return sqlglot.parse(_PLACEHOLDER.sub("NULL", sql), read=dialect)
+
+
+# Hints AWS Clean Rooms Spark SQL documents (sql-commands-hints-spark: join hints and partitioning hints).
+HINTS = ("BROADCAST", "BROADCASTJOIN", "MAPJOIN", "MERGE", "SHUFFLE_MERGE", "MERGEJOIN", "SHUFFLE_HASH",
+         "SHUFFLE_REPLICATE_NL", "COALESCE", "REPARTITION", "REPARTITION_BY_RANGE", "REBALANCE")
+
+
+def parse_template(sql: str, dialect: str = "spark") -> exp.Expression:
+    """A template's SQL as one query, as every reader of it (validator, local room, budget) sees it.
+
+    Two constructs of Clean Rooms Spark SQL are not part of the query's result and are taken out here:
+    - ``CACHE TABLE name AS query;`` statements before the query (sql-commands-cache-table: "the cached
+      data persists for the entire query") become CTEs of the query, in their order; each such CTE has
+      ``meta["cache_table"]`` set, since the disallowed output columns constraint applies to it
+      (the same page);
+    - hints (``SELECT /*+ BROADCAST(t) */``, sql-commands-hints-spark: "optimization suggestions, not
+      commands") change no row; they are removed, their names and lines kept in ``meta["hints"]``.
+    Raises ParseError (with a line) for a statement that is neither, or for more than one query.
+    """
+    statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+    if not statements:
+        raise ParseError("no query", errors=[{"description": "the template holds no query", "line": None}])
+    *cached, query = statements
+    for statement in cached:
+        if not isinstance(statement, exp.Cache) or statement.args.get("expression") is None:
+            kind = "a second query" if isinstance(statement, exp.Query) else type(statement).__name__.upper()
+            raise ParseError(kind, errors=[{"description": f"{kind} before the query: only 'CACHE TABLE name AS "
+                                                           "query;' statements may precede it "
+                                                           "(sql-commands-topic-spark)",
+                                            "line": _line(statement)}])
+    if not isinstance(query, exp.Query):
+        raise ParseError("no query", errors=[{"description": f"the last statement is {type(query).__name__.upper()},"
+                                                             " not a query", "line": _line(query)}])
+    if cached:
+        ctes = []
+        for statement in cached:
+            cte = exp.CTE(this=statement.args["expression"], alias=exp.TableAlias(this=statement.this.this.copy()))
+            cte.meta["cache_table"] = True
+            ctes.append(cte)
+        existing = query.args.get("with_")
+        query.set("with_", exp.With(expressions=[*ctes, *(existing.expressions if existing else [])],
+                                    recursive=existing.args.get("recursive") if existing else None))
+        for cte in ctes:  # set() copies nothing: mark again in case the node was rebuilt
+            cte.meta["cache_table"] = True
+    hints = []
+    for hint in list(query.find_all(exp.Hint)):
+        select = hint.parent
+        hint.pop()  # before reading a line: sqlglot numbers a hint's own tokens from the comment's start
+        for item in hint.expressions:
+            name = item.name if isinstance(item, (exp.JoinHint, exp.Anonymous)) else item.sql(dialect=dialect)
+            hints.append((str(name).upper(), _line(select)))
+    query.meta["hints"] = hints
+    return query
+
+
+def _line(node: exp.Expression) -> Optional[int]:
+    for candidate in (node, *node.find_all(exp.Identifier)):
+        if candidate.meta and candidate.meta.get("line") is not None:
+            return int(candidate.meta["line"])
+    return None
 
 
 def select_columns(sql_text: str, dialect: Optional[str] = None) -> list[str]:

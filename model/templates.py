@@ -18,6 +18,7 @@ import sqlglot
 from sqlglot import exp
 
 from model.errors import ConfigError
+from model.sql_columns import parse_template
 from model.stackfiles import ROOT
 from model.parameters import PARAMETER_TYPES, check_value
 from model.stack_models import SQL_WORKERS, WORKER_TYPE
@@ -133,7 +134,7 @@ def referenced_tables(sql: str, where: str = "analyst.queries") -> tuple[str, ..
     """Table names the SQL reads (CTE names excluded)."""
     # sqlglot reads ':name' placeholders as parameters in the Spark dialect.
     try:
-        tree = sqlglot.parse_one(sql, read="spark")
+        tree = parse_template(sql)
     except sqlglot.errors.ParseError as exc:
         # The structured error, not str(exc): that one carries ANSI underline codes.
         detail = exc.errors[0] if exc.errors else {}

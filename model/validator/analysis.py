@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.errors import OptimizeError, ParseError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, build_scope
 
 from model.collaboration import Collaboration, Table
+from model.sql_columns import parse_template
 from model.templates import QueryTemplate
 
 DIALECT = "spark"
@@ -84,7 +84,7 @@ class Analysis:
 
 def parse(template: QueryTemplate) -> exp.Expression:
     """Parse the whole file (header comments included, so line numbers are the file's)."""
-    return sqlglot.parse_one(template.sql, read=DIALECT)
+    return parse_template(template.sql, DIALECT)  # CACHE TABLE statements become CTEs; hints are set aside
 
 
 def qualified(tree: exp.Expression, schema: dict[str, dict[str, str]]) -> exp.Expression:

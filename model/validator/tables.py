@@ -23,6 +23,7 @@ from sqlglot import exp
 from sqlglot.errors import OptimizeError
 
 from model.collaboration import Collaboration
+from model.sql_columns import HINTS
 from model.templates import QueryTemplate
 from model.validator.analysis import Analysis
 from model.validator.finding import Finding, finding
@@ -68,6 +69,10 @@ def check(analysis: Analysis):
     for node in analysis.tree.walk():
         if isinstance(node, exp.SetOperation):
             yield from _set_operation(analysis, node)
+    for name, line in analysis.tree.meta.get("hints", []):  # set aside by model/sql_columns.parse_template
+        if name not in HINTS:
+            yield Finding("query hint", f"'{name}' is not a hint Clean Rooms Spark SQL supports; it supports "
+                          f"{', '.join(HINTS)} (sql-commands-hints-spark)", line=line)
 
 
 _KINDS = {"varchar": "text", "char": "text", "string": "text", "date": "date/time", "timestamp": "date/time",
@@ -82,7 +87,8 @@ def _set_operation(analysis: Analysis, node: exp.SetOperation):
     label = type(node).__name__.upper()
     if len(left.expressions) != len(right.expressions):
         yield finding("set operation", f"the branches of this {label} have {len(left.expressions)} and "
-                      f"{len(right.expressions)} columns; every branch must have as many columns as the first",
+                      f"{len(right.expressions)} columns; every branch must have as many columns as the first "
+                      "(sql-reference, Set operators)",
                       node.expression)
         return
     for position, (a, b) in enumerate(zip(left.expressions, right.expressions)):
@@ -90,7 +96,8 @@ def _set_operation(analysis: Analysis, node: exp.SetOperation):
         if None not in kinds and kinds[0] != kinds[1]:
             yield finding("set operation", f"column {position + 1} of this {label} is {kinds[0]} "
                           f"('{a.alias_or_name}') in one branch and {kinds[1]} ('{b.alias_or_name}') in the other; "
-                          "make both the same kind (CAST one of them)", b)
+                          "make both the same kind (CAST one of them): set operations allow no implicit conversion "
+                          "between kinds (sql-reference, Set operators)", b)
 
 
 def _first_select(node: exp.Expression) -> exp.Select | None:
