@@ -382,8 +382,8 @@ class Plan:
     def _select(self) -> exp.Select:
         select = self.root.expression
         if not isinstance(select, exp.Select):
-            raise LocalLimitation("the local clean room cannot yet enforce thresholds or differential privacy on "
-                                  "a set operation (UNION, ...) in the final SELECT; move it into a CTE")
+            raise LocalLimitation("differential privacy does not support a set operation (UNION, ...) in the "
+                                  "final SELECT: put it in a CTE or subquery (dp-sql-capabilities)")
         return select
 
     def execute(self, room: LocalCleanRoom, params, noise) -> LocalResult:
@@ -474,24 +474,24 @@ class Plan:
         and have fewer than its minimum are dropped. The set operation's ORDER BY and LIMIT come last.
         """
         operation = self.root.expression
-        kinds = {(type(n), n.args.get("distinct") is not False) for n in operation.walk() if isinstance(n, exp.SetOperation)}
-        if len(kinds) != 1 or next(iter(kinds))[0] is not exp.Union:
-            raise LocalLimitation("the local clean room enforces thresholds on a final UNION or UNION ALL (one "
-                                  "kind throughout); AWS does not support INTERSECT or EXCEPT with thresholds")
-        distinct = next(iter(kinds))[1]
+        if any(isinstance(n, exp.SetOperation) and not isinstance(n, exp.Union) for n in operation.walk()):
+            raise LocalLimitation("AWS supports UNION and UNION ALL in the final SELECT of a query over a table "
+                                  "under an aggregation threshold, not INTERSECT or EXCEPT (custom-sql-capabilities)")
         branches = _branches(self.root)
+        collapsed = _collapsed_under(self.root)
         width = len(branches[0][0].expressions)
         outputs = [p.alias_or_name for p in branches[0][0].expressions]
         thresholds = {alias: t.threshold for alias, t in self.thresholded.items()}
         enforcement.thresholds = {alias: minimum for alias, (_, minimum) in thresholds.items()}
         pairs = []
-        for b, (select, scope) in enumerate(branches):
-            pairs.append(self._branch_pairs(b, select, scope, thresholds, width))
+        for b, ((select, scope), under) in enumerate(zip(branches, collapsed)):
+            pairs.append(self._branch_pairs(b, select, scope, thresholds, width, under))
         union = pairs[0]
         for other in pairs[1:]:
             union = exp.union(union, other, distinct=False)
-        key = [exp.column(f"__c{i}") for i in range(width)] + ([] if distinct else [exp.column("__b"),
-                                                                                      exp.column("__r")])
+        # One output row per key: a branch row under UNION ALL alone is its own (__b, __r); rows under a
+        # UNION (DISTINCT) are one row per value, whichever branch below that UNION they come from.
+        key = [exp.column(f"__c{i}") for i in range(width)] + [exp.column("__b"), exp.column("__r")]
         counted = exp.select(*[exp.column(f"__c{i}") for i in range(width)], *[
             e for k, alias in enumerate(thresholds) for e in (
                 exp.alias_(exp.Count(this=exp.Distinct(expressions=[exp.column(f"__id{k}")])), f"__n{k}"),
@@ -519,13 +519,22 @@ class Plan:
         finally:
             room.db.unregister("__parts")
 
-    def _branch_pairs(self, index: int, select: exp.Select, scope: Scope, thresholds, width: int) -> exp.Select:
+    def _branch_pairs(self, index: int, select: exp.Select, scope: Scope, thresholds, width: int,
+                      under: int | None = None) -> exp.Select:
         """One branch's (output row, identity) pairs: __c* the row, __id* each table's identity (NULL where the
-        branch does not read it), __reads* whether it does (threshold applies), __b/__r the branch and row."""
+        branch does not read it), __reads* whether it does (threshold applies), __b/__r the branch and row;
+        ``under`` a UNION (DISTINCT) above the branch (``_collapsed_under``): __b names it, __r is 0."""
         reads = {alias: alias in self.analysis.base_tables(scope) and not _exempt(select, aggregates_in(select))
                  for alias in thresholds}
-        ids = {alias: self._identity(scope, alias, thresholds[alias][0]) if reads[alias] else exp.Null()
-               for alias in thresholds}
+        try:
+            ids = {alias: self._identity(scope, alias, thresholds[alias][0]) if reads[alias] else exp.Null()
+                   for alias in thresholds}
+        except _ChangesDistinct:
+            raise LocalLimitation("the local clean room cannot yet count the identities behind a final UNION's "
+                                  "branch that reads a CTE or subquery aggregating a thresholded table (or "
+                                  "SELECT DISTINCT over it); aggregate in the branch itself") from None
+        if under is not None:
+            index = -1 - under
         outputs = [exp.alias_(_unaliased(p).copy(), f"__c{i}") for i, p in enumerate(select.expressions)]
         flags = [e for k, alias in enumerate(thresholds) for e in (
             exp.alias_(exp.Literal.number(int(reads[alias])), f"__reads{k}"),)]
@@ -535,8 +544,8 @@ class Plan:
             pairs = _with_clauses(exp.Select(), select, clauses)
             pairs.set("expressions", [*outputs, *[exp.alias_(e.copy(), f"__id{k}") for k, e in enumerate(ids.values())],
                                       *flags, exp.alias_(exp.Literal.number(index), "__b"),
-                                      exp.alias_(_row_number([_unaliased(p).copy() for p in select.expressions]),
-                                                 "__r")])
+                                      exp.alias_(_row_number([_unaliased(p).copy() for p in select.expressions])
+                                                 if under is None else exp.Literal.number(0), "__r")])
             return pairs
         groups = list(select.args["group"].expressions) if select.args.get("group") is not None else []
         rows = _with_clauses(exp.Select(), select, (*clauses, "group", "having"))
@@ -551,7 +560,9 @@ class Plan:
                         for j in range(len(groups))]) if groups else exp.true()
         return exp.select(*[exp.column(f"__c{i}", table="r") for i in range(width)],
                           *[exp.column(f"__id{k}", table="m") for k in range(len(ids))], *flags,
-                          exp.alias_(exp.Literal.number(index), "__b"), exp.column("__r", table="r")).from_(
+                          exp.alias_(exp.Literal.number(index), "__b"),
+                          exp.column("__r", table="r") if under is None else exp.alias_(exp.Literal.number(0), "__r"),
+                          ).from_(
             exp.Subquery(this=numbered, alias=exp.TableAlias(this=exp.to_identifier("r")))).join(
             exp.Subquery(this=members, alias=exp.TableAlias(this=exp.to_identifier("m"))), on=on, join_type="left")
 
@@ -912,6 +923,21 @@ def _branches(scope: Scope) -> list[tuple[exp.Select, Scope]]:
     if not isinstance(scope.expression, exp.Select):
         raise LocalLimitation("a set operation whose branch is not a SELECT")
     return [(scope.expression, scope)]
+
+
+def _collapsed_under(scope: Scope, above: int | None = None, seen: list | None = None) -> list[int | None]:
+    """For each branch of ``_branches(scope)``: the outermost UNION (DISTINCT) it is under (a number), or None.
+
+    ``A UNION B UNION ALL C`` is ``(A UNION B) UNION ALL C``: the rows of A and B are merged by value, C's are
+    kept as they are; under ``(A UNION ALL B) UNION C`` every row is merged by value.
+    """
+    seen = [] if seen is None else seen
+    if not scope.set_operation_scopes:
+        return [above]
+    if above is None and scope.expression.args.get("distinct") is not False:
+        above = len(seen)
+        seen.append(scope.expression)
+    return [k for child in scope.set_operation_scopes for k in _collapsed_under(child, above, seen)]
 
 
 class PlanRefusal(Exception):

@@ -141,6 +141,8 @@ def check(analysis: Analysis):
                           f"FROM that keeps the user identifier ({uid}) [{CAPABILITIES}]",
                           scope.expression, context.table_in(scope.expression, scope))
             continue
+        if _branch_of_final(analysis, scope):
+            continue  # the final SELECT's set operation is refused itself (_final_select): its branches are no CTEs
         yield from _user_level(context, scope)
         yield from _set_branches(context, scope)
     for scope in analysis.scopes():
@@ -209,7 +211,8 @@ class _Context:
 def _final_select(context: _Context):
     analysis = context.analysis
     if isinstance(analysis.root.expression, exp.SetOperation):
-        yield finding(RULE, "set operators (UNION, INTERSECT, EXCEPT) are not supported in the final SELECT",
+        yield finding(RULE, "set operators (UNION, INTERSECT, EXCEPT) are not supported in the final SELECT: "
+                      f"put the set operation in a CTE of user-level rows and aggregate over it [{CAPABILITIES}]",
                       analysis.root.expression, context.first)
         return
     select = analysis.root.expression
@@ -281,6 +284,15 @@ def _clause(node: exp.Expression, select: exp.Select) -> str:
 
 # --------------------------------------------------------------------------
 # CTEs and subqueries over protected data
+
+
+def _branch_of_final(analysis: Analysis, scope: Scope) -> bool:
+    """Whether ``scope`` is a branch of the final SELECT's set operation (nested ones included)."""
+    def branches(of: Scope):
+        for child in of.set_operation_scopes:
+            yield child
+            yield from branches(child)
+    return any(scope is b for b in branches(analysis.root))
 
 
 def _user_level(context: _Context, scope: Scope):
