@@ -372,6 +372,8 @@ class Plan:
                 raise LocalLimitation("the template reads a differentially private table, but the collaboration "
                                       "has no privacy budget (differentialPrivacy in the owner's stack file)")
             self.private = self._plan_private(calibration)
+            # Output names that clash with the error columns are refused here, before any row is read.
+            _error_projections(self._select(), {r.node.sql(): r.index for r in self.private.releases})
 
     @property
     def usage(self) -> Counter:
@@ -668,7 +670,7 @@ class Plan:
         for p in select.expressions:
             name = p.alias_or_name
             projections.append(p.transform(rewrite, copy=False))
-            projections += extra.get(name, [])
+            projections += [e.transform(rewrite, copy=False) for e in extra.get(name, [])]
         phase2.set("expressions", projections)
         phase2.set("from_", exp.From(this=exp.to_table("__parts")))
         if select.args.get("having") is not None:
@@ -1040,21 +1042,96 @@ ERROR_SUFFIXES = (("sd", "_noise_sd"), ("lo", "_ci95_low"), ("hi", "_ci95_high")
 
 
 def _error_projections(select: exp.Select, errors: dict[str, int]) -> dict[str, list[exp.Expression]]:
-    """For each output that is exactly one noisy aggregate, its error columns (named after it)."""
+    """For each output computed from one noisy aggregate, its error columns (named after it).
+
+    An output that is the aggregate gets the aggregate's own columns. One computed from it by a function
+    that is monotone in it (``_monotone_in``: arithmetic with values that are not noisy, casts to a number,
+    ROUND / FLOOR / CEIL, LEAST / GREATEST, COALESCE) gets the interval mapped through the function: the
+    95% interval of f(v) is [min, max] of f at the interval's ends, since f moves one way on it. Its noise
+    sd is the aggregate's scaled by the function's slope, (f(hi) - f(lo)) / (hi - lo) with rounding left
+    out: exact for an affine f (``COUNT(*) * 2``, ``SUM(x) / 1000``), the secant's slope otherwise. Only
+    released values and their intervals go in: post-processing, no privacy cost. An output computed from
+    several noisy values (``SUM(x) / COUNT(*)``) or by a function that is not monotone (CASE, ABS, a
+    window) gets none (docs/local-clean-room.md, "Results with their error").
+    """
     names = {p.alias_or_name for p in select.expressions}
     out = {}
     for projection in select.expressions:
         node = _unaliased(projection)
-        if isinstance(node, exp.AggFunc) and node.sql() in errors:
-            name = projection.alias_or_name
-            taken = [name + suffix for _, suffix in ERROR_SUFFIXES if name + suffix in names]
-            if taken:
-                raise LocalLimitation(f"output columns {taken} clash with the error columns the local clean room "
-                                      f"adds beside '{name}'; rename them")
-            index = errors[node.sql()]
+        found = [a for a in node.find_all(exp.AggFunc) if a.sql() in errors and not isinstance(a.parent, exp.Window)]
+        if len(found) != 1 or not _monotone_in(found[0], node):
+            continue
+        name = projection.alias_or_name
+        taken = [name + suffix for _, suffix in ERROR_SUFFIXES if name + suffix in names]
+        if taken:
+            raise LocalLimitation(f"output columns {taken} clash with the error columns the local clean room "
+                                  f"adds beside '{name}'; rename them")
+        index = errors[found[0].sql()]
+        if found[0] is node:
             out[name] = [exp.alias_(exp.column(f"__e{index}_{part}"), name + suffix)
                          for part, suffix in ERROR_SUFFIXES]
+            continue
+        at = {end: _replaced(node, found[0], exp.column(f"__e{index}_{end}")) for end in ("lo", "hi")}
+        line = {end: _replaced(node, found[0], exp.column(f"__e{index}_{end}"), unrounded=True) for end in ("lo", "hi")}
+        slope = exp.Div(this=exp.Abs(this=exp.Sub(this=exp.paren(line["hi"]), expression=exp.paren(line["lo"]))),
+                        expression=exp.Nullif(this=exp.Sub(this=exp.column(f"__e{index}_hi"),
+                                                           expression=exp.column(f"__e{index}_lo")),
+                                              expression=exp.Literal.number(0)))
+        sd = exp.Mul(this=exp.column(f"__e{index}_sd"), expression=slope)
+        low = exp.Least(this=at["lo"].copy(), expressions=[at["hi"].copy()])
+        high = exp.Greatest(this=at["lo"], expressions=[at["hi"]])
+        out[name] = [exp.alias_(e, name + suffix) for e, (_, suffix) in zip((sd, low, high), ERROR_SUFFIXES)]
     return out
+
+
+_ROUNDING = (exp.Round, exp.Floor, exp.Ceil)
+
+
+def _monotone_in(aggregate: exp.Expression, root: exp.Expression) -> bool:
+    """Whether ``root`` moves one way as ``aggregate`` (its only noisy value) does, the rest held fixed."""
+    child = aggregate
+    while child is not root:
+        parent = child.parent
+        if isinstance(parent, (exp.Paren, exp.Neg, exp.Add, exp.Sub, exp.Mul, exp.Least, exp.Greatest)):
+            pass
+        elif isinstance(parent, (exp.Div, exp.Coalesce, *_ROUNDING)):
+            if child is not parent.this:  # v / x is monotone in v; x / v, and ROUND(x, v), are not
+                return False
+        elif isinstance(parent, (exp.Cast, exp.TryCast)):
+            if not parent.to.is_type(*exp.DataType.NUMERIC_TYPES):
+                return False
+        else:
+            return False
+        child = parent
+    return True
+
+
+def _replaced(root: exp.Expression, aggregate: exp.Expression, value: exp.Expression,
+              unrounded: bool = False) -> exp.Expression:
+    """A copy of ``root`` with ``value`` for ``aggregate``; ``unrounded``: ROUND / FLOOR / CEIL and casts
+    to an integer on its path left out (what the slope of a rounded value is taken from)."""
+    aggregate.meta["__noisy"] = True
+    try:
+        tree = root.copy()
+    finally:
+        del aggregate.meta["__noisy"]
+    target = next(n for n in tree.walk() if n.meta.get("__noisy"))
+    if unrounded:
+        node = target.parent
+        while node is not None:
+            above = node.parent
+            if isinstance(node, _ROUNDING) or (isinstance(node, (exp.Cast, exp.TryCast))
+                                               and node.to.is_type(*exp.DataType.INTEGER_TYPES)):
+                inner = node.this
+                if node is tree:
+                    tree = inner.pop()
+                else:
+                    node.replace(inner)
+            node = above
+    if target is tree:
+        return value.copy()
+    target.replace(value.copy())
+    return tree
 
 
 def _error(parts: pa.Table, r: _Release):

@@ -91,7 +91,8 @@ def test_a_deviation_interval_covers_about_95_percent(population):
 # End to end: the engine's own intervals over seeded runs
 
 
-SEGMENTS = ("SELECT r.age_group, r.region, COUNT(*) AS n, AVG(m.engagement_score) AS e, SUM(m.sessions) AS s "
+SEGMENTS = ("SELECT r.age_group, r.region, COUNT(*) AS n, AVG(m.engagement_score) AS e, SUM(m.sessions) AS s, "
+            "-SUM(m.sessions) / 1000 AS k, ROUND(AVG(m.engagement_score) * 10) AS e10 "
             "FROM retail_purchases r JOIN media_engagement m ON r.customer_key = m.customer_key "
             "GROUP BY r.age_group, r.region")
 
@@ -105,7 +106,7 @@ def test_the_engines_intervals_cover_the_true_values(tmp_path):
     plan = room.plan(analysis, CAL)
     # The true values: the same plan (clamped, truncated) with no noise, and no threshold in the way.
     truth = {(row["age_group"], row["region"]): row for row in room.execute(plan, {}, ZeroNoise()).table.to_pylist()}
-    hits, total = {"n": 0, "e": 0, "s": 0}, 0
+    hits, total = {"n": 0, "e": 0, "s": 0, "k": 0, "e10": 0}, 0  # k, e10: functions of one noisy value
     for seed in range(30):
         for row in room.execute(room.plan(analysis, CAL), {}, SeededNoise(seed)).table.to_pylist():
             exact = truth[(row["age_group"], row["region"])]
@@ -125,3 +126,49 @@ def test_an_output_computed_from_several_noisy_values_gets_no_interval(tmp_path)
     room = LocalCleanRoom(collab)
     table = room.execute(room.plan(analysis, CAL), {}, ShiftNoise(0)).table
     assert table.column_names == ["channel", "ratio", "n", "n_noise_sd", "n_ci95_low", "n_ci95_high"]
+
+
+DERIVED = ("SELECT m.channel, COUNT(*) AS n, COUNT(*) * 2 AS twice, CAST(COUNT(*) AS INT) + 1 AS more, "
+           "SUM(m.sessions) AS s, -SUM(m.sessions) / 1000 AS neg_k, AVG(m.sessions) AS a, ROUND(AVG(m.sessions), 1) "
+           "AS a1, CASE WHEN COUNT(*) > 5 THEN 1 ELSE 0 END AS flag, ABS(SUM(m.sessions) - 100) AS off "
+           "FROM media_engagement m GROUP BY m.channel")
+
+
+def test_an_output_computed_from_one_noisy_value_gets_its_interval_mapped(tmp_path):
+    """A monotone function of one noisy value: the interval's ends mapped, the sd scaled by the slope."""
+    collab = from_stack_files("org-a")[1]
+    analysis = validate(parse_query(write_template(tmp_path, "t", DERIVED)), collab).analysis
+    room = LocalCleanRoom(collab)
+    table = room.execute(room.plan(analysis, CAL), {}, ShiftNoise(0)).table
+    names = table.column_names
+    for derived in ("twice", "more", "neg_k", "a1"):
+        assert [f"{derived}{s}" for s in ("_noise_sd", "_ci95_low", "_ci95_high")] == \
+            names[names.index(derived) + 1:names.index(derived) + 4]
+    assert not {"flag_ci95_low", "off_ci95_low", "flag_noise_sd", "off_noise_sd"} & set(names)  # not monotone
+    rows = table.to_pylist()
+    assert rows
+    for row in rows:
+        assert (row["twice_ci95_low"], row["twice_ci95_high"]) == (2 * row["n_ci95_low"], 2 * row["n_ci95_high"])
+        assert row["twice_noise_sd"] == pytest.approx(2 * row["n_noise_sd"])
+        assert (row["more_ci95_low"], row["more_ci95_high"], row["more_noise_sd"]) == \
+            (row["n_ci95_low"] + 1, row["n_ci95_high"] + 1, pytest.approx(row["n_noise_sd"]))
+        # negated: the ends swap
+        assert row["neg_k_ci95_low"] == pytest.approx(-row["s_ci95_high"] / 1000)
+        assert row["neg_k_ci95_high"] == pytest.approx(-row["s_ci95_low"] / 1000)
+        assert row["neg_k_noise_sd"] == pytest.approx(row["s_noise_sd"] / 1000)
+        # rounded: the rounded ends, the unrounded slope (1)
+        assert (row["a1_ci95_low"], row["a1_ci95_high"]) == (round(row["a_ci95_low"], 1), round(row["a_ci95_high"], 1))
+        assert row["a1_noise_sd"] == pytest.approx(row["a_noise_sd"])
+        assert row["a1_ci95_low"] <= row["a1"] <= row["a1_ci95_high"]
+
+
+def test_a_derived_output_clashing_with_its_error_columns_is_refused_in_one_line(tmp_path):
+    from localroom.engine import LocalLimitation
+
+    collab = from_stack_files("org-a")[1]
+    sql = ("SELECT m.channel, COUNT(*) * 2 AS twice, COUNT(*) AS twice_ci95_low FROM media_engagement m "
+           "GROUP BY m.channel")
+    analysis = validate(parse_query(write_template(tmp_path, "t", sql)), collab).analysis
+    room = LocalCleanRoom(collab)
+    with pytest.raises(LocalLimitation, match=r"\['twice_ci95_low'\] clash with the error columns .* 'twice'"):
+        room.plan(analysis, CAL)  # at plan time: before any row is read
