@@ -86,9 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="`pulumi stack output --json` of the analyst stack: a file, or - for standard input")
     g.add_argument("--membership-id", help="override output membership_id (NOT the collaboration id)")
     g.add_argument("--collaboration-id", help="override output collaboration_id")
-    g.add_argument("--region", help="override output region")
-    g.add_argument("--results-bucket", help="override output results_bucket")
-    g.add_argument("--results-region", help="override output results_region (the results bucket's region)")
+    g.add_argument("--region", help="override output region: the collaboration's region (checked against outputs "
+                   "region and membership_arn, else allowed_result_regions)")
+    g.add_argument("--results-bucket", help="override output results_bucket; another bucket's region is never "
+                   "assumed: with output allowed_result_regions, give --results-region too")
+    g.add_argument("--results-region", help="the region of the --results-bucket bucket (output results_region is "
+                   "the stack's own bucket's)")
     g.add_argument("--results-prefix", help="override output results_prefix")
     g.add_argument("--result-format", choices=["CSV", "PARQUET"], help="override output result_format")
     g.add_argument("--profile", help="AWS profile for credentials, one configured in ~/.aws/config or "

@@ -192,6 +192,7 @@ class App:
         # Single-valued outputs are checked when present, whether this command uses them or not:
         # a wrong type or an impossible id means the file is not the analyst stack's outputs.
         self.settings.check(VALUE_CHECKS)
+        self.settings.check_region_flag()  # the collaboration's region, or every request answers "not found"
         self._clients: dict[str, Any] = {}
         self.receivers: tuple[str, ...] = ()  # member accounts each result is also sent to (run)
         self.published: list[str] = []  # templates copied to the dashboard's prefix in this run

@@ -195,6 +195,21 @@ class Settings:
             raise OutputsError(f"membership_id equals collaboration_id: {operation} needs this organization's "
                                "membership id; check the stack outputs")
 
+    def _allowed_result_regions(self) -> list[str] | None:
+        """Stack output ``allowed_result_regions``, checked; None when the stack exports none (older stacks)."""
+        allowed = self.get("allowed_result_regions")
+        if allowed is None:
+            return None
+        if not isinstance(allowed, list) or not allowed or any(checks.check_region(r) for r in allowed):
+            raise OutputsError("stack output 'allowed_result_regions' must be a non-empty list of AWS region codes, "
+                               f"got {checks.json_type(allowed)}; check the stack outputs")
+        return allowed
+
+    def _own_bucket(self) -> bool:
+        """The results bucket is the stack's own (output ``results_bucket``), whose region the stack exports."""
+        flag = self.overrides.get("results_bucket")
+        return flag is None or flag == self.raw.get("results_bucket")
+
     def check_result_region(self) -> None:
         """Results go only where the collaboration allows (stack output ``allowed_result_regions``).
 
@@ -202,13 +217,29 @@ class Settings:
         a collaboration created with allowedResultRegions refuses any other ("When specified, results
         can only be written to these Regions", CreateCollaboration): refused here before any request.
         Older stacks export neither: nothing to check, the service still enforces its setting.
+
+        A bucket named by ``--results-bucket`` is not the stack's: its region cannot be known without a
+        request (GetBucketLocation), so it is never assumed to be the stack's. With allowed result regions
+        exported, such a bucket needs ``--results-region`` or is refused.
         """
-        allowed = self.get("allowed_result_regions")
+        if self.from_flag("results_region") and self._own_bucket():
+            exported = self.raw.get("results_region")
+            if isinstance(exported, str) and checks.check_region(exported) is None \
+                    and exported != self.overrides["results_region"]:
+                raise checks.CheckError(
+                    f"--results-region {self.overrides['results_region']}: the results bucket "
+                    f"s3://{self.get('results_bucket')} is the stack's own, in {exported} (stack output "
+                    "'results_region'); give --results-region only with a --results-bucket of another bucket, "
+                    "or leave it out")
+        allowed = self._allowed_result_regions()
         if allowed is None:
             return
-        if not isinstance(allowed, list) or not allowed or any(checks.check_region(r) for r in allowed):
-            raise OutputsError("stack output 'allowed_result_regions' must be a non-empty list of AWS region codes, "
-                               f"got {checks.json_type(allowed)}; check the stack outputs")
+        if not self._own_bucket() and not self.from_flag("results_region"):
+            bucket = self.overrides["results_bucket"]
+            raise checks.CheckError(
+                f"--results-bucket {bucket}: its region is unknown (only the stack's own bucket's is exported) and "
+                f"the collaboration allows results only in {allowed} (stack output 'allowed_result_regions'); pass "
+                f"--results-region with the bucket's region (`aws s3api get-bucket-location --bucket {bucket}`)")
         key = "results_region" if not self._missing("results_region") else "region"
         where = self.get(key)
         if where not in allowed:
@@ -217,6 +248,38 @@ class Settings:
             raise OutputsError(f"results would be written to {shown} in {where} ({self.label(key)}), "
                                f"outside the collaboration's allowed result regions {allowed} (stack output "
                                "'allowed_result_regions'); use a results bucket in one of them")
+
+    def check_region_flag(self) -> None:
+        """``--region`` is where the runner calls Clean Rooms: the collaboration's region, or nothing works.
+
+        A membership, its templates and its queries exist only in the collaboration's region (every stack
+        deploys there; its output ``region`` and ``membership_arn`` say which), so another region answers
+        "not found" for all of them. Without either output, the collaboration's allowed result regions
+        still bound it: the owner's stack refuses a list without the collaboration's own region.
+        """
+        if not self.from_flag("region"):
+            return
+        given = self.overrides["region"]
+        known: list[tuple[str, str]] = []
+        exported = self.raw.get("region")
+        if isinstance(exported, str) and checks.check_region(exported) is None:
+            known.append((exported, "stack output 'region'"))
+        arn = self.raw.get("membership_arn")
+        own_membership = not self.from_flag("membership_id") or self.overrides["membership_id"] == self.raw.get(
+            "membership_id")
+        parts = arn.split(":") if isinstance(arn, str) else []
+        if own_membership and len(parts) > 5 and parts[2] == "cleanrooms" and checks.check_region(parts[3]) is None:
+            known.append((parts[3], "stack output 'membership_arn'"))
+        for region, source in known:
+            if given != region:
+                raise checks.CheckError(
+                    f"--region {given}: this stack's membership and collaboration are in {region} ({source}), and "
+                    f"Clean Rooms finds them only there; pass --region {region} or leave --region out")
+        allowed = self._allowed_result_regions()
+        if not known and allowed is not None and given not in allowed:
+            raise checks.CheckError(
+                f"--region {given} cannot be the collaboration's region: that is always one of its allowed result "
+                f"regions {allowed} (stack output 'allowed_result_regions'); pass --region one of them")
 
     def check_region_of(self, key: str, arn: str) -> None:
         """A template's ARN (stack output ``key``) is in the region the runner calls."""

@@ -111,6 +111,18 @@ BAD_INPUTS: list[tuple[list[str], str | None, str]] = [
     (["history", "--outputs", "-"], outputs(region=["us-east-1"]), "stack output 'region'"),
     (RUN, outputs(region="eu-west-1"), "analysis_templates.customer_segments.arn"),
     ([*RUN, "--region", "eu-west-2"], G, "--region"),
+    # --region is the collaboration's region, whatever the command: elsewhere nothing of the membership exists.
+    (["budget", "--outputs", "-", "--region", "eu-west-1"], G, "--region eu-west-1: this stack's membership and "
+     "collaboration are in us-east-1 (stack output 'region'), and Clean Rooms finds them only there; pass --region "
+     "us-east-1"),
+    (["history", "--outputs", "-", "--region", "eu-west-1"],
+     json.dumps({**{k: v for k, v in GOOD.items() if k != "region"},
+                 "membership_arn": f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:membership/{MEMBERSHIP_ID}"}),
+     "(stack output 'membership_arn')"),
+    (["status", "--outputs", "-", QUERY_ID, "--region", "eu-west-1"],
+     json.dumps({**{k: v for k, v in GOOD.items() if k != "region"}, "allowed_result_regions": ["us-east-1"]}),
+     "--region eu-west-1 cannot be the collaboration's region: that is always one of its allowed result regions "
+     "['us-east-1']"),
     # ids: flags, QUERY_ID and outputs, against the botocore cleanrooms model's patterns
     ([*RUN, "--membership-id", "abc"], G, "--membership-id"),
     ([*RUN, "--membership-id", MEMBERSHIP_ID.upper()], G, "--membership-id"),
@@ -180,6 +192,14 @@ BAD_INPUTS: list[tuple[list[str], str | None, str]] = [
     (RUN, outputs(allowed_result_regions="us-east-1"), "stack output 'allowed_result_regions' must be a non-empty "
      "list of AWS region codes, got a string"),
     ([*RUN, "--results-region", "Europe"], G, "--results-region"),
+    # A bucket named by the flag is not the stack's: its region is not assumed, it is asked for.
+    ([*RUN, "--results-bucket", "elsewhere-results"], outputs(allowed_result_regions=["us-east-1"]),
+     "--results-bucket elsewhere-results: its region is unknown"),
+    ([*JOB_RUN, "--results-bucket", "elsewhere-results"], job_outputs(allowed_result_regions=["us-east-1"]),
+     "pass --results-region with the bucket's region"),
+    ([*RUN, "--results-region", "eu-west-1"], outputs(results_region="us-east-1"),
+     "--results-region eu-west-1: the results bucket s3://analyst-results-111122223333 is the stack's own, in "
+     "us-east-1 (stack output 'results_region')"),
     (JOB_RUN, json.dumps({**JOBS_GOOD, "allowed_result_regions": ["eu-west-1"]}), "outside the collaboration's "
      "allowed result regions ['eu-west-1']"),
     ([*RUN, "--results-prefix", "team results"], G, "--results-prefix"),
@@ -398,6 +418,26 @@ def test_good_inputs_get_as_far_as_aws(argv):
     """The baseline of the sweep: with nothing wrong, the runner does ask for a client."""
     with pytest.raises(AssertionError, match="client was requested"):
         invoke(argv, G)
+
+
+@pytest.mark.parametrize("argv, stdin, region", [
+    # the stack's own bucket, by output or by the same name; another bucket with its region
+    ([*RUN, "--results-bucket", GOOD["results_bucket"]], outputs(allowed_result_regions=["us-east-1"]), REGION),
+    ([*RUN, "--results-bucket", "elsewhere-results", "--results-region", "eu-west-1"],
+     outputs(allowed_result_regions=["us-east-1", "eu-west-1"]), REGION),
+    ([*RUN, "--results-region", "us-east-1"], outputs(results_region="us-east-1"), REGION),
+    # --region where the outputs do not say: bounded by the allowed result regions, or free without outputs
+    (["budget", "--outputs", "-", "--region", "eu-west-1"],
+     json.dumps({**{k: v for k, v in GOOD.items() if k != "region"}, "allowed_result_regions": ["eu-west-1"]}),
+     "eu-west-1"),
+    (["budget", "--region", "eu-west-1", "--membership-id", MEMBERSHIP_ID, "--collaboration-id", COLLABORATION_ID],
+     None, "eu-west-1"),
+])
+def test_results_and_region_flags_that_fit_the_stack_get_as_far_as_aws(argv, stdin, region):
+    factory = NoAws()
+    with pytest.raises(AssertionError, match="client was requested"):
+        invoke(argv, stdin, factory)
+    assert factory.calls == [("cleanrooms", region)]
 
 
 @pytest.mark.parametrize("changes", [
