@@ -2,12 +2,21 @@
 
 "CloudTrail captures all API calls for AWS Clean Rooms as events [...] If you
 create a trail, you can enable continuous delivery of CloudTrail events to an
-Amazon S3 bucket" (User Guide, logging-using-cloudtrail). Clean Rooms' calls are
-management events; CloudTrail lists no data events for Clean Rooms, so the
-trail records this account's management events (the first copy of them is free)
-in the collaboration's region only (residency), with log file validation on:
-the digest files let an auditor prove no log was changed or deleted. Object Lock
-keeps every log object for ``retention_days``.
+Amazon S3 bucket" (Clean Rooms User Guide, "Logging AWS Clean Rooms API calls
+using AWS CloudTrail",
+https://docs.aws.amazon.com/clean-rooms/latest/userguide/logging-using-cloudtrail.html).
+Its example StartProtectedQuery events are management events (``"managementEvent":
+true, "eventCategory": "Management"``), and CloudTrail's table of data event
+resource types ("Data events supported by AWS CloudTrail",
+https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-concepts.html#cloudtrail-concepts-data-events,
+the same table as
+https://docs.aws.amazon.com/awscloudtrail/latest/userguide/logging-data-events-with-cloudtrail.html)
+has no ``AWS::CleanRooms::*`` or ``AWS::CleanRoomsML::*`` type: there are no
+Clean Rooms data events to select. So the trail's one advanced event selector
+takes this account's management events (the first copy of them is free), read
+and write, in the collaboration's region only (residency), with log file
+validation on: the digest files let an auditor prove no log was changed or
+deleted. Object Lock keeps every log object for ``retention_days``.
 """
 
 from __future__ import annotations
@@ -58,6 +67,15 @@ class AuditTrail(pulumi.ComponentResource):
             s3_key_prefix=PREFIX,
             kms_key_id=self.storage.key.arn,
             enable_log_file_validation=True,
+            # Management events are chosen by eventCategory = Management (Equals is its only operator; for them
+            # eventSource takes only NotEquals, so Clean Rooms' own calls cannot be singled out:
+            # https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_AdvancedFieldSelector.html). No
+            # readOnly field: read and write events both. No Data selector: CloudTrail lists no data event type
+            # for Clean Rooms (module docstring).
+            advanced_event_selectors=[aws.cloudtrail.TrailAdvancedEventSelectorArgs(
+                name="Management events (AWS Clean Rooms' API calls are management events)",
+                field_selectors=[aws.cloudtrail.TrailAdvancedEventSelectorFieldSelectorArgs(
+                    field="eventCategory", equals=["Management"])])],
             is_multi_region_trail=False,
             include_global_service_events=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.storage]),

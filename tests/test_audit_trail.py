@@ -45,6 +45,27 @@ def test_the_trail_records_into_an_encrypted_versioned_object_locked_bucket(audi
     assert run.outputs["audit_trail_arn"] == TRAIL_ARN
 
 
+def test_the_trail_selects_management_events_only_as_cloudtrail_offers_none_of_data_for_clean_rooms(audited):
+    """Clean Rooms' calls are management events and CloudTrail lists no AWS::CleanRooms* data event type
+    (components/audit_trail.py cites both pages): one advanced selector, management events read and write."""
+    trail = audited.one("aws:cloudtrail/trail:Trail")
+    assert trail.inputs.get("eventSelectors") is None  # basic selectors cannot be mixed with advanced ones
+    [selector] = trail.inputs["advancedEventSelectors"]
+    assert selector["fieldSelectors"] == [{"field": "eventCategory", "equals": ["Management"]}]
+    assert "Data" not in json.dumps(trail.inputs) and "resources.type" not in json.dumps(trail.inputs)
+    # What the provider sends (PutEventSelectors) passes botocore's model and is kept by moto's CloudTrail.
+    sent = [{"Name": s["name"], "FieldSelectors": [{"Field": f["field"], "Equals": f["equals"]}
+                                                   for f in s["fieldSelectors"]]}
+            for s in trail.inputs["advancedEventSelectors"]]
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=trail.inputs["s3BucketName"])
+        cloudtrail = boto3.client("cloudtrail", region_name="us-east-1")
+        cloudtrail.create_trail(Name=trail.inputs["name"], S3BucketName=trail.inputs["s3BucketName"])
+        cloudtrail.put_event_selectors(TrailName=trail.inputs["name"], AdvancedEventSelectors=sent)
+        kept = cloudtrail.get_event_selectors(TrailName=trail.inputs["name"])
+        assert kept["AdvancedEventSelectors"] == sent and not kept["EventSelectors"]
+
+
 def test_only_this_trail_may_write_and_encrypt_and_the_policies_lint_clean(audited):
     key_policy = json.loads(audited.named("org-b-audit-logs-key").inputs["policy"])
     by_sid = {s["Sid"]: s for s in key_policy["Statement"]}
