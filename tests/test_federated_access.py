@@ -90,6 +90,35 @@ def test_the_scoping_tag_is_a_tag_every_resource_carries(federated):
     assert json.loads(provider.inputs["defaultTags"])["tags"]["organization"] == "org-b"
 
 
+ABAC = "aws:ssoadmin/instanceAccessControlAttributes:InstanceAccessControlAttributes"
+
+
+def test_manage_attributes_declares_the_instances_abac_attribute_only_when_true(federated, bootstrap):
+    """manageAttributes: true declares the instance's one access-control attribute, keyed by the scoping tag and
+    read from attributeSource, in the identity account, with its deployer permissions; false (the default) leaves
+    the instance's attributes to whoever manages them and declares nothing of them."""
+    assert federated.of_type(ABAC) == []
+    assert "IdentityCenterAttributes" not in {
+        s["Sid"] for s in dp.build(dp.collect("org-b", [federated]))["identity-deployer"]["Statement"]}
+
+    source = "${path:enterprise.costCenter}"
+    run = run_stack("org-b", overrides={"access": access(manageAttributes=True, scopeTag="project",
+                                                         attributeSource=source)},
+                    peer_outputs={stack_ref("org-a"): bootstrap.a3.outputs})
+    [abac] = run.of_type(ABAC)
+    assert abac.inputs == {"instanceArn": INSTANCE,
+                           "attributes": [{"key": "project", "values": [{"sources": [source]}]}]}
+    [identity] = [r for r in run.resources if r.name == "org-b-aws-identity"]
+    assert abac.provider.startswith(identity.urn)
+    # The attribute is the principal tag the permission sets condition on.
+    tables = next(s for s in _policies(run)["org-b-access-producer-policy"]["Statement"]
+                  if s["Sid"] == "ThisOrganizationsConfiguredTables")
+    assert tables["Condition"]["StringEquals"]["aws:ResourceTag/project"] == "${aws:PrincipalTag/project}"
+    by_sid = {s["Sid"]: s for s in dp.build(dp.collect("org-b", [run]))["identity-deployer"]["Statement"]}
+    assert by_sid["IdentityCenterAttributes"]["Resource"] == [INSTANCE]
+    assert "sso:CreateInstanceAccessControlAttributeConfiguration" in by_sid["IdentityCenterAttributes"]["Action"]
+
+
 def test_an_unscoped_statement_is_refused_by_the_pack(federated):
     policy = next(r for r in federated.of_type("aws:ssoadmin/permissionSetInlinePolicy:PermissionSetInlinePolicy"))
     loose = {"Version": "2012-10-17", "Statement": [{"Sid": "Everything", "Effect": "Allow",
