@@ -156,6 +156,22 @@ def test_every_resource_uses_the_stack_providers(bootstrap):
                 assert urn in providers, f"{resource.name} uses provider {resource.provider}"
 
 
+def test_every_cloud_provider_has_the_same_default_tags(bootstrap):
+    """The aws-native provider, which declares every Clean Rooms resource, tags like the aws providers (the
+    collaboration's region, a producer's dataRegion, the Identity Center account): memberships, configured tables
+    and templates carry the organization, project and stack tags the permission sets' ABAC conditions read."""
+    from tests.test_federated_access import access
+
+    wide = run_stack("org-b", overrides={"dataRegion": "eu-west-1", "access": access()},
+                     peer_outputs={stack_ref("org-a"): bootstrap.a3.outputs})
+    for run, org, count in ((bootstrap.a3, "org-a", 2), (bootstrap.b2, "org-b", 2), (wide, "org-b", 4)):
+        tags = {r.name: json.loads(r.inputs.get("defaultTags") or "null") for r in run.resources
+                if r.typ in ("pulumi:providers:aws", "pulumi:providers:aws-native")}
+        assert f"{org}-aws-native" in tags and len(tags) == count, sorted(tags)
+        expected = {"tags": {"project": PROJECT, "organization": org, "stack": org}}
+        assert tags == dict.fromkeys(tags, expected)
+
+
 def test_default_providers_are_disabled_in_both_stacks():
     for stack in ("org-a", "org-b"):
         assert stack_config(stack)["pulumi:disable-default-providers"] == ["aws", "aws-native", "time"]
