@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from model import regions
 from queryrunner import checks
 
 HOW_TO_GET = (
@@ -252,7 +253,8 @@ class Settings:
     def check_region_flag(self) -> None:
         """``--region`` is where the runner calls Clean Rooms: the collaboration's region, or nothing works.
 
-        A membership, its templates and its queries exist only in the collaboration's region (every stack
+        A region without a Clean Rooms endpoint cannot answer at all. A membership, its templates and its
+        queries exist only in the collaboration's region (every stack
         deploys there; its output ``region`` and ``membership_arn`` say which), so another region answers
         "not found" for all of them. Without either output, the collaboration's allowed result regions
         still bound it: the owner's stack refuses a list without the collaboration's own region.
@@ -260,6 +262,10 @@ class Settings:
         if not self.from_flag("region"):
             return
         given = self.overrides["region"]
+        if given not in regions.CLEAN_ROOMS_REGIONS:
+            raise checks.CheckError(
+                f"--region {given} has no AWS Clean Rooms endpoint; it must be one of "
+                f"{', '.join(sorted(regions.CLEAN_ROOMS_REGIONS))} ({regions.CLEAN_ROOMS_ENDPOINTS})")
         known: list[tuple[str, str]] = []
         exported = self.raw.get("region")
         if isinstance(exported, str) and checks.check_region(exported) is None:

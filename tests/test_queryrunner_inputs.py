@@ -115,6 +115,8 @@ BAD_INPUTS: list[tuple[list[str], str | None, str]] = [
     (["budget", "--outputs", "-", "--region", "eu-west-1"], G, "--region eu-west-1: this stack's membership and "
      "collaboration are in us-east-1 (stack output 'region'), and Clean Rooms finds them only there; pass --region "
      "us-east-1"),
+    (["budget", "--region", "sa-east-1", "--membership-id", MEMBERSHIP_ID, "--collaboration-id", COLLABORATION_ID],
+     None, "--region sa-east-1 has no AWS Clean Rooms endpoint; it must be one of ap-northeast-1, "),
     (["history", "--outputs", "-", "--region", "eu-west-1"],
      json.dumps({**{k: v for k, v in GOOD.items() if k != "region"},
                  "membership_arn": f"arn:aws:cleanrooms:{REGION}:{ACCOUNT}:membership/{MEMBERSHIP_ID}"}),
