@@ -537,20 +537,31 @@ class Plan:
         ``under`` a UNION (DISTINCT) above the branch (``_collapsed_under``): __b names it, __r is 0."""
         reads = {alias: alias in self.analysis.base_tables(scope) and not _exempt(select, aggregates_in(select))
                  for alias in thresholds}
+        grouped = select.args.get("group") is not None or any(aggregates_in(p) for p in select.expressions)
+        source, with_ = select, None  # where the identities are read from
         try:
             ids = {alias: self._identity(scope, alias, thresholds[alias][0]) if reads[alias] else exp.Null()
                    for alias in thresholds}
         except _ChangesDistinct:
-            raise LocalLimitation("the local clean room cannot yet count the identities behind a final UNION's "
-                                  "branch that reads a CTE or subquery aggregating a thresholded table (or "
-                                  "SELECT DISTINCT over it); aggregate in the branch itself") from None
+            if grouped:
+                # A CTE or subquery aggregates (or DISTINCTs) a thresholded table away: the identities behind
+                # each of the branch's groups are read from a copy of the query in which each of its rows is
+                # repeated once per identity behind it (_expanded), as _counted_apart does for a final SELECT.
+                copy = Plan(self.source, self.dialect)
+                copy.apart = True
+                source, inner = _branches(copy.root)[index]
+                ids = {alias: copy._identity(inner, alias, thresholds[alias][0]) if reads[alias] else exp.Null()
+                       for alias in thresholds}
+                with_ = copy.root.expression.args.get("with_")
+            else:
+                # Row-level over aggregated rows: suppressed, as a result without aggregation is (_row_level).
+                ids = {alias: exp.Null() for alias in thresholds}
         if under is not None:
             index = -1 - under
         outputs = [exp.alias_(_unaliased(p).copy(), f"__c{i}") for i, p in enumerate(select.expressions)]
         flags = [e for k, alias in enumerate(thresholds) for e in (
             exp.alias_(exp.Literal.number(int(reads[alias])), f"__reads{k}"),)]
         clauses = ("from_", "joins", "where")
-        grouped = select.args.get("group") is not None or any(aggregates_in(p) for p in select.expressions)
         if not grouped:  # row-level: each row carries its own identities
             pairs = _with_clauses(exp.Select(), select, clauses)
             pairs.set("expressions", [*outputs, *[exp.alias_(e.copy(), f"__id{k}") for k, e in enumerate(ids.values())],
@@ -564,9 +575,11 @@ class Plan:
         numbered = exp.select(exp.Star(), exp.alias_(_row_number(
             [exp.column(f"__c{i}") for i in range(width)] + [exp.column(f"__g{j}") for j in range(len(groups))]),
             "__r")).from_(exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier("__rows"))))
-        members = _with_clauses(exp.Select(), select, clauses)
+        members = _with_clauses(exp.Select(), source, clauses)
         members.set("expressions", [*[exp.alias_(g.copy(), f"__g{j}") for j, g in enumerate(groups)],
                                     *[exp.alias_(e.copy(), f"__id{k}") for k, e in enumerate(ids.values())]])
+        if with_ is not None:  # the copy's CTEs, which carry the identities, shadow the query's own here
+            members.set("with_", with_.copy())
         on = exp.and_(*[exp.NullSafeEQ(this=exp.column(f"__g{j}", table="r"), expression=exp.column(f"__g{j}", table="m"))
                         for j in range(len(groups))]) if groups else exp.true()
         return exp.select(*[exp.column(f"__c{i}", table="r") for i in range(width)],

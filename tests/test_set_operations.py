@@ -225,10 +225,38 @@ def test_cache_table_runs_as_the_cte_it_is_and_keeps_the_disallowed_columns_rule
         parse_query(write_template(tmp_path, "t", f"SELECT 1 AS x;\n{query}"))
 
 
-def test_a_final_union_branch_over_an_aggregating_cte_is_a_one_line_limitation(collab, tmp_path):
-    """Not yet rehearsed (docs/local-clean-room.md, Limits): said in one line, never a traceback."""
+def test_a_final_union_branch_grouping_an_aggregating_cte_counts_the_identities_behind_each_group(collab, tmp_path):
+    """A branch groups a CTE that already aggregated the table: each of its groups has behind it the customers
+    of every CTE row it sums (counted on the copy that repeats each CTE row per customer); the other branch
+    reads the table itself."""
+    sql = ("WITH g AS (SELECT r.region, r.age_group, COUNT(*) AS n FROM retail_purchases r WHERE r.order_count = 40 "
+           "AND r.region IN ('northeast', 'midwest') GROUP BY r.region, r.age_group) "
+           "SELECT g.age_group AS k, SUM(g.n) AS total FROM g GROUP BY g.age_group "
+           "UNION ALL SELECT r.region, COUNT(*) FROM retail_purchases r WHERE r.order_count = 40 GROUP BY r.region")
+    by_age, by_region, counts = defaultdict(set), defaultdict(set), defaultdict(int)
+    for row in rows(RETAIL):
+        if row["order_count"] == "40" and row["region"] in ("northeast", "midwest"):
+            by_age[row["age_group"]].add(row["customer_key"])
+            counts[("age", row["age_group"])] += 1
+        if row["order_count"] == "40":
+            by_region[row["region"]].add(row["customer_key"])
+            counts[("region", row["region"])] += 1
+    expected = sorted([(k, counts[("age", k)]) for k, v in by_age.items() if len(v) >= 3] +
+                      [(k, counts[("region", k)]) for k, v in by_region.items() if len(v) >= 3])
+    out = run(collab, tmp_path, sql)
+    assert sorted((r["k"], r["total"]) for r in out.table.to_pylist()) == expected
+    small = sum(len(v) < 3 for v in by_age.values()) + sum(len(v) < 3 for v in by_region.values())
+    assert out.enforcement.suppressed_rows == small
+    assert any(len(v) < 3 for v in by_age.values())  # the threshold is not vacuous on the shipped data (55-64)
+
+
+def test_a_final_union_branch_listing_an_aggregating_cte_rows_is_suppressed_as_row_level(collab, tmp_path):
+    """A row-level branch over aggregated rows is suppressed, as a result without aggregation is (docs,
+    Minimum aggregation thresholds; Limits): the safe side of what AWS may keep. The other branch is kept."""
     sql = ("WITH g AS (SELECT r.region, COUNT(*) AS n FROM retail_purchases r GROUP BY r.region) "
            "SELECT g.region AS k FROM g UNION ALL SELECT r.age_group FROM retail_purchases r GROUP BY r.age_group")
-    with pytest.raises(LocalLimitation, match="aggregating a thresholded table") as caught:
-        run(collab, tmp_path, sql)
-    assert "\n" not in str(caught.value)
+    ages = {row["age_group"] for row in rows(RETAIL)}
+    regions = {row["region"] for row in rows(RETAIL)}
+    out = run(collab, tmp_path, sql)
+    assert sorted(r["k"] for r in out.table.to_pylist()) == sorted(ages)
+    assert out.enforcement.suppressed_rows == len(regions)
