@@ -375,6 +375,9 @@ class Plan:
         self.direct_sql = tree.sql(dialect=dialect) if self.direct else ""
         self.source = analysis
         self.apart = False  # a copy that may add identity columns to DISTINCT queries (_counted_apart)
+        # On such a copy: id(scope) of a CTE or subquery whose rows it repeats once per identity -> the names of
+        # its output columns that tell its original rows apart (_expanded, DISTINCT in _projected).
+        self.row_keys: dict[int, list[str]] = {}
         self.private: _Private | None = None
         if self.protected:
             if calibration is None:
@@ -485,7 +488,8 @@ class Plan:
         and have fewer than its minimum are dropped. The set operation's ORDER BY and LIMIT come last.
         """
         operation = self.root.expression
-        if any(isinstance(n, exp.SetOperation) and not isinstance(n, exp.Union) for n in operation.walk()):
+        if isinstance(operation, exp.SetOperation) and any(
+                isinstance(n, exp.SetOperation) and not isinstance(n, exp.Union) for n in operation.walk()):
             raise LocalLimitation("AWS supports UNION and UNION ALL in the final SELECT of a query over a table "
                                   "under an aggregation threshold, not INTERSECT or EXCEPT (custom-sql-capabilities)")
         branches = _branches(self.root)
@@ -521,9 +525,11 @@ class Plan:
         rows = _kept(rows, keep)
         final = exp.select(*[exp.alias_(exp.column(f"__c{i}"), name) for i, name in enumerate(outputs)]).from_(
             "__parts")
+        named = {_unaliased(p): exp.column(f"__c{i}") for i, p in enumerate(branches[0][0].expressions)}
         for clause in ("order", "limit", "offset"):
-            if operation.args.get(clause) is not None:
-                final.set(clause, operation.args[clause].copy())
+            if operation.args.get(clause) is not None:  # a plain SELECT's ORDER BY may name an output's expression
+                final.set(clause, operation.args[clause].copy().transform(
+                    lambda node: named[node].copy() if node in named and not isinstance(node, exp.Literal) else node))
         room.db.register("__parts", rows)
         try:
             return LocalResult(room.db.sql(final.sql(dialect=self.dialect), params), enforcement)
@@ -538,7 +544,7 @@ class Plan:
         reads = {alias: alias in self.analysis.base_tables(scope) and not _exempt(select, aggregates_in(select))
                  for alias in thresholds}
         grouped = select.args.get("group") is not None or any(aggregates_in(p) for p in select.expressions)
-        source, with_ = select, None  # where the identities are read from
+        source, with_, row_keys = select, None, None  # where the identities are read from
         try:
             ids = {alias: self._identity(scope, alias, thresholds[alias][0]) if reads[alias] else exp.Null()
                    for alias in thresholds}
@@ -552,10 +558,14 @@ class Plan:
                 source, inner = _branches(copy.root)[index]
                 ids = {alias: copy._identity(inner, alias, thresholds[alias][0]) if reads[alias] else exp.Null()
                        for alias in thresholds}
+                _rename_ctes(copy.root.expression, f"__copy{index}_")
                 with_ = copy.root.expression.args.get("with_")
             else:
-                # Row-level over aggregated rows: suppressed, as a result without aggregation is (_row_level).
-                ids = {alias: exp.Null() for alias in thresholds}
+                listed = self._listed_apart(index, thresholds, reads)
+                if listed is None:  # not one aggregated source: suppressed, as a result without aggregation is
+                    ids = {alias: exp.Null() for alias in thresholds}
+                else:
+                    source, ids, row_keys, with_ = listed
         if under is not None:
             index = -1 - under
         outputs = [exp.alias_(_unaliased(p).copy(), f"__c{i}") for i, p in enumerate(select.expressions)]
@@ -563,12 +573,21 @@ class Plan:
             exp.alias_(exp.Literal.number(int(reads[alias])), f"__reads{k}"),)]
         clauses = ("from_", "joins", "where")
         if not grouped:  # row-level: each row carries its own identities
-            pairs = _with_clauses(exp.Select(), select, clauses)
+            if row_keys is not None:  # each row of one aggregated source, repeated once per identity behind it
+                number = exp.Window(this=exp.Anonymous(this="DENSE_RANK"), order=exp.Order(expressions=[
+                    exp.Ordered(this=k.copy(), nulls_first=True) for k in row_keys])) if row_keys else \
+                    exp.Literal.number(1)
+            else:
+                number = _row_number([_unaliased(p).copy() for p in select.expressions])
+            pairs = _with_clauses(exp.Select(), source, clauses)
             pairs.set("expressions", [*outputs, *[exp.alias_(e.copy(), f"__id{k}") for k, e in enumerate(ids.values())],
                                       *flags, exp.alias_(exp.Literal.number(index), "__b"),
-                                      exp.alias_(_row_number([_unaliased(p).copy() for p in select.expressions])
-                                                 if under is None else exp.Literal.number(0), "__r")])
-            return pairs
+                                      exp.alias_(number if under is None else exp.Literal.number(0), "__r")])
+            if with_ is None:
+                return pairs
+            pairs.set("with_", with_.copy())  # the copy's CTEs, which carry the identities, in a scope of their own
+            return exp.select(exp.Star()).from_(exp.Subquery(this=pairs, alias=exp.TableAlias(
+                this=exp.to_identifier(f"__listed{index}"))))
         groups = list(select.args["group"].expressions) if select.args.get("group") is not None else []
         rows = _with_clauses(exp.Select(), select, (*clauses, "group", "having"))
         rows.set("expressions", [*outputs, *[exp.alias_(g.copy(), f"__g{j}") for j, g in enumerate(groups)]])
@@ -589,6 +608,28 @@ class Plan:
                           ).from_(
             exp.Subquery(this=numbered, alias=exp.TableAlias(this=exp.to_identifier("r")))).join(
             exp.Subquery(this=members, alias=exp.TableAlias(this=exp.to_identifier("m"))), on=on, join_type="left")
+
+    def _listed_apart(self, index: int, thresholds, reads):
+        """For a row-level branch (``index`` in ``_branches``) whose one source is a CTE or subquery that
+        aggregated a thresholded table: (its SELECT on the counting copy, the identities there, the columns
+        that tell the source's original rows apart, the copy's WITH); None for any other shape."""
+        copy = Plan(self.source, self.dialect)
+        copy.apart = True
+        select, scope = _branches(copy.root)[index]
+        sources = list(scope.selected_sources.values())
+        if len(sources) != 1 or not isinstance(sources[0][1], Scope) or select.args.get("joins"):
+            return None
+        try:
+            ids = {alias: copy._identity(scope, alias, thresholds[alias][0]) if reads[alias] else exp.Null()
+                   for alias in thresholds}
+        except (_ChangesDistinct, LocalLimitation):
+            return None
+        keys = copy.row_keys.get(id(sources[0][1]))
+        if keys is None:
+            return None
+        name = next(iter(scope.selected_sources))
+        _rename_ctes(copy.root.expression, f"__copy{index}_")
+        return select, ids, [exp.column(k, table=name) for k in keys], copy.root.expression.args.get("with_")
 
     def _expanded(self, scope: Scope, table: str, column: str) -> str:
         """On the counting copy: a CTE or subquery that aggregates ``table`` away, with each of its rows
@@ -614,8 +655,12 @@ class Plan:
         on = exp.and_(*[exp.NullSafeEQ(this=exp.column(f"__k{j}", table="__grp"),
                                        expression=exp.column(f"__k{j}", table="__who")) for j in range(len(keys))]) \
             if keys else exp.true()
+        # An aggregated row is told apart by its group keys (a query without GROUP BY has one row).
+        self.row_keys.setdefault(id(scope), [f"{name}_k{j}" for j in range(len(keys))])
         expanded = exp.select(*[exp.column(o, table="__grp") for o in outputs],
-                              exp.alias_(exp.column("__id", table="__who"), name)).from_(
+                              exp.alias_(exp.column("__id", table="__who"), name),
+                              *[exp.alias_(exp.column(f"__k{j}", table="__grp"), f"{name}_k{j}")
+                                for j in range(len(keys))]).from_(
             exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("__grp")))).join(
             exp.Subquery(this=members, alias=exp.TableAlias(this=exp.to_identifier("__who"))), on=on, join_type="left")
         if select.args.get("with_") is not None:
@@ -708,7 +753,19 @@ class Plan:
             room.db.unregister("__parts")
 
     def _row_level(self, room, select, params, enforcement) -> LocalResult:
-        """No aggregation: every output row comes from one input row, one identity."""
+        """No aggregation: every output row comes from one input row, one identity, and is suppressed.
+
+        Rows listed from one CTE or subquery that aggregated a thresholded table have behind them the
+        identities of their group: they are counted as a final UNION's branch is (``_set_operation``).
+        """
+        if self.thresholded:
+            thresholds = {alias: t.threshold for alias, t in self.thresholded.items()}
+            try:
+                for alias, (column, _) in thresholds.items():
+                    self._identity(self.root, alias, column)
+            except _ChangesDistinct:
+                if self._listed_apart(0, thresholds, dict.fromkeys(thresholds, True)) is not None:
+                    return self._set_operation(room, params, enforcement)
         enforcement.thresholds = {a: t.threshold[1] for a, t in self.thresholded.items()}
         sql = select.sql(dialect=self.dialect)
         enforcement.suppressed_rows = room.db.scalar(f"SELECT count(*) FROM ({sql}) AS __rows", params)
@@ -742,6 +799,8 @@ class Plan:
         if select.args.get("distinct") is not None and not self.apart:
             raise _ChangesDistinct()
         name = f"__cr_{table}_{column}"
+        if select.args.get("distinct") is not None:  # the copy: a distinct row is told apart by its values
+            self.row_keys.setdefault(id(scope), [p.alias_or_name for p in select.expressions])
         select.append("expressions", exp.alias_(self._identity(scope, table, column), name))
         return name
 
@@ -934,6 +993,25 @@ class Plan:
             counted = col(f"__t{k}") if unique else exp.Distinct(expressions=[col(f"__t{k}")])
             out.append(exp.alias_(exp.Count(this=counted), f"__tc{k}"))
         return out
+
+
+def _rename_ctes(tree: exp.Expression, prefix: str) -> None:
+    """Give the CTEs of a counting copy names of their own (``prefix`` + name), in place.
+
+    The copy's CTEs sit beside the query's own in one statement, and Spark (to which sqlglot moves
+    nested CTEs up) refuses two CTEs of one name. A reference without an alias keeps the old name as
+    its alias, so the columns qualified by it still resolve.
+    """
+    names = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    if not names:
+        return
+    for cte in list(tree.find_all(exp.CTE)):
+        cte.set("alias", exp.TableAlias(this=exp.to_identifier(prefix + cte.alias_or_name)))
+    for table in list(tree.find_all(exp.Table)):
+        if not table.args.get("db") and table.name in names:
+            if not table.args.get("alias"):
+                table.set("alias", exp.TableAlias(this=exp.to_identifier(table.name)))
+            table.set("this", exp.to_identifier(prefix + table.name))
 
 
 class _ChangesDistinct(Exception):

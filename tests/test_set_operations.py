@@ -250,13 +250,42 @@ def test_a_final_union_branch_grouping_an_aggregating_cte_counts_the_identities_
     assert any(len(v) < 3 for v in by_age.values())  # the threshold is not vacuous on the shipped data (55-64)
 
 
-def test_a_final_union_branch_listing_an_aggregating_cte_rows_is_suppressed_as_row_level(collab, tmp_path):
-    """A row-level branch over aggregated rows is suppressed, as a result without aggregation is (docs,
-    Minimum aggregation thresholds; Limits): the safe side of what AWS may keep. The other branch is kept."""
-    sql = ("WITH g AS (SELECT r.region, COUNT(*) AS n FROM retail_purchases r GROUP BY r.region) "
+def test_a_final_union_branch_listing_an_aggregating_cte_keeps_the_rows_with_enough_identities(collab, tmp_path):
+    """A row-level branch over aggregated rows: each listed row has behind it the customers of its group."""
+    sql = ("WITH g AS (SELECT r.region, COUNT(*) AS n FROM retail_purchases r WHERE r.order_count = 40 "
+           "AND r.age_group = '55-64' GROUP BY r.region) "
            "SELECT g.region AS k FROM g UNION ALL SELECT r.age_group FROM retail_purchases r GROUP BY r.age_group")
+    behind = defaultdict(set)
+    for row in rows(RETAIL):
+        if row["order_count"] == "40" and row["age_group"] == "55-64":
+            behind[row["region"]].add(row["customer_key"])
     ages = {row["age_group"] for row in rows(RETAIL)}
-    regions = {row["region"] for row in rows(RETAIL)}
     out = run(collab, tmp_path, sql)
-    assert sorted(r["k"] for r in out.table.to_pylist()) == sorted(ages)
-    assert out.enforcement.suppressed_rows == len(regions)
+    kept = {region for region, keys in behind.items() if len(keys) >= 3}
+    assert sorted(r["k"] for r in out.table.to_pylist()) == sorted([*ages, *kept])
+    assert out.enforcement.suppressed_rows == len(behind) - len(kept) >= 1 and kept  # neither side vacuous
+
+
+@pytest.mark.parametrize("cte, listed, key", [
+    ("SELECT r.region, COUNT(*) AS n FROM retail_purchases r WHERE r.order_count = 40 AND r.age_group = '55-64' "
+     "GROUP BY r.region", "SELECT g.region AS k, g.n FROM g ORDER BY g.n DESC", "region"),
+    ("SELECT DISTINCT r.region, r.age_group FROM retail_purchases r WHERE r.order_count = 40",
+     "SELECT g.age_group AS k FROM g WHERE g.region = 'west' ORDER BY k", "age_group"),
+], ids=["grouped", "distinct"])
+def test_a_final_select_listing_an_aggregating_cte_keeps_the_rows_with_enough_identities(collab, tmp_path, cte,
+                                                                                       listed, key):
+    """Rows listed from aggregated (or DISTINCT) rows: not one person's each, so not all suppressed; each keeps
+    the threshold over the customers behind its CTE row, and the ORDER BY applies to what is kept."""
+    out = run(collab, tmp_path, f"WITH g AS ({cte}) {listed}")
+    behind = defaultdict(set)
+    for row in rows(RETAIL):
+        if row["order_count"] == "40" and (row["age_group"] == "55-64" if key == "region" else row["region"] == "west"):
+            behind[row[key]].add(row["customer_key"])
+    kept = [k for k, v in behind.items() if len(v) >= 3]
+    listed_rows = out.table.to_pylist()
+    assert sorted(r["k"] for r in listed_rows) == sorted(kept) and kept
+    assert out.enforcement.suppressed_rows == len(behind) - len(kept) >= 1
+    if key == "region":  # ORDER BY g.n DESC: the expression of an output, applied after the threshold
+        assert [r["n"] for r in listed_rows] == sorted((r["n"] for r in listed_rows), reverse=True)
+    else:
+        assert [r["k"] for r in listed_rows] == sorted(kept)
