@@ -19,9 +19,13 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from queryrunner import UsageError
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from model import json_files
+from model.json_files import STRICT, must
+from queryrunner import UsageError, checks
 
 FORMAT = "queryrunner-journal"
 VERSION = 1
@@ -42,6 +46,8 @@ REFUSED = "refused"          # refused locally (privacy or access budget): nothi
 STATES = (PLANNED, STARTING, UNKNOWN, RUNNING, SUCCEEDED, FAILED, START_FAILED, INTERRUPTED, DEADLINE, REFUSED)
 # What --resume starts (again): nothing of these has a query that is running or has a result.
 STARTABLE = frozenset({PLANNED, INTERRUPTED, DEADLINE, REFUSED, START_FAILED})
+# The journal's own status: open (a plain re-run resumes it), finished, interrupted (Ctrl-C, SIGTERM).
+JOURNAL_STATUSES = ("open", "finished", "interrupted")
 
 
 class JournalError(UsageError):
@@ -54,15 +60,6 @@ def now_utc() -> dt.datetime:
 
 def iso(moment: dt.datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def parse_time(value: Any, where: str) -> dt.datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{where} must be an ISO time string")
-    moment = dt.datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
 @dataclass
@@ -109,24 +106,84 @@ class Entry:
                 "start_requests": self.start_requests}
 
 
-def _entry(name: str, raw: Any) -> Entry:
-    if not isinstance(raw, dict):
-        raise ValueError(f"templates.{name} must be an object")
-    for key, kind in (("arn", str), ("parameters", dict), ("state", str), ("queries", list), ("saved", list)):
-        if not isinstance(raw.get(key), kind):
-            raise ValueError(f"templates.{name}.{key} must be a {kind.__name__}")
-    if raw["state"] not in STATES:
-        raise ValueError(f"templates.{name}.state {raw['state']!r} is not one of {', '.join(STATES)}")
-    for q in raw["queries"]:
-        if not (isinstance(q, dict) and isinstance(q.get("id"), str) and isinstance(q.get("how"), str)):
-            raise ValueError(f"templates.{name}.queries must be objects with string id and how")
-    if not all(isinstance(p, str) for p in raw["saved"]):
-        raise ValueError(f"templates.{name}.saved must be a list of paths")
-    plan = Planned(raw["arn"], {str(k): str(v) for k, v in raw["parameters"].items()},
-                   raw.get("result_configuration"), raw.get("compute"))
-    return Entry(name, plan, raw["state"], list(raw["queries"]), parse_time(raw.get("intent_at"), f"{name}.intent_at"),
-                 list(raw["saved"]), raw.get("error"), [str(c) for c in raw.get("candidates") or []],
-                 int(raw.get("start_requests") or 0))
+# -- the file, as one typed model: every field a reader uses is checked before anything trusts it -------------------
+_Version = json_files.version_field(VERSION)
+
+
+class _QueryRecord(BaseModel):
+    model_config = STRICT
+    id: str
+    how: str
+    at: str | None = None
+
+
+class _ErrorRecord(BaseModel):
+    model_config = STRICT
+    code: str | None = None
+    message: str | None = None
+
+
+class _EntryFile(BaseModel):
+    model_config = STRICT
+    arn: str
+    parameters: dict[str, str]
+    result_configuration: dict[str, Any] | None = None
+    compute: dict[str, Any] | None = None
+    state: Literal[STATES]  # type: ignore[valid-type]
+    queries: list[_QueryRecord]
+    intent_at: dt.datetime | None = None
+    saved: list[str]
+    error: _ErrorRecord | None = None
+    candidates: list[str] = []
+    start_requests: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _resumable(self) -> "_EntryFile":
+        # What --resume decides from the state needs the state's own fields; without them it would start anew a
+        # template whose query may be running.
+        must(self.state not in (STARTING, UNKNOWN) or self.intent_at is not None,
+              f"is {self.state!r} but has no intent_at (when its start was sent)")
+        must(self.state not in (RUNNING, SUCCEEDED) or bool(self.queries),
+              f"is {self.state!r} but has no query id in queries")
+        return self
+
+
+class _JournalFile(BaseModel):
+    model_config = STRICT
+    format: Literal[FORMAT]  # type: ignore[valid-type]
+    version: _Version
+    membership_id: str
+    scope: str
+    status: Literal[JOURNAL_STATUSES]  # type: ignore[valid-type]
+    interrupted_by: str | None = None
+    created: dt.datetime | None = None
+    templates: dict[str, _EntryFile] = Field(min_length=1)
+    previous_queries: list[str] = []
+
+    @model_validator(mode="after")
+    def _ids(self) -> "_JournalFile":
+        # Each id is sent back to the service (re-attaching, a poll): it must be one the service could have given.
+        check = checks.check_job_id if self.scope.startswith("job-") else checks.check_query_id
+        for name, entry in self.templates.items():
+            for i, query in enumerate(entry.queries):
+                problem = check(query.id)
+                must(problem is None, f"templates.{name}.queries[{i}].id {problem}")
+        return self
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def _entry(name: str, raw: _EntryFile) -> Entry:
+    plan = Planned(raw.arn, dict(raw.parameters), raw.result_configuration, raw.compute)
+    return Entry(name, plan, raw.state, [q.model_dump() for q in raw.queries], _utc(raw.intent_at), list(raw.saved),
+                 raw.error.model_dump() if raw.error else None, list(raw.candidates), raw.start_requests)
+
+
+def _reason(exc: ValidationError) -> str:
+    error = json_files.first_error(exc, ("format",))
+    return f"it is not a {FORMAT} file" if error["loc"][:1] == ("format",) else json_files.problem(exc, VERSION)
 
 
 class Journal:
@@ -159,25 +216,14 @@ class Journal:
         except (OSError, UnicodeDecodeError) as exc:
             raise JournalError(f"journal {path} cannot be read ({exc}); nothing was started") from exc
         try:
-            raw = json.loads(text)
-            if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-                raise ValueError(f"it is not a {FORMAT} file")
-            if raw.get("version") != VERSION:
-                raise ValueError(f"version {raw.get('version')!r}, this runner reads version {VERSION}")
-            for key in ("membership_id", "scope", "status"):
-                if not isinstance(raw.get(key), str):
-                    raise ValueError(f"{key} must be a string")
-            if not isinstance(raw.get("templates"), dict) or not raw["templates"]:
-                raise ValueError("templates must be a non-empty object")
-            entries = {name: _entry(name, spec) for name, spec in raw["templates"].items()}
-            previous = [str(q) for q in raw.get("previous_queries") or []]
-            created = parse_time(raw.get("created"), "created")
-        except (ValueError, TypeError, KeyError) as exc:
-            raise JournalError(f"journal {path} is damaged or half-written ({exc}); nothing was started. Check "
-                               "`history` for queries it may have started, then move the file away to start anew"
-                               ) from exc
-        return cls(path, raw["membership_id"], raw["scope"], entries, status=raw["status"], created=created,
-                   previous=previous, interrupted_by=raw.get("interrupted_by"), wall=wall)
+            raw = _JournalFile.model_validate_json(text)
+        except ValidationError as exc:
+            raise JournalError(f"journal {path} is damaged or half-written ({_reason(exc)}); nothing was started. "
+                               "Check `history` for queries it may have started, then move the file away to start "
+                               "anew") from None
+        entries = {name: _entry(name, spec) for name, spec in raw.templates.items()}
+        return cls(path, raw.membership_id, raw.scope, entries, status=raw.status, created=_utc(raw.created),
+                   previous=list(raw.previous_queries), interrupted_by=raw.interrupted_by, wall=wall)
 
     def as_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "membership_id": self.membership_id, "scope": self.scope,

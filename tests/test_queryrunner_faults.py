@@ -478,6 +478,75 @@ def test_a_damaged_journal_is_one_line_and_starts_nothing(make_cloud, damage, ex
     assert cloud.fake.calls == []
 
 
+def _set(path: str, value):
+    """A change to a parsed journal: the value at a dotted key path (``templates.x.error``), or the whole file."""
+    def change(data):
+        if not path:
+            return value
+        *parents, last = path.split(".")
+        target = data
+        for key in parents:
+            target = target[int(key)] if isinstance(target, list) else target[key]
+        if value is _set:
+            del target[last]
+        else:
+            target[int(last) if isinstance(target, list) else last] = value
+        return data
+    return change
+
+
+def _entry(name: str, **changes):
+    """A change to one template's entry, several keys at once."""
+    def change(data):
+        data["templates"][name].update(changes)
+        return data
+    return change
+
+
+def _failed(error):
+    """customer_segments ended by the service, with ``error`` as its recorded error."""
+    return _entry("customer_segments", state="failed", error=error)
+
+
+# Valid JSON, the wrong shape: each is what --resume (or a plain re-run) would have trusted, and crashed on or
+# misread (a running template without its query id would be started again).
+@pytest.mark.parametrize("damage, expected", [
+    (_failed("boom"), "templates.customer_segments.error must be an object, got a string ('boom')"),
+    (_failed(["boom"]), "templates.customer_segments.error must be an object, got a list"),
+    (_failed({"code": 7, "message": "m"}), "templates.customer_segments.error.code must be a string, got a number"),
+    (_set("", [1, 2]), "it must be an object, not a list"),
+    (_set("", "journal"), "it must be an object, not a string"),
+    (_set("membership_id", _set), "membership_id is missing"),
+    (_set("status", "closed"), "status 'closed' is not one of 'open', 'finished' or 'interrupted'"),
+    (_set("templates", []), "templates must be an object, got a list"),
+    (_set("templates.customer_segments", "done"), "templates.customer_segments must be an object, got a string"),
+    (_set("templates.channel_reach.queries", []), "templates.channel_reach is 'running' but has no query id"),
+    (_set("templates.channel_reach.queries.0.id", 42), "templates.channel_reach.queries[0].id must be a string"),
+    (_set("templates.channel_reach.queries.0.id", "q-1"), "queries[0].id must match ProtectedQueryIdentifier"),
+    (_set("templates.channel_reach.queries.0", "q"), "templates.channel_reach.queries[0] must be an object"),
+    (_set("templates.channel_reach.saved", "a.csv"), "templates.channel_reach.saved must be a list, got a string"),
+    (_entry("channel_reach", state="starting", intent_at=None), "is 'starting' but has no intent_at"),
+    (_set("templates.channel_reach.intent_at", "soon"), "templates.channel_reach.intent_at must be an ISO time"),
+    (_set("templates.channel_reach.start_requests", "1"), "start_requests must be an integer, got a string ('1')"),
+    (_set("templates.channel_reach.parameters", {"min_orders": 1}), "parameters.min_orders must be a string"),
+    (_set("templates.channel_reach.candidates", None), "templates.channel_reach.candidates must be a list, got null"),
+    (_set("previous_queries", {}), "previous_queries must be a list, got an object"),
+])
+def test_a_journal_of_the_wrong_shape_is_one_line_naming_the_key_and_starts_nothing(make_cloud, damage, expected):
+    cloud = make_cloud()
+    path = killed_journal(cloud)
+    path.write_text(json.dumps(damage(json.loads(path.read_text()))))
+    before = path.read_text()
+    for argv in (["run", "--all", "--resume"], ["run", "--all"]):
+        code, _, err = cloud.run(*argv)
+        assert code == 2, err
+        line = one_error_line(err)
+        assert f"journal {path} is damaged or half-written (" in line and expected in line, line
+        assert "nothing was started" in line
+    assert path.read_text() == before  # nothing overwritten
+    assert cloud.fake.calls == []
+
+
 def test_a_journal_of_another_membership_or_template_set_is_refused(make_cloud):
     cloud = make_cloud()
     path = killed_journal(cloud, NAMES[:3])
