@@ -12,11 +12,15 @@ ledger is (localroom/ledger.write_atomically).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
 
 from localroom.ledger import locked, write_atomically
+from model import json_files
+from model.json_files import STRICT
 
 VERSION = 1
 RUNNING, INTERRUPTED, FINISHED = "running", "interrupted", "finished"
@@ -42,23 +46,22 @@ class Journal:
         path = Path(state) / stack / f"journal-{scope}.json"
         found = _read(path)
         journal = cls(path, identity, started=dt.datetime.now(dt.timezone.utc).isoformat())
-        if found is None or found.get("status") == FINISHED:
+        if found is None or found.status == FINISHED:
             if resume:
-                when = f"finished at {found.get('finished')}" if found else "not found"
+                when = f"finished at {found.finished}" if found else "not found"
                 raise JournalError(f"--resume: no unfinished run to resume ({path} is {when}); run without "
                                    "--resume to start one")
             return journal
-        if found.get("identity") != identity:
+        if found.identity != identity:
             if resume:
                 raise JournalError(f"--resume: {path} is of another run (its templates, parameters or data folder "
                                    "differ from these); run without --resume to start afresh")
             journal.note = (f"the unfinished run in {path} was of other templates, parameters or data; "
                             "starting afresh")
             return journal
-        kept = {name: entry for name, entry in (found.get("done") or {}).items()
-                if Path(entry.get("path", "")).is_file()}
-        journal.done, journal.started = kept, found.get("started") or journal.started
-        journal.note = (f"resuming the {found.get('status')} run of {journal.started} ({path}): "
+        kept = {name: entry.model_dump() for name, entry in found.done.items() if Path(entry.path).is_file()}
+        journal.done, journal.started = kept, found.started or journal.started
+        journal.note = (f"resuming the {found.status} run of {journal.started} ({path}): "
                         + (f"{len(kept)} template(s) already have their result and are not run again: "
                            f"{', '.join(sorted(kept))}" if kept else "no template had saved its result"))
         return journal
@@ -82,13 +85,36 @@ class Journal:
             write_atomically(self.path, record)
 
 
-def _read(path: Path) -> dict | None:
-    if not path.exists():
-        return None
+_Version = json_files.version_field(VERSION)
+
+
+class _Released(BaseModel):
+    model_config = STRICT
+    run_id: str
+    path: str
+
+
+class _JournalFile(BaseModel):
+    """The file as _write writes it: every field Journal.open and the runner (queryrunner/local.py) read."""
+
+    model_config = STRICT
+    version: _Version
+    status: Literal[RUNNING, INTERRUPTED, FINISHED]
+    started: str = ""
+    identity: dict[str, Any]
+    done: dict[str, _Released] = {}
+    finished: str | None = None
+
+
+def _read(path: Path) -> _JournalFile | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("done", {}), dict):
-            raise ValueError("not a journal of this version")
-        return data
-    except (OSError, ValueError) as exc:
-        raise JournalError(f"the run journal {path} is damaged ({exc}); move it aside to start afresh") from None
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JournalError(f"the run journal {path} cannot be read ({exc}); move it aside to start afresh") from None
+    try:
+        return _JournalFile.model_validate_json(text)
+    except ValidationError as exc:
+        raise JournalError(f"the run journal {path} is damaged ({json_files.problem(exc, VERSION)}); move it aside "
+                           "to start afresh") from None

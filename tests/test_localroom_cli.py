@@ -261,6 +261,36 @@ def test_resume_refuses_a_missing_damaged_or_other_journal(local):
     assert local.results("customer_segments") == [] and local.ledger()["charges"] == []
 
 
+@pytest.mark.parametrize("damage, expected", [
+    (lambda j: j["done"].update(customer_segments="yes"), "done.customer_segments must be an object, got a string"),
+    (lambda j: j["done"].update(customer_segments=7), "done.customer_segments must be an object, got a number (7)"),
+    (lambda j: j["done"]["customer_segments"].pop("path"), "done.customer_segments.path is missing"),
+    (lambda j: j["done"]["customer_segments"].update(run_id=None), "done.customer_segments.run_id must be a string"),
+    (lambda j: j.update(done=["customer_segments"]), "done must be an object, got a list"),
+    (lambda j: j.update(status="paused"), "status 'paused' is not one of 'running', 'interrupted' or 'finished'"),
+    (lambda j: j.update(version="1"), "version \"1\", this runner reads version 1"),
+    (lambda j: j.pop("identity"), "identity is missing"),
+    (lambda j: j.update(started=0), "started must be a string, got a number (0)"),
+])
+def test_a_journal_of_the_wrong_shape_is_one_line_and_runs_nothing(local, damage, expected):
+    """Valid JSON, the wrong shape (as a hand edit or another program leaves it): one line naming the file and the
+    key, exit 2; nothing run, charged or overwritten."""
+    assert local("run", "customer_segments", "--seed", "1")[0] == 0
+    journal = local.state / "org-a" / "journal-customer_segments.json"
+    data = json.loads(journal.read_text())
+    data["status"] = "running"  # as a killed run leaves it: a re-run would read its `done`
+    damage(data)
+    journal.write_text(json.dumps(data))
+    before, results, charges = journal.read_text(), local.results("customer_segments"), local.ledger()["charges"]
+    for argv in (["run", "customer_segments", "--seed", "1"], ["run", "customer_segments", "--resume"]):
+        code, out, err = local(*argv)
+        assert code == 2 and out == "", err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert f"the run journal {journal} is damaged ({expected}" in err and "move it aside" in err, err
+    assert journal.read_text() == before
+    assert local.results("customer_segments") == results and local.ledger()["charges"] == charges
+
+
 def test_a_reader_that_goes_away_gets_no_traceback(tmp_path):
     """`python -m queryrunner budget --local | head -1`: the pipe closes before the table is written."""
     process = subprocess.Popen([sys.executable, "-m", "queryrunner", "budget", "--local", "--state-dir",
