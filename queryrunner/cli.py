@@ -255,9 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--status", dest="status_filter",
                          choices=["SUBMITTED", "STARTED", "CANCELLED", "CANCELLING", "FAILED", "SUCCESS", "TIMED_OUT"])
     history.add_argument("--jobs", action="store_true", help="list protected jobs (PySpark) instead of queries")
+    history.add_argument("--out", metavar="DIR",
+                         help="the --out of the runs to mark: their journals are read from DIR/.journal (default "
+                              "results)")
     history.add_argument("--state-dir", metavar="DIR",
-                         help="where `run` and `job` keep their journals (default results/.journal): queries they "
-                              "started, reconciled or re-attached are marked so")
+                         help="the --state-dir of the runs to mark, where `run` and `job` keep their journals (default "
+                              "<--out>/.journal): queries they started, reconciled or re-attached are marked so")
 
     # PySpark jobs (queryrunner/jobs.py; docs/query-runner.md, "PySpark jobs"); --local: queryrunner/local.py.
     job_local = _Parser(add_help=False)
@@ -334,7 +337,7 @@ def main(argv: list[str] | None = None, *, stdin=None, stdout=None, stderr=None,
         # Checks that need no AWS and no stack: numeric ranges (each flag named on its own) and --out.
         # Both the cloud and the --local path get them; the cloud path checks the rest in cloud.App.
         checks.check_flag_ranges(args)
-        if args.command in ("run", "job", "audit"):
+        if args.command in ("run", "job", "audit") or getattr(args, "out", None) is not None:
             checks.fail("--out", checks.check_out_dir(args.out))
         if args.command == "audit":
             from queryrunner.audit import parse_since

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shlex
 import signal
 import threading
 from collections import Counter
@@ -164,14 +165,15 @@ def attempts_text(o: Any, noun: str = "query") -> str:
     return text
 
 
-def unknown_line(name: str, o: Any, noun: str, status_command: str, resume_command: str) -> str:
-    """The one line for a template whose start's outcome is unknown: the candidates and how to follow one."""
+def unknown_line(name: str, o: Any, noun: str, status_command: str, resume_command: str, flags: str = "") -> str:
+    """The one line for a template whose start's outcome is unknown: the candidates and how to follow one;
+    ``flags``: what finds this run's journal again (App.journal_flags)."""
     if o.candidates:
         follow = f"follow one with `{status_command} {o.candidates[0]}`"
         ids = f"candidate {noun} ids: {', '.join(o.candidates)}; {follow}"
     else:
-        ids = f"no candidate {noun} is listed; check `history{' --jobs' if noun == 'job' else ''}`"
-    return (f"[{name}] OUTCOME UNKNOWN: {o.error_message}; {ids}; then `{resume_command} --resume` follows the "
+        ids = f"no candidate {noun} is listed; check `history{' --jobs' if noun == 'job' else ''}{flags}`"
+    return (f"[{name}] OUTCOME UNKNOWN: {o.error_message}; {ids}; then `{resume_command} --resume{flags}` follows the "
             "one it started or starts it if none is listed (nothing else is started again)")
 
 
@@ -217,6 +219,15 @@ class App:
             checks.fail("--state-dir", checks.check_out_dir(given))
             return Path(given)
         return Path(getattr(self.args, "out", None) or "results") / ".journal"
+
+    def journal_flags(self) -> str:
+        """The flags that find this run's journal again, for the commands a message suggests (`--resume`,
+        `history`): its --state-dir, or its --out when not the default."""
+        given = getattr(self.args, "state_dir", None)
+        if given is not None:
+            return f" --state-dir {shlex.quote(given)}"
+        out = getattr(self.args, "out", None)
+        return f" --out {shlex.quote(out)}" if out not in (None, "results") else ""
 
     def open_journal(self, path: Path, membership_id: str, scope: str, plan: dict[str, jr.Planned],
                      command: str) -> tuple[jr.Journal, dict[str, Resume]]:
@@ -396,7 +407,7 @@ class App:
             cancelled = runner.cancel_in_flight()
             journal.close(interrupted_by=interrupted_by(exc))
             self.err(f"cancelled {len(cancelled)} quer{'y' if len(cancelled) == 1 else 'ies'}; exiting (recorded in "
-                     f"{journal.path}: `{command} --resume` runs what is left)")
+                     f"{journal.path}: `{command} --resume{self.journal_flags()}` runs what is left)")
             return exit_for_interrupt(exc)
 
         journal.close()
@@ -480,10 +491,11 @@ class App:
         elif o.status == "INTERRUPTED":
             self.err(f"[{o.template}] {where} interrupted")
         elif o.status == "UNKNOWN":
-            self.err(unknown_line(o.template, o, "query", "status", command))
+            self.err(unknown_line(o.template, o, "query", "status", command, self.journal_flags()))
         elif o.status == "POLL_FAILED":
             self.err(f"[{o.template}] {where}: its state could not be read ({o.error_code}: {o.error_message}); it may "
-                     f"still be running: `status {o.query_id}`; `{command} --resume` re-attaches to it")
+                     f"still be running: `status {o.query_id}`; `{command} --resume{self.journal_flags()}` "
+                     "re-attaches to it")
         elif o.status == "ENDED_EARLIER":
             self.err(f"[{o.template}] {where} ended in an earlier run ({o.error_code}: {o.error_message}); --resume "
                      f"does not start it again: run it without --resume to start it anew")
@@ -703,6 +715,7 @@ class App:
 
     def history(self) -> int:
         self.settings.require_all(["membership_id", "region"])
+        state_dir = self.state_dir()  # checked before the first request
         jobs = getattr(self.args, "jobs", False)
         operation, key, what, noun = (("list_protected_jobs", "protectedJobs", "jobs", "job") if jobs else
                                       ("list_protected_queries", "protectedQueries", "queries", "query"))
@@ -719,7 +732,7 @@ class App:
         if not summaries:
             print(f"no protected {what} for this membership", file=self.stdout)
             return EXIT_OK
-        notes = self.journal_notes(jobs)
+        notes = self.journal_notes(jobs, state_dir)
         rows = [[q["id"], q["status"], q["createTime"].isoformat(timespec="seconds"),
                  ",".join(r["analysisType"] for r in q.get("receiverConfigurations", [])) or "-"]
                 + ([notes.get(q["id"], "-")] if notes else [])
@@ -728,10 +741,10 @@ class App:
         print(results.format_table(header, rows, max_rows=len(rows)), file=self.stdout)
         return EXIT_OK
 
-    def journal_notes(self, jobs: bool) -> dict[str, str]:
-        """Query (or job) id -> 'template: how' (started, reconciled, re-attached) from this membership's journals
-        under --state-dir (default results/.journal), so `history` shows what the runner did with each."""
-        state_dir = Path(getattr(self.args, "state_dir", None) or os.path.join("results", ".journal"))
+    def journal_notes(self, jobs: bool, state_dir: Path) -> dict[str, str]:
+        """Query (or job) id -> 'template: how' (started, reconciled, re-attached) from this membership's journals,
+        in ``state_dir``, found as `run` and `job` found it (--state-dir, else <--out>/.journal), so `history` shows
+        what the runner did with each."""
         notes: dict[str, str] = {}
         for membership, scope, path in jr.journals_under(state_dir):
             if membership != self.settings.membership_id or scope.startswith("job-") != jobs:

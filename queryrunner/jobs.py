@@ -494,7 +494,8 @@ class JobCommand:
                      f"{', '.join(entry.saved) if entry else '(see the journal)'}; not started again")
             return EXIT_OK
         if o.status == "UNKNOWN":
-            app.err(unknown_line(job.name, _Line(o.error.get("message"), o.candidates), "job", "job-status", command))
+            app.err(unknown_line(job.name, _Line(o.error.get("message"), o.candidates), "job", "job-status", command,
+                                 app.journal_flags()))
             return EXIT_OUTCOME_UNKNOWN
         if o.status == "ENDED_EARLIER":
             app.err(f"[{job.name}] {where} ended in an earlier run ({o.error.get('code')}: {o.error.get('message')}); "
@@ -517,7 +518,7 @@ class JobCommand:
         elif o.status == "POLL_FAILED":
             app.err(f"[{job.name}] {where}: its state could not be read ({o.error.get('code')}: "
                     f"{o.error.get('message')}); it may still be running: `job-status {o.job_id}`; "
-                    f"`{command} --resume` re-attaches to it")
+                    f"`{command} --resume{app.journal_flags()}` re-attaches to it")
             return EXIT_OUTCOME_UNKNOWN
         else:
             app.err(f"[{job.name}] {where} could not start: {o.error.get('code')}: {o.error.get('message')}")

@@ -220,6 +220,37 @@ def test_a_lost_answer_is_never_started_again_and_the_query_it_started_is_follow
     assert "customer_segments: reconciled" in history_out.getvalue()
 
 
+def test_history_finds_the_journal_a_run_kept_under_its_out_or_state_dir(make_cloud, tmp_path, monkeypatch):
+    cloud = make_cloud()
+    cloud.write_outputs(outputs(["customer_segments"]))
+    assert cloud.run("run", "customer_segments")[0] == 0  # --out DIR: its journal is DIR/.journal
+    state = tmp_path / "state"
+    assert cloud.run("run", "customer_segments", "--state-dir", str(state))[0] == 0  # a new run, journal elsewhere
+    first, second = (r.id for r in cloud.fake.records.values())
+
+    def marks(*flags: str) -> dict[str, str]:
+        """history's last column per query id (its journal note)."""
+        out, err = io.StringIO(), io.StringIO()
+        assert main(["history", "--outputs", str(cloud.outputs_path), *flags], stdout=out, stderr=err) == 0, \
+            err.getvalue()
+        rows = [[c.strip() for c in line.split(" | ")] for line in out.getvalue().splitlines()]
+        return {row[0]: row[-1] for row in rows if row[0] in (first, second) and len(row) == 5}
+
+    assert marks("--out", str(cloud.out_dir)) == {first: "customer_segments: started", second: "-"}
+    assert marks("--state-dir", str(state)) == {first: "-", second: "customer_segments: started"}
+    monkeypatch.chdir(tmp_path)  # the default is results/.journal, where the first run's --out put it
+    assert marks() == {first: "customer_segments: started", second: "-"}
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # no results/ here: no journal, and no journal column
+    assert marks() == {}
+    calls = len(cloud.fake.calls)
+    (tmp_path / "a-file").write_text("")
+    err = io.StringIO()
+    assert main(["history", "--outputs", str(cloud.outputs_path), "--out", str(tmp_path / "a-file")],
+                stdout=io.StringIO(), stderr=err) == 2
+    assert one_error_line(err.getvalue()).startswith("error: --out ") and len(cloud.fake.calls) == calls
+
+
 def test_lost_answers_in_run_all_with_a_failing_listing_start_nothing_twice(make_cloud):
     start = "StartProtectedQuery"
     faults = Faults({(start, "customer_segments", 0): ERROR_AFTER, (start, "channel_reach", 0): RESET_AFTER,
@@ -286,7 +317,8 @@ def test_two_matching_queries_stop_the_template_with_exit_3_naming_both_until_on
     line = next(line for line in err.splitlines() if "OUTCOME UNKNOWN" in line)
     assert "2 querys match" not in line and "2 querys" not in err
     assert f"candidate query ids: {ours}, {other}" in line or f"candidate query ids: {other}, {ours}" in line
-    assert "follow one with `status " in line and "`run customer_segments --resume`" in line
+    # the command finds this run's journal again: it was kept under --out
+    assert "follow one with `status " in line and f"`run customer_segments --resume --out {cloud.out_dir}`" in line
     assert cloud.fake.created["customer_segments"] == 2 and cloud.fake.start_requests["customer_segments"] == 2
     assert cloud.journal("customer_segments")["status"] == "open"  # a plain re-run would resume, not start anew
 
@@ -316,7 +348,8 @@ def test_a_500_that_started_nothing_is_unknown_until_resume_sees_it_listed_nowhe
     assert line.startswith("[channel_reach] OUTCOME UNKNOWN: its start's answer was lost (HTTP 500 "
                            "InternalServerException), and no query with its template, parameters and result "
                            "configuration is listed (3 looks)")
-    assert "no candidate query is listed; check `history`" in line and "`run --all --resume`" in line
+    assert f"no candidate query is listed; check `history --out {cloud.out_dir}`" in line
+    assert f"`run --all --resume --out {cloud.out_dir}`" in line
     assert_one_query_each(cloud.fake, [n for n in NAMES if n != "channel_reach"])
     summary = out.split("== summary ==")[1]
     assert "UNKNOWN" in summary
