@@ -10,7 +10,8 @@ and each start of a differentially private template spends the budget again. So 
 function looks at the membership's protected queries created since the window ended, and starts none
 if one of them is this template over this window and has not failed. The start itself is never retried
 by botocore: an answer lost after the query started would otherwise start a second one; the function
-fails instead, and its retry finds the query.
+fails instead, and its retry finds the query. Every client has explicit connect and read timeouts,
+the query runner's (``client_configs``).
 
 Only the standard library and boto3, which the Lambda Python runtime provides.
 """
@@ -24,6 +25,17 @@ from typing import Any
 import windows  # model/windows.py, packaged beside this file
 
 RUNNING_OR_DONE = ("SUBMITTED", "STARTED", "CANCELLING", "SUCCESS", "TIMED_OUT")
+
+# The query runner's network policy (queryrunner/cloud.py: Network, READ_ATTEMPTS, and reconcile.guard_starts for
+# starts), restated because this file is deployed with windows.py alone (components/scheduled_query.py); the tests
+# compare the two. Seconds to open a connection and to wait for an answer (botocore's default read timeout, which
+# would otherwise apply with a 60 s connect timeout). Reads are safe to repeat: botocore's standard mode retries
+# throttling, 5xx, resets and timeouts, 6 attempts in all. A start is sent once: StartProtectedQuery takes no
+# idempotency token, so any failed start fails the invocation, and Lambda's retry lists before it starts again.
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+READ_ATTEMPTS = 6
+START_ATTEMPTS = 1
 
 
 def started_already(cleanrooms, membership_id: str, template_arn: str, values: dict[str, str],
@@ -59,12 +71,22 @@ def run(cleanrooms, starts, membership_id: str, template_arn: str, length: dt.ti
     return {"status": "started", "query": answer["protectedQuery"]["id"], "window": values}
 
 
+def client_configs():
+    """(reads, starts): the botocore configs of the two clients, explicit timeouts on both."""
+    from botocore.config import Config
+
+    timeouts = {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT,
+                "user_agent_extra": "cleanrooms-scheduled-query"}
+    return (Config(retries={"mode": "standard", "total_max_attempts": READ_ATTEMPTS}, **timeouts),
+            Config(retries={"mode": "standard", "total_max_attempts": START_ATTEMPTS}, **timeouts))
+
+
 def handler(event, _context):
     import boto3
-    from botocore.config import Config
 
     length = windows.parse_length(os.environ["WINDOW"])
     scheduled = dt.datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
-    reads = boto3.client("cleanrooms", config=Config(retries={"mode": "standard", "total_max_attempts": 6}))
-    starts = boto3.client("cleanrooms", config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    reads_config, starts_config = client_configs()
+    reads = boto3.client("cleanrooms", config=reads_config)
+    starts = boto3.client("cleanrooms", config=starts_config)
     return run(reads, starts, os.environ["MEMBERSHIP_ID"], os.environ["TEMPLATE_ARN"], length, scheduled)

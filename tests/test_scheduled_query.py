@@ -11,10 +11,14 @@ import sys
 import boto3
 import pulumi
 import pytest
+from botocore.exceptions import ClientError, ConnectionClosedError
 from botocore.stub import Stubber
 
 from offline import deployer_policy as dp
+from queryrunner import cloud as qcloud
+from tests import test_queryrunner_faults as faults
 from tests.harness import PROJECT, ROOT, run_stack, stack_config, stack_ref
+from tests.support.fake_cleanrooms import ERROR_AFTER, RESET_AFTER, THROTTLE, FakeCleanRooms, Faults, TemplateSpec
 from tests.support.iam_lint import lint_policy
 
 sys.path.insert(0, str(ROOT / "model"))
@@ -81,6 +85,67 @@ def test_a_failed_query_of_the_window_does_not_count_as_started():
             "sqlParameters": {"analysisTemplateArn": TEMPLATE, "parameters": WINDOW}})
         assert scheduled_query.run(reads, starts, MEMBERSHIP, TEMPLATE, dt.timedelta(hours=1), TICK)["status"] == \
             "started"
+
+
+# -- the function's clients: the runner's timeouts, a start sent once ------------------------------------------
+def test_the_clients_have_the_runners_timeouts_and_retries_and_a_start_is_sent_once():
+    """Deployed as one file (with windows.py), the function restates the runner's network policy: the same explicit
+    connect and read timeouts on both clients, botocore's standard retries for reads, none for the start."""
+    reads, starts = scheduled_query.client_configs()
+    runner = qcloud.client_config(qcloud.Network())
+    for config in (reads, starts):
+        assert (config.connect_timeout, config.read_timeout) == (runner.connect_timeout, runner.read_timeout)
+        assert (config.connect_timeout, config.read_timeout) == (10.0, 60.0)  # botocore's are 60 and 60
+    assert reads.retries == runner.retries == {"mode": "standard", "total_max_attempts": qcloud.READ_ATTEMPTS}
+    assert starts.retries == {"mode": "standard", "total_max_attempts": 1}  # what guard_starts makes of the runner's
+    # The component packages only the two files: the policy cannot come from queryrunner/ (nor anything from model/
+    # but windows.py), only from what the Lambda runtime has.
+    imported = {line.split()[1] for line in (ROOT / "lambdas" / "scheduled_query.py").read_text().splitlines()
+                if line.strip().startswith(("import ", "from "))}
+    assert imported <= {"__future__", "datetime", "os", "typing", "windows", "boto3", "botocore.config"}, imported
+
+
+@pytest.mark.parametrize("fault", [ERROR_AFTER, RESET_AFTER])
+def test_a_tick_whose_start_answer_is_lost_starts_one_query_over_real_http(tmp_path, monkeypatch, fault):
+    """The handler's own clients against the fault-injecting endpoint (tests/support/fake_cleanrooms.py, every
+    request checked against the model): a throttled listing is read again, a start whose answer is lost after the
+    service created the query is not sent again; the invocation fails, and Lambda's retry finds the query."""
+    spec = TemplateSpec("hourly_viewers", faults.arn(7), sql=HOURLY)
+    script = {("ListProtectedQueries", "ListProtectedQueries", 0): THROTTLE,
+              ("StartProtectedQuery", spec.name, 0): fault}
+    fake = FakeCleanRooms(faults.MEMBERSHIP_ID, faults.COLLABORATION_ID, faults.BUCKET, [spec],
+                          faults=Faults(script)).start()
+    try:
+        for var, value in faults.cloud_env(fake, tmp_path).items():
+            monkeypatch.setenv(var, value)
+        for var, value in {"WINDOW": "1h", "MEMBERSHIP_ID": faults.MEMBERSHIP_ID, "TEMPLATE_ARN": spec.arn}.items():
+            monkeypatch.setenv(var, value)
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # the handler's boto3.client: a session of this env
+        configs = []
+        real_run = scheduled_query.run
+
+        def run(reads, starts, *args):
+            configs.append((reads.meta.config, starts.meta.config))
+            return real_run(reads, starts, *args)
+
+        monkeypatch.setattr(scheduled_query, "run", run)
+        event = {"time": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+        with pytest.raises((ClientError, ConnectionClosedError)):
+            scheduled_query.handler(event, None)  # the invocation fails: its answer was lost
+        assert fake.start_requests[spec.name] == 1 and fake.created[spec.name] == 1  # botocore did not send it again
+        assert fake.calls.count("ListProtectedQueries") == 2  # the throttled read was sent again
+        answer = scheduled_query.handler(event, None)  # Lambda's retry of the same event
+        (query_id,) = fake.records
+        assert answer["status"] == "already started" and answer["query"] == query_id
+        assert fake.start_requests[spec.name] == 1 and fake.created[spec.name] == 1
+        for reads, starts in configs:  # the clients the handler built carry the policy
+            assert (reads.connect_timeout, reads.read_timeout, starts.connect_timeout, starts.read_timeout) == (
+                10.0, 60.0, 10.0, 60.0)
+            assert starts.retries["total_max_attempts"] == 1 and reads.retries["total_max_attempts"] == 6
+        assert fake.problems == []
+    finally:
+        fake.stop()
 
 
 # -- the stack --------------------------------------------------------------------------------------------------
