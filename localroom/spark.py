@@ -267,6 +267,12 @@ class Spark:
         for name, value in args.items():
             if isinstance(value, dt.time):
                 raise RunFailed(f"parameter '{name}' is a TIME, and Spark 3.5 has no TIME type", read_data=False)
+            if isinstance(value, dt.datetime) and value.tzinfo is None:
+                # PySpark makes a naive datetime an instant in this process's local time zone (time.mktime in
+                # its py4j converter), which the session (UTC) then shows shifted by the machine's offset: a
+                # TIMESTAMP '2026-01-01 10:00:00' was 15:00 under TZ=America/New_York. Naive is UTC here, as
+                # DuckDB binds it and as register() below reads the parts.
+                args[name] = value.replace(tzinfo=dt.UTC)
         return self.spark.sql(sql, args=args or None)
 
     def sql(self, sql: str, params: dict[str, Any]) -> pa.Table:
