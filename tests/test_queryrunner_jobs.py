@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime as dt
 import gzip
 import hashlib
 import io
@@ -457,6 +458,122 @@ def test_a_start_refused_by_the_service_is_reported_and_not_retried(env):
 
     assert env.run("job", "retail_order_mix") == 1
     assert "could not start: ValidationException: table not open to jobs" in env.err
+
+
+# -- killed, then run again: the journal re-attaches to the job; StartProtectedJob is never sent twice ------------
+class Killed(BaseException):
+    """The process dying (SIGKILL, a closed laptop, a CI timeout): no handler of the runner's runs, so the journal
+    is what its last write left."""
+
+
+class KilledOnSleep(FakeTime):
+    def sleep(self, seconds: float) -> None:
+        raise Killed
+
+
+COMPUTE = {"worker": {"type": "CR.1X", "number": 4}}  # job_templates.retail_order_mix.compute, as sent
+
+
+def journal_of(env: Env) -> dict:
+    return json.loads(open(os.path.join(env.out_dir, ".journal", MEMBERSHIP_ID, "job-retail_order_mix.json"),
+                           encoding="utf-8").read())
+
+
+def run_again(env: Env, *flags: str) -> int:
+    """The same command, as a new process would run it: new streams, a new clock (nothing queued is left)."""
+    env.stdout, env.stderr, env.time = io.StringIO(), io.StringIO(), FakeTime()
+    return env.run("job", "retail_order_mix", *flags)
+
+
+@pytest.mark.parametrize("flags", [(), ("--resume",)])
+def test_a_job_killed_after_its_start_is_re_attached_by_a_re_run_not_started_again(env, flags):
+    env.put(f"results/jobs/{J1}/totals/part-0.csv", TOTALS)
+    env.time = KilledOnSleep()  # killed while waiting for the first poll: the job is started and journaled
+    env.stub.add_response("get_analysis_template", template_response(), TEMPLATE_PARAMS)
+    env.stub.add_response("start_protected_job", protected_job(J1, "SUBMITTED", compute=COMPUTE), start_params())
+    with pytest.raises(Killed):
+        env.run("job", "retail_order_mix")
+    journal = journal_of(env)
+    assert journal["status"] == "open"
+    entry = journal["templates"]["retail_order_mix"]
+    assert (entry["state"], [q["id"] for q in entry["queries"]], entry["start_requests"]) == ("running", [J1], 1)
+
+    # The re-run reads the journal before any request: it re-reads the job and follows it. No start_protected_job is
+    # queued (Stubber would refuse a second start), nor get_analysis_template: nothing is started, so nothing checked.
+    env.stub.add_response("get_protected_job", protected_job(J1, "STARTED", compute=COMPUTE), get_params(J1))
+    env.stub.add_response("get_protected_job", succeeded(J1, location=f"s3://{BUCKET}/results/jobs/{J1}/",
+                                                         computeConfiguration=COMPUTE), get_params(J1))
+    code = run_again(env, *flags)
+
+    assert code == 0, env.err
+    said = "resuming the run of journal" if flags else "of an unfinished run (started"
+    assert said in env.err and "nothing it started is started again" in env.err
+    assert f"re-attached to job {J1}, started by an earlier run: STARTED" in env.err
+    assert f"SUCCESS after 1.0s (1 attempt; re-attached to job {J1} of an earlier run;" in env.err
+    assert os.path.isfile(os.path.join(env.out_dir, "retail_order_mix", J1, "totals.csv"))
+    journal = journal_of(env)
+    entry = journal["templates"]["retail_order_mix"]
+    assert journal["status"] == "finished" and entry["state"] == "succeeded"
+    assert entry["queries"] == [{**entry["queries"][0], "id": J1, "how": "started, re-attached"}]
+    assert entry["start_requests"] == 1  # what the service received, across both runs
+
+
+def test_a_job_killed_while_its_start_was_on_the_wire_is_found_by_a_re_run_not_started_again(env):
+    """Killed after the service created the job, before its answer arrived: the journal says `starting`; the re-run
+    looks for the job (ListProtectedJobs, then GetProtectedJob of each candidate) and follows the one that matches."""
+    env.put(f"results/jobs/{J1}/totals/part-0.csv", TOTALS)
+
+    def die(**_kwargs):
+        raise Killed
+
+    env.cleanrooms.meta.events.register("after-call.cleanrooms.StartProtectedJob", die, unique_id="test-killed")
+    env.stub.add_response("get_analysis_template", template_response(), TEMPLATE_PARAMS)
+    env.stub.add_response("start_protected_job", protected_job(J1, "SUBMITTED", compute=COMPUTE), start_params())
+    with pytest.raises(Killed):
+        env.run("job", "retail_order_mix")
+    env.cleanrooms.meta.events.unregister("after-call.cleanrooms.StartProtectedJob", unique_id="test-killed")
+    entry = journal_of(env)["templates"]["retail_order_mix"]
+    assert entry["state"] == "starting" and entry["queries"] == [] and entry["intent_at"]
+
+    created = dt.datetime.now(dt.timezone.utc)  # what the service would list: created just now
+    env.stub.add_response("get_analysis_template", template_response(), TEMPLATE_PARAMS)  # it may start: checked
+    listed = {"id": J1, "membershipId": MEMBERSHIP_ID, "membershipArn": MEMBERSHIP_ARN, "createTime": created,
+              "status": "STARTED", "receiverConfigurations": []}
+    env.stub.add_response("list_protected_jobs", {"protectedJobs": [listed]},
+                          {"membershipIdentifier": MEMBERSHIP_ID, "maxResults": 100})
+    env.stub.add_response("get_protected_job", protected_job(J1, "STARTED", compute=COMPUTE), get_params(J1))
+    env.stub.add_response("get_protected_job", succeeded(J1, location=f"s3://{BUCKET}/results/jobs/{J1}/",
+                                                         computeConfiguration=COMPUTE), get_params(J1))
+    code = run_again(env, "--resume")
+
+    assert code == 0, env.err
+    assert "the earlier run ended while its start was being sent: looking for the job it may have started" in env.err
+    assert f"found job {J1}" in env.err
+    assert os.path.isfile(os.path.join(env.out_dir, "retail_order_mix", J1, "totals.csv"))
+    entry = journal_of(env)["templates"]["retail_order_mix"]
+    assert entry["state"] == "succeeded" and [(q["id"], q["how"]) for q in entry["queries"]] == [(J1, "reconciled")]
+
+
+def test_a_job_journal_of_the_wrong_shape_is_one_line_and_sends_nothing(env):
+    """The job's journal is read through the same typed model as run's: an error that is a string is refused."""
+    path = os.path.join(env.out_dir, ".journal", MEMBERSHIP_ID, "job-retail_order_mix.json")
+    env.stub.add_response("get_analysis_template", template_response(), TEMPLATE_PARAMS)
+    env.stub.add_response("start_protected_job", protected_job(J1, "SUBMITTED"), start_params())
+    env.stub.add_response("get_protected_job", failed(J1, "MALFORMED_SCRIPT", "no module", False), get_params(J1))
+    assert env.run("job", "retail_order_mix") == 1
+    data = journal_of(env)
+    data["status"] = "open"
+    data["templates"]["retail_order_mix"]["error"] = "MALFORMED_SCRIPT"
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    before = open(path, encoding="utf-8").read()
+    for flags in ((), ("--resume",)):
+        assert run_again(env, *flags) == 2  # Stubber has nothing queued: any request would fail the test
+        errors = [line for line in env.err.splitlines() if line.startswith("error: ")]
+        assert errors == [f"error: journal {path} is damaged or half-written (templates.retail_order_mix.error must "
+                          "be an object, got a string ('MALFORMED_SCRIPT')); nothing was started. Check `history` for "
+                          "queries it may have started, then move the file away to start anew"], env.err
+    assert open(path, encoding="utf-8").read() == before
 
 
 def test_missing_result_files_are_an_error(env):
