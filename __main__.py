@@ -120,7 +120,8 @@ if ANALYST in settings.roles and membership is not None:
     analyst = Analyst(f"{org.name}-analyst-templates", AnalystArgs(
         membership_id=membership.membership_identifier, queries=settings.analyst.queries,
         associated_tables=associated, dp_tables=plan.dp_tables(settings, peers),
-        additional_analyses=plan.additional_analyses(settings, peers), depends_on=own_association),
+        additional_analyses=plan.additional_analyses(settings, peers), retention=plan.table_retention(settings),
+        depends_on=own_association),
         opts=opts())
     # Templates run on a schedule over the window each run covers (components/scheduled_query.py).
     for schedule in settings.analyst.schedules:

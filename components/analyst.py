@@ -57,6 +57,8 @@ class AnalystArgs:
     """Aliases of tables under differential privacy."""
     additional_analyses: dict[str, dict] = field(default_factory=dict)
     """Each table's additional-analyses rule (model.plan.additional_analyses), exported per template."""
+    retention: dict[str, str] = field(default_factory=dict)
+    """How long each table's rows are kept, where its schema says (model.plan.table_retention)."""
     depends_on: Sequence[pulumi.Resource] = ()
     """This organization's own associations, created in the same run."""
 
@@ -89,5 +91,8 @@ class Analyst(pulumi.ComponentResource):
                 template, query, differential_privacy=bool(set(query.tables) & args.dp_tables),
                 # Whether Clean Rooms ML may use its output, table by table (queryrunner ml channel checks it).
                 additional_analyses={t: args.additional_analyses[t] for t in query.tables
-                                     if t in args.additional_analyses})
+                                     if t in args.additional_analyses},
+                # How far back `run --window` may reach in each table (queryrunner checks it before starting).
+                **({"retention": kept} if (kept := {t: args.retention[t] for t in query.tables
+                                                     if t in args.retention}) else {}))
         self.register_outputs({"analysis_templates": self.template_info})

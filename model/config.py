@@ -11,6 +11,7 @@ Keys are documented in docs/configuration.md.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from model.errors import ConfigError
 from model.regions import CLEAN_ROOMS_ENDPOINTS, CLEAN_ROOMS_REGIONS
 from model.stackfiles import ROOT as PROJECT_DIR
 from model.jobs import JobTemplate, load_jobs
-from model.templates import Compute, QueryTemplate, load_queries
+from model.templates import Compute, QueryTemplate, load_queries, shown_path
 from model.custom_model import CustomModelSpec, check_model_folder
 from model.lookalike import LookalikeSpec
 from model.training import TrainingSpec, check_training_dataset
@@ -770,10 +771,23 @@ def _analyst(block: sm.AnalystBlock, data_dir: Path) -> AnalystSpec:
     prefix = _prefix(block.results_prefix, "analyst.resultsPrefix")
     compute = Compute(**block.compute.model_dump()) if block.compute else None
     return AnalystSpec(queries=queries, result_format=block.result_format, results_prefix=prefix, compute=compute,
-                       schedules=_schedules(block.schedules, queries))
+                       schedules=_schedules(block.schedules, queries, data_dir))
 
 
-def _schedules(blocks, queries) -> tuple[ScheduleSpec, ...]:
+def _retention_of(tables, data_dir: Path | None) -> list[tuple[str, str]]:
+    """(table, retention) of each table whose schema.yaml declares how long its rows are kept."""
+    found = []
+    for alias in tables:
+        try:
+            dataset = load_dataset(alias, data_dir) if data_dir is not None else None
+        except ConfigError:
+            continue  # not a dataset of this project: the template's own checks say so
+        if dataset is not None and dataset.retention:
+            found.append((alias, dataset.retention))
+    return found
+
+
+def _schedules(blocks, queries, data_dir: Path | None = None) -> tuple[ScheduleSpec, ...]:
     from model import windows
 
     by_name = {q.name: q for q in queries}
@@ -795,6 +809,20 @@ def _schedules(blocks, queries) -> tuple[ScheduleSpec, ...]:
             raise ConfigError(f"{key}.window", f"got {block.window!r}; a length such as 15m, 1h or 7d, at most 366d")
         if any(s.template == block.template for s in found):
             raise ConfigError(f"{key}.template", f"{block.template!r} is scheduled twice: each tick would start it twice")
+        # A tick takes the last whole window before it, which starts less than two windows earlier: a table
+        # that keeps rows for less than that would have lost the window's first rows (docs/streaming.md).
+        reach = windows.scheduled_reach(length)
+        for table, text in _retention_of(query.tables, data_dir):
+            keeps = windows.parse_length(text, maximum=None)
+            if reach > keeps:
+                half = dt.timedelta(minutes=int(keeps.total_seconds()) // 120)  # whole minutes, as windows are
+                fits = windows.show(half) if half else None
+                where = shown_path(data_dir / table / "schema.yaml")
+                raise ConfigError(f"{key}.window", f"{window} is longer than half of table {table}'s retention "
+                                  f"{text} (retention in {where}): a run's window starts up to two windows "
+                                  f"({windows.show(reach)}) before its tick, and the table keeps no row older "
+                                  "than its retention; " + (f"a window of at most {fits} fits" if fits else
+                                                            "no window fits"))
         found.append(ScheduleSpec(block.template, block.every_minutes, window))
     return tuple(found)
 

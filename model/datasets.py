@@ -157,6 +157,9 @@ class Dataset:
     directory: Path
     file: str
     columns: tuple[Column, ...]
+    retention: str | None = None
+    """How long the producer keeps each row (schema.yaml ``retention``, 48h, 30d): no window may reach further
+    back. None: rows are kept (a streamed Iceberg table keeps every row Firehose wrote)."""
 
     @property
     def data_path(self) -> Path:
@@ -209,7 +212,7 @@ def load_dataset(name: str, data_dir: Path = DATA_DIR) -> Dataset:
         raise ConfigError("dataset", f"{schema_path}: file '{file}' must be a file name beside schema.yaml ending "
                           f"in one of {sorted(FORMATS)}")
     return Dataset(name=name, description=schema.description, directory=schema_path.parent, file=file,
-                   columns=tuple(columns))
+                   columns=tuple(columns), retention=schema.retention)
 
 
 def _column_name(value):
@@ -232,6 +235,15 @@ def _number(value):
             float("inf"), float("-inf")):
         raise PydanticCustomError("config", f"bounds must be two finite numbers [low, high], got {value!r}")
     return float(value)
+
+
+def _retention(value):
+    from model import windows
+
+    if windows.parse_length(value, maximum=None) is None:
+        raise PydanticCustomError("config", f"retention must be a length such as 48h or 30d (minutes, hours or "
+                                  f"days: 1 to 99999 of them), got {value!r}")
+    return value
 
 
 MAX_DOMAIN = 10_000  # declared values per column: group keys are their cross product
@@ -282,6 +294,8 @@ class SchemaFile(Block):
     file: str | None = None
     # ConfiguredTable.allowedColumns holds 1 to 100 columns (CloudFormation schema).
     columns: Annotated[list[SchemaColumn], Field(min_length=1, max_length=100)]
+    # How long the producer keeps each row (15m, 48h, 30d): a window reaching further back is refused.
+    retention: Annotated[str, BeforeValidator(_retention)] | None = None
 
 
 def _domain_problem(type_name: str, values: list) -> str | None:

@@ -245,6 +245,17 @@ def dp_tables(settings: Settings, peers: dict[str, PeerOutputs]) -> set[str]:
     return tables
 
 
+def table_retention(settings: Settings) -> dict[str, str]:
+    """{alias: retention} of the collaboration's tables whose schema.yaml says how long their rows are kept:
+    this stack's own and its partners' (the analyst exports it per template; `run --window` checks it)."""
+    from model.datasets import load_dataset
+
+    datasets = [settings.dataset] if settings.dataset is not None else []
+    datasets += [load_dataset(p.dataset, settings.data_dir) for p in settings.partners
+                 if PRODUCER in p.roles and p.dataset]
+    return {d.name: d.retention for d in datasets if d.retention}
+
+
 def additional_analyses(settings: Settings, peers: dict[str, PeerOutputs]) -> dict[str, dict]:
     """Each table's say on Clean Rooms ML using its query output: {alias: {"mode": ALLOWED | REQUIRED |
     NOT_ALLOWED, "allowed": [ARN patterns its association allows]}}, from this stack's rule and the

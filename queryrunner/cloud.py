@@ -299,13 +299,17 @@ class App:
             if not templates:
                 raise OutputsError("stack output 'analysis_templates' is empty: nothing to run")
             windowed = [t for t in templates if {"window_start", "window_end"} & {p.name for p in t.parameters}]
-            given = qparams.with_window(given, window, windowed or templates, self.wall())
+            now = self.wall()
+            given = qparams.with_window(given, window, windowed or templates, now)
+            qparams.check_retention(window, now, _retention(windowed or templates), "nothing was sent")
             return qparams.resolve_jobs(templates, given, spread=True)
         if not args.template:
             raise UsageError("give a TEMPLATE name or --all")
         template = self.settings.template(args.template)
-        return qparams.resolve_jobs([template], qparams.with_window(given, window, [template], self.wall()),
-                                    spread=False)
+        now = self.wall()
+        given = qparams.with_window(given, window, [template], now)
+        qparams.check_retention(window, now, _retention([template]), "nothing was sent")
+        return qparams.resolve_jobs([template], given, spread=False)
 
     def run(self) -> int:
         args = self.args
@@ -813,6 +817,12 @@ def resume_point(entry: jr.Entry) -> Resume:
     if state == jr.FAILED:
         return Resume("ended", entry.query_id, state=state, error=entry.error, **common)
     return Resume("start", **common)  # never started, refused, or cancelled by this runner
+
+
+def _retention(templates) -> dict[str, dict[str, tuple[str, str]]]:
+    """{template: {table: (retention, where)}} from the stack output (analysis_templates.<name>.retention)."""
+    return {t.name: {table: (text, f"stack output analysis_templates.{t.name}.retention")
+                     for table, text in t.retention} for t in templates}
 
 
 def run(args, stdin, stdout, stderr, client_factory, clock, sleep, backoff, poll=ElapsedPoll) -> int:

@@ -326,12 +326,30 @@ class LocalApp:
         chosen = list(templates.values()) if args.all else [templates[args.template]]
         window = getattr(args, "window", None)
         if window is not None:  # with --all: the templates that declare a window get it
-            import datetime as dt
-
             windowed = [t for t in chosen if {"window_start", "window_end"} & {p.name for p in t.parameters}]
-            given = qparams.with_window(given, window, windowed if args.all and windowed else chosen,
-                                        dt.datetime.now(dt.timezone.utc))
+            now = self.wall()
+            given = qparams.with_window(given, window, windowed if args.all and windowed else chosen, now)
+            qparams.check_retention(window, now, self.retention(windowed or chosen),
+                                    "nothing was run and nothing charged")
         return qparams.resolve_jobs(chosen, given, spread=args.all)
+
+    def wall(self):
+        """Now (UTC): the moment --window's last whole window ends before."""
+        import datetime as dt
+
+        return dt.datetime.now(dt.timezone.utc)
+
+    def retention(self, templates) -> dict[str, dict[str, tuple[str, str]]]:
+        """{template: {table: (its retention, where declared)}} for the tables with one (schema.yaml retention)."""
+        from model.templates import shown_path
+
+        found = {}
+        for template in templates:
+            tables = {alias: self.collab.tables[alias].dataset for alias in template.tables
+                      if alias in self.collab.tables}
+            found[template.name] = {alias: (d.retention, f"retention in {shown_path(d.directory / 'schema.yaml')}")
+                                    for alias, d in tables.items() if d.retention}
+        return found
 
     def run(self) -> int:
         args = self.args

@@ -122,6 +122,9 @@ class Template:
     # analysis_templates.<name>.additional_analyses: (table, ALLOWED | REQUIRED | NOT_ALLOWED, the ARN patterns
     # its association allows) for each table whose rule the stack knew; None: not exported
     additional_analyses: tuple[tuple[str, str, tuple[str, ...]], ...] | None = None
+    # analysis_templates.<name>.retention: (table, how long its producer keeps rows: 48h, 30d) for each table it
+    # reads whose schema declares a retention; --window may not reach further back
+    retention: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -496,7 +499,23 @@ def _template(name: str, spec: Any) -> Template:
     return Template(name=name, arn=spec["arn"], id=spec["id"], parameters=_parameters(where, spec.get("parameters")),
                     differential_privacy=bool(dp), compute=_compute(f"{where}.compute", spec.get("compute")),
                     tables=_tables(where, spec.get("tables")),
-                    additional_analyses=_additional(where, spec.get("additional_analyses")))
+                    additional_analyses=_additional(where, spec.get("additional_analyses")),
+                    retention=_retention(where, spec.get("retention")))
+
+
+def _retention(where: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """{table: "48h"}: how long each table's producer keeps rows (model/datasets.py ``retention``)."""
+    from model import windows
+
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise OutputsError(f"{where}.retention' must be an object {{table: \"48h\"}}, got {checks.json_type(value)}")
+    for table, text in value.items():
+        if windows.parse_length(text, maximum=None) is None:
+            raise OutputsError(f"{where}.retention.{table}' must be a length such as 48h or 30d, got "
+                               f"{checks.show(text) if isinstance(text, str) else checks.json_type(text)}")
+    return tuple(sorted(value.items()))
 
 
 def _additional(where: str, value: Any) -> tuple[tuple[str, str, tuple[str, ...]], ...] | None:

@@ -133,3 +133,39 @@ def windows_missing(parameters) -> list[str]:
     """The window parameters a template does not declare as TIMESTAMP."""
     declared = {p.name: p.type.upper() for p in parameters}
     return [name for name in WINDOW if declared.get(name) not in ("TIMESTAMP", "TIMESTAMP_NTZ")]
+
+
+def check_retention(window: str | None, now: dt.datetime, retention: Mapping[str, Mapping[str, tuple[str, str]]],
+                    tail: str) -> None:
+    """UsageError, one line, when ``--window`` reaches back past the retention of a table a template reads.
+
+    ``retention``: {template: {table: (its retention, where it is declared)}}. The window is the last whole one
+    before ``now``, so it starts ``windows.reach`` before now (more than its length); a table that keeps rows
+    for a retention no longer holds the rows before now - retention, and the run would spend the budget on
+    less than the window it names. The message names the flag, the window, the retention, where it is
+    declared, and the longest window that starts within it now.
+    """
+    from queryrunner import UsageError
+
+    length = windows.parse_length(window) if window is not None else None
+    if length is None:
+        return  # no --window (or a bad one: with_window says)
+    start, _ = windows.bounds(length, now)
+    reach = windows.reach(length, now)
+    for template, tables in retention.items():
+        for table, (text, where) in sorted(tables.items()):
+            keeps = windows.parse_length(text, maximum=None)
+            if keeps is None or reach <= keeps:
+                continue
+            longest = windows.longest_within(keeps, now, window[-1])
+            fits = (f"the longest window that starts within it now is --window {longest}" if longest else
+                    "no window starts within it now")
+            raise UsageError(f"--window {window}: template {template!r} would read table {table} from "
+                             f"{start:%Y-%m-%d %H:%M:%S}, {_span(reach)} before now, but the table keeps rows for "
+                             f"{text} ({where}); {fits}; {tail}")
+
+
+def _span(length: dt.timedelta) -> str:
+    minutes = int(length.total_seconds()) // 60
+    days, hours, minutes = minutes // 1440, minutes // 60 % 24, minutes % 60
+    return " ".join(f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m")) if n) or "0m"
