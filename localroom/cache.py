@@ -84,7 +84,7 @@ def load_tables(con, tables: dict[str, Dataset], cache_dir: Path | None, max_byt
     marked (``_load_marked``). A bad file raises ConfigError as load_into does and leaves nothing in
     the cache. A cache that cannot be written (a read-only or full disk) only costs the time: the
     tables are loaded anyway. ``keys`` receives each alias's key, or None for a table that is not
-    cached (a file changed moments ago).
+    cached (a file changed moments ago, or a partitioned dataset's folder, which is read every time).
     """
     def plain(alias: str, dataset: Dataset):
         return lambda cursor: (load_into(cursor, dataset, alias), None)
@@ -99,6 +99,11 @@ def load_tables(con, tables: dict[str, Dataset], cache_dir: Path | None, max_byt
     files = _Files(cache_dir)
     found_keys, reads = {}, {}
     for alias, dataset in tables.items():
+        if dataset.partitioned_by:
+            # A folder of partition files: its stat does not change when a file in a partition does, and the
+            # key hashes one file. Read every time, never cached (key None: nor are results derived from it).
+            reads[alias] = plain(alias, dataset)
+            continue
         found, key, pending = _lookup(con, alias, dataset, cache_dir, files)
         if found is None and pending is not None:
             marked = _marker(cache_dir, entry_key(dataset, pending.content)) if pending.content else None

@@ -364,6 +364,12 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
         settings["data_region"] = config.data_region or config.region
         if config.stream is not None:
             settings["stream"] = _stream(config.stream, dataset, config)
+        elif dataset.partitioned_by:
+            # A folder of partitions is how the local clean room rehearses a streamed table; in AWS the stream
+            # fills the table (an uploaded file has no partitions to keep in step).
+            raise ConfigError("dataset", f"{dataset.name}'s data is a folder of hourly partitions (partitionedBy "
+                              f"'{dataset.partitioned_by}' in its schema.yaml), which only a streamed table is; add "
+                              f"stream (timeColumn: {dataset.partitioned_by}) or name a data file in schema.yaml")
         if config.access_budget is not None:
             period = config.access_budget.per_period
             settings["access_budget"] = AccessBudgetSpec(
@@ -383,6 +389,9 @@ def load_settings(values: Mapping[str, Any], project: str, stack: str,
         settings["audit"] = AuditSpec(**config.audit.model_dump())
     if config.training_data is not None:
         training = load_dataset(config.training_data.dataset, data_dir)
+        if training.partitioned_by:
+            raise ConfigError("trainingData.dataset", f"{training.name}'s data is a folder of hourly partitions "
+                              "(partitionedBy in its schema.yaml); training data is one CSV or Parquet file")
         if check_data:
             validate_data(training)
         check_training_dataset(training)
@@ -487,6 +496,9 @@ def _stream(block: sm.StreamBlock, dataset: Dataset, config: sm.StackConfig) -> 
     if block.time_column not in timestamps:
         raise ConfigError("stream.timeColumn", f"got {block.time_column!r}; the dataset {dataset.name}'s timestamp "
                           f"columns: {timestamps or 'none (a stream needs a timestamp_ntz column)'}")
+    if dataset.partitioned_by and block.time_column != dataset.partitioned_by:
+        raise ConfigError("stream.timeColumn", f"got {block.time_column!r}; the dataset {dataset.name}'s data is "
+                          f"partitioned by '{dataset.partitioned_by}' (schema.yaml partitionedBy): use that column")
     if config.data_region and config.data_region != config.region:
         raise ConfigError("stream", "a streamed table stays in the collaboration's region; remove dataRegion")
     return StreamSpec(block.time_column, block.retention_hours, block.buffer_seconds, block.buffer_mb)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -150,25 +151,40 @@ class Column:
         return column_type(self.type)[2]
 
 
+# A partitioned dataset (schema.yaml ``partitionedBy``) is a folder of Parquet files in Hive partitions of its
+# timestamp column's hour, <column>_hour=yyyy-MM-dd-HH/: the layout and the value an Iceberg table partitioned by
+# hour(<column>) writes (Iceberg's hour transform shows an hour as yyyy-MM-dd-HH).
+PARTITION_FORMAT = "%Y-%m-%d-%H"
+_PARTITION_VALUE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}$")
+
+
 @dataclass(frozen=True)
 class Dataset:
     name: str
     description: str
     directory: Path
     file: str
+    """The data file beside schema.yaml, or a folder (``events/``) of hourly partitions (``partitioned_by``)."""
     columns: tuple[Column, ...]
+    partitioned_by: str | None = None
+    """The timestamp column whose hours partition the data folder (schema.yaml ``partitionedBy``)."""
     retention: str | None = None
     """How long the producer keeps each row (schema.yaml ``retention``, 48h, 30d): no window may reach further
     back. None: rows are kept (a streamed Iceberg table keeps every row Firehose wrote)."""
 
     @property
     def data_path(self) -> Path:
-        return self.directory / self.file
+        return self.directory / self.file.rstrip("/")
+
+    @property
+    def partition_key(self) -> str | None:
+        """The Hive partition key of the data folder's subfolders, ``<partitioned_by>_hour``."""
+        return f"{self.partitioned_by}_hour" if self.partitioned_by else None
 
     @property
     def format(self) -> str:
-        """'csv' or 'parquet', from the data file's extension."""
-        return FORMATS[Path(self.file).suffix.lower()]
+        """'csv' or 'parquet', from the data file's extension ('parquet' for a partitioned folder)."""
+        return "parquet" if self.partitioned_by else FORMATS[Path(self.file).suffix.lower()]
 
     @property
     def column_names(self) -> list[str]:
@@ -208,11 +224,27 @@ def load_dataset(name: str, data_dir: Path = DATA_DIR) -> Dataset:
         raise ConfigError("dataset", f"{schema_path}: name '{schema.name}' must be the folder's name '{name}' "
                           "(it is the table's name in every template)")
     file = schema.file or f"{name}.csv"
-    if Path(file).suffix.lower() not in FORMATS or Path(file).name != file:
+    if schema.partitioned_by is not None:
+        by = next((c for c in columns if c.name == schema.partitioned_by), None)
+        if by is None or by.duckdb_type != "TIMESTAMP":
+            timestamps = [c.name for c in columns if c.duckdb_type == "TIMESTAMP"]
+            raise ConfigError("dataset", f"{schema_path}: partitionedBy '{schema.partitioned_by}' must be a "
+                              f"timestamp_ntz column of the dataset; its timestamp columns: {timestamps or 'none'}")
+        key = f"{by.name}_hour"
+        if key in names:
+            raise ConfigError("dataset", f"{schema_path}: column '{key}' is the partition key of partitionedBy "
+                              f"'{by.name}' (its folders are {key}=yyyy-MM-dd-HH); rename the column")
+        folder = file.rstrip("/")
+        if not file.endswith("/") or not folder or Path(folder).name != folder or folder in (".", ".."):
+            raise ConfigError("dataset", f"{schema_path}: file '{file}' must name a folder beside schema.yaml, "
+                              f"ending in '/' (for example 'events/'): partitionedBy makes the data a folder of "
+                              f"Parquet files under {key}=yyyy-MM-dd-HH/")
+    elif Path(file).suffix.lower() not in FORMATS or Path(file).name != file:
+        hint = "; a folder of hourly Parquet partitions ('events/') needs partitionedBy" if file.endswith("/") else ""
         raise ConfigError("dataset", f"{schema_path}: file '{file}' must be a file name beside schema.yaml ending "
-                          f"in one of {sorted(FORMATS)}")
+                          f"in one of {sorted(FORMATS)}{hint}")
     return Dataset(name=name, description=schema.description, directory=schema_path.parent, file=file,
-                   columns=tuple(columns), retention=schema.retention)
+                   columns=tuple(columns), partitioned_by=schema.partitioned_by, retention=schema.retention)
 
 
 def _column_name(value):
@@ -294,6 +326,9 @@ class SchemaFile(Block):
     file: str | None = None
     # ConfiguredTable.allowedColumns holds 1 to 100 columns (CloudFormation schema).
     columns: Annotated[list[SchemaColumn], Field(min_length=1, max_length=100)]
+    # A timestamp_ntz column: the data (file: a folder, 'events/') is Parquet in hourly Hive partitions of it,
+    # <column>_hour=yyyy-MM-dd-HH/, as scripts/produce_events.py writes it (docs/streaming.md).
+    partitioned_by: Annotated[str, BeforeValidator(_column_name)] | None = None
     # How long the producer keeps each row (15m, 48h, 30d): a window reaching further back is refused.
     retention: Annotated[str, BeforeValidator(_retention)] | None = None
 
@@ -534,6 +569,8 @@ def load_into(con, dataset: Dataset, table: str, max_errors: int = 5, catalog: s
     """
     path = dataset.data_path
     target = f"{_quote(catalog)}.{_quote(table)}" if catalog else _quote(table)
+    if dataset.partitioned_by:
+        return _load_partitioned(con, dataset, target, max_errors)
     if not path.is_file():
         raise ConfigError("dataset", f"{path}: data file named by {dataset.directory / 'schema.yaml'} does not exist")
     names = dataset.column_names
@@ -550,10 +587,7 @@ def load_into(con, dataset: Dataset, table: str, max_errors: int = 5, catalog: s
         if found != names:
             raise ConfigError("dataset", f"{path}: Parquet columns {found} do not match the declared "
                               f"columns {names} in schema.yaml")
-        types = {r[0]: r[1] for r in _run(con, "DESCRIBE SELECT * FROM read_parquet(?)", [str(path)])}
-        checks = _checks(dataset, types)
-        renamed = ", ".join(f"{_quote(c.name)} AS __v{i}" for i, c in enumerate(dataset.columns))
-        source = f"(SELECT {renamed} FROM read_parquet({_literal(str(path))}))"
+        checks, source = _parquet_checks(con, dataset, path, _literal(str(path)))
     failure = None
     try:
         rows = _run(con, f"CREATE OR REPLACE TABLE {target} AS {_strict_select(checks, source)}")[0][0]
@@ -577,6 +611,109 @@ def load_into(con, dataset: Dataset, table: str, max_errors: int = 5, catalog: s
     return rows
 
 
+def partition_files(dataset: Dataset) -> list[Path]:
+    """The Parquet files of a partitioned dataset's folder, in order; ConfigError (one line naming the file) for
+    anything else in it. Names starting with '.' or '_' are skipped, as Spark and Hive skip them (_SUCCESS)."""
+    folder, key = dataset.data_path, dataset.partition_key
+    if not folder.is_dir():
+        raise ConfigError("dataset", f"{folder}: data folder named by {dataset.directory / 'schema.yaml'} does not "
+                          f"exist (scripts/produce_events.py --local {dataset.directory} writes it)")
+    files = []
+    for found in sorted(folder.rglob("*")):
+        relative = found.relative_to(folder)
+        if any(part.startswith((".", "_")) for part in relative.parts) or found.is_dir():
+            continue
+        partition, _, value = relative.parts[0].partition("=") if len(relative.parts) == 2 else ("", "", "")
+        if partition != key or not _PARTITION_VALUE.match(value) or _hour(value) is None or found.suffix != ".parquet":
+            raise ConfigError("dataset", f"{found}: not a Parquet file of an hour's partition of {folder} (each file "
+                              f"is {key}=yyyy-MM-dd-HH/<name>.parquet, partitionedBy '{dataset.partitioned_by}')")
+        files.append(found)
+    if not files:
+        raise ConfigError("dataset", f"{folder} has no Parquet files (under {key}=yyyy-MM-dd-HH/)")
+    return files
+
+
+def _hour(value: str):
+    import datetime as dt
+
+    try:
+        return dt.datetime.strptime(value, PARTITION_FORMAT)
+    except ValueError:
+        return None
+
+
+def _parquet_list(files: list[Path]) -> str:
+    return "[" + ", ".join(_literal(str(f)) for f in files) + "]"
+
+
+def _load_partitioned(con, dataset: Dataset, target: str, max_errors: int) -> int:
+    """load_into for a folder of hourly partitions: every file has the schema's columns with the same types,
+    read together (DuckDB's read_parquet over the files, hive_partitioning); each row must lie in its hour."""
+    folder, names, key = dataset.data_path, dataset.column_names, dataset.partition_key
+    files = partition_files(dataset)
+    listed = _parquet_list(files)
+    described: dict[str, list] = {}
+    for file, name, *kind in _run(con, "SELECT file_name, name, type, converted_type, logical_type, scale, precision "
+                                       f"FROM parquet_schema({listed}) WHERE num_children IS NULL"):
+        described.setdefault(file, []).append((name, *kind))
+    layouts = [tuple(described.get(str(file), [])) for file in files]
+    usual = Counter(layouts).most_common(1)[0][0]  # the odd file out is the one named
+    for file, columns in zip(files, layouts):
+        found = [c[0] for c in columns]
+        if found != names:
+            raise ConfigError("dataset", f"{file}: Parquet columns {found} do not match the declared columns {names} "
+                              f"in schema.yaml")
+        if columns != usual:
+            other, was = next((c, u) for c, u in zip(columns, usual) if c != u)
+            raise ConfigError("dataset", f"{file}: column '{other[0]}' is stored as {_stored(other)}, but as "
+                              f"{_stored(was)} in {files[layouts.index(usual)]}: every file of {folder} stores each "
+                              "column alike")
+    checks, source = _parquet_checks(con, dataset, files[0], f"{listed}, hive_partitioning = false")
+    failure = None
+    try:
+        rows = _run(con, f"CREATE OR REPLACE TABLE {target} AS {_strict_select(checks, source)}")[0][0]
+    except _duckdb_error() as exc:
+        failure = _first_line(exc)
+    if failure is None:
+        # Each row in the hour its folder names (Iceberg's hour transform of the column; a null is in none).
+        by = next(c for c in checks if c.column.name == dataset.partitioned_by)
+        misplaced = _run(con, f"SELECT filename, file_row_number, CAST(__x AS VARCHAR), __p FROM (SELECT filename, "
+                              f"file_row_number, {_quote(key)} AS __p, {by.typed} AS __x FROM (SELECT "
+                              f"{_quote(by.column.name)} AS {by.raw}, filename, file_row_number, {_quote(key)} FROM "
+                              f"read_parquet({listed}, hive_partitioning = true, filename = true, file_row_number = "
+                              f"true, hive_types = {{{_literal(key)}: VARCHAR}}))) WHERE strftime(__x, "
+                              f"{_literal(PARTITION_FORMAT)}) IS DISTINCT FROM __p ORDER BY filename, "
+                              "file_row_number LIMIT 1")
+        if misplaced:
+            with contextlib.suppress(_duckdb_error()):
+                _run(con, f"DROP TABLE IF EXISTS {target}")
+            file, row, value, partition = misplaced[0]
+            raise ConfigError("dataset", f"{file} row {row + 1}: column '{dataset.partitioned_by}' value "
+                              f"{value or 'null'} is not in its folder's hour {key}={partition}")
+        if rows == 0:
+            raise ConfigError("dataset", f"{folder} has no rows")
+        return rows
+    with contextlib.suppress(_duckdb_error()):
+        _run(con, f"DROP TABLE IF EXISTS {target}")
+    errors = _diagnose(con, dataset, checks, max_errors, files)
+    if not errors:
+        raise DataUnreadable("dataset", f"{folder} could not be read: {failure}")
+    raise ConfigError("dataset", f"{folder} does not match its schema: " + "; ".join(errors[:max_errors]))
+
+
+def _parquet_checks(con, dataset: Dataset, first: Path, reading: str) -> tuple[list[_Check], str]:
+    """The columns' checks from the types DuckDB reads ``first`` with, and the source reading ``reading``
+    (read_parquet's arguments) as the raw columns __v<i>."""
+    types = {r[0]: r[1] for r in _run(con, "DESCRIBE SELECT * FROM read_parquet(?)", [str(first)])}
+    renamed = ", ".join(f"{_quote(c.name)} AS __v{i}" for i, c in enumerate(dataset.columns))
+    return _checks(dataset, types), f"(SELECT {renamed} FROM read_parquet({reading}))"
+
+
+def _stored(column: tuple) -> str:
+    name, kind, converted, logical, scale, precision = column
+    return " ".join(str(x) for x in (kind, logical or converted) if x)
+
+
 class DataUnreadable(ConfigError):
     """The data file (or the database written to) could not be read or written, though no value is wrong."""
 
@@ -592,15 +729,25 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _diagnose(con, dataset: Dataset, checks: list[_Check], max_errors: int) -> list[str]:
+def _diagnose(con, dataset: Dataset, checks: list[_Check], max_errors: int,
+              files: list[Path] | None = None) -> list[str]:
     """The file's first ``max_errors`` problems, each naming its line (or row), column and value.
 
     Only run when the strict read failed: the file is read again into a temporary
     table of its raw values, and the same conditions are evaluated per value.
+    ``files``: a partitioned dataset's files (each problem names its file, relative to the folder, and row).
     """
     path, csv_file = dataset.data_path, dataset.format == "csv"
+    located: dict[int, str] = {}
     try:
-        if csv_file:
+        if files is not None:
+            renamed = ", ".join(f"{_quote(c.name)} AS __v{i}" for i, c in enumerate(dataset.columns))
+            _run(con, f"CREATE OR REPLACE TEMP TABLE __raw AS SELECT {renamed}, filename AS __file, file_row_number "
+                      f"AS __frow, row_number() OVER (ORDER BY filename, file_row_number) - 1 AS __row FROM "
+                      f"read_parquet({_parquet_list(files)}, hive_partitioning = false, filename = true, "
+                      "file_row_number = true)")
+            rejects, rejected, row = [], [], "__row"
+        elif csv_file:
             _run(con, f"CREATE OR REPLACE TEMP TABLE __raw AS SELECT * FROM {_csv_reader(path, dataset, True)}")
             rejects = _run(con, "SELECT line, column_name, error_type, csv_line FROM __rejects ORDER BY line LIMIT ?",
                            [max_errors])
@@ -625,10 +772,14 @@ def _diagnose(con, dataset: Dataset, checks: list[_Check], max_errors: int) -> l
         found = _run(con, f"SELECT * FROM ({' UNION ALL '.join(problems)}) WHERE __kind IS NOT NULL "
                           f"ORDER BY __r, __col LIMIT ?", [max_errors]) if problems else []
         where = _csv_lines(con, path, checks, [r[0] for r in found], rejected) if csv_file else {}
+        if files is not None and found:
+            numbers = ", ".join(str(int(r[0])) for r in found)
+            located = {n: f"{Path(f).relative_to(path)} row {r + 1}" for n, f, r in _run(
+                con, f"SELECT __row, __file, __frow FROM __raw WHERE __row IN ({numbers})")}
         errors = [(r[0], _reject_message(r, dataset)) for r in rejects]
         for number, index, text, value, kind in found:
             line = where[number] if csv_file else number + 1
-            label = f"line {line}" if csv_file else f"row {line}"
+            label = f"line {line}" if csv_file else located.get(number, f"row {line}")
             errors.append((line, _problem(label, checks[index], text, value, kind, csv_file)))
         errors = [message for _, message in sorted(errors, key=lambda e: e[0])]
         for c in checks:

@@ -2,6 +2,8 @@
 
     venv/bin/python scripts/produce_events.py --stream org-b-cleanrooms-media-events --events 1000 [--region R]
     venv/bin/python scripts/produce_events.py --local data/media_events --events 2000 --start "2026-12-01 00:00:00"
+    venv/bin/python scripts/produce_events.py --local data/media_events --events 300 \
+        --start "2026-12-01 10:00:00" --hours 1
 
 Each event is a JSON object of the dataset's columns (data/media_events/schema.yaml): a customer of
 data/media_engagement, a channel, the event's time and the minutes watched. Every record is checked
@@ -9,7 +11,11 @@ against the schema first (type, declared values, bounds); one that does not matc
 line naming the record and column, and nothing is sent. Records go to Kinesis with PutRecords, 500 at a
 time (the API's limit); records the stream did not take (its answer lists them) are sent again with
 backoff under one deadline, never the whole batch (which would duplicate the ones it took). --local
-writes the same events as the dataset's CSV instead (the shipped sample: --seed 7, the defaults).
+writes the same events as the dataset's data instead, as its schema.yaml declares it: its CSV (the shipped
+sample: --seed 7, the defaults), or, for a dataset with ``partitionedBy`` (``file: events/``), Parquet files
+added to its folder's hourly Hive partitions, <column>_hour=yyyy-MM-dd-HH/ (the layout an Iceberg table
+partitioned by hour(<column>) writes), each file new, as Firehose adds files to its table: running it again
+adds events (remove the folder to start over).
 """
 from __future__ import annotations
 
@@ -35,10 +41,10 @@ class RecordError(Exception):
     """A record that does not match the dataset's schema (nothing was sent)."""
 
 
-def events(customers: list[str], count: int, start: dt.datetime, seed: int) -> list[dict]:
-    """``count`` events over the day from ``start``, in time order."""
+def events(customers: list[str], count: int, start: dt.datetime, seed: int, hours: int = 24) -> list[dict]:
+    """``count`` events over the ``hours`` from ``start`` (a day by default), in time order."""
     rng = random.Random(seed)
-    times = sorted(start + dt.timedelta(seconds=rng.randrange(86400)) for _ in range(count))
+    times = sorted(start + dt.timedelta(seconds=rng.randrange(hours * 3600)) for _ in range(count))
     return [{"customer_key": rng.choice(customers), "channel": rng.choice(CHANNELS),
              "event_time": t.strftime(CSV_TIMESTAMP_FORMAT), "watch_minutes": rng.randint(1, 180)} for t in times]
 
@@ -108,19 +114,77 @@ def write_local(folder: Path, dataset: Dataset, records: list[dict]) -> Path:
     return target
 
 
+def write_partitions(folder: Path, dataset: Dataset, records: list[dict]) -> list[Path]:
+    """Add ``records`` to the dataset's folder (under ``folder``) as Parquet, one new file per hour's partition.
+
+    Written beside the folder first, then each file renamed into its partition: a reader sees whole files
+    only. Typed as the schema says (model/datasets.py reads them as strictly as the CSV), Snappy-compressed
+    (Clean Rooms reads Iceberg's Parquet with GZIP or Snappy, not Zstd: User Guide, iceberg-tables).
+    """
+    import uuid
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from model.datasets import PARTITION_FORMAT
+
+    kinds = {"VARCHAR": pa.string(), "INTEGER": pa.int32(), "BIGINT": pa.int64(), "SMALLINT": pa.int16(),
+             "TINYINT": pa.int8(), "BOOLEAN": pa.bool_(), "FLOAT": pa.float32(), "DATE": pa.date32(),
+             "TIMESTAMP": pa.timestamp("us")}
+    unknown = [c.name for c in dataset.columns if c.duckdb_type not in kinds]
+    if unknown:
+        raise RecordError(f"columns {unknown} of {dataset.name}: this producer writes only "
+                          f"{', '.join(sorted(kinds))} columns")
+    schema = pa.schema([(c.name, kinds[c.duckdb_type]) for c in dataset.columns])
+    by_hour: dict[str, list[dict]] = {}
+    for record in records:
+        moment = dt.datetime.strptime(record[dataset.partitioned_by], CSV_TIMESTAMP_FORMAT)
+        by_hour.setdefault(moment.strftime(PARTITION_FORMAT), []).append(record)
+    target = folder / dataset.file.rstrip("/")
+    staging = folder / f".{target.name}.tmp-{uuid.uuid4().hex}"
+    name = f"part-{uuid.uuid4().hex[:12]}.parquet"
+    written = []
+    try:
+        staging.mkdir(parents=True)
+        for hour, rows in sorted(by_hour.items()):
+            columns = {c.name: [_typed(r[c.name], c.duckdb_type) for r in rows] for c in dataset.columns}
+            pq.write_table(pa.table(columns, schema=schema), staging / f"{hour}.parquet", compression="snappy")
+        for hour in sorted(by_hour):
+            partition = target / f"{dataset.partition_key}={hour}"
+            partition.mkdir(parents=True, exist_ok=True)
+            (staging / f"{hour}.parquet").replace(partition / name)
+            written.append(partition / name)
+    finally:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+    return written
+
+
+def _typed(value, kind: str):
+    if kind == "TIMESTAMP" and isinstance(value, str):
+        return dt.datetime.strptime(value, CSV_TIMESTAMP_FORMAT)
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="produce_events.py", description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--stream", help="the Kinesis data stream (stack output event_stream)")
-    where.add_argument("--local", type=Path, metavar="DIR", help="write the dataset's CSV into DIR instead")
+    where.add_argument("--local", type=Path, metavar="DIR",
+                       help="write the dataset's data into DIR instead: its CSV, or for a dataset with "
+                            "partitionedBy new Parquet files in its folder's hourly partitions")
     parser.add_argument("--events", type=int, default=2000)
-    parser.add_argument("--start", default="2026-12-01 00:00:00", help="the day's start, UTC (yyyy-MM-dd HH:mm:ss)")
+    parser.add_argument("--start", default="2026-12-01 00:00:00", help="the events' start, UTC (yyyy-MM-dd HH:mm:ss)")
+    parser.add_argument("--hours", type=int, default=24, help="the events spread over this many hours from --start")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--region")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data")
     args = parser.parse_args(argv)
     if not 1 <= args.events <= 10_000_000:
         parser.error("--events must be 1 to 10000000")
+    if not 1 <= args.hours <= 8784:
+        parser.error("--hours must be 1 to 8784 (a leap year)")
     try:
         start = dt.datetime.strptime(args.start, "%Y-%m-%d %H:%M:%S")
     except ValueError:
@@ -128,13 +192,22 @@ def main(argv: list[str] | None = None) -> int:
     dataset = load_dataset("media_events", args.data_dir)
     with (args.data_dir / "media_engagement" / "media_engagement.csv").open(newline="") as handle:
         customers = [row["customer_key"] for row in csv.DictReader(handle)]
-    records = events(customers, args.events, start, args.seed)
+    records = events(customers, args.events, start, args.seed, args.hours)
     try:
         for number, record in enumerate(records, 1):
             check(record, dataset, number)
     except RecordError as exc:
         print(f"error: {exc}; nothing was sent", file=sys.stderr)
         return 2
+    if args.local and dataset.partitioned_by:
+        try:
+            files = write_partitions(args.local, dataset, records)
+        except RecordError as exc:
+            print(f"error: {exc}; nothing was written", file=sys.stderr)
+            return 2
+        print(f"added {len(records)} events to {args.local / dataset.file.rstrip('/')} ({len(files)} hourly "
+              f"partition{'s' if len(files) != 1 else ''})", file=sys.stderr)
+        return 0
     if args.local:
         print(f"wrote {len(records)} events to {write_local(args.local, dataset, records)}", file=sys.stderr)
         return 0
