@@ -49,6 +49,15 @@ LEAKY = {
                                       ["aggregation threshold", "identity column 'customer_key'"]),
     "threshold_aggregated_expression": ("SELECT r.region, SUM(r.purchase_amount * 2) AS s FROM retail_purchases r "
                                         "GROUP BY r.region", ["aggregation threshold", "COLUMNS_ONLY"]),
+    # A window written in the final SELECT shows what orders it: its ORDER BY column is in the output's SQL.
+    "identifier_orders_a_final_window": ("SELECT r.region, RANK() OVER (ORDER BY r.customer_key) AS rk "
+                                         "FROM retail_purchases r", ["disallowed output column", "'rk'",
+                                                                     "customer_key"]),
+    # A window that only partitions by the user does not output it: the CTE still must.
+    "dp_cte_window_without_user_column": ("WITH w AS (SELECT m.channel, LAG(m.sessions, 1, 0) OVER (PARTITION BY "
+                                          "m.customer_key ORDER BY m.sessions) AS prev FROM media_engagement m) "
+                                          "SELECT w.channel, COUNT(*) AS n FROM w GROUP BY w.channel",
+                                          ["differential privacy", "does not output the user identifier"]),
 }
 ACCEPTED = {
     "dp_join_on_user_id": "SELECT a.region, COUNT(*) AS n FROM media_engagement a JOIN media_engagement b "
@@ -57,6 +66,15 @@ ACCEPTED = {
                          "SELECT region, SUM(sessions) AS s FROM c GROUP BY region",
     "identifier_in_join_and_filter": "SELECT r.region, COUNT(*) AS n FROM retail_purchases r JOIN media_engagement m "
                                      "ON r.customer_key = m.customer_key WHERE m.sessions > 2 GROUP BY r.region",
+    # dp-sql-capabilities: windows in a CTE over a DP table PARTITION BY the user; the value is computed from
+    # sessions, not from the identifier that partitions it.
+    "dp_cte_window_partitioned_by_user": "WITH w AS (SELECT m.customer_key, m.channel, LAG(m.sessions, 1, 0) OVER "
+                                         "(PARTITION BY m.customer_key ORDER BY m.sessions) AS prev FROM "
+                                         "media_engagement m) SELECT w.channel, COUNT(*) AS n, SUM(w.prev) AS p "
+                                         "FROM w GROUP BY w.channel",
+    "threshold_cte_window_ordered_by_identifier": "WITH w AS (SELECT r.region, LAG(r.order_count) OVER (PARTITION BY "
+                                                  "r.region ORDER BY r.customer_key) AS prev FROM retail_purchases r) "
+                                                  "SELECT w.region, SUM(w.prev) AS p FROM w GROUP BY w.region",
 }
 
 

@@ -66,16 +66,24 @@ class Analysis:
             found |= self.base_tables(child)
         return found
 
-    def lineage(self, node: exp.Expression, scope: Scope) -> set[BaseColumn]:
-        """Base columns ``node`` (evaluated in ``scope``) is computed from."""
+    def lineage(self, node: exp.Expression, scope: Scope, window_keys: bool = True) -> set[BaseColumn]:
+        """Base columns ``node`` (evaluated in ``scope``) is computed from.
+
+        A window's PARTITION BY and ORDER BY choose which rows its value is computed over; the value is
+        computed from its arguments. Columns that only partition or order a window count where the window
+        is written in ``node`` itself (``window_keys``: whoever reads ``node`` sees them written), not in
+        the CTEs and subqueries it reads: ``LAG(sessions) OVER (PARTITION BY customer_key ...)`` in a CTE
+        is computed from sessions. dp-sql-capabilities requires exactly that partitioning in a CTE over a
+        differentially private table, whose value the final SELECT then aggregates.
+        """
         found: set[BaseColumn] = set()
-        for column in _columns_in(node):
+        for column in _columns_in(node, window_keys):
             source = scope.sources.get(column.table)
             if isinstance(source, exp.Table):
                 found.add(BaseColumn(source.name, column.name))
             elif isinstance(source, Scope):
                 for projection, inner in projections_named(source, column.name):
-                    found |= self.lineage(projection, inner)
+                    found |= self.lineage(projection, inner, window_keys=False)
         return found
 
     def table_of(self, column: BaseColumn) -> Table:
@@ -167,9 +175,18 @@ def _unaliased(node: exp.Expression) -> exp.Expression:
     return node.this if isinstance(node, exp.Alias) else node
 
 
-def _columns_in(node: exp.Expression) -> Iterator[exp.Column]:
-    """Columns of ``node`` itself, not of subqueries inside it (they are scopes of their own)."""
-    return (n for n in outside_subqueries(node) if isinstance(n, exp.Column))
+def _columns_in(node: exp.Expression, window_keys: bool = True) -> Iterator[exp.Column]:
+    """Columns of ``node`` itself, not of subqueries inside it (they are scopes of their own); without
+    ``window_keys``, not those that only partition or order a window either."""
+    keys = set()
+    if not window_keys:
+        for window in outside_subqueries(node):
+            if isinstance(window, exp.Window):
+                for clause in (*(window.args.get("partition_by") or []), window.args.get("order"),
+                               window.args.get("spec")):
+                    if isinstance(clause, exp.Expression):
+                        keys |= {id(c) for c in clause.find_all(exp.Column)}
+    return (n for n in outside_subqueries(node) if isinstance(n, exp.Column) and id(n) not in keys)
 
 
 def function_name(node: exp.Expression) -> str:

@@ -303,7 +303,7 @@ def _user_level(context: _Context, scope: Scope):
         return  # a set operation's branches are scopes of their own
     table = context.table_in(select, scope)
     kind = "CTE" if scope.is_cte else "subquery"
-    emitted = {c for p in select.expressions if not _released(p) for c in analysis.lineage(p, scope)}
+    emitted = {c for p in select.expressions if not _released(p) for c in analysis.lineage(p, scope, window_keys=False)}
     if not emitted & user_ids:
         yield finding(RULE, f"this {kind} reads a differentially private table but does not output the user "
                       f"identifier column ({uid}); CTEs must keep user-level rows: select it first "
