@@ -76,7 +76,25 @@ def value_bounds(analysis: Analysis, node: exp.Expression, scope: Scope) -> Inte
     if isinstance(node, (exp.Case, exp.If, exp.Coalesce)):
         # A NULL branch adds nothing an aggregate counts or sums.
         return _union(value_bounds(analysis, e, scope) for e in _branches(node) if not isinstance(e, exp.Null))
+    if isinstance(node, exp.Window):  # its value is its function's, whichever rows it runs over
+        return value_bounds(analysis, node.this, scope)
+    if isinstance(node, _ONE_OF_ITS_VALUES):
+        # Each is one of its argument's values, or between two of them (AVG, MEDIAN, interpolated percentiles),
+        # in a CTE per user as much as in a window: within the argument's bounds. (SUM and COUNT are not: they
+        # grow with the rows, which nothing declared bounds.)
+        argument = node.this.this if isinstance(node.this, exp.Distinct) else node.this
+        return value_bounds(analysis, argument, scope) if isinstance(argument, exp.Expression) else None
+    if isinstance(node, (exp.Lag, exp.Lead)):  # another row's value, or the default where there is none
+        default = node.args.get("default")
+        parts = [value_bounds(analysis, node.this, scope)]
+        if default is not None and not isinstance(default, exp.Null):
+            parts.append(value_bounds(analysis, default, scope))
+        return None if any(p is None for p in parts) else _union(parts)
     return None
+
+
+_ONE_OF_ITS_VALUES = (exp.Min, exp.Max, exp.Avg, exp.Median, exp.Quantile, exp.ApproxQuantile, exp.PercentileCont,
+                      exp.PercentileDisc, exp.FirstValue, exp.LastValue, exp.NthValue, exp.AnyValue)
 
 
 def _column_bounds(analysis: Analysis, column: exp.Column, scope: Scope) -> Interval | None:
@@ -151,12 +169,9 @@ def truncated(source: exp.Select, user: str, columns: list[str], limit: int) -> 
 
 def _projections(scope: Scope, name: str) -> list[tuple[exp.Expression, Scope] | None]:
     """The projection feeding output column ``name`` of ``scope`` in each of its SELECTs (positional across a
-    set operation's branches).
-
-    None for an aggregate or window projection: its range depends on how many rows it covers.
-    """
-    return [None if any(isinstance(n, (exp.AggFunc, exp.Window)) for n in projection.walk()) else (projection, inner)
-            for projection, inner in projections_named(scope, name)]
+    set operation's branches). An aggregate or window is bounded by value_bounds only where its value is one of
+    its argument's (MIN, MAX, AVG, LAG, ...), never where it grows with the rows it covers (SUM, COUNT)."""
+    return list(projections_named(scope, name))
 
 
 def _branches(node: exp.Expression) -> list[exp.Expression]:

@@ -1059,8 +1059,9 @@ def _unbounded(node: exp.AggFunc, argument: exp.Expression, analysis: Analysis, 
         return (f"{shown}: differential privacy clamps what it sums to declared bounds, and "
                 f"{', '.join(missing)} has none; add `bounds: [low, high]` to the column in {', '.join(files)}")
     return (f"{shown}: the local clean room cannot derive bounds for '{argument.sql(dialect='spark')}' from the "
-            "declared column bounds (it follows +, -, *, /, ABS, ROUND, CASE, COALESCE, LEAST, GREATEST and casts, "
-            "not aggregates in a CTE); aggregate a bounded column or such an expression of one")
+            "declared column bounds (it follows +, -, *, /, ABS, ROUND, CASE, COALESCE, LEAST, GREATEST, casts, and "
+            "MIN, MAX, AVG, MEDIAN, percentiles, LAG, LEAD, FIRST_VALUE and LAST_VALUE of a bounded value; not SUM or "
+            "COUNT in a CTE, which grow with its rows); aggregate a bounded column or such an expression of one")
 
 
 def _row_number(order: list[exp.Expression]) -> exp.Expression:

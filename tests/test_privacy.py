@@ -249,6 +249,45 @@ def test_an_unbounded_aggregate_is_refused_before_anything_runs(shipped, tmp_pat
         LocalCleanRoom(shipped).plan(result.analysis, CAL)
 
 
+def test_per_user_min_max_avg_and_lag_in_a_cte_take_their_columns_declared_bounds(shipped, tmp_path):
+    """dp-sql-capabilities: a CTE over a DP table computes per user (GROUP BY the user, windows PARTITION BY it).
+    MAX, MIN, AVG and LAG of a bounded column lie within its bounds: the SUM over them is calibrated to the
+    declared bound (250 sessions), never to the data; the values are the exact per-user ones before noise."""
+    per_user = ("WITH per AS (SELECT m.customer_key, MAX(m.sessions) AS top, MIN(m.engagement_score) AS low, "
+                "AVG(m.sessions) AS mean FROM media_engagement m GROUP BY m.customer_key) "
+                "SELECT COUNT(*) AS n, SUM(per.top) AS tops, AVG(per.low) AS lows, SUM(per.mean) AS means FROM per")
+    out = run(shipped, tmp_path, per_user, ZeroNoise())
+    (row,) = out.table.to_pylist()
+    users: dict[str, list[dict]] = {}
+    for r in media_rows():
+        users.setdefault(r["customer_key"], []).append(r)
+    assert row["tops"] == pytest.approx(sum(max(int(r["sessions"]) for r in rs) for rs in users.values()))
+    assert row["lows"] == pytest.approx(np.mean([min(float(r["engagement_score"]) for r in rs)
+                                                 for rs in users.values()]), abs=1e-6)
+    sensitivity = {n.column: n.sensitivity for n in out.enforcement.noise}
+    assert sensitivity["tops"] == sensitivity["means"] == 250  # the declared bound of sessions
+    lagged = ("WITH w AS (SELECT m.customer_key, m.channel, LAG(m.sessions, 1, 0) OVER (PARTITION BY m.customer_key "
+              "ORDER BY m.sessions) AS prev FROM media_engagement m) "
+              "SELECT w.channel, SUM(w.prev) AS p FROM w GROUP BY w.channel")
+    out = run(shipped, tmp_path, lagged, ZeroNoise())
+    previous: dict[str, int] = {}
+    for rs in users.values():  # the row before each, in sessions order, per user (0 for the first)
+        ordered = sorted(rs, key=lambda r: int(r["sessions"]))
+        for before, r in zip([None, *ordered], ordered):
+            previous[r["channel"]] = previous.get(r["channel"], 0) + (int(before["sessions"]) if before else 0)
+    assert {r["channel"]: r["p"] for r in out.table.to_pylist()} == pytest.approx(previous)
+    assert {n.column: n.sensitivity for n in out.enforcement.noise}["p"] == 250
+
+
+def test_a_per_user_sum_in_a_cte_is_still_refused_as_unbounded(shipped, tmp_path):
+    """A SUM grows with the user's rows, which nothing declared bounds: calibrating it would read the data."""
+    sql = ("WITH per AS (SELECT m.customer_key, SUM(m.sessions) AS s FROM media_engagement m GROUP BY m.customer_key) "
+           "SELECT SUM(per.s) AS total FROM per")
+    result = validate(parse_query(write_template(tmp_path, "t", sql)), shipped)
+    with pytest.raises(PlanRefusal, match=r"cannot derive bounds for 'per.s'.*not SUM or COUNT in a CTE"):
+        LocalCleanRoom(shipped).plan(result.analysis, CAL)
+
+
 def test_a_metric_without_declared_bounds_names_its_schema_file(tmp_path):
     data = copy_data(tmp_path)
     schema = data / "media_engagement" / "schema.yaml"
