@@ -118,14 +118,11 @@ class DuckDB:
     dialect = "duckdb"
     errors = (duckdb.Error,)
 
-    def __init__(self, cache_dir=None, preload=None):
-        # preload (localroom/preload.py): the tables' load, begun in a thread before the templates were checked
-        self.preload = preload
-        self.con = preload.connection() if preload is not None else duckdb.connect()
+    def __init__(self, cache_dir=None):
+        self.con = duckdb.connect()
         self.cache_dir = cache_dir  # localroom/cache.py: typed tables kept between runs; None reads every time
-        self.entries: dict[str, object] = preload.keys if preload is not None else {}  # alias -> its cache key
-        # alias -> a table the cache knows valid, read when a statement names it
-        self.deferred: dict[str, object] = preload.deferred if preload is not None else {}
+        self.entries: dict[str, object] = {}  # alias -> its cache key
+        self.deferred: dict[str, object] = {}  # alias -> a table the cache knows valid, read when a statement names it
         self.derived = None
         if cache_dir is not None:
             from localroom.cache import Derived
@@ -140,13 +137,7 @@ class DuckDB:
         """
         from localroom.cache import load_tables
 
-        rows = {}
-        if self.preload is not None and set(self.preload.tables) & set(tables):
-            rows = {a: n for a, n in self.preload.rows().items() if a in tables}
-        rest = {alias: dataset for alias, dataset in tables.items() if alias not in rows}
-        if rest:
-            rows.update(load_tables(self.con, rest, self.cache_dir, keys=self.entries, deferred=self.deferred))
-        return rows
+        return load_tables(self.con, tables, self.cache_dir, keys=self.entries, deferred=self.deferred)
 
     def _needs(self, sql: str) -> None:
         """Read the deferred tables ``sql`` may read: every one whose name it holds as a word (a statement

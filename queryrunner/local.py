@@ -352,6 +352,12 @@ class LocalApp:
         return found
 
     def run(self) -> int:
+        from localroom.engine import DuckDB, LocalCleanRoom, PlanRefusal
+        from localroom.journal import INTERRUPTED
+        from model.errors import ConfigError
+        from model.templates import shown_path
+        from model.validator import validate
+
         args = self.args
         if args.seed is not None and args.seed < 0:
             raise UsageError("--seed must be >= 0")
@@ -361,41 +367,6 @@ class LocalApp:
         if journal.note:
             self.err(journal.note)
         earlier = {name: entry for name, entry in journal.done.items()}
-        todo = [t for t, _ in jobs if t.name not in earlier]
-        preload = self.preload(todo)
-        # While DuckDB reads the files (it releases the GIL), import what the runs need afterwards.
-        private = any(self.collab.tables[a].differential_privacy for t in todo for a in t.tables
-                      if a in self.collab.tables)
-        threading.Thread(target=_later_imports, args=(private,), daemon=True).start()
-        try:
-            room, checked, planned = self._prepare(jobs, earlier, out, preload)
-        except BaseException:
-            if preload is not None:
-                preload.cancel()
-            raise
-        if room is None:  # refused (EXIT_USAGE): nothing was run
-            if preload is not None:
-                preload.cancel()
-            return EXIT_USAGE
-        return self._run_all(room, checked, planned, jobs, journal, earlier, out)
-
-    def preload(self, templates):
-        """The DuckDB load of the tables ``templates`` read, begun now (localroom/preload.py); None on Spark."""
-        if getattr(self.args, "engine", None) == "spark" or not templates:
-            return None
-        from localroom.preload import Preload
-
-        aliases = sorted({alias for t in templates for alias in t.tables if alias in self.collab.tables})
-        return Preload({alias: self.collab.tables[alias].dataset for alias in aliases}, self.state / "cache")
-
-    def _prepare(self, jobs, earlier, out: Path, preload):
-        """Every template checked and planned, then the room with its tables loaded: (room, checked, planned),
-        or (None, ...) when a template is refused (the refusals printed)."""
-        from localroom.engine import DuckDB, LocalCleanRoom, PlanRefusal
-        from model.errors import ConfigError
-        from model.templates import shown_path
-        from model.validator import validate
-
         # Every template is checked before anything runs: a refusal is an input error, nothing is run.
         checked, refusals = [], []
         for template, values in [(t, v) for t, v in jobs if t.name not in earlier]:
@@ -408,7 +379,7 @@ class LocalApp:
             self.err("error: Clean Rooms would refuse these templates; nothing was run:")
             for line in refusals:
                 self.err(f"  {line}")
-            return None, None, None
+            return EXIT_USAGE
         # What each run will release, and the bounds the noise needs, decided from the template, the
         # schemas and the rules alone: a missing declaration is an input error, nothing is run.
         planned, missing = [], []
@@ -421,24 +392,20 @@ class LocalApp:
             self.err("error: the local clean room cannot add calibrated noise to these templates; nothing was run:")
             for line in missing:
                 self.err(f"  {line}")
-            return None, None, None
+            return EXIT_USAGE
         backend = self.backend()
         engine = f"; engine Spark {backend.version} ({backend.master})" if backend is not None else ""
         self.err(f"local clean room: stack {self.stack}, tables {sorted(self.collab.tables)}{engine}; "
                  f"results to {out}/<template>/")
         # DuckDB keeps each validated, typed table in STATE/cache/ for the next run (localroom/cache.py).
-        room = LocalCleanRoom(self.collab, backend if backend is not None else DuckDB(self.state / "cache", preload))
+        room = LocalCleanRoom(self.collab, backend if backend is not None else DuckDB(self.state / "cache"))
+        # While DuckDB reads the files (it releases the GIL), import what the runs need afterwards.
+        threading.Thread(target=_later_imports, args=(any(not isinstance(p, Exception) and p.private
+                                                          for *_, p in planned),), daemon=True).start()
         try:  # every data file is read and checked against its schema before the first run
             room.load({alias for _, _, analysis in checked for alias in analysis.tables})
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
-        return room, checked, planned
-
-    def _run_all(self, room, checked, planned, jobs, journal, earlier, out: Path) -> int:
-        """Each planned template run in turn, journaled; the summary and the report."""
-        from localroom.journal import INTERRUPTED
-
-        args = self.args
         self.warn_access([(template.name, analysis.tables) for template, _, analysis in checked])
         outcomes = [{"template": name, "status": "DONE EARLIER", "run_id": entry["run_id"], "path": entry["path"]}
                     for name, entry in earlier.items()]
