@@ -86,43 +86,36 @@ def load_tables(con, tables: dict[str, Dataset], cache_dir: Path | None, max_byt
     tables are loaded anyway. ``keys`` receives each alias's key, or None for a table that is not
     cached (a file changed moments ago, or a partitioned dataset's folder, which is read every time).
     """
-    def plain(alias: str, dataset: Dataset):
-        return lambda cursor: (load_into(cursor, dataset, alias), None)
-
     if cache_dir is None:
-        return {alias: n for alias, (n, _) in _at_once(con, {a: plain(a, d) for a, d in tables.items()}).items()}
+        return {alias: load_into(con, dataset, alias) for alias, dataset in tables.items()}
     cache_dir = Path(cache_dir)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError:
-        return {alias: n for alias, (n, _) in _at_once(con, {a: plain(a, d) for a, d in tables.items()}).items()}
+        return {alias: load_into(con, dataset, alias) for alias, dataset in tables.items()}
     files = _Files(cache_dir)
-    found_keys, reads = {}, {}
+    rows, used = {}, set()
     for alias, dataset in tables.items():
         if dataset.partitioned_by:
             # A folder of partition files: its stat does not change when a file in a partition does, and the
             # key hashes one file. Read every time, never cached (key None: nor are results derived from it).
-            reads[alias] = plain(alias, dataset)
+            rows[alias] = load_into(con, dataset, alias)
+            if keys is not None:
+                keys[alias] = None
             continue
         found, key, pending = _lookup(con, alias, dataset, cache_dir, files)
         if found is None and pending is not None:
             marked = _marker(cache_dir, entry_key(dataset, pending.content)) if pending.content else None
-            if marked is None:  # a first reading: in memory, marked (ConfigError: nothing is kept)
-                reads[alias] = lambda cursor, p=pending: _load_marked(cursor, p, cache_dir, files)
-                continue
+            if marked is None:
+                found, key = _load_marked(con, pending, cache_dir, files)  # ConfigError: nothing is kept
             elif deferred is not None:
                 pending.key = key = entry_key(dataset, pending.content)
                 deferred[alias], found = pending, marked
             else:
                 found, key = _load_entry(con, pending, cache_dir, files)
-        if found is None:  # not cacheable (changed moments ago): in memory only
-            reads[alias] = plain(alias, dataset)
-            continue
-        found_keys[alias] = (found, key)
-    found_keys.update(_at_once(con, reads))
-    rows, used = {}, set()
-    for alias in tables:
-        rows[alias], key = found_keys[alias]
+        if found is None:
+            found = load_into(con, dataset, alias)  # not cacheable (changed moments ago): in memory only
+        rows[alias] = found
         if key is not None:
             used.add(key)
         if keys is not None:
@@ -130,49 +123,6 @@ def load_tables(con, tables: dict[str, Dataset], cache_dir: Path | None, max_byt
     files.save()
     _evict(cache_dir, used, max_bytes)
     return rows
-
-
-def _at_once(con, reads: dict):
-    """Each read(cursor) at the same time, each with a cursor of its own on ``con``'s database: {alias: result}.
-
-    DuckDB's CSV reader keeps about one core busy per file, so two files read together take
-    little more than the larger alone. Every read runs to its end; the first failure in
-    ``reads``' order is raised, so which file's error is shown does not depend on timing. An
-    interrupt (Ctrl-C) stops every read.
-    """
-    if len(reads) < 2:
-        return {alias: read(con) for alias, read in reads.items()}
-    results, failures, cursors = {}, {}, {alias: con.cursor() for alias in reads}
-
-    def work(alias, read):
-        try:
-            results[alias] = read(cursors[alias])
-        except BaseException as exc:  # re-raised below, in the caller's thread
-            failures[alias] = exc
-
-    threads = [threading.Thread(target=work, args=item, name=f"localroom-load-{item[0]}", daemon=True)
-               for item in reads.items()]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    except BaseException:
-        for cursor in cursors.values():
-            with contextlib.suppress(duckdb.Error):
-                cursor.interrupt()
-        for thread in threads:
-            if thread.is_alive():
-                thread.join()
-        raise
-    finally:
-        for cursor in cursors.values():
-            with contextlib.suppress(duckdb.Error):
-                cursor.close()
-    for alias in reads:
-        if alias in failures:
-            raise failures[alias]
-    return results
 
 
 class DataChanged(Exception):
@@ -467,7 +417,6 @@ class _Files:
     def __init__(self, cache_dir: Path):
         self.path = cache_dir / FILES
         self.changed = False
-        self.lock = threading.Lock()
         try:
             self.known = json.loads(self.path.read_text(encoding="utf-8"))
             if not isinstance(self.known, dict):
@@ -486,12 +435,11 @@ class _Files:
 
     def put(self, path: Path, stat: tuple, content: str) -> None:
         name = str(path.resolve())
-        with self.lock:  # tables are read at once (_at_once)
-            self.known.pop(name, None)
-            self.known[name] = [*stat, content]
-            while len(self.known) > MAX_FILES:
-                self.known.pop(next(iter(self.known)))
-            self.changed = True
+        self.known.pop(name, None)
+        self.known[name] = [*stat, content]
+        while len(self.known) > MAX_FILES:
+            self.known.pop(next(iter(self.known)))
+        self.changed = True
 
     def save(self) -> None:
         if not self.changed:

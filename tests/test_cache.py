@@ -85,12 +85,12 @@ def test_an_unchanged_file_is_marked_then_kept_then_served_from_the_cache(data, 
     first, con = load(data, tmp_path / "cache")
     assert first == {"retail_purchases": 3000, "media_engagement": 2500}
     # The first reading is in memory, as without a cache: only a marker of the checked content is written.
-    assert sorted(loads.files) == sorted(both) and len(keys(tmp_path / "cache")) == 2 and entries(tmp_path / "cache") == []
+    assert loads.files == both and len(keys(tmp_path / "cache")) == 2 and entries(tmp_path / "cache") == []
     expected = con.execute("SELECT * FROM retail_purchases ORDER BY customer_key").fetchall()
     second, con = load(data, tmp_path / "cache")  # read a second time: now into entries
-    assert second == first and loads.files[2:] == both and len(entries(tmp_path / "cache")) == 2
+    assert second == first and loads.files == both * 2 and len(entries(tmp_path / "cache")) == 2
     third, con = load(data, tmp_path / "cache")
-    assert third == first and len(loads.files) == 4  # nothing read again
+    assert third == first and loads.files == both * 2  # nothing read again
     assert con.execute("SELECT * FROM retail_purchases ORDER BY customer_key").fetchall() == expected
     types = con.execute("SELECT column_type FROM (DESCRIBE retail_purchases)").fetchall()
     assert [t for (t,) in types] == ["VARCHAR", "VARCHAR", "VARCHAR", "VARCHAR", "INTEGER", "DECIMAL(10,2)"]
@@ -106,8 +106,7 @@ def test_a_changed_file_is_read_again_even_with_its_size_and_mtime_restored(data
     time.sleep(2 * SETTLE)
     deferred: dict = {}
     _, con = load(data, tmp_path / "cache", deferred=deferred)
-    assert sorted(loads.files[:2]) == ["media_engagement", "retail_purchases"]  # read at once
-    assert loads.files[2:] == ["media_engagement"]
+    assert loads.files == ["retail_purchases", "media_engagement", "media_engagement"]
     assert list(deferred) == ["retail_purchases"]  # unchanged: vouched for by its marker, not read
     assert con.execute("SELECT count(*) FROM media_engagement WHERE customer_key = ?", ["f" * len(key)]).fetchall() \
         == [(1,)]
@@ -183,38 +182,7 @@ def test_a_bad_file_leaves_no_entry(data, tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match="line 6: column 'order_count' value '1.5' is not a valid integer"):
         load(data, tmp_path / "cache")
-    # Only the good file, read at the same time, is marked as checked.
-    good = data / "media_engagement" / "media_engagement.csv"
-    assert keys(tmp_path / "cache") == [cache.entry_key(load_dataset("media_engagement", data), cache._sha256(good))]
-    assert leftovers(tmp_path / "cache") == []
-
-
-def test_the_tables_are_read_at_the_same_time(data, tmp_path, monkeypatch):
-    """DuckDB's CSV reader keeps about one core busy per file: the files are read together, each on a cursor."""
-    import threading
-
-    together, real = threading.Barrier(2, timeout=10), cache.load_into
-
-    def meeting(con, dataset, table, *args, **kwargs):
-        together.wait()  # a second reading that only starts after the first ends breaks the barrier
-        return real(con, dataset, table, *args, **kwargs)
-
-    monkeypatch.setattr(cache, "load_into", meeting)
-    for cache_dir in (None, tmp_path / "cache"):
-        rows, con = load(data, cache_dir)
-        assert rows == {"retail_purchases": 3000, "media_engagement": 2500}
-        assert con.execute("SELECT count(*) FROM retail_purchases JOIN media_engagement USING (customer_key)"
-                           ).fetchall()[0][0] > 0  # both on the caller's connection
-
-
-def test_of_two_bad_files_read_together_the_first_one_is_reported(data, tmp_path):
-    for name in ("retail_purchases", "media_engagement"):
-        path = data / name / f"{name}.csv"
-        path.write_text(path.read_text().replace("\n", "\n,,,\n", 1))
-    for _ in range(3):
-        with pytest.raises(ConfigError, match="retail_purchases.csv"):
-            load(data, tmp_path / "cache")
-    assert keys(tmp_path / "cache") == []
+    assert keys(tmp_path / "cache") == [] and leftovers(tmp_path / "cache") == []
 
 
 def test_an_interrupted_load_leaves_no_entry_and_no_partial_file(data, tmp_path, monkeypatch):
