@@ -22,6 +22,12 @@ NAMESPACE = "CleanRooms/PrivacyBudget"
 MIN_METRIC = "MinRemainingPercent"
 METRIC = "RemainingPercent"
 BATCH = 1000  # PutMetricData takes at most 1000 values per request
+# Explicit timeouts (botocore's defaults are 60 s each): a reading that hangs is cut short and retried, all within
+# the function's 60 s timeout (components/budget_alarm.py). Both calls may be repeated safely: a listing reads, and
+# a metric published twice is the same gauge value at the same time.
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 10.0
+ATTEMPTS = 3
 
 
 def remaining(cleanrooms, collaboration_id: str) -> dict[str, float]:
@@ -58,7 +64,17 @@ def publish(cleanrooms, cloudwatch, collaboration_id: str) -> dict[str, Any]:
             "lowest": min(shares.values()) if shares else None}
 
 
+def client_config():
+    """The botocore config of both clients: explicit connect and read timeouts, standard retries."""
+    from botocore.config import Config
+
+    return Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT, user_agent_extra="cleanrooms-budget-metric",
+                  retries={"mode": "standard", "total_max_attempts": ATTEMPTS})
+
+
 def handler(event: dict, context: Any) -> dict[str, Any]:
     import boto3
 
-    return publish(boto3.client("cleanrooms"), boto3.client("cloudwatch"), os.environ["COLLABORATION_ID"])
+    config = client_config()
+    return publish(boto3.client("cleanrooms", config=config), boto3.client("cloudwatch", config=config),
+                   os.environ["COLLABORATION_ID"])

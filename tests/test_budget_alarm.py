@@ -150,3 +150,20 @@ def test_bad_alarm_config_is_one_line_naming_the_key(alarm, key, fragment):
 
 def test_no_alarm_before_the_membership_exists():
     assert not run_stack("org-b", overrides={"budgetAlarm": {}}).of_type("aws:lambda/function:Function")
+
+
+def test_the_functions_clients_have_explicit_timeouts_that_fit_its_own(monkeypatch):
+    """botocore's defaults (60 s to connect, 60 s to read) would outlast the function's 60 s timeout on one try."""
+    import boto3
+
+    made = []
+    monkeypatch.setenv("COLLABORATION_ID", COLLABORATION_ID)
+    monkeypatch.setattr(boto3, "client", lambda service, config=None: made.append((service, config)) or service)
+    monkeypatch.setattr(budget_metric, "publish", lambda rooms, watch, collaboration: (rooms, watch, collaboration))
+    assert budget_metric.handler({}, None) == ("cleanrooms", "cloudwatch", COLLABORATION_ID)
+    assert [service for service, _ in made] == ["cleanrooms", "cloudwatch"]
+    for _, config in made:
+        assert (config.connect_timeout, config.read_timeout) == (3.0, 10.0)
+        assert config.retries == {"mode": "standard", "total_max_attempts": 3}
+        # the worst case of every attempt timing out, for one call, stays inside the function's timeout
+        assert config.retries["total_max_attempts"] * (config.connect_timeout + config.read_timeout) < 60
