@@ -51,6 +51,7 @@ from sqlglot.optimizer.scope import Scope
 from localroom import intervals
 from localroom.bounds import clamped, declared_domain, keyset, truncated, value_bounds
 from localroom.privacy import Calibration, NoisePart, Selection, aggregate_noise, selection
+from localroom.spark_semantics import for_duckdb
 from model.budget import dp_type, final_aggregates
 from model.collaboration import Collaboration
 from model.datasets import Dataset, numeric_range
@@ -356,6 +357,8 @@ class Plan:
     def __init__(self, analysis: Analysis, dialect: str, calibration: Calibration | None = None):
         self.dialect = dialect
         tree = analysis.tree.copy()
+        if dialect == "duckdb":
+            tree = for_duckdb(tree, analysis.collab.schema())  # Spark's semantics on DuckDB (before the analysis)
         self.analysis = build(analysis.template, analysis.collab, tree)
         self.root = self.analysis.root
         read = self.analysis.base_tables(self.root)
