@@ -31,14 +31,20 @@ from sqlglot.optimizer.annotate_types import annotate_types
 
 __all__ = ["for_duckdb"]
 
+_INTEGRAL = {exp.DataType.Type.TINYINT, exp.DataType.Type.SMALLINT, exp.DataType.Type.INT,
+             exp.DataType.Type.BIGINT}
+_FRACTIONAL = {exp.DataType.Type.DECIMAL, exp.DataType.Type.DOUBLE, exp.DataType.Type.FLOAT}
 _TEXT = {exp.DataType.Type.VARCHAR, exp.DataType.Type.CHAR, exp.DataType.Type.TEXT}
+# Spark's TIMESTAMP (= TIMESTAMP_LTZ) is an instant shown in the session time zone, UTC: DuckDB's naive TIMESTAMP.
+_ZONED = {exp.DataType.Type.TIMESTAMPTZ, exp.DataType.Type.TIMESTAMPLTZ}
 
 
 def for_duckdb(tree: exp.Expression, schema: dict[str, dict[str, str]] | None = None) -> exp.Expression:
     """``tree`` (Spark SQL, parsed by sqlglot) rewritten in place so that DuckDB gives Spark's results.
 
     ``schema`` (table -> column -> Spark type, as Collaboration.schema()) types the
-    columns of a qualified tree; the rewrites that depend on a type (FORMAT_STRING's NULL strings) leave an expression of unknown type
+    columns of a qualified tree; the rewrites that depend on a type (casts to an
+    integer type, FORMAT_STRING's NULL strings) leave an expression of unknown type
     as sqlglot writes it.
     """
     types = _types(tree, schema)
@@ -254,6 +260,14 @@ def _anonymous(node: exp.Anonymous, types) -> exp.Expression | None:
         # btrim(str[, trimStr]): "Removes the leading and trailing space characters (trimStr characters) from str".
         # DuckDB has no BTRIM; its TRIM(str[, characters]) is the same.
         return exp.Trim(this=args[0], expression=args[1] if len(args) == 2 else None)
+    if name == "WEEKDAY" and len(args) == 1:
+        # weekday(date): "Returns the day of the week for date/timestamp (0 = Monday, 1 = Tuesday, ..., 6 = Sunday)".
+        # DuckDB's WEEKDAY is its DAYOFWEEK (0 = Sunday); its ISODOW is 1 = Monday ... 7 = Sunday.
+        return _paren(exp.Sub(this=exp.DayOfWeekIso(this=exp.cast(args[0], "DATE")), expression=exp.Literal.number(1)))
+    if name in ("DATE_PART", "DATEPART") and len(args) == 2 and isinstance(args[0], exp.Literal):
+        part = _day_of_week(args[0].name, args[1])
+        if part is not None:
+            return part
     return None
 
 
@@ -268,9 +282,71 @@ def _regexp_substr(node: exp.RegexpSubstr, types) -> exp.Expression | None:
                       expression=exp.Literal.string(""))
 
 
+# -- dates and times ----------------------------------------------------------------------------------------------
+def _day_of_week(unit: str, value: exp.Expression) -> exp.Expression | None:
+    # extract(field FROM source), date_part: "DAYOFWEEK", "DOW" - the day of the week for datetime as Sunday(1) to
+    # Saturday(7); "DAYOFWEEK_ISO", "DOW_ISO" - ISO 8601 based day of the week for datetime as Monday(1) to
+    # Sunday(7). DuckDB's dow is Sunday(0) to Saturday(6), its isodow Spark's DOW_ISO.
+    unit = unit.upper()
+    if unit in ("DAYOFWEEK", "DOW"):
+        return _paren(exp.Add(this=exp.Extract(this=exp.var("DOW"), expression=value),
+                              expression=exp.Literal.number(1)))
+    if unit in ("DAYOFWEEK_ISO", "DOW_ISO"):
+        return exp.Extract(this=exp.var("ISODOW"), expression=value)
+    return None
+
+
+def _extract(node: exp.Extract, types) -> exp.Expression | None:
+    unit = node.this
+    return _day_of_week(unit.name, node.expression) if isinstance(unit, (exp.Var, exp.Literal)) else None
+
+
+def _dayofweek(node: exp.DayOfWeek, types) -> exp.Expression:
+    # dayofweek(date): "Returns the day of the week for date/timestamp (1 = Sunday, 2 = Monday, ..., 7 = Saturday)".
+    return _paren(exp.Add(this=node, expression=exp.Literal.number(1)))
+
+
+def _data_type(node: exp.DataType, types) -> exp.Expression | None:
+    # A Spark TIMESTAMP (sqlglot: TIMESTAMPTZ) is UTC here (session time zone UTC): DuckDB's naive TIMESTAMP, which
+    # the CSV shows without an offset as Spark's (TIMESTAMPTZ is shown in DuckDB's time zone, with its offset).
+    if node.this in _ZONED:
+        return exp.DataType.build("TIMESTAMP")
+    return None
+
+
+def _from_utc(node: exp.AtTimeZone, types) -> exp.Expression:
+    # from_utc_timestamp(timestamp, timezone): "Given a timestamp like '2017-07-14 02:40:00.0', interprets it as a
+    # time in UTC, and renders that time as a timestamp in the given time zone". sqlglot parses it as AT TIME ZONE,
+    # which DuckDB reads the other way (the timestamp as the zone's time, an instant); Spark SQL has no AT TIME
+    # ZONE, so every one in the tree is a FROM_UTC_TIMESTAMP: CONVERT_TIMEZONE('UTC', zone, t), which DuckDB
+    # gets right (t AT TIME ZONE 'UTC' AT TIME ZONE zone: the zone's wall time).
+    return exp.ConvertTimezone(source_tz=exp.Literal.string("UTC"), target_tz=node.args["zone"], timestamp=node.this)
+
+
+# -- casts --------------------------------------------------------------------------------------------------------
+def _cast(node: exp.Cast, types) -> exp.Expression | None:
+    # Spark 3.5 without ANSI mode (Data_type_formatting; sql-ref-ansi-compliance: "the cast ... truncates the
+    # fractional part"): a DOUBLE or decimal cast to an integer type keeps its integral part (2.7 -> 2, -2.7 -> -2);
+    # a string is read as a number whose fractional digits are dropped (UTF8String.toInt: '2.5' -> 2, '-2.7' -> -2,
+    # spaces around it allowed). DuckDB rounds both (2.5 -> 3; a DOUBLE half to even).
+    if node.to.this not in _INTEGRAL:
+        return None
+    source = _kind(node.this, types)
+    if source in _FRACTIONAL:
+        node.set("this", _toward_zero(node.this))
+    elif source in _TEXT:
+        digits = exp.RegexpExtract(this=exp.Trim(this=node.this),
+                                   expression=exp.Literal.string(r"^([+-]?[0-9]+)(\.[0-9]*)?$"),
+                                   group=exp.Literal.number(1))
+        node.set("this", digits)
+    return node
+
+
 _RULES = {
     exp.Floor: _floor_ceil, exp.Ceil: _floor_ceil, exp.Sign: _sign, exp.IntDiv: _int_div,
     exp.Skewness: _skewness, exp.Quantile: _percentile,
     exp.Substring: _substring, exp.RegexpReplace: _regexp_replace, exp.Format: _format_string,
     exp.Anonymous: _anonymous, exp.RegexpSubstr: _regexp_substr,
+    exp.Extract: _extract, exp.DayOfWeek: _dayofweek, exp.DataType: _data_type, exp.AtTimeZone: _from_utc,
+    exp.Cast: _cast, exp.TryCast: _cast,
 }

@@ -23,10 +23,8 @@ them), with the refusal the validator gives, citing the page.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from typing import Callable, NamedTuple
-from zoneinfo import ZoneInfo
 
 UG = "https://docs.aws.amazon.com/clean-rooms/latest/userguide/"
 REF = "https://docs.aws.amazon.com/clean-rooms/latest/sql-reference/"
@@ -346,45 +344,15 @@ def near(rel: float) -> Callable[[str, str, dict], bool]:
         float(d), float(s), rel_tol=rel, abs_tol=1e-9)
 
 
-def dow(d: str, s: str, row: dict) -> bool:
-    return d == str(int(s) - 1)  # Sunday is 0 on DuckDB, 1 on Spark
-
-
 def within(rel: float) -> Callable[[str, str, dict], bool]:
     return lambda d, s, row: abs(float(d) - float(s)) <= rel * abs(float(s))
 
 
-def with_offset(d: str, s: str, row: dict) -> bool:
-    """Spark's naive UTC timestamp, written by DuckDB (TIMESTAMPTZ) with the offset of its time zone."""
-    return dt.datetime.fromisoformat(d).replace(tzinfo=None) == dt.datetime.fromisoformat(s) or (
-        dt.datetime.fromisoformat(d).astimezone(dt.UTC).replace(tzinfo=None) == dt.datetime.fromisoformat(s))
-
-
-def from_utc_the_wrong_way(d: str, s: str, row: dict) -> bool:
-    """Spark renders the UTC time in New York; DuckDB reads the time as New York's and renders it in UTC."""
-    utc = dt.datetime.fromisoformat(row["hour"]).replace(minute=int(row["mi"]), second=int(row["s"]))
-    wrong = utc.replace(tzinfo=ZoneInfo("America/New_York")).astimezone(dt.UTC)
-    return dt.datetime.fromisoformat(d) == wrong
-
-
 _DECIMAL = "AVG and SUM / COUNT of decimal(10,2): DOUBLE on DuckDB, decimal(14,6) on Spark"
-_CAST = "CAST of a decimal or double to an integer type: DuckDB rounds (a DOUBLE half to even), Spark truncates"
 KNOWN: dict[str, dict[str, Known]] = {
     "t_decimals": {"mean": Known(_DECIMAL, near(1e-6))},
     "t_skewness_percentiles": {
         "approx_median": Known("APPROX_PERCENTILE: another approximation on each engine", within(0.02))},
-    "t_dates": {
-        "dow": Known("DAYOFWEEK, EXTRACT(DOW): Sunday is 1 on Spark, 0 on DuckDB", dow),
-        "dow2": Known("DAYOFWEEK, EXTRACT(DOW): Sunday is 1 on Spark, 0 on DuckDB", dow),
-        "midnight": Known("CAST(... AS TIMESTAMP): TIMESTAMPTZ on DuckDB, written with its time zone's offset",
-                          with_offset)},
-    "t_times": {"from_utc": Known("FROM_UTC_TIMESTAMP: DuckDB converts the other way and writes an offset",
-                                  from_utc_the_wrong_way)},
-    "t_conditional_cast": {"quarters": Known(_CAST, lambda d, s, row: d == str(round(int(row["k"]) / 4))
-                                             and s == str(int(row["k"]) // 4))},  # a DOUBLE: half to even
-    # A noisy SUM of the cast: more on DuckDB (rounded up from .5), its interval with it, the same noise.
-    "p_functions": {f"whole{part}": Known(_CAST, lambda d, s, row: float(d) > float(s))
-                    for part in ("", "_ci95_low", "_ci95_high")},
 }
 # Templates one engine cannot run: {template: (engine, its error)}; the other engine's rows are checked as usual.
 FAILS: dict[str, tuple[str, str]] = {}

@@ -71,6 +71,30 @@ CASES = {
     "regexp_substr": ("SELECT REGEXP_SUBSTR('home', '[aeiou]+'), REGEXP_SUBSTR('xyz', '[aeiou]+'), "
                       "REGEXP_SUBSTR(NULL, 'a')", ("o", None, None), "fails"),
     # Day of the week: Sunday 1 ... Saturday 7; the ISO one Monday 1 ... Sunday 7; WEEKDAY Monday 0 ... Sunday 6.
+    "dayofweek": ("SELECT DAYOFWEEK(DATE '2026-03-01'), EXTRACT(DOW FROM DATE '2026-03-01'), "
+                  "EXTRACT(DAYOFWEEK FROM DATE '2026-03-07'), DATE_PART('dow', DATE '2026-03-01'), "
+                  "WEEKDAY(DATE '2026-03-01'), DAYOFWEEK(TIMESTAMP '2026-03-07 23:30:00')", (1, 1, 7, 1, 6, 7), True),
+    "dayofweek_iso": ("SELECT EXTRACT(DAYOFWEEK_ISO FROM DATE '2026-03-01'), EXTRACT(DOW_ISO FROM "
+                      "DATE '2026-03-02'), DATE_PART('DOW_ISO', DATE '2026-03-07')", (7, 1, 6), "fails"),
+    # Spark's TIMESTAMP is UTC (session time zone): naive, as DuckDB's TIMESTAMP (DuckDB's TIMESTAMPTZ has a zone).
+    "cast to timestamp": ("SELECT CAST(DATE '2026-03-01' AS TIMESTAMP), CAST('2026-03-01 10:00:00' AS TIMESTAMP), "
+                          "TIMESTAMP '2026-03-01 12:00:00'", (dt.datetime(2026, 3, 1), dt.datetime(2026, 3, 1, 10),
+                                                             dt.datetime(2026, 3, 1, 12)), True),
+    "from_utc_timestamp": ("SELECT FROM_UTC_TIMESTAMP(TIMESTAMP '2026-03-01 12:00:00', 'America/New_York'), "
+                           "FROM_UTC_TIMESTAMP('2026-07-01 12:00:00', 'Asia/Tokyo'), "
+                           "TO_UTC_TIMESTAMP(TIMESTAMP '2026-03-01 12:00:00', 'America/New_York')",
+                           (dt.datetime(2026, 3, 1, 7), dt.datetime(2026, 7, 1, 21), dt.datetime(2026, 3, 1, 17)),
+                           True),
+    # CAST to an integer type truncates a DOUBLE, a decimal and a string's number (DuckDB rounds).
+    "cast to int": ("SELECT CAST(2.5 AS INT), CAST(-2.5 AS INT), CAST(2.7D AS INT), CAST(-2.7D AS BIGINT), "
+                    "CAST(CAST(-7.99 AS DECIMAL(5,2)) AS SMALLINT), CAST(0.5D AS INT), CAST(7 AS INT)",
+                    (2, -2, 2, -2, -7, 0, 7), True),
+    "cast a string to int": ("SELECT CAST('2.5' AS INT), CAST('-2.7' AS INT), CAST(' 42 ' AS INT), "
+                             "CAST('+7' AS INT), CAST('7.' AS BIGINT), CAST('1e3' AS INT), CAST('abc' AS INT), "
+                             "CAST('99999999999' AS INT), CAST('99999999999' AS BIGINT)",
+                             (2, -2, 42, 7, 7, None, None, None, 99999999999), True),
+    "cast of a column to int": ("WITH t AS (SELECT -2.7D AS x, '3.9' AS s) SELECT CAST(t.x AS INT), "
+                                "CAST(t.s AS INT) FROM t", (-2, 3), True),
 }
 
 _db = duckdb.connect()
@@ -106,16 +130,17 @@ def test_duckdb_gives_sparks_value(case):
 
 
 def test_results_keep_sparks_types():
-    """Where the CSV shows the type: 2 not 2.0 (FLOOR), 1.0 not 1 (SIGN)."""
-    floor, sign = _row("SELECT FLOOR(2.5D), SIGN(3)", rewrite=True)
-    assert (type(floor), type(sign)) == (int, float)
+    """Where the CSV shows the type: 2 not 2.0 (FLOOR), 1.0 not 1 (SIGN), no offset (TIMESTAMP)."""
+    floor, sign, moment = _row("SELECT FLOOR(2.5D), SIGN(3), CAST(DATE '2026-03-01' AS TIMESTAMP)", rewrite=True)
+    assert (type(floor), type(sign), moment.tzinfo) == (int, float, None)
 
 
 def test_the_analysis_still_finds_columns_and_aggregates():
     """The rewrite keeps column references and aggregates (the validator and the privacy analysis read them)."""
     tree = for_duckdb(sqlglot.parse_one(
-        "SELECT r.g, SUM(FLOOR(r.x)) AS s, SKEWNESS(r.y) AS k, PERCENTILE(r.y, 0.5) AS p FROM t r GROUP BY r.g",
+        "SELECT r.g, SUM(CAST(r.x AS INT)) AS s, SKEWNESS(r.y) AS k, PERCENTILE(r.y, 0.5) AS p FROM t r GROUP BY r.g",
         read="spark"), {"t": {"g": "string", "x": "decimal(5,2)", "y": "int"}})
     assert {c.sql() for c in tree.find_all(sqlglot.exp.Column)} == {"r.g", "r.x", "r.y"}
+    assert isinstance(tree.find(sqlglot.exp.Sum).this, sqlglot.exp.Cast)  # SUM(CAST(<x truncated> AS INT))
     assert tree.find(sqlglot.exp.Sum).this.find(sqlglot.exp.Floor) is not None
     assert tree.find(sqlglot.exp.Skewness) is not None and tree.find(sqlglot.exp.PercentileCont) is not None
