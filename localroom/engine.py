@@ -51,7 +51,7 @@ from sqlglot.optimizer.scope import Scope
 from localroom import intervals
 from localroom.bounds import clamped, declared_domain, keyset, truncated, value_bounds
 from localroom.privacy import Calibration, NoisePart, Selection, aggregate_noise, selection
-from localroom.spark_semantics import for_duckdb
+from localroom.spark_semantics import for_duckdb, written
 from model.budget import dp_type, final_aggregates
 from model.collaboration import Collaboration
 from model.datasets import Dataset, numeric_range
@@ -855,11 +855,11 @@ class Plan:
             this = node.this
             distinct = isinstance(this, exp.Distinct)
             if distinct and len(this.expressions) != 1:
-                raise LocalLimitation(f"{node.sql(dialect='spark')}: the local clean room counts DISTINCT over one "
+                raise LocalLimitation(f"{written(node)}: the local clean room counts DISTINCT over one "
                                       "expression only")
             argument = this.expressions[0] if distinct else (None if isinstance(this, exp.Star) else this)
             if distinct and kind == "STDDEV":
-                raise LocalLimitation(f"{node.sql(dialect='spark')}: the local clean room does not rehearse "
+                raise LocalLimitation(f"{written(node)}: the local clean room does not rehearse "
                                       "STDDEV(DISTINCT ...)")
             bounds = None
             if kind in ("SUM", "AVG", "STDDEV"):
@@ -1042,7 +1042,7 @@ class PlanRefusal(Exception):
 
 def _unbounded(node: exp.AggFunc, argument: exp.Expression, analysis: Analysis, scope: Scope) -> str:
     """Why an aggregate's value has no declared bound, and what would give it one."""
-    shown = node.sql(dialect="spark")
+    shown = written(node)
     columns = [(c, analysis.tables[c.table].dataset.column(c.column)) for c in analysis.lineage(argument, scope)
                if analysis.tables.get(c.table) is not None]
     missing = sorted({f"{c.table}.{c.column}" for c, declared in columns
@@ -1052,7 +1052,7 @@ def _unbounded(node: exp.AggFunc, argument: exp.Expression, analysis: Analysis, 
         files = sorted({str(analysis.tables[m.split('.')[0]].dataset.directory / 'schema.yaml') for m in missing})
         return (f"{shown}: differential privacy clamps what it sums to declared bounds, and "
                 f"{', '.join(missing)} has none; add `bounds: [low, high]` to the column in {', '.join(files)}")
-    return (f"{shown}: the local clean room cannot derive bounds for '{argument.sql(dialect='spark')}' from the "
+    return (f"{shown}: the local clean room cannot derive bounds for '{written(argument)}' from the "
             "declared column bounds (it follows +, -, *, /, ABS, ROUND, CASE, COALESCE, LEAST, GREATEST, casts, and "
             "MIN, MAX, AVG, MEDIAN, percentiles, LAG, LEAD, FIRST_VALUE and LAST_VALUE of a bounded value; not SUM or "
             "COUNT in a CTE, which grow with its rows); aggregate a bounded column or such an expression of one")

@@ -29,7 +29,7 @@ import re
 from sqlglot import exp
 from sqlglot.optimizer.annotate_types import annotate_types
 
-__all__ = ["for_duckdb"]
+__all__ = ["for_duckdb", "written"]
 
 _INTEGRAL = {exp.DataType.Type.TINYINT, exp.DataType.Type.SMALLINT, exp.DataType.Type.INT,
              exp.DataType.Type.BIGINT}
@@ -48,10 +48,14 @@ def for_duckdb(tree: exp.Expression, schema: dict[str, dict[str, str]] | None = 
     as sqlglot writes it.
     """
     types = _types(tree, schema)
+    # What the template says where a rule may rewrite, so that a message quotes the template, not the rewrite.
+    said = {id(n): n.sql(dialect="spark") for n in tree.walk() if type(n) in _RULES}
     # Deepest first: a node's arguments are rewritten before it, and each replacement takes its node's Spark type.
     for node in reversed(list(tree.walk())):
         parent, key, index = node.parent, node.arg_key, node.index  # before a rule wraps the node in another
         new = _rewritten(node, types)
+        if new is not None:
+            new.meta[_SAID] = said[id(node)]
         if new is not None and new is not node:
             types[id(new)] = types.get(id(node))
             if parent is None:
@@ -59,6 +63,20 @@ def for_duckdb(tree: exp.Expression, schema: dict[str, dict[str, str]] | None = 
             else:
                 parent.set(key, new, index)
     return tree
+
+
+def written(node: exp.Expression) -> str:
+    """``node`` as the template wrote it in Spark SQL, also where ``for_duckdb`` rewrote a part of it."""
+    shown = node.copy()
+    if _SAID in shown.meta:
+        return shown.meta[_SAID]
+    for part in list(shown.walk()):  # outermost first: a rewritten part's own parts go with it
+        if _SAID in part.meta and part.parent is not None:
+            part.replace(exp.Var(this=part.meta[_SAID]))
+    return shown.sql(dialect="spark")
+
+
+_SAID = "spark_sql"  # meta key: the Spark SQL a rewritten node stands for
 
 
 def _types(tree: exp.Expression, schema) -> dict[int, exp.DataType | None]:
@@ -342,11 +360,31 @@ def _cast(node: exp.Cast, types) -> exp.Expression | None:
     return node
 
 
+# trunc(date, fmt): "Returns date with the time portion of the day truncated to the unit specified by the format
+# model fmt. fmt - 'YEAR', 'YYYY', 'YY', 'QUARTER', 'MONTH', 'MM', 'MON', 'WEEK'" (the Monday), a DATE; another
+# format gives NULL (Spark 3.5.9, observed). sqlglot parses it as DateTrunc and writes DuckDB's DATE_TRUNC with
+# the format as it is ('MM' there is an error) and a TIMESTAMP result.
+_TRUNC_UNITS = {"YEAR": "year", "YYYY": "year", "YY": "year", "QUARTER": "quarter", "MONTH": "month",
+                "MM": "month", "MON": "month", "WEEK": "week"}
+
+
+def _trunc(node: exp.DateTrunc, types) -> exp.Expression | None:
+    unit = node.args.get("unit")
+    if not (isinstance(unit, exp.Literal) and unit.is_string):
+        return None
+    date = exp.DataType.build("DATE")
+    part = _TRUNC_UNITS.get(unit.this.upper())
+    if part is None:
+        return exp.Cast(this=exp.Null(), to=date)
+    day = exp.TryCast(this=node.this, to=date.copy())
+    return exp.Cast(this=exp.Anonymous(this="DATE_TRUNC", expressions=[exp.Literal.string(part), day]), to=date)
+
+
 _RULES = {
     exp.Floor: _floor_ceil, exp.Ceil: _floor_ceil, exp.Sign: _sign, exp.IntDiv: _int_div,
     exp.Skewness: _skewness, exp.Quantile: _percentile,
     exp.Substring: _substring, exp.RegexpReplace: _regexp_replace, exp.Format: _format_string,
     exp.Anonymous: _anonymous, exp.RegexpSubstr: _regexp_substr,
     exp.Extract: _extract, exp.DayOfWeek: _dayofweek, exp.DataType: _data_type, exp.AtTimeZone: _from_utc,
-    exp.Cast: _cast, exp.TryCast: _cast,
+    exp.Cast: _cast, exp.TryCast: _cast, exp.DateTrunc: _trunc,
 }

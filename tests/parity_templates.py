@@ -172,6 +172,7 @@ THRESHOLD = {
         "DATE_DIFF(DATE_TRUNC('MONTH', x.d), DATE '2026-01-01') AS days2, "
         "YEAR(CURRENT_DATE) > YEAR(CAST(DATE_TRUNC('MONTH', x.d) AS DATE)) - 26 AS recent, "
         "DAYOFWEEK(DATE_TRUNC('MONTH', x.d)) AS dow, EXTRACT(DOW FROM DATE_TRUNC('MONTH', x.d)) AS dow2, "
+        "TRUNC(DATE_TRUNC('MONTH', x.d), 'MM') AS trunc_mm, TRUNC(DATE_TRUNC('MONTH', x.d), 'WEEK') AS trunc_week, "
         "CAST(CAST(DATE_TRUNC('MONTH', x.d) AS DATE) AS TIMESTAMP) AS midnight, COUNT(*) AS n, "
         "MIN(x.d) AS earliest, MAX(x.t) AS latest FROM x GROUP BY DATE_TRUNC('MONTH', x.d)",
     "t_times":
@@ -293,7 +294,7 @@ COVERS = {
                   "POSITION, REGEXP_REPLACE, REPEAT, REPLACE, SPLIT, SUBSTRING": STRING},
     "t_btrim": {"BTRIM": STRING},
     "t_regexp_substr": {"REGEXP_SUBSTR": STRING},
-    "t_dates": {"DATE_TRUNC, EXTRACT, DATE_PART, MONTH, YEAR, DAY, DATEDIFF, DATE_DIFF, DAYOFWEEK, CURRENT_DATE, "
+    "t_dates": {"DATE_TRUNC, TRUNC, EXTRACT, DATE_PART, MONTH, YEAR, DAY, DATEDIFF, DATE_DIFF, DAYOFWEEK, CURRENT_DATE, "
                 "TO_DATE": DATE, "CAST to DATE, TIMESTAMP, STRING": "Data_type_formatting"},
     "t_times": {"DATE_TRUNC, HOUR, MINUTE, SECOND, DATE_PART, DAYOFMONTH, TIMESTAMP, TO_TIMESTAMP, DATEDIFF, "
                 "CONVERT_TIMEZONE, FROM_UTC_TIMESTAMP": DATE},

@@ -249,6 +249,16 @@ def test_an_unbounded_aggregate_is_refused_before_anything_runs(shipped, tmp_pat
         LocalCleanRoom(shipped).plan(result.analysis, CAL)
 
 
+def test_a_refusal_quotes_the_template_not_its_duckdb_rewrite(shipped, tmp_path):
+    """localroom/spark_semantics.py rewrites DIV and SUBSTRING for DuckDB; the message still shows what was written."""
+    sql = ("SELECT m.channel, SUM(LENGTH(SUBSTRING(m.region, 0, 2)) DIV 2) AS s FROM media_engagement m "
+           "GROUP BY m.channel")
+    result = validate(parse_query(write_template(tmp_path, "t", sql)), shipped)
+    with pytest.raises(PlanRefusal) as refused:
+        LocalCleanRoom(shipped).plan(result.analysis, CAL)
+    assert "cannot derive bounds for 'LENGTH(SUBSTRING(m.region, 0, 2)) DIV 2'" in str(refused.value), refused.value
+
+
 def test_per_user_min_max_avg_and_lag_in_a_cte_take_their_columns_declared_bounds(shipped, tmp_path):
     """dp-sql-capabilities: a CTE over a DP table computes per user (GROUP BY the user, windows PARTITION BY it).
     MAX, MIN, AVG and LAG of a bounded column lie within its bounds: the SUM over them is calibrated to the

@@ -49,6 +49,12 @@ CASES = {
                    (1.75, 3.0, [1.75, 5.5]), True),
     "percentile of a decimal": ("SELECT PERCENTILE(x, 0.3) FROM VALUES (CAST(1.25 AS DECIMAL(10,2))), "
                                 "(CAST(2.5 AS DECIMAL(10,2))) AS t(x)", (1.625,), True),
+    # TRUNC(date, fmt): a DATE, truncated to the format's unit (WEEK: the Monday); another format gives NULL.
+    "trunc": ("SELECT TRUNC(DATE'2026-03-04', 'MM'), TRUNC(DATE'2026-05-17', 'QUARTER'), TRUNC(DATE'2026-03-04', "
+              "'WEEK'), TRUNC(DATE'2026-03-04', 'DD'), TRUNC('2026-03-04 10:11:12', 'yy'), "
+              "TRUNC(TIMESTAMP'2026-03-04 23:59:00', 'mon'), TRUNC('bad', 'MM')",
+              (dt.date(2026, 3, 1), dt.date(2026, 4, 1), dt.date(2026, 3, 2), None, dt.date(2026, 1, 1),
+               dt.date(2026, 3, 1), None), True),
     # SUBSTRING: position 0 is 1; a negative length gives ''; negative positions count from the end.
     "substring": ("SELECT SUBSTRING('hello', 0, 3), SUBSTR('hello', 0), SUBSTRING('hello' FROM 0 FOR 3), "
                   "SUBSTRING('hello', 2, -1), SUBSTRING('hello', -3, 2), SUBSTRING('hello', -6, 2), "
