@@ -270,14 +270,18 @@ class App:
         return journal
 
     def other_journals_ids(self, path: Path) -> frozenset[str]:
-        """Query and job ids in the membership's other journals (a damaged one is skipped: it was reported when its
-        own command ran)."""
+        """Query and job ids in the membership's other journals: a reconciliation never takes one of them for its
+        own. A damaged one is skipped, and said: its queries are then not told apart from this run's."""
         ids: set[str] = set()
         for _, _, other in jr.journals_under(path.parent.parent):
             if other != path and other.parent == path.parent:
-                with contextlib.suppress(jr.JournalError):
+                try:
                     journal = jr.Journal.load(other)
-                    ids |= journal.known_ids() if journal else set()
+                except jr.JournalError as exc:
+                    self.err(f"WARNING: {exc}; the queries it recorded are not excluded when this run looks for a "
+                             "query whose start went unanswered (move it aside or repair it)")
+                    continue
+                ids |= journal.known_ids() if journal else set()
         return frozenset(ids)
 
     def no_journal(self, path: Path, membership_id: str, scope: str, command: str) -> str:

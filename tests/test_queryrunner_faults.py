@@ -511,6 +511,21 @@ def test_a_damaged_journal_is_one_line_and_starts_nothing(make_cloud, damage, ex
     assert cloud.fake.calls == []
 
 
+def test_a_damaged_journal_of_another_command_is_said_not_silently_skipped(make_cloud):
+    """Other journals' query ids are kept out of a reconciliation's candidates; one that cannot be read cannot
+    be, and the run says so (naming it) instead of going on as if it were not there."""
+    cloud = make_cloud()
+    cloud.write_outputs(outputs(NAMES[:2]))
+    sibling = cloud.out_dir / ".journal" / MEMBERSHIP_ID / "template-channel_reach.json"
+    sibling.parent.mkdir(parents=True, exist_ok=True)
+    sibling.write_text('{"version": 1, "templ')
+    code, _, err = cloud.run("run", "--all")
+    assert code == 0, err
+    (warning,) = [line for line in err.splitlines() if line.startswith("WARNING:") and str(sibling) in line]
+    assert "is damaged or half-written" in warning and "not excluded" in warning, warning
+    assert sibling.read_text() == '{"version": 1, "templ'  # left as it was
+
+
 def _set(path: str, value):
     """A change to a parsed journal: the value at a dotted key path (``templates.x.error``), or the whole file."""
     def change(data):
