@@ -305,14 +305,14 @@ class App:
             windowed = [t for t in templates if {"window_start", "window_end"} & {p.name for p in t.parameters}]
             now = self.wall()
             given = qparams.with_window(given, window, windowed or templates, now)
-            qparams.check_retention(window, now, _retention(windowed or templates), "nothing was sent")
+            qparams.check_retention(window, now, _retention(windowed or templates), "nothing was sent", given)
             return qparams.resolve_jobs(templates, given, spread=True)
         if not args.template:
             raise UsageError("give a TEMPLATE name or --all")
         template = self.settings.template(args.template)
         now = self.wall()
         given = qparams.with_window(given, window, [template], now)
-        qparams.check_retention(window, now, _retention([template]), "nothing was sent")
+        qparams.check_retention(window, now, _retention([template]), "nothing was sent", given)
         return qparams.resolve_jobs([template], given, spread=False)
 
     def run(self) -> int:

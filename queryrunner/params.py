@@ -136,7 +136,7 @@ def windows_missing(parameters) -> list[str]:
 
 
 def check_retention(window: str | None, now: dt.datetime, retention: Mapping[str, Mapping[str, tuple[str, str]]],
-                    tail: str) -> None:
+                    tail: str, given: Mapping[str, str] | None = None) -> None:
     """UsageError, one line, when ``--window`` reaches back past the retention of a table a template reads.
 
     ``retention``: {template: {table: (its retention, where it is declared)}}. The window is the last whole one
@@ -147,6 +147,8 @@ def check_retention(window: str | None, now: dt.datetime, retention: Mapping[str
     """
     from queryrunner import UsageError
 
+    if window is None and given and "window_start" in given:
+        _check_start(given["window_start"], now, retention, tail)
     length = windows.parse_length(window) if window is not None else None
     if length is None:
         return  # no --window (or a bad one: with_window says)
@@ -163,6 +165,28 @@ def check_retention(window: str | None, now: dt.datetime, retention: Mapping[str
             raise UsageError(f"--window {window}: template {template!r} would read table {table} from "
                              f"{start:%Y-%m-%d %H:%M:%S}, {_span(reach)} before now, but the table keeps rows for "
                              f"{text} ({where}); {fits}; {tail}")
+
+
+def _check_start(text: str, now: dt.datetime, retention, tail: str) -> None:
+    """The same bound for a window given by hand (``--param window_start=...``): it may not start before the
+    oldest row a table the template reads still keeps. A value that is not a time is left to resolve_jobs."""
+    from queryrunner import UsageError
+
+    try:
+        start = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return
+    start = start.astimezone(dt.timezone.utc).replace(tzinfo=None) if start.tzinfo else start
+    moment = now.astimezone(dt.timezone.utc).replace(tzinfo=None) if now.tzinfo else now
+    for template, tables in retention.items():
+        for table, (kept, where) in sorted(tables.items()):
+            keeps = windows.parse_length(kept, maximum=None)
+            if keeps is None or moment - start <= keeps:
+                continue
+            raise UsageError(f"--param window_start={text}: template {template!r} would read table {table} from "
+                             f"{start:%Y-%m-%d %H:%M:%S}, {_span(moment - start)} before now, but the table keeps "
+                             f"rows for {kept} ({where}); give a window_start at or after "
+                             f"{moment - keeps:%Y-%m-%d %H:%M:%S}; {tail}")
 
 
 def _span(length: dt.timedelta) -> str:

@@ -48,6 +48,20 @@ def test_the_window_is_checked_where_it_starts_not_only_by_its_length():
     assert windows.reach(dt.timedelta(hours=27), dt.datetime(2026, 12, 4, 13, 0)) > dt.timedelta(hours=36)
 
 
+def test_a_window_given_by_hand_may_not_start_past_the_retention_either():
+    now = dt.datetime(2026, 12, 4, 10, 30, tzinfo=UTC)
+    given = {"window_start": "2026-12-01 00:00:00", "window_end": "2026-12-04 00:00:00"}
+    with pytest.raises(UsageError) as info:
+        params.check_retention(None, now, KEPT, "nothing was run", given)
+    assert str(info.value) == (
+        "--param window_start=2026-12-01 00:00:00: template 'hourly_viewers' would read table media_events from "
+        "2026-12-01 00:00:00, 3d 10h 30m before now, but the table keeps rows for 48h (retention in "
+        "data/media_events/schema.yaml); give a window_start at or after 2026-12-02 10:30:00; nothing was run")
+    params.check_retention(None, now, KEPT, "", {**given, "window_start": "2026-12-02 10:30:00"})  # what it says
+    params.check_retention(None, now, KEPT, "", {"window_start": "2026-12-02T09:00:00-02:00"})  # 11:00 UTC: 23h30m ago
+    params.check_retention(None, now, KEPT, "", {"window_start": "yesterday"})  # not a time: the parameter says
+
+
 @pytest.fixture
 def kept_48h(streamed_stacks):  # noqa: F811
     schema = streamed_stacks / "data" / "media_events" / "schema.yaml"
@@ -69,6 +83,14 @@ def test_the_local_room_refuses_a_window_past_the_retention_before_anything_runs
                              "nothing charged")
     assert not (kept_48h / "out").exists() or not list((kept_48h / "out").rglob("*.csv"))
     assert not (kept_48h / "state" / "org-a" / "privacy-budget.json").exists()
+    # the same window given by hand: the same refusal
+    err = io.StringIO()
+    by_hand = ["--param", "window_start=2026-11-26 00:00:00", "--param", "window_end=2026-12-03 00:00:00"]
+    assert main(["run", "hourly_viewers", *by_hand, *common], stdout=io.StringIO(), stderr=err) == 2
+    [line] = err.getvalue().splitlines()
+    assert line.startswith("error: --param window_start=2026-11-26 00:00:00: template 'hourly_viewers' would read "
+                           "table media_events from 2026-11-26 00:00:00"), line
+    assert not (kept_48h / "state" / "org-a" / "privacy-budget.json").exists()
     # within the retention it runs (and is charged)
     assert main(["run", "hourly_viewers", "--window", "1d", *common], stdout=io.StringIO(), stderr=io.StringIO()) == 0
     ledger = json.loads((kept_48h / "state" / "org-a" / "privacy-budget.json").read_text())
@@ -85,6 +107,11 @@ def test_the_cloud_runner_refuses_it_from_the_stack_output_before_sending(env): 
     assert line.startswith("error: --window 7d: template 'hourly_reach' would read table media_events from ")
     assert ("keeps rows for 48h (stack output analysis_templates.hourly_reach.retention); the longest window "
             "that starts within it now is --window 1d; nothing was sent") in line
+    by_hand = ("--param", "window_start=2020-01-01 00:00:00", "--param", "window_end=2020-01-02 00:00:00")
+    assert env.run("run", "hourly_reach", *by_hand, outputs=outputs) == 2  # none sent either
+    [line] = env.err.strip().splitlines()[-1:]
+    assert line.startswith("error: --param window_start=2020-01-01 00:00:00: template 'hourly_reach' would read ")
+    assert line.endswith("nothing was sent"), line
     outputs["analysis_templates"]["hourly_reach"]["retention"] = {"media_events": "2 days"}
     assert env.run("run", "hourly_reach", "--window", "1h", outputs=outputs) == 2
     assert "analysis_templates.hourly_reach.retention.media_events' must be a length such as 48h" in env.err
