@@ -358,7 +358,9 @@ class Plan:
         self.dialect = dialect
         tree = analysis.tree.copy()
         if dialect == "duckdb":
-            tree = for_duckdb(tree, analysis.collab.schema())  # Spark's semantics on DuckDB (before the analysis)
+            # Spark's semantics on DuckDB (before the analysis); an AVG of a decimal exact where no DP table is read.
+            private = any(t.differential_privacy for t in analysis.tables.values())
+            tree = for_duckdb(tree, analysis.collab.schema(), exact_averages=not private)
         self.analysis = build(analysis.template, analysis.collab, tree)
         self.root = self.analysis.root
         read = self.analysis.base_tables(self.root)

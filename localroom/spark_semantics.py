@@ -39,21 +39,24 @@ _TEXT = {exp.DataType.Type.VARCHAR, exp.DataType.Type.CHAR, exp.DataType.Type.TE
 _ZONED = {exp.DataType.Type.TIMESTAMPTZ, exp.DataType.Type.TIMESTAMPLTZ}
 
 
-def for_duckdb(tree: exp.Expression, schema: dict[str, dict[str, str]] | None = None) -> exp.Expression:
+def for_duckdb(tree: exp.Expression, schema: dict[str, dict[str, str]] | None = None, *,
+               exact_averages: bool = False) -> exp.Expression:
     """``tree`` (Spark SQL, parsed by sqlglot) rewritten in place so that DuckDB gives Spark's results.
 
     ``schema`` (table -> column -> Spark type, as Collaboration.schema()) types the
     columns of a qualified tree; the rewrites that depend on a type (casts to an
     integer type, FORMAT_STRING's NULL strings) leave an expression of unknown type
-    as sqlglot writes it.
+    as sqlglot writes it. ``exact_averages``: AVG of a decimal is Spark's decimal, computed exactly (for a query
+    that reads no differentially private table: a DP AVG is a noisy DOUBLE on both engines, and its aggregate
+    must stay an AVG for the privacy analysis).
     """
     types = _types(tree, schema)
     # What the template says where a rule may rewrite, so that a message quotes the template, not the rewrite.
-    said = {id(n): n.sql(dialect="spark") for n in tree.walk() if type(n) in _RULES}
+    said = {id(n): n.sql(dialect="spark") for n in tree.walk() if type(n) in _RULES or type(n) is exp.Avg}
     # Deepest first: a node's arguments are rewritten before it, and each replacement takes its node's Spark type.
     for node in reversed(list(tree.walk())):
         parent, key, index = node.parent, node.arg_key, node.index  # before a rule wraps the node in another
-        new = _rewritten(node, types)
+        new = _average(node, types) if exact_averages and isinstance(node, exp.Avg) else _rewritten(node, types)
         if new is not None:
             new.meta[_SAID] = said[id(node)]
         if new is not None and new is not node:
@@ -358,6 +361,51 @@ def _cast(node: exp.Cast, types) -> exp.Expression | None:
                                    group=exp.Literal.number(1))
         node.set("this", digits)
     return node
+
+
+def _average(node: exp.Avg, types) -> exp.Expression | None:
+    # avg(expr) of a decimal(p, s) is a decimal(p + 4, s + 4) (each bounded at 38: Spark 3.5's Average,
+    # DecimalType.bounded), the exact quotient of its sum and count rounded half up (Decimal's ROUND_HALF_UP);
+    # DuckDB's AVG of a decimal is a DOUBLE. Here: the sum in units of 10^-s as a HUGEINT (exact), times 10^4,
+    # divided by the count rounded half up in integers, written as the decimal it is. Not inside OVER or FILTER
+    # (left as sqlglot writes them), nor of any other type.
+    if isinstance(node.parent, (exp.Window, exp.Filter)):
+        return None
+    distinct = isinstance(node.this, exp.Distinct)
+    value = node.this.expressions[0] if distinct else node.this
+    kind = types.get(id(value))
+    if kind is None or kind.this != exp.DataType.Type.DECIMAL or len(kind.expressions) != 2:
+        return None
+    precision, scale = (int(p.this.name) for p in kind.expressions)
+    precision, scale = min(precision + 4, 38), min(scale + 4, 38)
+    units = exp.Cast(this=exp.Mul(this=_paren(value.copy()), expression=exp.Literal.number(10 ** (scale - 4))),
+                     to=exp.DataType.build("HUGEINT"))
+
+    def aggregate(cls, of: exp.Expression) -> exp.Expression:
+        return cls(this=exp.Distinct(expressions=[of]) if distinct else of)
+
+    # Cast again after each aggregate: the plan may compute them in parts (a SUM of per-part sums reads back as a
+    # DECIMAL(38,0), which // would divide exactly).
+    total = exp.Mul(this=exp.Cast(this=aggregate(exp.Sum, units), to=exp.DataType.build("HUGEINT")),
+                    expression=exp.Literal.number(10_000))
+    count = exp.Nullif(this=exp.Cast(this=aggregate(exp.Count, value.copy()), to=exp.DataType.build("BIGINT")),
+                       expression=exp.Literal.number(0))
+    twice = exp.Add(this=exp.Mul(this=exp.Abs(this=total.copy()), expression=exp.Literal.number(2)),
+                    expression=count.copy())
+    rounded = exp.IntDiv(this=exp.Paren(this=twice),
+                         expression=exp.Paren(this=exp.Mul(this=exp.Literal.number(2), expression=count.copy())))
+    digits = exp.Cast(this=rounded, to=exp.DataType.build("VARCHAR"))
+    sign = exp.Case(ifs=[exp.If(this=exp.LT(this=total.copy(), expression=exp.Literal.number(0)),
+                                true=exp.Literal.string("-"))], default=exp.Literal.string(""))
+    # || is NULL for no rows (the count's NULLIF), as AVG is; LPAD keeps an integral digit before the point (to a
+    # width no shorter than the digits: DuckDB's LPAD cuts a longer string).
+    width = exp.Cast(this=exp.Greatest(this=exp.Length(this=digits.copy()), expressions=[exp.Literal.number(scale + 1)]),
+                     to=exp.DataType.build("INT"))
+    text = exp.DPipe(this=sign, expression=exp.Anonymous(this="LPAD", expressions=[
+        digits, width, exp.Literal.string("0")]), safe=False)
+    with_point = exp.Anonymous(this="REGEXP_REPLACE", expressions=[
+        text, exp.Literal.string(f"([0-9]{{{scale}}})$"), exp.Literal.string(r".\1")])
+    return exp.Cast(this=with_point, to=exp.DataType.build(f"DECIMAL({precision}, {scale})"))
 
 
 # trunc(date, fmt): "Returns date with the time portion of the day truncated to the unit specified by the format

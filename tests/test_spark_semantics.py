@@ -150,3 +150,31 @@ def test_the_analysis_still_finds_columns_and_aggregates():
     assert isinstance(tree.find(sqlglot.exp.Sum).this, sqlglot.exp.Cast)  # SUM(CAST(<x truncated> AS INT))
     assert tree.find(sqlglot.exp.Sum).this.find(sqlglot.exp.Floor) is not None
     assert tree.find(sqlglot.exp.Skewness) is not None and tree.find(sqlglot.exp.PercentileCont) is not None
+
+
+_DECIMALS = duckdb.connect()
+_DECIMALS.sql("CREATE TABLE r AS SELECT * FROM (VALUES " + ", ".join(
+    ["(CAST(0.01 AS DECIMAL(10,2)), 'tie')", "(CAST(-0.01 AS DECIMAL(10,2)), 'negative tie')"]
+    + ["(CAST(0.00 AS DECIMAL(10,2)), 'tie')", "(CAST(0.00 AS DECIMAL(10,2)), 'negative tie')"] * 31
+    + ["(CAST(12345678.99 AS DECIMAL(10,2)), 'big')", "(CAST(99999999.99 AS DECIMAL(10,2)), 'big')",
+       "(CAST(0.01 AS DECIMAL(10,2)), 'third')", "(CAST(0.00 AS DECIMAL(10,2)), 'third')",
+       "(CAST(0.00 AS DECIMAL(10,2)), 'third')", "(NULL, 'none')"]) + ") AS t(x, g)")
+# Spark 3.5.9's rows for the same table (AVG of decimal(10,2): decimal(14,6), rounded half up).
+SPARK_AVERAGES = {"big": Decimal("56172839.490000"), "negative tie": Decimal("-0.000313"),
+                  "none": None, "third": Decimal("0.003333"), "tie": Decimal("0.000313")}
+
+
+def _averages(exact: bool) -> dict:
+    sql = "SELECT r.g, AVG(r.x) AS m, AVG(DISTINCT r.x) AS d FROM r GROUP BY r.g"
+    tree = for_duckdb(sqlglot.parse_one(sql, read="spark"), {"r": {"x": "decimal(10,2)", "g": "string"}},
+                      exact_averages=exact)
+    return {g: (m, d) for g, m, d in _DECIMALS.sql(tree.sql(dialect="duckdb")).fetchall()}
+
+
+def test_an_average_of_a_decimal_is_sparks_decimal_rounded_half_up():
+    """Where no DP table is read: each value exact to the digit, ties (0.01 / 32 = 0.0003125) rounded away
+    from zero, NULL for no rows; AVG(DISTINCT) over the distinct values. A DOUBLE without the rewrite."""
+    got = _averages(exact=True)
+    assert {g: m for g, (m, _) in got.items()} == SPARK_AVERAGES
+    assert got["third"][1] == Decimal("0.005000") and got["big"][1] == SPARK_AVERAGES["big"]
+    assert all(isinstance(m, float) for g, (m, _) in _averages(exact=False).items() if g != "none")
