@@ -56,9 +56,17 @@ def parameters(length: dt.timedelta, now: dt.datetime) -> dict[str, str]:
 
 def reach(length: dt.timedelta, now: dt.datetime) -> dt.timedelta:
     """How long before ``now`` the last whole window of ``length`` starts (at least ``length``, less than twice)."""
-    start, _ = bounds(length, now)
-    moment = now.astimezone(dt.timezone.utc).replace(tzinfo=None) if now.tzinfo else now
-    return moment - start
+    return since(bounds(length, now)[0], now)
+
+
+def since(start: dt.datetime, now: dt.datetime) -> dt.timedelta:
+    """How long before ``now`` a window starting at ``start`` starts."""
+    return utc(now) - utc(start)
+
+
+def utc(moment: dt.datetime) -> dt.datetime:
+    """``moment`` as a naive UTC datetime (a naive one is read as UTC already)."""
+    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def longest_within(retention: dt.timedelta, now: dt.datetime, unit: str = "d") -> str | None:

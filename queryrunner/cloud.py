@@ -302,7 +302,7 @@ class App:
             templates = list(self.settings.templates().values())
             if not templates:
                 raise OutputsError("stack output 'analysis_templates' is empty: nothing to run")
-            windowed = [t for t in templates if {"window_start", "window_end"} & {p.name for p in t.parameters}]
+            windowed = qparams.windowed(templates)
             now = self.wall()
             given = qparams.with_window(given, window, windowed or templates, now)
             qparams.check_retention(window, now, _retention(windowed or templates), "nothing was sent", given)

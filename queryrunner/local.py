@@ -325,13 +325,11 @@ class LocalApp:
                              f"{', '.join(sorted(templates))}")
         chosen = list(templates.values()) if args.all else [templates[args.template]]
         window = getattr(args, "window", None)
-        # With --all: the templates that declare a window get it (or the window_start given by hand).
-        windowed = [t for t in chosen if {"window_start", "window_end"} & {p.name for p in t.parameters}]
-        if window is not None or (windowed and "window_start" in given):
-            now = self.wall()
-            given = qparams.with_window(given, window, windowed if args.all and windowed else chosen, now)
-            qparams.check_retention(window, now, self.retention(windowed or chosen),
-                                    "nothing was run and nothing charged", given)
+        windowed = qparams.windowed(chosen)  # with --all: the templates that declare a window get it
+        now = self.wall()
+        given = qparams.with_window(given, window, windowed if args.all and windowed else chosen, now)
+        qparams.check_retention(window, now, self.retention(windowed or chosen), "nothing was run and nothing charged",
+                                given)
         return qparams.resolve_jobs(chosen, given, spread=args.all)
 
     def wall(self):

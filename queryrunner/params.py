@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from model import windows
 
-from model.parameters import check_value
+from model.parameters import check_value, to_python
 from queryrunner.outputs import Parameter
 
 
@@ -135,58 +135,51 @@ def windows_missing(parameters) -> list[str]:
     return [name for name in WINDOW if declared.get(name) not in ("TIMESTAMP", "TIMESTAMP_NTZ")]
 
 
+def windowed(templates: Iterable) -> list:
+    """The templates that declare a window parameter (window_start or window_end)."""
+    return [t for t in templates if set(WINDOW) & {p.name for p in t.parameters}]
+
+
 def check_retention(window: str | None, now: dt.datetime, retention: Mapping[str, Mapping[str, tuple[str, str]]],
                     tail: str, given: Mapping[str, str] | None = None) -> None:
-    """UsageError, one line, when ``--window`` reaches back past the retention of a table a template reads.
+    """UsageError, one line, when a window reaches back past the retention of a table a template reads.
 
-    ``retention``: {template: {table: (its retention, where it is declared)}}. The window is the last whole one
-    before ``now``, so it starts ``windows.reach`` before now (more than its length); a table that keeps rows
-    for a retention no longer holds the rows before now - retention, and the run would spend the budget on
-    less than the window it names. The message names the flag, the window, the retention, where it is
-    declared, and the longest window that starts within it now.
+    ``retention``: {template: {table: (its retention, where it is declared)}}. With ``--window`` the window is the
+    last whole one before ``now``, so it starts ``windows.reach`` before now (more than its length); without it, a
+    ``window_start`` given by hand (in ``given``) starts where it says. A table that keeps rows for a retention no
+    longer holds the rows before now - retention, and the run would spend the budget on less than the window it
+    names. The message names the flag, the window's start, the retention, where it is declared, and what passes.
     """
     from queryrunner import UsageError
 
-    if window is None and given and "window_start" in given:
-        _check_start(given["window_start"], now, retention, tail)
-    length = windows.parse_length(window) if window is not None else None
-    if length is None:
-        return  # no --window (or a bad one: with_window says)
-    start, _ = windows.bounds(length, now)
-    reach = windows.reach(length, now)
+    if window is not None:
+        length = windows.parse_length(window)
+        if length is None:
+            return  # a bad --window: with_window says
+        flag, (start, _) = f"--window {window}", windows.bounds(length, now)
+        reach = windows.since(start, now)
+
+        def fits(keeps: dt.timedelta) -> str:
+            longest = windows.longest_within(keeps, now, window[-1])
+            return (f"the longest window that starts within it now is --window {longest}" if longest else
+                    "no window starts within it now")
+    elif given and "window_start" in given and check_value("TIMESTAMP", given["window_start"]) is None:
+        flag, start = f"--param window_start={given['window_start']}", windows.utc(
+            to_python("TIMESTAMP", given["window_start"]))
+        reach = windows.since(start, now)
+
+        def fits(keeps: dt.timedelta) -> str:
+            return f"give a window_start at or after {windows.utc(now) - keeps:%Y-%m-%d %H:%M:%S}"
+    else:
+        return  # no window (or a window_start that is not a time: resolve_jobs says)
     for template, tables in retention.items():
         for table, (text, where) in sorted(tables.items()):
             keeps = windows.parse_length(text, maximum=None)
             if keeps is None or reach <= keeps:
                 continue
-            longest = windows.longest_within(keeps, now, window[-1])
-            fits = (f"the longest window that starts within it now is --window {longest}" if longest else
-                    "no window starts within it now")
-            raise UsageError(f"--window {window}: template {template!r} would read table {table} from "
+            raise UsageError(f"{flag}: template {template!r} would read table {table} from "
                              f"{start:%Y-%m-%d %H:%M:%S}, {_span(reach)} before now, but the table keeps rows for "
-                             f"{text} ({where}); {fits}; {tail}")
-
-
-def _check_start(text: str, now: dt.datetime, retention, tail: str) -> None:
-    """The same bound for a window given by hand (``--param window_start=...``): it may not start before the
-    oldest row a table the template reads still keeps. A value that is not a time is left to resolve_jobs."""
-    from queryrunner import UsageError
-
-    try:
-        start = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        return
-    start = start.astimezone(dt.timezone.utc).replace(tzinfo=None) if start.tzinfo else start
-    moment = now.astimezone(dt.timezone.utc).replace(tzinfo=None) if now.tzinfo else now
-    for template, tables in retention.items():
-        for table, (kept, where) in sorted(tables.items()):
-            keeps = windows.parse_length(kept, maximum=None)
-            if keeps is None or moment - start <= keeps:
-                continue
-            raise UsageError(f"--param window_start={text}: template {template!r} would read table {table} from "
-                             f"{start:%Y-%m-%d %H:%M:%S}, {_span(moment - start)} before now, but the table keeps "
-                             f"rows for {kept} ({where}); give a window_start at or after "
-                             f"{moment - keeps:%Y-%m-%d %H:%M:%S}; {tail}")
+                             f"{text} ({where}); {fits(keeps)}; {tail}")
 
 
 def _span(length: dt.timedelta) -> str:
