@@ -51,12 +51,14 @@ def for_duckdb(tree: exp.Expression, schema: dict[str, dict[str, str]] | None = 
     must stay an AVG for the privacy analysis).
     """
     types = _types(tree, schema)
+    rules = {**_RULES, exp.Avg: _average} if exact_averages else _RULES
     # What the template says where a rule may rewrite, so that a message quotes the template, not the rewrite.
-    said = {id(n): n.sql(dialect="spark") for n in tree.walk() if type(n) in _RULES or type(n) is exp.Avg}
+    said = {id(n): n.sql(dialect="spark") for n in tree.walk() if type(n) in rules}
     # Deepest first: a node's arguments are rewritten before it, and each replacement takes its node's Spark type.
     for node in reversed(list(tree.walk())):
         parent, key, index = node.parent, node.arg_key, node.index  # before a rule wraps the node in another
-        new = _average(node, types) if exact_averages and isinstance(node, exp.Avg) else _rewritten(node, types)
+        rule = rules.get(type(node))
+        new = rule(node, types) if rule is not None else None
         if new is not None:
             new.meta[_SAID] = said[id(node)]
         if new is not None and new is not node:
@@ -70,9 +72,9 @@ def for_duckdb(tree: exp.Expression, schema: dict[str, dict[str, str]] | None = 
 
 def written(node: exp.Expression) -> str:
     """``node`` as the template wrote it in Spark SQL, also where ``for_duckdb`` rewrote a part of it."""
+    if _SAID in node.meta:
+        return node.meta[_SAID]
     shown = node.copy()
-    if _SAID in shown.meta:
-        return shown.meta[_SAID]
     for part in list(shown.walk()):  # outermost first: a rewritten part's own parts go with it
         if _SAID in part.meta and part.parent is not None:
             part.replace(exp.Var(this=part.meta[_SAID]))
@@ -99,11 +101,6 @@ def _kind(node: exp.Expression, types) -> exp.DataType.Type | None:
     if found is None or found.this == exp.DataType.Type.UNKNOWN:
         return None
     return found.this
-
-
-def _rewritten(node: exp.Expression, types) -> exp.Expression | None:
-    rule = _RULES.get(type(node))
-    return rule(node, types) if rule is not None else None
 
 
 def _paren(node: exp.Expression) -> exp.Expression:
