@@ -396,8 +396,8 @@ def _average(node: exp.Avg, types) -> exp.Expression | None:
                                 true=exp.Literal.string("-"))], default=exp.Literal.string(""))
     # || is NULL for no rows (the count's NULLIF), as AVG is; LPAD keeps an integral digit before the point (to a
     # width no shorter than the digits: DuckDB's LPAD cuts a longer string).
-    width = exp.Cast(this=exp.Greatest(this=exp.Length(this=digits.copy()), expressions=[exp.Literal.number(scale + 1)]),
-                     to=exp.DataType.build("INT"))
+    longest = exp.Greatest(this=exp.Length(this=digits.copy()), expressions=[exp.Literal.number(scale + 1)])
+    width = exp.Cast(this=longest, to=exp.DataType.build("INT"))
     text = exp.DPipe(this=sign, expression=exp.Anonymous(this="LPAD", expressions=[
         digits, width, exp.Literal.string("0")]), safe=False)
     with_point = exp.Anonymous(this="REGEXP_REPLACE", expressions=[

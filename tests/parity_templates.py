@@ -359,6 +359,26 @@ REFUSED = {
         "ON a.customer_key = b.customer_key GROUP BY a.region",
         "LEFT SEMI JOIN is not supported on the Spark engine when a minimum aggregation threshold is set "
         "[custom-sql-capabilities]"),
+    # The same operator under both names (sqlglot: NullSafeEQ); the page lists it as <=>.
+    "IS NOT DISTINCT FROM beside an aggregation threshold": (
+        f"SELECT r.region, COUNT(*) AS n FROM {R} WHERE r.region IS NOT DISTINCT FROM r.age_group GROUP BY r.region",
+        "<=> (IS NOT DISTINCT FROM) is not supported on the Spark engine when a minimum aggregation threshold is set"),
+    "<=> beside an aggregation threshold": (
+        f"SELECT r.region, COUNT(*) AS n FROM {R} WHERE r.region <=> r.age_group GROUP BY r.region",
+        "<=> (IS NOT DISTINCT FROM) is not supported on the Spark engine when a minimum aggregation threshold is set"),
+    "CUBE beside an aggregation threshold": (
+        f"SELECT r.region, COUNT(*) AS n FROM {R} GROUP BY CUBE(r.region)",
+        "GROUP BY CUBE is not supported on the Spark engine when a minimum aggregation threshold is set"),
+    "ROLLUP beside an aggregation threshold": (
+        f"SELECT r.region, COUNT(*) AS n FROM {R} GROUP BY ROLLUP(r.region)",
+        "GROUP BY ROLLUP is not supported on the Spark engine when a minimum aggregation threshold is set"),
+    "EXCEPT beside an aggregation threshold": (
+        f"SELECT r.region, COUNT(*) AS n FROM {R} GROUP BY r.region EXCEPT "
+        f"SELECT r.region, COUNT(*) AS n FROM {R} WHERE r.order_count > 3 GROUP BY r.region",
+        "EXCEPT is not supported on the Spark engine when a minimum aggregation threshold is set"),
+    "BOOL_AND beside an aggregation threshold": (
+        f"SELECT r.region, BOOL_AND(r.order_count > 3) AS b, COUNT(*) AS n FROM {R} GROUP BY r.region",
+        "BOOL_AND is not supported on the Spark engine when a minimum aggregation threshold is set"),
     "OFFSET in a CTE over a DP table": (
         "WITH few AS (SELECT m.customer_key, m.channel FROM media_engagement m LIMIT 100 OFFSET 5) "
         "SELECT few.channel, COUNT(*) AS n FROM few GROUP BY few.channel",

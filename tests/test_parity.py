@@ -188,3 +188,9 @@ def test_what_the_pages_mark_unsupported_is_refused_citing_them(tmp_path, collab
     found = validate(parse_query(write_template(tmp_path, "refused", sql)), collab)
     assert any(message in str(r) and f"[{REFUSED_PAGE[construct]}" in str(r) for r in found.refusals), [
         str(r) for r in found.refusals]
+
+
+def test_a_query_the_pages_support_beside_the_refused_ones_is_not_refused(tmp_path, collab):  # noqa: F811
+    sql = ("SELECT r.region, COUNT(*) AS n FROM retail_purchases r WHERE r.region = r.age_group OR r.order_count > 3 "
+           "GROUP BY r.region")
+    assert not validate(parse_query(write_template(tmp_path, "fine", sql)), collab).refusals

@@ -37,8 +37,8 @@ _STANDALONE_REFUSED = (exp.Min, exp.Max, exp.Quantile, exp.ApproxQuantile, exp.M
 UNSUPPORTED_NODES = {
     exp.Cube: "GROUP BY CUBE", exp.Rollup: "GROUP BY ROLLUP", exp.GroupingSets: "GROUPING SETS",
     exp.Exists: "EXISTS", exp.Lateral: "LATERAL", exp.Pivot: "PIVOT/UNPIVOT", exp.Except: "EXCEPT",
-    exp.Intersect: "INTERSECT", exp.Offset: "OFFSET", exp.NullSafeEQ: "<=> (IS NOT DISTINCT FROM)", exp.AnyValue: "ANY_VALUE",
-    exp.LogicalAnd: "BOOL_AND", exp.LogicalOr: "BOOL_OR",
+    exp.Intersect: "INTERSECT", exp.Offset: "OFFSET", exp.NullSafeEQ: "<=> (IS NOT DISTINCT FROM)",
+    exp.AnyValue: "ANY_VALUE", exp.LogicalAnd: "BOOL_AND", exp.LogicalOr: "BOOL_OR",
 }
 UNSUPPORTED_FUNCTIONS = {
     "ARRAY_EXCEPT", "TO_CHAR", "TO_NUMBER", "DAYOFYEAR", "DATE_ADD", "ADD_MONTHS", "TRUNCATE", "CBRT", "PI",
