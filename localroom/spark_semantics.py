@@ -198,9 +198,8 @@ def _percentile(node: exp.Quantile, types) -> exp.Expression | None:
     # percentile(col, percentage [, frequency]): "Returns the exact percentile value of numeric column col at the
     # given percentage" (or an array of them), interpolating between the two nearest values, as a DOUBLE.
     # sqlglot writes DuckDB's QUANTILE, which is discrete; QUANTILE_CONT interpolates, and of a DOUBLE is a DOUBLE
-    # (of a decimal it is a decimal of the argument's scale). APPROX_PERCENTILE (ApproxQuantile) is left as is.
-    if type(node) is not exp.Quantile:
-        return None
+    # (of a decimal it is a decimal of the argument's scale). APPROX_PERCENTILE (ApproxQuantile, a subclass) is
+    # left as is: the rules are looked up by a node's exact type.
     return exp.PercentileCont(this=_try_cast(node.this, "DOUBLE"), expression=node.args["quantile"])
 
 
@@ -211,12 +210,14 @@ def _substring(node: exp.Substring, types) -> exp.Expression:
     # when end <= start). DuckDB's position 0 is before the first character (n - 1 characters), and its negative
     # length counts backwards; negative positions agree.
     start, length = node.args.get("start"), node.args.get("length")
-    if start is not None and _number(start) != 0 and _number(start) is None:
+    position = _number(start) if start is not None else None
+    if start is not None and position is None:
         start = exp.Case(ifs=[exp.If(this=exp.EQ(this=_paren(start.copy()), expression=exp.Literal.number(0)),
                                      true=exp.Literal.number(1))], default=start)
-    elif start is not None and _number(start) == 0:
+    elif position == 0:
         start = exp.Literal.number(1)
-    if length is not None and (_number(length) is None or _number(length) < 0):
+    count = _number(length) if length is not None else None
+    if length is not None and (count is None or count < 0):
         length = exp.Greatest(this=length, expressions=[exp.Literal.number(0)])
     node.set("start", start)
     node.set("length", length)
