@@ -152,8 +152,7 @@ def test_the_analysis_still_finds_columns_and_aggregates():
     assert tree.find(sqlglot.exp.Skewness) is not None and tree.find(sqlglot.exp.PercentileCont) is not None
 
 
-_DECIMALS = duckdb.connect()
-_DECIMALS.sql("CREATE TABLE r AS SELECT * FROM (VALUES " + ", ".join(
+_db.sql("CREATE TABLE purchases AS SELECT * FROM (VALUES " + ", ".join(
     ["(CAST(0.01 AS DECIMAL(10,2)), 'tie')", "(CAST(-0.01 AS DECIMAL(10,2)), 'negative tie')"]
     + ["(CAST(0.00 AS DECIMAL(10,2)), 'tie')", "(CAST(0.00 AS DECIMAL(10,2)), 'negative tie')"] * 31
     + ["(CAST(12345678.99 AS DECIMAL(10,2)), 'big')", "(CAST(99999999.99 AS DECIMAL(10,2)), 'big')",
@@ -165,10 +164,10 @@ SPARK_AVERAGES = {"big": Decimal("56172839.490000"), "negative tie": Decimal("-0
 
 
 def _averages(exact: bool) -> dict:
-    sql = "SELECT r.g, AVG(r.x) AS m, AVG(DISTINCT r.x) AS d FROM r GROUP BY r.g"
-    tree = for_duckdb(sqlglot.parse_one(sql, read="spark"), {"r": {"x": "decimal(10,2)", "g": "string"}},
+    sql = "SELECT r.g, AVG(r.x) AS m, AVG(DISTINCT r.x) AS d FROM purchases r GROUP BY r.g"
+    tree = for_duckdb(sqlglot.parse_one(sql, read="spark"), {"purchases": {"x": "decimal(10,2)", "g": "string"}},
                       exact_averages=exact)
-    return {g: (m, d) for g, m, d in _DECIMALS.sql(tree.sql(dialect="duckdb")).fetchall()}
+    return {g: (m, d) for g, m, d in _db.sql(tree.sql(dialect="duckdb")).fetchall()}
 
 
 def test_an_average_of_a_decimal_is_sparks_decimal_rounded_half_up():
