@@ -507,6 +507,11 @@ class Derived:
             os.utime(path)  # recently used
         return table
 
+    def exists(self, kind: str, text: str, params: dict, keys: list) -> bool:
+        """Whether ``get`` finds a stored file (without reading it)."""
+        return bool(keys) and all(isinstance(k, str) for k in keys) and \
+            (self.dir / f"{self.key(kind, text, params, keys)}.arrow").is_file()
+
     def put(self, kind: str, text: str, params: dict, keys: list, table) -> None:
         """Store ``table`` now if every table's entry exists, else once ``flush`` finds them written."""
         if not keys or any(k is None for k in keys):

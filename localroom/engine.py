@@ -125,6 +125,7 @@ class DuckDB:
         self.entries: dict[str, object] = {}  # alias -> its cache key
         self.deferred: dict[str, object] = {}  # alias -> a table the cache knows valid, read when a statement names it
         self.derived = None
+        self.ready: dict[tuple, pa.Table] = {}  # phase-1 tables localroom/batch.py computed, by ready_key
         if cache_dir is not None:
             from localroom.cache import Derived
 
@@ -155,17 +156,30 @@ class DuckDB:
 
     def cached(self, kind: str, sql: str, params: dict[str, Any], aliases, compute) -> pa.Table:
         """``compute()``'s table, or the one stored for the same SQL, parameters and table contents
-        (localroom/cache.Derived): what depends on the data alone is computed once per data."""
+        (localroom/cache.Derived): what depends on the data alone is computed once per data. A table
+        localroom/batch.py computed for this SQL and parameters (``ready``) is used in place of ``compute()``."""
+        used = used_params(sql, self.dialect, params) if params else {}
+        prepared = self.ready.pop(self.ready_key(kind, sql, used), None)
+        if prepared is not None:
+            compute = lambda: prepared  # noqa: E731
         if self.derived is None:
             return compute()
         keys = [self.entries.get(a) for a in sorted(aliases)]
-        used = used_params(sql, self.dialect, params) if params else {}
         found = self.derived.get(kind, sql, used, keys)
         if found is not None:
             return found
         table = compute()
         self.derived.put(kind, sql, used, keys, table)
         return table
+
+    @staticmethod
+    def ready_key(kind: str, sql: str, used: dict[str, Any]) -> tuple:
+        return kind, sql, tuple(sorted((name, repr(value)) for name, value in used.items()))
+
+    def stored(self, kind: str, sql: str, used: dict[str, Any], aliases) -> bool:
+        """Whether the derived store has the table ``cached`` would look up (a warm run needs no batch)."""
+        return self.derived is not None and \
+            self.derived.exists(kind, sql, used, [self.entries.get(a) for a in sorted(aliases)])
 
     def flush(self) -> None:
         """Store what waited for its tables' cache entries (the end of a run)."""
@@ -351,6 +365,29 @@ class _Private:
     keys: list[tuple] | None  # the declared cross product of the group keys; None: selected, or no groups
     selection: Selection | None
     usage: Counter
+
+
+@dataclass
+class PartsQuery:
+    """Phase 1 of a DP run in pieces (localroom/batch.py runs several that read the same rows as one query)."""
+
+    rows: exp.Select  # one row per input row: columns __g<i> (groups), __u (user), __x<k>, __t<k>
+    parts: list[exp.Expression]  # the aggregates over ``rows``, each aliased
+    groups: int
+    truncated: bool  # ``rows`` keeps at most the contribution limit per user (a window over them)
+    with_: exp.With | None
+
+    def select(self) -> exp.Select:
+        query = exp.select(*[p.copy() for p in self.parts]).from_(
+            exp.Subquery(this=self.rows.copy(), alias=exp.TableAlias(this=exp.to_identifier("__dp_in"))))
+        if self.groups:
+            query = query.group_by(*[exp.column(f"__g{i}") for i in range(self.groups)])
+        if self.with_ is not None:
+            query.set("with_", self.with_.copy())
+        return query
+
+    def sql(self, dialect: str) -> str:
+        return self.select().sql(dialect=dialect)
 
 
 class Plan:
@@ -884,17 +921,11 @@ class Plan:
         usage["COUNT_DISTINCT"] += len(identities) + (1 if chosen else 0)
         return _Private(user, limit, releases, identities, threshold_parts, groups, keys, chosen, +usage)
 
-    def _run_private(self, room, select: exp.Select, params, noise, enforcement: Enforcement) -> LocalResult:
-        """Clamp, truncate, aggregate, add noise to every part, then the template's own projections.
-
-        Rows without a user (an outer join's unmatched side) are left out: no
-        user's presence can then change them. Group keys are the declared
-        cross product or a DP selection; thresholds apply to noisy counts.
-        """
-        private = self.private
-        enforcement.user_contribution_limit = private.limit
-        enforcement.thresholds = {alias: self.thresholded[alias].threshold[1] for alias in private.identities}
-        # 1. The aggregation's input: one row per joined row, the columns the aggregates read.
+    def parts_query(self, room: LocalCleanRoom) -> PartsQuery:
+        """Phase 1 of a DP run: the exact parts the noise is added to, per group (decided from the template, the
+        schemas, the rules and the tables' key counts; nothing of it is released)."""
+        private, select = self.private, self._select()
+        # The aggregation's input: one row per joined row, the columns the aggregates read.
         rows = _with_clauses(exp.Select(), select, ("from_", "joins"))
         present = exp.Not(this=exp.Is(this=private.user.copy(), expression=exp.Null()))
         where = select.args.get("where")
@@ -909,21 +940,30 @@ class Plan:
         rows.set("expressions", [exp.alias_(e.copy(), name) for name, e in columns.items()])
         bound = self._rows_per_identity(room, select, private.user)
         unique = bound == 1
-        if bound is None or bound > private.limit:
+        cut = bound is None or bound > private.limit
+        if cut:
             rows = truncated(rows, "__u", list(columns), private.limit)
-        # 2. Phase 1: the parts the noise is added to, per group.
-        parts_sql = exp.select(*self._private_parts(private, unique)).from_(
-            exp.Subquery(this=rows, alias=exp.TableAlias(this=exp.to_identifier("__dp_in"))))
-        if private.groups:
-            parts_sql = parts_sql.group_by(*[exp.column(f"__g{i}") for i in range(len(private.groups))])
-        if select.args.get("with_") is not None:
-            parts_sql.set("with_", select.args["with_"].copy())
-        text = parts_sql.sql(dialect=self.dialect)
+        with_ = select.args.get("with_")
+        return PartsQuery(rows, self._private_parts(private, unique), len(private.groups), cut,
+                          with_.copy() if with_ is not None else None)
+
+    def _run_private(self, room, select: exp.Select, params, noise, enforcement: Enforcement) -> LocalResult:
+        """Clamp, truncate, aggregate, add noise to every part, then the template's own projections.
+
+        Rows without a user (an outer join's unmatched side) are left out: no
+        user's presence can then change them. Group keys are the declared
+        cross product or a DP selection; thresholds apply to noisy counts.
+        """
+        private = self.private
+        enforcement.user_contribution_limit = private.limit
+        enforcement.thresholds = {alias: self.thresholded[alias].threshold[1] for alias in private.identities}
+        query = self.parts_query(room)
+        text = query.sql(self.dialect)
         # Exact parts depend on the data alone: on unchanged data they are read back, and noised afresh below.
         parts = room.cached("parts", text, params, self.analysis.tables, lambda: room.db.sql(text, params))
         if private.groups:  # engines group in parallel: a fixed order makes seeded noise land on the same rows
             parts = _sorted(parts, [f"__g{i}" for i in range(len(private.groups))])
-        # 3. Which groups: the declared keys (absent ones are zeros), or those a DP selection releases.
+        # Which groups: the declared keys (absent ones are zeros), or those a DP selection releases.
         if private.keys is not None:
             parts = _on_keys(parts, private.keys, len(private.groups))
         elif private.selection is not None:
@@ -934,7 +974,7 @@ class Plan:
             parts = _kept(parts, np.array([k in released for k in keys], dtype=bool))
             enforcement.noise.append(Noise("(which groups)", "selection: distinct users", private.selection.scale,
                                            math.sqrt(private.limit), threshold=private.selection.threshold))
-        # 4. Noise on every part; thresholds on noisy identity counts.
+        # Noise on every part; thresholds on noisy identity counts.
         for r in private.releases:
             for name, part in zip(r.names(), r.parts):
                 parts = _noisy(parts, name, part, noise)

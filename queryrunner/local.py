@@ -406,6 +406,7 @@ class LocalApp:
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
         self.warn_access([(template.name, analysis.tables) for template, _, analysis in checked])
+        self.prefetch(room, planned)
         outcomes = [{"template": name, "status": "DONE EARLIER", "run_id": entry["run_id"], "path": entry["path"]}
                     for name, entry in earlier.items()]
         journal.begin()
@@ -432,6 +433,17 @@ class LocalApp:
             report = write_report(out)
             self.err(f"report: {report}")
         return EXIT_OK if all(o["status"] in ("SUCCESS", "DONE EARLIER") for o in outcomes) else EXIT_QUERY_FAILED
+
+    def prefetch(self, room, planned) -> None:
+        """The exact phase-1 parts of the DP templates that join the same tables the same way, one join for
+        all of them (localroom/batch.py); each template still runs, is noised and charged on its own."""
+        from localroom.batch import prefetch
+        from model.parameters import to_python
+
+        runs = [(plan, {p.name: to_python(p.type, values[p.name]) for p in template.parameters})
+                for template, values, _, plan in planned if not isinstance(plan, Exception) and plan.private]
+        if len(runs) > 1:
+            prefetch(room, runs)
 
     def journal(self, jobs):
         """This run's journal (localroom/journal.py): what an unfinished earlier run of it already released."""

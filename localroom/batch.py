@@ -1,0 +1,127 @@
+"""Phase 1 of several DP templates as one DuckDB query, where they read the same rows.
+
+`run --all` over templates that join the same tables the same way would make the
+engine build the same join once per template: of a phase-1 query over two
+million-row tables, the join is most of the time (about 0.09 s of 0.12 s). Here
+those templates' phase-1 queries become one: the join once, each template's
+WHERE a boolean column, each template's parts its aggregates with
+``FILTER (WHERE <its column>)``, and each template's groups one grouping set of
+``GROUP BY GROUPING SETS`` (told apart by ``GROUPING()``). Each template's table
+is then what its own query returns (a group only where one of its rows passes
+its WHERE), stored where ``LocalCleanRoom.cached`` looks first.
+
+It changes how the exact parts are computed, never what they are or what is
+released: noise, thresholds and charges stay per template, in its own run.
+A template is left to its own query where the shapes differ (a truncation to the
+contribution limit, CTEs, no GROUP BY, a parameter in the join) or its parts are
+already stored. If the combined query fails (a template's expression can fail on
+rows another template's WHERE removes), nothing is kept and each template runs
+its own query as before, with its own error.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlglot import exp
+
+from localroom.engine import LocalCleanRoom, LocalLimitation, PartsQuery, Plan, used_params
+
+
+def prefetch(room: LocalCleanRoom, runs: list[tuple[Plan, dict[str, Any]]]) -> int:
+    """Compute the phase-1 parts of ``runs`` (plan, typed parameters) that share their rows in one query
+    per shared FROM; the number of templates whose parts are now ready."""
+    ready = getattr(room.db, "ready", None)
+    if ready is None or room.dialect != "duckdb":
+        return 0
+    shared: dict[str, list[tuple[Plan, PartsQuery, str, dict]]] = defaultdict(list)
+    for plan, params in runs:
+        if plan.private is None or not isinstance(plan.root.expression, exp.Select):
+            continue
+        try:
+            query = plan.parts_query(room)  # the tables' key counts: a failure is the template's own, in its run
+        except (*room.db.errors, LocalLimitation):
+            continue
+        if query.truncated or query.with_ is not None or not query.groups:
+            continue
+        source = _with_from(query.rows)
+        if any(source.find_all(exp.Placeholder)):
+            continue
+        text = query.sql(room.dialect)
+        used = used_params(text, room.dialect, params)
+        if room.db.stored("parts", text, used, plan.analysis.tables):
+            continue
+        shared[source.sql(dialect=room.dialect)].append((plan, query, text, used))
+    done = 0
+    for members in shared.values():
+        if len(members) < 2:
+            continue
+        sql, params, masks = combined([(q, used) for _, q, _, used in members], room.dialect)
+        try:
+            table = room.db.sql(sql, params)
+        except (*room.db.errors, LocalLimitation):
+            continue  # each template runs its own query, and meets its own error
+        for i, (plan, query, text, used) in enumerate(members):
+            ready[room.db.ready_key("parts", text, used)] = split(table, i, query, masks[i])
+            done += 1
+    return done
+
+
+def combined(members: list[tuple[PartsQuery, dict[str, Any]]], dialect: str) -> tuple[str, dict[str, Any], list[int]]:
+    """One query for ``members`` (phase-1 queries over the same FROM and joins, each with its parameters):
+    the SQL, its parameters, and the GROUPING() value of each member's grouping set."""
+    inner, outer, sets, params = [], [], [], {}
+    for i, (query, used) in enumerate(members):
+        rows = query.rows.copy()
+        for marker in rows.find_all(exp.Placeholder):
+            marker.set("this", f"b{i}_{marker.name}")
+        params.update({f"b{i}_{name}": value for name, value in used.items()})
+        inner += [exp.alias_(p.this, f"b{i}{p.alias}") for p in rows.expressions]
+        inner.append(exp.alias_(exp.Paren(this=rows.args["where"].this), f"b{i}__w"))
+        outer += [f"{_filtered(p.this, i).sql(dialect=dialect)} AS b{i}{p.alias}" for p in query.parts[query.groups:]]
+        outer.append(f"COUNT(*) FILTER (WHERE b{i}__w) AS b{i}__rows")
+        sets.append([f"b{i}__g{j}" for j in range(query.groups)])
+    keys = [c for s in sets for c in s]
+    # GROUPING(a, b, ...) has a bit per argument, the first the highest, set where the row is not grouped by it.
+    masks = [sum(1 << (len(keys) - 1 - k) for k, c in enumerate(keys) if c not in s) for s in sets]
+    rows = _with_from(members[0][0].rows)
+    rows.set("expressions", inner)
+    sql = (f"SELECT GROUPING({', '.join(keys)}) AS __set, {', '.join(keys)}, {', '.join(outer)} "
+           f"FROM ({rows.sql(dialect=dialect)}) AS __dp_in "
+           f"GROUP BY GROUPING SETS ({', '.join('(' + ', '.join(s) + ')' for s in sets)})")
+    return sql, params, masks
+
+
+def split(table, i: int, query: PartsQuery, mask: int):
+    """Member ``i``'s rows of the combined result, as its own phase-1 query names them: the groups of its
+    grouping set where at least one of its rows passed its WHERE."""
+    import pyarrow.compute as pc
+
+    mine = pc.and_(pc.equal(table.column("__set"), mask), pc.greater(table.column(f"b{i}__rows"), 0))
+    names = [f"__g{j}" for j in range(query.groups)] + [p.alias for p in query.parts[query.groups:]]
+    rows = table.filter(mine)
+    return rows.select([f"b{i}{n}" for n in names]).rename_columns(names)
+
+
+def _with_from(rows: exp.Select) -> exp.Select:
+    """``SELECT * FROM ... JOIN ...`` of ``rows``: what two members must share to be combined."""
+    source = exp.select("*")
+    for arg in ("from_", "joins"):
+        if rows.args.get(arg) is not None:
+            value = rows.args[arg]
+            source.set(arg, [v.copy() for v in value] if isinstance(value, list) else value.copy())
+    return source
+
+
+def _filtered(node: exp.Expression, i: int) -> exp.Expression:
+    """``node`` over member ``i``'s columns, each aggregate in it counting only the rows of its WHERE."""
+    def columns(n: exp.Expression) -> exp.Expression:
+        return exp.column(f"b{i}{n.name}") if isinstance(n, exp.Column) else n
+
+    def filtered(n: exp.Expression) -> exp.Expression:
+        # A replaced node is not descended into: columns are renamed first, in their own pass.
+        if isinstance(n, exp.AggFunc):
+            return exp.Filter(this=n.copy(), expression=exp.Where(this=exp.column(f"b{i}__w")))
+        return n
+
+    return node.transform(columns).transform(filtered)
