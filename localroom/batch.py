@@ -25,14 +25,14 @@ from typing import Any
 
 from sqlglot import exp
 
-from localroom.engine import LocalCleanRoom, LocalLimitation, PartsQuery, Plan, used_params
+from localroom.engine import LocalCleanRoom, LocalLimitation, PartsQuery, Plan, _with_clauses, used_params
 
 
 def prefetch(room: LocalCleanRoom, runs: list[tuple[Plan, dict[str, Any]]]) -> int:
     """Compute the phase-1 parts of ``runs`` (plan, typed parameters) that share their rows in one query
     per shared FROM; the number of templates whose parts are now ready."""
-    ready = getattr(room.db, "ready", None)
-    if ready is None or room.dialect != "duckdb":
+    ready = getattr(room.db, "ready", None)  # the DuckDB backend's; Spark runs each template's own query
+    if ready is None:
         return 0
     shared: dict[str, list[tuple[Plan, PartsQuery, str, dict]]] = defaultdict(list)
     for plan, params in runs:
@@ -98,19 +98,14 @@ def split(table, i: int, query: PartsQuery, mask: int):
     import pyarrow.compute as pc
 
     mine = pc.and_(pc.equal(table.column("__set"), mask), pc.greater(table.column(f"b{i}__rows"), 0))
-    names = [f"__g{j}" for j in range(query.groups)] + [p.alias for p in query.parts[query.groups:]]
+    names = [p.alias for p in query.parts]  # the groups' __g<j> first
     rows = table.filter(mine)
     return rows.select([f"b{i}{n}" for n in names]).rename_columns(names)
 
 
 def _with_from(rows: exp.Select) -> exp.Select:
     """``SELECT * FROM ... JOIN ...`` of ``rows``: what two members must share to be combined."""
-    source = exp.select("*")
-    for arg in ("from_", "joins"):
-        if rows.args.get(arg) is not None:
-            value = rows.args[arg]
-            source.set(arg, [v.copy() for v in value] if isinstance(value, list) else value.copy())
-    return source
+    return _with_clauses(exp.select("*"), rows, ("from_", "joins"))
 
 
 def _filtered(node: exp.Expression, i: int) -> exp.Expression:

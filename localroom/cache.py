@@ -491,11 +491,17 @@ class Derived:
                                 "version": LOADER_VERSION}, sort_keys=True, default=repr)
         return hashlib.sha256(described.encode()).hexdigest()
 
-    def get(self, kind: str, text: str, params: dict, keys: list):
-        """The stored result, or None (absent, or a table not cached yet)."""
+    def _path(self, kind: str, text: str, params: dict, keys: list) -> Path | None:
+        """Where the result is stored; None while a table it depends on has no cache entry."""
         if not keys or not all(isinstance(k, str) for k in keys):
             return None
-        path = self.dir / f"{self.key(kind, text, params, keys)}.arrow"
+        return self.dir / f"{self.key(kind, text, params, keys)}.arrow"
+
+    def get(self, kind: str, text: str, params: dict, keys: list):
+        """The stored result, or None (absent, or a table not cached yet)."""
+        path = self._path(kind, text, params, keys)
+        if path is None:
+            return None
         try:
             import pyarrow.ipc as ipc
 
@@ -509,8 +515,8 @@ class Derived:
 
     def exists(self, kind: str, text: str, params: dict, keys: list) -> bool:
         """Whether ``get`` finds a stored file (without reading it)."""
-        return bool(keys) and all(isinstance(k, str) for k in keys) and \
-            (self.dir / f"{self.key(kind, text, params, keys)}.arrow").is_file()
+        path = self._path(kind, text, params, keys)
+        return path is not None and path.is_file()
 
     def put(self, kind: str, text: str, params: dict, keys: list, table) -> None:
         """Store ``table`` now if every table's entry exists, else once ``flush`` finds them written."""

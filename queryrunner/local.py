@@ -438,10 +438,9 @@ class LocalApp:
         """The exact phase-1 parts of the DP templates that join the same tables the same way, one join for
         all of them (localroom/batch.py); each template still runs, is noised and charged on its own."""
         from localroom.batch import prefetch
-        from model.parameters import to_python
 
-        runs = [(plan, {p.name: to_python(p.type, values[p.name]) for p in template.parameters})
-                for template, values, _, plan in planned if not isinstance(plan, Exception) and plan.private]
+        runs = [(plan, _typed(template, values)) for template, values, _, plan in planned
+                if not isinstance(plan, Exception) and plan.private]
         if len(runs) > 1:
             prefetch(room, runs)
 
@@ -491,7 +490,6 @@ class LocalApp:
         from localroom.engine import LocalLimitation, RunFailed
         from localroom.ledger import FAILED, RELEASED, BudgetRefused, LedgerError
         from localroom.privacy import OpenDPNoise, SeededNoise
-        from model.parameters import to_python
 
         name = template.name
         started = time.monotonic()
@@ -516,8 +514,7 @@ class LocalApp:
                                    f"({exc.impact.describe()}).{hint}") from None
                 reserved = True
             noise = SeededNoise(_seed(self.args.seed, name)) if self.args.seed is not None else OpenDPNoise()
-            typed = {p.name: to_python(p.type, values[p.name]) for p in template.parameters}
-            result = room.execute(plan, typed, noise)
+            result = room.execute(plan, _typed(template, values), noise)
         except _Refused as exc:
             self.err(f"[{name}] {exc}")
             return {"template": name, "status": "REFUSED", "error": exc.code}
@@ -793,6 +790,13 @@ def _job_stack(stacks: list[str], root: Path | None = None) -> str:
         raise UsageError(f"give the stack that runs the job with --stack; stack files that declare jobs: "
                          f"{found or 'none'}")
     return found[0]
+
+
+def _typed(template, values: dict[str, str]) -> dict:
+    """The template's parameter values as the engines bind them (model.parameters.to_python)."""
+    from model.parameters import to_python
+
+    return {p.name: to_python(p.type, values[p.name]) for p in template.parameters}
 
 
 def _seed(seed: int, template: str) -> int:
