@@ -170,7 +170,9 @@ def test_ctrl_c_during_run_all_cancels_every_query_in_flight(tmp_path):
                 os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
             return response
 
-    fake = InterruptingFake({t.arn: 600.0 for t in ts}, clock)
+    # An hour per query (36 s here): none can finish before the interrupt lands, however loaded the
+    # machine (at 600 s, a run beside other heavy processes once saw a query succeed first).
+    fake = InterruptingFake({t.arn: 3600.0 for t in ts}, clock)
     outputs = {"region": REGION, "membership_id": MEMBERSHIP_ID, "results_bucket": BUCKET,
                "results_prefix": "results", "result_format": "CSV",
                "analysis_templates": {t.name: {"arn": t.arn, "id": t.id, "parameters": []} for t in ts}}
