@@ -6,7 +6,8 @@ run's state folder's cache/, .localroom/cache/ by default), what a later run
 over the same file with the same schema needs is kept, in two steps:
 
 - the first run that reads a file loads it in memory, as without a cache (as
-  fast as DuckDB's own reader), hashes it meanwhile and writes a marker: this
+  fast as DuckDB's own reader), hashes it meanwhile (or takes the hash that
+  localroom/digests.Early took while the run started) and writes a marker: this
   content passed the strict check and has N rows. The results that depend on
   the data alone (cache.Derived) are keyed by the marker's key;
 - a later run trusts the marker instead of checking the file again. With
@@ -63,19 +64,19 @@ from pathlib import Path
 import duckdb
 
 import model.datasets as datasets
+from localroom import digests
 from model.datasets import Dataset, load_into
 
 LOADER_VERSION = "1"  # with the loader's source in the key; bump for a change outside model/datasets.py
 MAX_BYTES = 2 * 1024 ** 3
 RACY_SECONDS = 2.0
 STALE_TMP_SECONDS = 3600
-FILES = "files.json"
-MAX_FILES = 256  # stats remembered
 _LOADER_SOURCE: str | None = None
 
 
 def load_tables(con, tables: dict[str, Dataset], cache_dir: Path | None, max_bytes: int = MAX_BYTES,
-                keys: dict | None = None, deferred: dict | None = None) -> dict[str, int]:
+                keys: dict | None = None, deferred: dict | None = None,
+                early: digests.Early | None = None) -> dict[str, int]:
     """Each dataset as a table (or a view of its entry) named by its alias on ``con``; the rows per alias.
 
     Without ``cache_dir`` every file is read by load_into. With it, a file with an entry is attached
@@ -85,6 +86,7 @@ def load_tables(con, tables: dict[str, Dataset], cache_dir: Path | None, max_byt
     the cache. A cache that cannot be written (a read-only or full disk) only costs the time: the
     tables are loaded anyway. ``keys`` receives each alias's key, or None for a table that is not
     cached (a file changed moments ago, or a partitioned dataset's folder, which is read every time).
+    ``early`` has the digests taken while the run started (localroom/digests.py), used in place of hashing.
     """
     if cache_dir is None:
         return {alias: load_into(con, dataset, alias) for alias, dataset in tables.items()}
@@ -93,7 +95,7 @@ def load_tables(con, tables: dict[str, Dataset], cache_dir: Path | None, max_byt
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError:
         return {alias: load_into(con, dataset, alias) for alias, dataset in tables.items()}
-    files = _Files(cache_dir)
+    files = digests.Files(cache_dir)
     rows, used = {}, set()
     for alias, dataset in tables.items():
         if dataset.partitioned_by:
@@ -103,7 +105,7 @@ def load_tables(con, tables: dict[str, Dataset], cache_dir: Path | None, max_byt
             if keys is not None:
                 keys[alias] = None
             continue
-        found, key, pending = _lookup(con, alias, dataset, cache_dir, files)
+        found, key, pending = _lookup(con, alias, dataset, cache_dir, files, early)
         if found is None and pending is not None:
             marked = _marker(cache_dir, entry_key(dataset, pending.content)) if pending.content else None
             if marked is None:
@@ -137,13 +139,13 @@ def load_deferred(con, pending: "_Pending", cache_dir: Path) -> None:
     """
     path = pending.dataset.data_path
     try:
-        if _stat(path) != pending.before:
+        if digests.stat(path) != pending.before:
             raise DataChanged(path)
-        files = _Files(Path(cache_dir))
+        files = digests.Files(Path(cache_dir))
         rows, key = _load_entry(con, pending, Path(cache_dir), files)
         if rows is None:  # a cache that cannot take the entry: in memory, checked again
             load_into(con, pending.dataset, pending.alias)
-            if _stat(path) != pending.before:
+            if digests.stat(path) != pending.before:
                 raise DataChanged(path)
         elif key is None:  # the file changed while it was read
             raise DataChanged(path)
@@ -155,7 +157,7 @@ def load_deferred(con, pending: "_Pending", cache_dir: Path) -> None:
         raise DataChanged(path) from None
 
 
-def _load_marked(con, pending: "_Pending", cache_dir: Path, files: "_Files") -> tuple[int, str | None]:
+def _load_marked(con, pending: "_Pending", cache_dir: Path, files: digests.Files) -> tuple[int, str | None]:
     """Read the file in memory while another thread hashes it, then mark its content: (rows, key).
 
     The marker is written only when the hash was taken and the file's stat is unchanged; otherwise
@@ -169,7 +171,7 @@ def _load_marked(con, pending: "_Pending", cache_dir: Path, files: "_Files") -> 
     finally:
         hasher.join()
     content = digest.get("content")
-    if not isinstance(content, str) or _stat(pending.dataset.data_path) != pending.before:
+    if not isinstance(content, str) or digests.stat(pending.dataset.data_path) != pending.before:
         return rows, None
     key = entry_key(pending.dataset, content)
     if not _write_marker(cache_dir, key, rows):
@@ -181,7 +183,9 @@ def _load_marked(con, pending: "_Pending", cache_dir: Path, files: "_Files") -> 
 
 def _hash_into(pending: "_Pending", digest: dict) -> None:
     try:
-        digest["content"] = pending.content or _sha256(pending.dataset.data_path)
+        path = pending.dataset.data_path
+        digest["content"] = pending.content or (pending.early.get(path, pending.before, wait=True)
+                                                if pending.early is not None else None) or digests.sha256(path)
     except OSError as exc:
         digest["error"] = exc
 
@@ -211,7 +215,7 @@ def _write_marker(cache_dir: Path, key: str, rows: int) -> bool:
         return False
 
 
-def _load_entry(con, pending: "_Pending", cache_dir: Path, files: "_Files") -> tuple[int | None, str | None]:
+def _load_entry(con, pending: "_Pending", cache_dir: Path, files: digests.Files) -> tuple[int | None, str | None]:
     """Load the file straight into a new entry, then attach it as the alias: (rows, key).
 
     The table is written by load_into into a temporary database file (uncompressed: DuckDB's
@@ -239,7 +243,7 @@ def _load_entry(con, pending: "_Pending", cache_dir: Path, files: "_Files") -> t
         con.execute(f"DETACH {_quote(name)}")  # checkpoints: the file is complete and closed
         attached = False
         content = digest.get("content")
-        if not isinstance(content, str) or _stat(path) != pending.before:
+        if not isinstance(content, str) or digests.stat(path) != pending.before:
             _into_memory(con, pending.alias, tmp)
             return rows, None
         key = entry_key(pending.dataset, content)
@@ -293,6 +297,7 @@ class _Pending:
     started: int  # time.time_ns() then
     content: str | None  # its SHA-256, when known already
     key: str | None = None  # the entry's key, once written
+    early: digests.Early | None = None  # where its SHA-256 is being taken, if it is
 
 
 def entry_key(dataset: Dataset, content: str) -> str:
@@ -312,33 +317,35 @@ def _loader_source() -> str:
     return _LOADER_SOURCE
 
 
-def _lookup(con, alias: str, dataset: Dataset, cache_dir: Path,
-            files: "_Files") -> tuple[int | None, str | None, _Pending | None]:
+def _lookup(con, alias: str, dataset: Dataset, cache_dir: Path, files: digests.Files,
+            early: digests.Early | None = None) -> tuple[int | None, str | None, _Pending | None]:
     """(rows, key) of the entry attached as ``alias``, or (None, None, what to write once loaded)."""
     path = dataset.data_path
     try:
-        before = _stat(path)
+        before = digests.stat(path)
     except OSError:
         return None, None, None  # load_into says the file is missing
     started = time.time_ns()
     content = files.get(path, before)
+    if content is None and early is not None:  # taken while the run started (waited for: see below)
+        content = early.get(path, before, wait=files.seen(path))
     if content is None and files.seen(path):
         # A file this cache knew at another stat: rewritten, touched, copied back. Hash it now:
         # its content may well be one an entry holds.
         try:
-            content = _sha256(path)
+            content = digests.sha256(path)
         except OSError:
             return None, None, None
     if content is not None:
         key = entry_key(dataset, content)
         rows = _attach(con, alias, cache_dir / f"{key}.duckdb")
         if rows is not None:
-            if files.get(path, before) is None and _settled(before, started) and before == _stat(path):
+            if files.get(path, before) is None and _settled(before, started) and before == digests.stat(path):
                 files.put(path, before, content)
             return rows, key, None
     if not _settled(before, started):  # changed too recently to trust its stat: never cached
         return None, None, None
-    return None, None, _Pending(alias, dataset, before, started, content)
+    return None, None, _Pending(alias, dataset, before, started, content, early=early)
 
 
 def _settled(stat: tuple, started: int) -> bool:
@@ -399,57 +406,6 @@ def _evict(cache_dir: Path, keep: set[str], max_bytes: int) -> None:
         if path.stem not in keep:
             _remove(path)
             total -= size
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _stat(path: Path) -> tuple[int, int, int, int, int]:
-    info = os.stat(path)
-    return info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev
-
-
-class _Files:
-    """files.json: {path: [size, mtime_ns, ctime_ns, inode, device, sha256]}, replaced atomically."""
-
-    def __init__(self, cache_dir: Path):
-        self.path = cache_dir / FILES
-        self.changed = False
-        try:
-            self.known = json.loads(self.path.read_text(encoding="utf-8"))
-            if not isinstance(self.known, dict):
-                self.known = {}
-        except (OSError, ValueError):
-            self.known = {}
-
-    def get(self, path: Path, stat: tuple) -> str | None:
-        known = self.known.get(str(path.resolve()))
-        if isinstance(known, list) and len(known) == 6 and tuple(known[:5]) == stat and isinstance(known[5], str):
-            return known[5]
-        return None
-
-    def seen(self, path: Path) -> bool:
-        return str(path.resolve()) in self.known
-
-    def put(self, path: Path, stat: tuple, content: str) -> None:
-        name = str(path.resolve())
-        self.known.pop(name, None)
-        self.known[name] = [*stat, content]
-        while len(self.known) > MAX_FILES:
-            self.known.pop(next(iter(self.known)))
-        self.changed = True
-
-    def save(self) -> None:
-        if not self.changed:
-            return
-        tmp = self.path.with_name(f".tmp-{uuid.uuid4().hex}-{FILES}")
-        try:
-            tmp.write_text(json.dumps(self.known), encoding="utf-8")
-            os.replace(tmp, self.path)
-        except OSError:
-            _remove(tmp)
 
 
 def _remove(path: Path) -> None:

@@ -119,9 +119,10 @@ class DuckDB:
     dialect = "duckdb"
     errors = (duckdb.Error,)
 
-    def __init__(self, cache_dir=None):
+    def __init__(self, cache_dir=None, early=None):
         self.con = duckdb.connect()
         self.cache_dir = cache_dir  # localroom/cache.py: typed tables kept between runs; None reads every time
+        self.early = early  # localroom/digests.Early: the data files' hashes, taken while the run started
         self.entries: dict[str, object] = {}  # alias -> its cache key
         self.deferred: dict[str, object] = {}  # alias -> a table the cache knows valid, read when a statement names it
         self.derived = None
@@ -139,7 +140,8 @@ class DuckDB:
         """
         from localroom.cache import load_tables
 
-        return load_tables(self.con, tables, self.cache_dir, keys=self.entries, deferred=self.deferred)
+        return load_tables(self.con, tables, self.cache_dir, keys=self.entries, deferred=self.deferred,
+                           early=self.early)
 
     def _needs(self, sql: str) -> None:
         """Read the deferred tables ``sql`` may read: every one whose name it holds as a word (a statement

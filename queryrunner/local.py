@@ -351,17 +351,18 @@ class LocalApp:
         return found
 
     def run(self) -> int:
+        args = self.args
+        if args.seed is not None and args.seed < 0:
+            raise UsageError("--seed must be >= 0")
+        jobs = self.jobs()
+        early = self.hash_early(jobs)  # before the engine's imports: the hashing runs beside them
         from localroom.engine import DuckDB, LocalCleanRoom, PlanRefusal
         from localroom.journal import INTERRUPTED
         from model.errors import ConfigError
         from model.templates import shown_path
         from model.validator import validate
 
-        args = self.args
-        if args.seed is not None and args.seed < 0:
-            raise UsageError("--seed must be >= 0")
         out = Path(args.out)
-        jobs = self.jobs()
         journal = self.journal(jobs)
         if journal.note:
             self.err(journal.note)
@@ -397,7 +398,7 @@ class LocalApp:
         self.err(f"local clean room: stack {self.stack}, tables {sorted(self.collab.tables)}{engine}; "
                  f"results to {out}/<template>/")
         # DuckDB keeps each validated, typed table in STATE/cache/ for the next run (localroom/cache.py).
-        room = LocalCleanRoom(self.collab, backend if backend is not None else DuckDB(self.state / "cache"))
+        room = LocalCleanRoom(self.collab, backend if backend is not None else DuckDB(self.state / "cache", early))
         # While DuckDB reads the files (it releases the GIL), import what the runs need afterwards.
         threading.Thread(target=_later_imports, args=(any(not isinstance(p, Exception) and p.private
                                                           for *_, p in planned),), daemon=True).start()
@@ -433,6 +434,18 @@ class LocalApp:
             report = write_report(out)
             self.err(f"report: {report}")
         return EXIT_OK if all(o["status"] in ("SUCCESS", "DONE EARLIER") for o in outcomes) else EXIT_QUERY_FAILED
+
+    def hash_early(self, jobs):
+        """Start hashing the data files the run's templates read, on the core the start-up leaves idle
+        (localroom/digests.py): the load cache needs each file's SHA-256, and taken beside DuckDB's load
+        it slows the load. None on Spark, which keeps no load cache."""
+        if getattr(self.args, "engine", None) == "spark":
+            return None
+        from localroom.digests import Early
+
+        tables = {alias for template, _ in jobs for alias in template.tables if alias in self.collab.tables}
+        return Early([self.collab.tables[alias].dataset.data_path for alias in sorted(tables)
+                      if not self.collab.tables[alias].dataset.partitioned_by], self.state / "cache")
 
     def prefetch(self, room, planned) -> None:
         """The exact phase-1 parts of the DP templates that join the same tables the same way, one join for

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from localroom import cache
+from localroom import cache, digests
 from model.datasets import load_dataset
 from model.errors import ConfigError
 from queryrunner import cli
@@ -172,7 +172,7 @@ def test_a_file_changed_moments_ago_is_loaded_but_not_cached(tmp_path, monkeypat
     load(data, tmp_path / "cache", "media_engagement")
     assert loads.files == ["media_engagement"] * 2
     assert keys(tmp_path / "cache") == [] and leftovers(tmp_path / "cache") == []
-    assert not (tmp_path / "cache" / cache.FILES).exists()
+    assert not (tmp_path / "cache" / digests.FILES).exists()
 
 
 def test_a_bad_file_leaves_no_entry(data, tmp_path):
@@ -212,7 +212,7 @@ def test_a_failure_while_the_entry_is_written_leaves_no_partial_file(data, tmp_p
     def unreadable(path):
         raise OSError("the disk went away")
 
-    monkeypatch.setattr(cache, "_sha256", unreadable)  # while the table is read
+    monkeypatch.setattr(digests, "sha256", unreadable)  # while the table is read
     rows, con = load(data, tmp_path / "cache")
     assert rows == {"retail_purchases": 3000, "media_engagement": 2500}  # the run goes on
     assert con.execute("SELECT count(*) FROM media_engagement").fetchall() == [(2500,)]
@@ -220,7 +220,7 @@ def test_a_failure_while_the_entry_is_written_leaves_no_partial_file(data, tmp_p
 
 
 def test_a_file_changed_after_it_was_read_is_not_cached(data, tmp_path, monkeypatch):
-    real = cache._sha256
+    real = digests.sha256
     path = data / "retail_purchases" / "retail_purchases.csv"
 
     def changing(file):
@@ -229,7 +229,7 @@ def test_a_file_changed_after_it_was_read_is_not_cached(data, tmp_path, monkeypa
                 handle.write("k,18-24,west,home,1,1.00\n")
         return real(file)
 
-    monkeypatch.setattr(cache, "_sha256", changing)
+    monkeypatch.setattr(digests, "sha256", changing)
     load(data, tmp_path / "cache", "retail_purchases")
     assert keys(tmp_path / "cache") == [] and leftovers(tmp_path / "cache") == []
 
@@ -363,3 +363,62 @@ def test_a_deferred_table_whose_file_changed_stops_the_run_and_keeps_nothing(dat
     assert entries(tmp_path / "cache") == [] and leftovers(tmp_path / "cache") == []
     assert db.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = "
                           "'media_engagement'").fetchall() == [(0,)]
+
+
+# --- hashing while the run starts (localroom/digests.Early) ------------------------------------------------
+
+def test_a_file_hashed_early_is_not_hashed_again_and_its_marker_has_that_content(data, tmp_path, monkeypatch):
+    hashed = []
+    real = digests.sha256
+    monkeypatch.setattr(digests, "sha256", lambda path: hashed.append(Path(path).name) or real(path))
+    path = data / "retail_purchases" / "retail_purchases.csv"
+    early = digests.Early([path, path], tmp_path / "cache")  # named twice: hashed once
+    assert early.get(path, digests.stat(path), wait=True) == real(path)
+    con = duckdb.connect()
+    keys_: dict = {}
+    cache.load_tables(con, {"retail_purchases": load_dataset("retail_purchases", data)}, tmp_path / "cache",
+                      keys=keys_, early=early)
+    assert hashed == ["retail_purchases.csv"]  # the early hash only: the load took its digest
+    assert keys(tmp_path / "cache") == [keys_["retail_purchases"]] == \
+        [cache.entry_key(load_dataset("retail_purchases", data), real(path))]
+    assert digests.Early([path], tmp_path / "cache").get(path, digests.stat(path), wait=True) is None  # known
+
+
+def test_an_early_digest_counts_only_for_the_stat_it_was_taken_at(data, tmp_path, monkeypatch):
+    path = data / "media_engagement" / "media_engagement.csv"
+    early = digests.Early([path], tmp_path / "cache")
+    assert early.get(path, digests.stat(path), wait=True) is not None
+    line = path.read_text().splitlines()[1]
+    key, rest = line.split(",", 1)
+    edit_in_place(path, line, "f" * len(key) + "," + rest)  # same size and mtime; the ctime moves
+    time.sleep(2 * SETTLE)
+    assert early.get(path, digests.stat(path), wait=True) is None
+    keys_: dict = {}
+    dataset = load_dataset("media_engagement", data)
+    cache.load_tables(duckdb.connect(), {"media_engagement": dataset}, tmp_path / "cache", keys=keys_, early=early)
+    assert keys_["media_engagement"] == cache.entry_key(dataset, digests.sha256(path))  # the file as it is now
+
+
+def test_a_run_hashes_each_file_once_while_it_starts_and_a_warm_run_none(data, tmp_path, monkeypatch):
+    import threading
+
+    hashed = []
+    real = digests.sha256
+    monkeypatch.setattr(digests, "sha256", lambda path: hashed.append(
+        (Path(path).name, threading.current_thread().name)) or real(path))
+    for _ in range(2):
+        code = cli.main(["run", "--all", "--local", "--data-dir", str(data), "--state-dir", str(tmp_path / "state"),
+                         "--out", str(tmp_path / "out"), "--seed", "1"],
+                        stdout=io.StringIO(), stderr=io.StringIO())
+        assert code == 0
+    assert sorted(hashed) == [("media_engagement.csv", "localroom-early-hash"),
+                              ("retail_purchases.csv", "localroom-early-hash")]
+
+
+def test_sha256_is_hashlibs_for_any_size(tmp_path):
+    import hashlib
+
+    for size in (0, 1, 3 * 1024 * 1024 + 7):
+        path = tmp_path / f"f{size}"
+        path.write_bytes(os.urandom(size))
+        assert digests.sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -183,14 +183,14 @@ def test_a_partitioned_schema_is_checked_in_one_line(tmp_path, schema, fragment)
 def test_the_load_cache_reads_a_folder_every_time_and_never_hashes_it(data, tmp_path, monkeypatch):
     """localroom/cache.py keys an entry by one file's hash and trusts its stat: a folder's stat does not move
     when a file in a partition changes. So a partitioned table is read every time, never cached."""
-    from localroom import cache
+    from localroom import cache, digests
 
     copy = tmp_path / "data"
     shutil.copytree(data, copy)
     dataset = load_dataset("media_events", copy)
     hashed = []
-    real = cache._sha256
-    monkeypatch.setattr(cache, "_sha256", lambda path: hashed.append(path) or real(path))
+    real = digests.sha256
+    monkeypatch.setattr(digests, "sha256", lambda path: hashed.append(path) or real(path))
     monkeypatch.setattr(cache, "RACY_SECONDS", 0.0)  # files just written count as settled
     for expected in (1200, 1200, 1210):
         if expected == 1210:
