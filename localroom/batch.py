@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
 from sqlglot import exp
 
 from localroom.engine import LocalCleanRoom, LocalLimitation, PartsQuery, Plan, _with_clauses, used_params
@@ -79,28 +80,30 @@ def combined(members: list[tuple[PartsQuery, dict[str, Any]]], dialect: str) -> 
         inner += [exp.alias_(p.this, f"b{i}{p.alias}") for p in rows.expressions]
         inner.append(exp.alias_(exp.Paren(this=rows.args["where"].this), f"b{i}__w"))
         outer += [f"{_filtered(p.this, i).sql(dialect=dialect)} AS b{i}{p.alias}" for p in query.parts[query.groups:]]
-        outer.append(f"COUNT(*) FILTER (WHERE b{i}__w) AS b{i}__rows")
         sets.append([f"b{i}__g{j}" for j in range(query.groups)])
     keys = [c for s in sets for c in s]
     # GROUPING(a, b, ...) has a bit per argument, the first the highest, set where the row is not grouped by it.
     masks = [sum(1 << (len(keys) - 1 - k) for k, c in enumerate(keys) if c not in s) for s in sets]
+    grouping = f"GROUPING({', '.join(keys)})"
+    # A member's groups are those one of its rows reaches (its own query's); sorted by grouping set, each
+    # member's rows are one slice of the result (split).
+    reached = " ".join(f"WHEN {mask} THEN COUNT(*) FILTER (WHERE b{i}__w) > 0" for i, mask in enumerate(masks))
     rows = _with_from(members[0][0].rows)
     rows.set("expressions", inner)
-    sql = (f"SELECT GROUPING({', '.join(keys)}) AS __set, {', '.join(keys)}, {', '.join(outer)} "
+    sql = (f"SELECT {grouping} AS __set, {', '.join(keys)}, {', '.join(outer)} "
            f"FROM ({rows.sql(dialect=dialect)}) AS __dp_in "
-           f"GROUP BY GROUPING SETS ({', '.join('(' + ', '.join(s) + ')' for s in sets)})")
+           f"GROUP BY GROUPING SETS ({', '.join('(' + ', '.join(s) + ')' for s in sets)}) "
+           f"HAVING CASE {grouping} {reached} END ORDER BY __set")
     return sql, params, masks
 
 
 def split(table, i: int, query: PartsQuery, mask: int):
-    """Member ``i``'s rows of the combined result, as its own phase-1 query names them: the groups of its
-    grouping set where at least one of its rows passed its WHERE."""
-    import pyarrow.compute as pc
-
-    mine = pc.and_(pc.equal(table.column("__set"), mask), pc.greater(table.column(f"b{i}__rows"), 0))
+    """Member ``i``'s rows of the combined result (sorted by grouping set), as its own phase-1 query names
+    them: a slice, without pyarrow.compute (whose import alone costs what this module saves a template)."""
+    sets = np.asarray(table.column("__set"))
+    start, end = np.searchsorted(sets, mask, side="left"), np.searchsorted(sets, mask, side="right")
     names = [p.alias for p in query.parts]  # the groups' __g<j> first
-    rows = table.filter(mine)
-    return rows.select([f"b{i}{n}" for n in names]).rename_columns(names)
+    return table.slice(start, end - start).select([f"b{i}{n}" for n in names]).rename_columns(names)
 
 
 def _with_from(rows: exp.Select) -> exp.Select:
