@@ -10,6 +10,15 @@ WHERE a boolean column, each template's parts its aggregates with
 is then what its own query returns (a group only where one of its rows passes
 its WHERE), stored where ``LocalCleanRoom.cached`` looks first.
 
+The same query counts the most rows any user has among the rows it reads: the
+bound on a user's rows that decides whether a template's rows need truncating to
+its contribution limit and whether users are counted with DISTINCT
+(``Plan.rows_bound``). Counted over the joined rows, materialized once, it costs
+less than each table's key counts it replaces (0.04 s against 0.1 s at a million
+rows); the templates are planned as if each user had one row, and a template whose
+plan from the counted bound differs (a truncation, a DISTINCT) keeps only the bound
+and runs its own query.
+
 It changes how the exact parts are computed, never what they are or what is
 released: noise, thresholds and charges stay per template, in its own run.
 A template is left to its own query where the shapes differ (a truncation to the
@@ -21,9 +30,11 @@ its own query as before, with its own error.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from sqlglot import exp
 
 from localroom.engine import LocalCleanRoom, LocalLimitation, PartsQuery, Plan, _with_clauses, used_params
@@ -31,46 +42,81 @@ from localroom.engine import LocalCleanRoom, LocalLimitation, PartsQuery, Plan, 
 
 def prefetch(room: LocalCleanRoom, runs: list[tuple[Plan, dict[str, Any]]]) -> int:
     """Compute the phase-1 parts of ``runs`` (plan, typed parameters) that share their rows in one query
-    per shared FROM; the number of templates whose parts are now ready."""
+    per shared FROM and user; the number of templates whose parts are now ready.
+
+    A template whose bound on the rows per user (``Plan.rows_bound``) is not stored yet is planned as if
+    each user had one row, and the combined query counts the most rows any user has among the rows the
+    templates read: the bound. Its parts are kept where its own query, planned from that bound, is the
+    one computed; the bound is kept in any case (its run needs no key counts: localroom/engine.py).
+    """
     ready = getattr(room.db, "ready", None)  # the DuckDB backend's; Spark runs each template's own query
     if ready is None:
         return 0
-    shared: dict[str, list[tuple[Plan, PartsQuery, str, dict]]] = defaultdict(list)
+    shared: dict[tuple[str, str], list[_Member]] = defaultdict(list)
     for plan, params in runs:
         if plan.private is None or not isinstance(plan.root.expression, exp.Select):
             continue
         try:
-            query = plan.parts_query(room)  # the tables' key counts: a failure is the template's own, in its run
+            member = _member(room, plan, params)
         except (*room.db.errors, LocalLimitation):
-            continue
+            continue  # the tables' key counts: a failure is the template's own, in its run
+        query = member.query
         if query.truncated or query.with_ is not None or not query.groups:
             continue
         source = _with_from(query.rows)
         if any(source.find_all(exp.Placeholder)):
             continue
-        text = query.sql(room.dialect)
-        used = used_params(text, room.dialect, params)
-        if room.db.stored("parts", text, used, plan.analysis.tables):
+        if room.db.stored("parts", member.text, member.used, plan.analysis.tables):
             continue
-        shared[source.sql(dialect=room.dialect)].append((plan, query, text, used))
+        shared[(source.sql(dialect=room.dialect), plan.private.user.sql(dialect=room.dialect))].append(member)
     done = 0
     for members in shared.values():
         if len(members) < 2:
             continue
-        sql, params, masks = combined([(q, used) for _, q, _, used in members], room.dialect)
+        sql, params, masks = combined([(m.query, m.used) for m in members], room.dialect)
         try:
             table = room.db.sql(sql, params)
         except (*room.db.errors, LocalLimitation):
             continue  # each template runs its own query, and meets its own error
-        for i, (plan, query, text, used) in enumerate(members):
-            ready[room.db.ready_key("parts", text, used)] = split(table, i, query, masks[i])
+        bound = table.column("__bound")[0].as_py() if table.num_rows else 0  # no rows: none for any user
+        for i, m in enumerate(members):
+            if m.assumed:
+                ready[room.db.ready_key("bound", m.rows_text, m.rows_used)] = pa.table(
+                    {"n": pa.array([bound], pa.int64())})
+                if m.plan.parts_query(room, m.params, assume=bound).sql(room.dialect) != m.text:
+                    continue  # its run truncates, or counts users with DISTINCT: its own query
+            ready[room.db.ready_key("parts", m.text, m.used)] = split(table, i, m.query, masks[i])
             done += 1
     return done
 
 
+@dataclass
+class _Member:
+    plan: Plan
+    params: dict[str, Any]
+    query: PartsQuery
+    text: str  # the phase-1 query's SQL
+    used: dict[str, Any]  # the parameters it uses
+    rows_text: str  # the aggregation's input, before any truncation, and its parameters: the bound's key
+    rows_used: dict[str, Any]
+    assumed: bool  # planned with one row per user: the combined query counts the bound
+
+
+def _member(room: LocalCleanRoom, plan: Plan, params: dict[str, Any]) -> _Member:
+    query = plan.parts_query(room, params, assume=1)
+    rows_text = query.rows.sql(dialect=room.dialect)
+    rows_used = used_params(rows_text, room.dialect, params)
+    assumed = not room.db.stored("bound", rows_text, rows_used, plan.analysis.tables)
+    if not assumed:  # a later run over the same data: planned from the stored bound
+        query = plan.parts_query(room, params)
+    text = query.sql(room.dialect)
+    return _Member(plan, params, query, text, used_params(text, room.dialect, params), rows_text, rows_used, assumed)
+
+
 def combined(members: list[tuple[PartsQuery, dict[str, Any]]], dialect: str) -> tuple[str, dict[str, Any], list[int]]:
-    """One query for ``members`` (phase-1 queries over the same FROM and joins, each with its parameters):
-    the SQL, its parameters, and the GROUPING() value of each member's grouping set."""
+    """One query for ``members`` (phase-1 queries over the same FROM, joins and user, each with its
+    parameters): the SQL, its parameters, and the GROUPING() value of each member's grouping set. Each row
+    also has ``__bound``, the most rows any user has among the rows some member's WHERE lets in."""
     inner, outer, sets, params = [], [], [], {}
     for i, (query, used) in enumerate(members):
         rows = query.rows.copy()
@@ -90,8 +136,11 @@ def combined(members: list[tuple[PartsQuery, dict[str, Any]]], dialect: str) -> 
     reached = " ".join(f"WHEN {mask} THEN COUNT(*) FILTER (WHERE b{i}__w) > 0" for i, mask in enumerate(masks))
     rows = _with_from(members[0][0].rows)
     rows.set("expressions", inner)
-    sql = (f"SELECT {grouping} AS __set, {', '.join(keys)}, {', '.join(outer)} "
-           f"FROM ({rows.sql(dialect=dialect)}) AS __dp_in "
+    # The bound over the same joined rows (materialized once): cheaper than each table's key counts.
+    anyone = " OR ".join(f"b{i}__w" for i in range(len(members)))
+    bound = f"(SELECT max(c) FROM (SELECT count(*) AS c FROM __dp_in WHERE {anyone} GROUP BY b0__u))"
+    sql = (f"WITH __dp_in AS MATERIALIZED ({rows.sql(dialect=dialect)}) "
+           f"SELECT {grouping} AS __set, {', '.join(keys)}, {', '.join(outer)}, {bound} AS __bound FROM __dp_in "
            f"GROUP BY GROUPING SETS ({', '.join('(' + ', '.join(s) + ')' for s in sets)}) "
            f"HAVING CASE {grouping} {reached} END ORDER BY __set")
     return sql, params, masks

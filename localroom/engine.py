@@ -923,9 +923,13 @@ class Plan:
         usage["COUNT_DISTINCT"] += len(identities) + (1 if chosen else 0)
         return _Private(user, limit, releases, identities, threshold_parts, groups, keys, chosen, +usage)
 
-    def parts_query(self, room: LocalCleanRoom) -> PartsQuery:
+    def parts_query(self, room: LocalCleanRoom, params: dict[str, Any], assume: int | None = None) -> PartsQuery:
         """Phase 1 of a DP run: the exact parts the noise is added to, per group (decided from the template, the
-        schemas, the rules and the tables' key counts; nothing of it is released)."""
+        schemas, the rules and a bound on the rows one user has in them; nothing of it is released).
+
+        ``assume`` is that bound, taken as given (localroom/batch.py checks it in the same query); otherwise
+        it is ``rows_bound``'s.
+        """
         private, select = self.private, self._select()
         # The aggregation's input: one row per joined row, the columns the aggregates read.
         rows = _with_clauses(exp.Select(), select, ("from_", "joins"))
@@ -940,14 +944,24 @@ class Plan:
         for k, identity in enumerate(private.identities.values()):
             columns[f"__t{k}"] = identity
         rows.set("expressions", [exp.alias_(e.copy(), name) for name, e in columns.items()])
-        bound = self._rows_per_identity(room, select, private.user)
-        unique = bound == 1
+        bound = assume if assume is not None else self.rows_bound(room, rows, params, select)
+        unique = bound is not None and bound <= 1
         cut = bound is None or bound > private.limit
         if cut:
             rows = truncated(rows, "__u", list(columns), private.limit)
         with_ = select.args.get("with_")
         return PartsQuery(rows, self._private_parts(private, unique), len(private.groups), cut,
                           with_.copy() if with_ is not None else None)
+
+    def rows_bound(self, room: LocalCleanRoom, rows: exp.Select, params: dict[str, Any],
+                   select: exp.Select) -> int | None:
+        """An upper bound on the rows one user has among ``rows`` (the aggregation's input), or None: the
+        one localroom/batch.py counted in its combined query, else the one stored for this data, else the
+        tables' key counts (``_rows_per_identity``). It decides how the parts are computed (a truncation
+        that would keep every row is skipped), never what is released."""
+        found = room.cached("bound", rows.sql(dialect=self.dialect), params, self.analysis.tables, lambda: pa.table(
+            {"n": pa.array([self._rows_per_identity(room, select, self.private.user)], pa.int64())}))
+        return found.column("n")[0].as_py()
 
     def _run_private(self, room, select: exp.Select, params, noise, enforcement: Enforcement) -> LocalResult:
         """Clamp, truncate, aggregate, add noise to every part, then the template's own projections.
@@ -959,7 +973,7 @@ class Plan:
         private = self.private
         enforcement.user_contribution_limit = private.limit
         enforcement.thresholds = {alias: self.thresholded[alias].threshold[1] for alias in private.identities}
-        query = self.parts_query(room)
+        query = self.parts_query(room, params)
         text = query.sql(self.dialect)
         # Exact parts depend on the data alone: on unchanged data they are read back, and noised afresh below.
         parts = room.cached("parts", text, params, self.analysis.tables, lambda: room.db.sql(text, params))

@@ -20,6 +20,7 @@ from model.collaboration import from_stack_files
 from model.parameters import to_python
 from model.templates import parse_query
 from model.validator import validate
+from tests.harness import ROOT
 from tests.parity_templates import PRIVATE
 from tests.test_validator import write_template
 
@@ -56,7 +57,7 @@ def test_each_templates_parts_are_what_its_own_query_returns(tmp_path):
     assert batch.prefetch(room, planned) >= 6  # the shipped two, and the parity templates over one table
     compared = 0
     for plan, params in planned:
-        query = plan.parts_query(room)
+        query = plan.parts_query(room, params)
         text = query.sql("duckdb")
         mine = room.db.ready.get(room.db.ready_key("parts", text, used_params(text, "duckdb", params)))
         if mine is None:  # another shape (a truncation, CTEs, no GROUP BY), or no other template's FROM
@@ -88,7 +89,7 @@ def test_each_template_counts_only_the_rows_its_where_lets_in(tmp_path):
     assert batch.prefetch(room, planned) == 3
     channels = []
     for plan, _ in planned:
-        query = plan.parts_query(room)
+        query = plan.parts_query(room, {})
         text = query.sql("duckdb")
         mine = room.db.ready[room.db.ready_key("parts", text, {})]
         rows, expected = by_groups(mine, query.groups), by_groups(room.db.sql(text, {}), query.groups)
@@ -137,3 +138,77 @@ def test_run_all_releases_what_each_template_alone_releases(tmp_path, monkeypatc
         together = next((tmp_path / "out-all" / name).glob("*.csv"))
         alone = next((tmp_path / f"out-{name}" / name).glob("*.csv"))
         assert read(together) == read(alone), name
+
+
+def test_the_bound_on_rows_per_user_comes_from_the_combined_query(tmp_path, monkeypatch):
+    """No key counts: the combined query counts the most rows a user has among the rows it reads (1 here),
+    and each template's run plans from that bound."""
+    settings, collab = from_stack_files("org-a")
+    room = LocalCleanRoom(collab)
+    planned = [(p, params) for p, params in runs(tmp_path, room, collab, settings)[:2]]
+
+    def no_key_counts(*args):
+        raise AssertionError("the tables' key counts were taken")
+
+    monkeypatch.setattr(room.db, "rows_per_key", no_key_counts)
+    assert batch.prefetch(room, planned) == 2
+    bounds = [t.column("n")[0].as_py() for k, t in room.db.ready.items() if k[0] == "bound"]
+    assert bounds == [1, 1]
+    for plan, params in planned:
+        assert room.execute(plan, params, SeededNoise(1)).table.num_rows > 0
+    assert not room.db.ready  # each run took its bound and its parts
+
+
+def test_users_with_several_rows_get_their_own_truncating_query_and_the_same_release(tmp_path):
+    """A user with two rows of the DP table: the counted bound (2) is over the contribution limit (1), so
+    the parts computed as if each user had one row are dropped; each run truncates, from the counted
+    bound (no key counts), and releases what it releases without the combined query (seeded noise)."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data", data)
+    media = data / "media_engagement" / "media_engagement.csv"
+    lines = media.read_text().splitlines()
+    media.write_text("\n".join([*lines, lines[1]]) + "\n")
+    settings, collab = from_stack_files("org-a", data_dir=data)
+    together, alone = LocalCleanRoom(collab), LocalCleanRoom(collab)
+    planned = [(p, params) for p, params in runs(tmp_path, together, collab, settings)[:2]]
+    alone.load({t for p, _ in planned for t in p.analysis.tables})
+    assert batch.prefetch(together, planned) == 0
+    assert [t.column("n")[0].as_py() for k, t in together.db.ready.items() if k[0] == "bound"] == [2, 2]
+    together.db.rows_per_key = None  # not called: each run plans from the counted bound
+    for plan, params in planned:
+        assert plan.parts_query(together, params, assume=2).truncated
+        got, want = (room.execute(plan, params, SeededNoise(1)).table.to_pylist() for room in (together, alone))
+        assert len(got) == len(want) > 0 and all(same(g[k], w[k]) for g, w in zip(got, want) for k in w)
+
+
+def test_a_run_over_unchanged_data_repeats_no_combined_query(tmp_path, monkeypatch):
+    """The counted bound is stored with the parts (localroom/cache.Derived): the next run over the same data
+    plans each template from it and runs nothing, also where the parts were each template's own (a user
+    with two rows: its runs truncate)."""
+    import shutil
+
+    from localroom import cache
+    from localroom.engine import DuckDB
+
+    monkeypatch.setattr(cache, "RACY_SECONDS", 0.0)
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data", data)
+    media = data / "media_engagement" / "media_engagement.csv"
+    lines = media.read_text().splitlines()
+    media.write_text("\n".join([*lines, lines[1]]) + "\n")
+    settings, collab = from_stack_files("org-a", data_dir=data)
+    released = []
+    for attempt in range(2):
+        room = LocalCleanRoom(collab, DuckDB(tmp_path / "cache"))
+        planned = [(p, params) for p, params in runs(tmp_path, room, collab, settings)[:2]]
+        sql = []
+        own = room.db.sql
+        monkeypatch.setattr(room.db, "sql", lambda text, params: sql.append(text) or own(text, params))
+        assert batch.prefetch(room, planned) == 0
+        released.append([room.execute(plan, params, SeededNoise(1)).table.to_pylist() for plan, params in planned])
+        room.flush()
+        if attempt == 1:
+            assert not any("GROUPING SETS" in s for s in sql) and not any("__dp_in" in s for s in sql)
+    assert all(same(g[k], w[k]) for a, b in zip(*released) for g, w in zip(a, b) for k in w)
