@@ -238,6 +238,7 @@ class LocalCleanRoom:
         self.db = backend if backend is not None else DuckDB()
         self.loaded: dict[str, int] = {}
         self._rows_per_key: dict[tuple[str, str], int] = {}
+        self._bounds: dict[tuple, int | None] = {}  # rows_bound's, by SQL and parameters
 
     @property
     def dialect(self) -> str:
@@ -251,6 +252,14 @@ class LocalCleanRoom:
                 "rows_per_key", f"{table}.{column}", {}, [table],
                 lambda: pa.table({"n": [self.db.rows_per_key(table, column)]})).column("n")[0].as_py())
         return self._rows_per_key[(table, column)]
+
+    def rows_bound(self, sql: str, params: dict[str, Any], aliases, compute) -> int | None:
+        """Plan.rows_bound's bound for the rows ``sql`` selects (cached: asked for by the batch and the run)."""
+        key = (sql, tuple(sorted((k, repr(v)) for k, v in used_params(sql, self.dialect, params).items())))
+        if key not in self._bounds:
+            self._bounds[key] = self.cached("bound", sql, params, aliases, lambda: pa.table(
+                {"n": pa.array([compute()], pa.int64())})).column("n")[0].as_py()
+        return self._bounds[key]
 
     def cached(self, kind: str, sql: str, params, aliases, compute) -> pa.Table:
         """The backend's store of results that depend on the data alone, where it has one (DuckDB's)."""
@@ -959,9 +968,8 @@ class Plan:
         one localroom/batch.py counted in its combined query, else the one stored for this data, else the
         tables' key counts (``_rows_per_identity``). It decides how the parts are computed (a truncation
         that would keep every row is skipped), never what is released."""
-        found = room.cached("bound", rows.sql(dialect=self.dialect), params, self.analysis.tables, lambda: pa.table(
-            {"n": pa.array([self._rows_per_identity(room, select, self.private.user)], pa.int64())}))
-        return found.column("n")[0].as_py()
+        return room.rows_bound(rows.sql(dialect=self.dialect), params, self.analysis.tables,
+                               lambda: self._rows_per_identity(room, select, self.private.user))
 
     def _run_private(self, room, select: exp.Select, params, noise, enforcement: Enforcement) -> LocalResult:
         """Clamp, truncate, aggregate, add noise to every part, then the template's own projections.
