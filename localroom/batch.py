@@ -103,6 +103,7 @@ class _Member:
 
 
 def _member(room: LocalCleanRoom, plan: Plan, params: dict[str, Any]) -> _Member:
+    """``plan``'s phase 1: from its stored bound where this data has one, else as if each user had one row."""
     query = plan.parts_query(room, params, assume=1)
     rows_text = query.rows.sql(dialect=room.dialect)
     rows_used = used_params(rows_text, room.dialect, params)
