@@ -34,10 +34,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 from sqlglot import exp
 
-from localroom.engine import LocalCleanRoom, LocalLimitation, PartsQuery, Plan, _with_clauses, used_params
+from localroom.engine import LocalCleanRoom, LocalLimitation, PartsQuery, Plan, _with_clauses, result_key, used_params
 
 
 def prefetch(room: LocalCleanRoom, runs: list[tuple[Plan, dict[str, Any]]]) -> int:
@@ -80,12 +79,11 @@ def prefetch(room: LocalCleanRoom, runs: list[tuple[Plan, dict[str, Any]]]) -> i
             continue  # each template runs its own query, and meets its own error
         bound = table.column("__bound")[0].as_py() if table.num_rows else 0  # no rows: none for any user
         for i, m in enumerate(members):
-            if m.assumed:
-                ready[room.db.ready_key("bound", m.rows_text, m.rows_used)] = pa.table(
-                    {"n": pa.array([bound], pa.int64())})
+            if m.assumed:  # the counted bound is the run's (and stored for the data): it takes no key counts
+                room.rows_bound(m.rows_text, m.params, m.plan.analysis.tables, lambda: bound)
                 if m.plan.parts_query(room, m.params, assume=bound).sql(room.dialect) != m.text:
                     continue  # its run truncates, or counts users with DISTINCT: its own query
-            ready[room.db.ready_key("parts", m.text, m.used)] = split(table, i, m.query, masks[i])
+            ready[result_key("parts", m.text, m.used)] = split(table, i, m.query, masks[i])
             done += 1
     return done
 
@@ -97,8 +95,7 @@ class _Member:
     query: PartsQuery
     text: str  # the phase-1 query's SQL
     used: dict[str, Any]  # the parameters it uses
-    rows_text: str  # the aggregation's input, before any truncation, and its parameters: the bound's key
-    rows_used: dict[str, Any]
+    rows_text: str  # the aggregation's input, before any truncation: the bound's key
     assumed: bool  # planned with one row per user: the combined query counts the bound
 
 
@@ -106,12 +103,12 @@ def _member(room: LocalCleanRoom, plan: Plan, params: dict[str, Any]) -> _Member
     """``plan``'s phase 1: from its stored bound where this data has one, else as if each user had one row."""
     query = plan.parts_query(room, params, assume=1)
     rows_text = query.rows.sql(dialect=room.dialect)
-    rows_used = used_params(rows_text, room.dialect, params)
-    assumed = not room.db.stored("bound", rows_text, rows_used, plan.analysis.tables)
+    assumed = not room.db.stored("bound", rows_text, used_params(rows_text, room.dialect, params),
+                                 plan.analysis.tables)
     if not assumed:  # a later run over the same data: planned from the stored bound
         query = plan.parts_query(room, params)
     text = query.sql(room.dialect)
-    return _Member(plan, params, query, text, used_params(text, room.dialect, params), rows_text, rows_used, assumed)
+    return _Member(plan, params, query, text, used_params(text, room.dialect, params), rows_text, assumed)
 
 
 def combined(members: list[tuple[PartsQuery, dict[str, Any]]], dialect: str) -> tuple[str, dict[str, Any], list[int]]:

@@ -126,7 +126,7 @@ class DuckDB:
         self.entries: dict[str, object] = {}  # alias -> its cache key
         self.deferred: dict[str, object] = {}  # alias -> a table the cache knows valid, read when a statement names it
         self.derived = None
-        self.ready: dict[tuple, pa.Table] = {}  # phase-1 tables localroom/batch.py computed, by ready_key
+        self.ready: dict[tuple, pa.Table] = {}  # phase-1 tables localroom/batch.py computed, by result_key
         if cache_dir is not None:
             from localroom.cache import Derived
 
@@ -161,7 +161,7 @@ class DuckDB:
         (localroom/cache.Derived): what depends on the data alone is computed once per data. A table
         localroom/batch.py computed for this SQL and parameters (``ready``) is used in place of ``compute()``."""
         used = used_params(sql, self.dialect, params) if params else {}
-        prepared = self.ready.pop(self.ready_key(kind, sql, used), None)
+        prepared = self.ready.pop(result_key(kind, sql, used), None)
         if prepared is not None:
             compute = lambda: prepared  # noqa: E731
         if self.derived is None:
@@ -174,9 +174,6 @@ class DuckDB:
         self.derived.put(kind, sql, used, keys, table)
         return table
 
-    @staticmethod
-    def ready_key(kind: str, sql: str, used: dict[str, Any]) -> tuple:
-        return kind, sql, tuple(sorted((name, repr(value)) for name, value in used.items()))
 
     def stored(self, kind: str, sql: str, used: dict[str, Any], aliases) -> bool:
         """Whether the derived store has the table ``cached`` would look up (a warm run needs no batch)."""
@@ -237,8 +234,7 @@ class LocalCleanRoom:
         self.collab = collab
         self.db = backend if backend is not None else DuckDB()
         self.loaded: dict[str, int] = {}
-        self._rows_per_key: dict[tuple[str, str], int] = {}
-        self._bounds: dict[tuple, int | None] = {}  # rows_bound's, by SQL and parameters
+        self._scalars: dict[tuple, Any] = {}  # _scalar's values, by result_key
 
     @property
     def dialect(self) -> str:
@@ -247,19 +243,21 @@ class LocalCleanRoom:
 
     def rows_per_key(self, table: str, column: str) -> int:
         """The most rows any one value of ``table.column`` has (cached: the room loads each table once)."""
-        if (table, column) not in self._rows_per_key:
-            self._rows_per_key[(table, column)] = int(self.cached(
-                "rows_per_key", f"{table}.{column}", {}, [table],
-                lambda: pa.table({"n": [self.db.rows_per_key(table, column)]})).column("n")[0].as_py())
-        return self._rows_per_key[(table, column)]
+        return self._scalar("rows_per_key", f"{table}.{column}", {}, [table],
+                            lambda: self.db.rows_per_key(table, column))
 
     def rows_bound(self, sql: str, params: dict[str, Any], aliases, compute) -> int | None:
-        """Plan.rows_bound's bound for the rows ``sql`` selects (cached: asked for by the batch and the run)."""
-        key = (sql, tuple(sorted((k, repr(v)) for k, v in used_params(sql, self.dialect, params).items())))
-        if key not in self._bounds:
-            self._bounds[key] = self.cached("bound", sql, params, aliases, lambda: pa.table(
+        """Plan.rows_bound's bound for the rows ``sql`` selects: ``compute()``'s, unless this run or the
+        data's store has it (localroom/batch.py hands in the one its combined query counted)."""
+        return self._scalar("bound", sql, params, aliases, compute)
+
+    def _scalar(self, kind: str, sql: str, params: dict[str, Any], aliases, compute) -> int | None:
+        """``compute()``'s integer (or None), through ``cached`` as a one-cell table, once per run."""
+        key = result_key(kind, sql, used_params(sql, self.dialect, params))
+        if key not in self._scalars:
+            self._scalars[key] = self.cached(kind, sql, params, aliases, lambda: pa.table(
                 {"n": pa.array([compute()], pa.int64())})).column("n")[0].as_py()
-        return self._bounds[key]
+        return self._scalars[key]
 
     def cached(self, kind: str, sql: str, params, aliases, compute) -> pa.Table:
         """The backend's store of results that depend on the data alone, where it has one (DuckDB's)."""
@@ -304,6 +302,11 @@ class LocalCleanRoom:
 
 WITHHELD = ("the engine failed while computing a differentially private result; its message is not shown, as it "
             "can quote the data (look for arithmetic that can overflow or a cast that can fail in the template)")
+
+
+def result_key(kind: str, sql: str, used: dict[str, Any]) -> tuple:
+    """What identifies a result computed from the data: its kind, SQL and the parameter values it uses."""
+    return kind, sql, tuple(sorted((name, repr(value)) for name, value in used.items()))
 
 
 def used_params(sql: str, dialect: str, params: dict[str, Any] | None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from localroom import batch
-from localroom.engine import LocalCleanRoom, used_params
+from localroom.engine import LocalCleanRoom, result_key, used_params
 from localroom.privacy import SeededNoise, calibrate
 from model.collaboration import from_stack_files
 from model.parameters import to_python
@@ -59,7 +59,7 @@ def test_each_templates_parts_are_what_its_own_query_returns(tmp_path):
     for plan, params in planned:
         query = plan.parts_query(room, params)
         text = query.sql("duckdb")
-        mine = room.db.ready.get(room.db.ready_key("parts", text, used_params(text, "duckdb", params)))
+        mine = room.db.ready.get(result_key("parts", text, used_params(text, "duckdb", params)))
         if mine is None:  # another shape (a truncation, CTEs, no GROUP BY), or no other template's FROM
             continue
         alone = room.db.sql(text, params)
@@ -91,7 +91,7 @@ def test_each_template_counts_only_the_rows_its_where_lets_in(tmp_path):
     for plan, _ in planned:
         query = plan.parts_query(room, {})
         text = query.sql("duckdb")
-        mine = room.db.ready[room.db.ready_key("parts", text, {})]
+        mine = room.db.ready[result_key("parts", text, {})]
         rows, expected = by_groups(mine, query.groups), by_groups(room.db.sql(text, {}), query.groups)
         assert len(rows) == len(expected) and all(same(g[k], w[k]) for g, w in zip(rows, expected) for k in w)
         channels.append(sorted(set(mine.column("__g0").to_pylist())))
@@ -152,7 +152,7 @@ def test_the_bound_on_rows_per_user_comes_from_the_combined_query(tmp_path, monk
 
     monkeypatch.setattr(room.db, "rows_per_key", no_key_counts)
     assert batch.prefetch(room, planned) == 2
-    bounds = [t.column("n")[0].as_py() for k, t in room.db.ready.items() if k[0] == "bound"]
+    bounds = [n for k, n in room._scalars.items() if k[0] == "bound"]
     assert bounds == [1, 1]
     for plan, params in planned:
         assert room.execute(plan, params, SeededNoise(1)).table.num_rows > 0
@@ -175,7 +175,7 @@ def test_users_with_several_rows_get_their_own_truncating_query_and_the_same_rel
     planned = [(p, params) for p, params in runs(tmp_path, together, collab, settings)[:2]]
     alone.load({t for p, _ in planned for t in p.analysis.tables})
     assert batch.prefetch(together, planned) == 0
-    assert [t.column("n")[0].as_py() for k, t in together.db.ready.items() if k[0] == "bound"] == [2, 2]
+    assert [n for k, n in together._scalars.items() if k[0] == "bound"] == [2, 2]
     together.db.rows_per_key = None  # not called: each run plans from the counted bound
     for plan, params in planned:
         assert plan.parts_query(together, params, assume=2).truncated
