@@ -184,8 +184,8 @@ def _load_marked(con, pending: "_Pending", cache_dir: Path, files: digests.Files
 def _hash_into(pending: "_Pending", digest: dict) -> None:
     try:
         path = pending.dataset.data_path
-        digest["content"] = pending.content or (pending.early.get(path, pending.before, wait=True)
-                                                if pending.early is not None else None) or digests.sha256(path)
+        early = pending.early.get(path, pending.before, wait=True) if pending.early is not None else None
+        digest["content"] = pending.content or early or digests.sha256(path)
     except OSError as exc:
         digest["error"] = exc
 

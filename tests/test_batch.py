@@ -159,10 +159,8 @@ def test_the_bound_on_rows_per_user_comes_from_the_combined_query(tmp_path, monk
     assert not room.db.ready  # each run took its bound and its parts
 
 
-def test_users_with_several_rows_get_their_own_truncating_query_and_the_same_release(tmp_path):
-    """A user with two rows of the DP table: the counted bound (2) is over the contribution limit (1), so
-    the parts computed as if each user had one row are dropped; each run truncates, from the counted
-    bound (no key counts), and releases what it releases without the combined query (seeded noise)."""
+def a_user_twice(tmp_path: Path) -> Path:
+    """A copy of data/ where one user of the DP table (media_engagement) has two rows."""
     import shutil
 
     data = tmp_path / "data"
@@ -170,7 +168,14 @@ def test_users_with_several_rows_get_their_own_truncating_query_and_the_same_rel
     media = data / "media_engagement" / "media_engagement.csv"
     lines = media.read_text().splitlines()
     media.write_text("\n".join([*lines, lines[1]]) + "\n")
-    settings, collab = from_stack_files("org-a", data_dir=data)
+    return data
+
+
+def test_users_with_several_rows_get_their_own_truncating_query_and_the_same_release(tmp_path):
+    """A user with two rows of the DP table: the counted bound (2) is over the contribution limit (1), so
+    the parts computed as if each user had one row are dropped; each run truncates, from the counted
+    bound (no key counts), and releases what it releases without the combined query (seeded noise)."""
+    settings, collab = from_stack_files("org-a", data_dir=a_user_twice(tmp_path))
     together, alone = LocalCleanRoom(collab), LocalCleanRoom(collab)
     planned = [(p, params) for p, params in runs(tmp_path, together, collab, settings)[:2]]
     alone.load({t for p, _ in planned for t in p.analysis.tables})
@@ -187,18 +192,11 @@ def test_a_run_over_unchanged_data_repeats_no_combined_query(tmp_path, monkeypat
     """The counted bound is stored with the parts (localroom/cache.Derived): the next run over the same data
     plans each template from it and runs nothing, also where the parts were each template's own (a user
     with two rows: its runs truncate)."""
-    import shutil
-
     from localroom import cache
     from localroom.engine import DuckDB
 
     monkeypatch.setattr(cache, "RACY_SECONDS", 0.0)
-    data = tmp_path / "data"
-    shutil.copytree(ROOT / "data", data)
-    media = data / "media_engagement" / "media_engagement.csv"
-    lines = media.read_text().splitlines()
-    media.write_text("\n".join([*lines, lines[1]]) + "\n")
-    settings, collab = from_stack_files("org-a", data_dir=data)
+    settings, collab = from_stack_files("org-a", data_dir=a_user_twice(tmp_path))
     released = []
     for attempt in range(2):
         room = LocalCleanRoom(collab, DuckDB(tmp_path / "cache"))
